@@ -1,0 +1,50 @@
+// bind_core.cpp: build facts and thread control.
+#include "bind_util.h"
+#include "gemm.h"
+#include "threads.h"
+
+namespace pycore {
+
+namespace {
+std::string compiler_name() {
+#if defined(__clang__)
+    return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return std::string("gcc ") + __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+}  // namespace
+
+void bind_core(pybind11::module_& m) {
+    namespace py = pybind11;
+#ifdef PYCORE_VERSION_INFO
+    m.attr("__version__") = PYCORE_VERSION_INFO;
+#endif
+    m.attr("compiler") = compiler_name();
+#ifdef PYCORE_NATIVE_BUILD
+    m.attr("native_build") = true;
+#else
+    m.attr("native_build") = false;
+#endif
+#ifdef PYCORE_SANITIZE_BUILD
+    m.attr("sanitize_build") = true;
+#else
+    m.attr("sanitize_build") = false;
+#endif
+    m.def("openmp_enabled", &openmp_enabled, "True when the kernels were built with OpenMP.");
+    m.def("openmp_version", &openmp_version, "The _OPENMP macro of the build (yyyymm), 0 without OpenMP.");
+    m.def("get_num_threads", &get_num_threads, "Threads each kernel may use.");
+    m.def("set_num_threads", &set_num_threads, py::arg("n"),
+          "Set the threads each kernel may use (n >= 1). Takes effect at the next kernel call.");
+    m.def("in_forked_child", &in_forked_child,
+          "True in a process forked after pycore was imported (kernels then run on one thread).");
+    m.def("simd_path", &gemm_simd_path, "Instruction set of the GEMM micro-kernels in use.");
+    m.def("set_simd_path", [](const std::string& name) { return gemm_set_simd_path(name.c_str()); },
+          py::arg("name"),
+          "Use the micro-kernels for 'avx512f', 'avx2+fma', 'generic' or 'auto'; False if the CPU "
+          "lacks that instruction set. For tests and benchmarks.");
+}
+
+}  // namespace pycore

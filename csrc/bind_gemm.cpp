@@ -1,0 +1,69 @@
+// bind_gemm.cpp: gemm(a, b, c, trans_a, trans_b, alpha, beta) on numpy arrays.
+#include "bind_util.h"
+#include "gemm.h"
+
+namespace pycore {
+namespace {
+
+namespace py = pybind11;
+
+// A 2-D operand as the kernel sees it: a pointer, a row stride and whether to
+// transpose. A C-ordered matrix (or a slice of one with unit column stride) is used
+// in place; a Fortran-ordered one (a transposed view) is the C-ordered transpose of
+// its own buffer, so it is used in place with the transpose flag flipped. Anything
+// else (negative or odd strides, broadcast views) has been copied by the Python layer.
+template <class T>
+struct Operand {
+    const T* data;
+    int64_t ld;
+    bool trans;
+};
+
+template <class T>
+Operand<T> operand(const py::array& a, bool trans, const char* name) {
+    if (!a.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(std::string(name) + ": dtype " + bind::dtype_str(a) +
+                             " does not match the other operand");
+    if (a.ndim() != 2) throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " + bind::shape_str(a));
+    const int64_t item = sizeof(T), rows = a.shape(0), cols = a.shape(1);
+    const int64_t s0 = a.strides(0), s1 = a.strides(1);
+    const T* data = static_cast<const T*>(a.data());
+    if (a.size() == 0) return {data, std::max<int64_t>(cols, 1), trans};  // never read
+    if ((s1 == item || cols <= 1) && s0 % item == 0 && s0 >= std::max<int64_t>(cols, 1) * item)
+        return {data, s0 / item, trans};
+    if ((s0 == item || rows <= 1) && s1 % item == 0 && s1 >= std::max<int64_t>(rows, 1) * item)
+        return {data, s1 / item, !trans};
+    if (rows <= 1 && cols <= 1) return {data, 1, trans};
+    throw py::value_error(std::string(name) + ": strided layout not supported here; pass a contiguous array");
+}
+
+py::array gemm_py(const py::array& a, const py::array& b, py::array c, bool trans_a, bool trans_b,
+                  double alpha, double beta) {
+    return bind::dispatch_float(c, "c", [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        T* cp = bind::out_ptr<T>(c, "c", 2);
+        const Operand<T> A = operand<T>(a, trans_a, "a"), B = operand<T>(b, trans_b, "b");
+        const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+        const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+        if (K != Kb)
+            throw py::value_error("gemm: inner dimensions differ: op(a) has shape (" + std::to_string(M) + ", " +
+                                  std::to_string(K) + "), op(b) has shape (" + std::to_string(Kb) + ", " +
+                                  std::to_string(N) + ")");
+        bind::check_shape(c, {M, N}, "c");
+        {
+            py::gil_scoped_release release;
+            gemm<T>(A.trans, B.trans, M, N, K, T(alpha), A.data, A.ld, B.data, B.ld, T(beta), cp, N);
+        }
+        return c;
+    });
+}
+
+}  // namespace
+
+void bind_gemm(pybind11::module_& m) {
+    m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
+          py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+          "c = alpha * op(a) @ op(b) + beta * c, in place; returns c. c must be C-contiguous.");
+}
+
+}  // namespace pycore

@@ -1,0 +1,286 @@
+// gemm.cpp: the loops around the micro-kernel (BLIS's five loops), packing, threads
+// and the run-time choice of instruction set.
+//
+//   for jc in N by NC            (a column block of C and op(B))
+//     for pc in K by KC          (a slice of the shared dimension)
+//       pack op(B)[pc, jc] into NR-wide panels            -> b_buf (L3/L2)
+//       for ic in M by MC
+//         pack op(A)[ic, pc] into MR-tall panels           -> a_buf (L2)
+//         for jr in NC by NR, for ir in MC by MR: micro-kernel   (L1 / registers)
+//
+// Threads: C is cut into a tm x tn grid of rectangles and each thread runs the whole
+// nest on its own rectangle with its own packing buffers. Nothing is shared, so there
+// are no barriers; a thread grid is chosen so that the extra packing this costs
+// (tn copies of A, tm copies of B) stays small. K is never split, so C has one writer.
+#include "gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "threads.h"
+
+namespace pycore {
+
+const GemmKernel<float>* gemm_kernel_generic_f32();
+const GemmKernel<double>* gemm_kernel_generic_f64();
+const GemmKernel<float>* gemm_kernel_avx2_f32();
+const GemmKernel<double>* gemm_kernel_avx2_f64();
+const GemmKernel<float>* gemm_kernel_avx512_f32();
+const GemmKernel<double>* gemm_kernel_avx512_f64();
+
+namespace {
+
+enum SimdPath { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+bool cpu_supports(SimdPath path) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (path == kAvx512) return __builtin_cpu_supports("avx512f") && gemm_kernel_avx512_f32();
+    if (path == kAvx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && gemm_kernel_avx2_f32();
+#endif
+    return path == kGeneric;
+}
+
+SimdPath best_path() {
+    if (cpu_supports(kAvx512)) return kAvx512;
+    if (cpu_supports(kAvx2)) return kAvx2;
+    return kGeneric;
+}
+
+std::atomic<int> g_path{best_path()};
+
+template <typename T>
+const GemmKernel<T>* current_kernel();
+template <>
+const GemmKernel<float>* current_kernel<float>() {
+    switch (g_path.load(std::memory_order_relaxed)) {
+        case kAvx512: return gemm_kernel_avx512_f32();
+        case kAvx2: return gemm_kernel_avx2_f32();
+        default: return gemm_kernel_generic_f32();
+    }
+}
+template <>
+const GemmKernel<double>* current_kernel<double>() {
+    switch (g_path.load(std::memory_order_relaxed)) {
+        case kAvx512: return gemm_kernel_avx512_f64();
+        case kAvx2: return gemm_kernel_avx2_f64();
+        default: return gemm_kernel_generic_f64();
+    }
+}
+
+// Cache blocking. KC x NR of B and MR x KC of A stay in L1, MC x KC of A in L2,
+// KC x NC of B in L3. MC and NC are multiples of every MR (4, 6, 12) and NR (4..32).
+template <typename T> struct Blocking;
+template <> struct Blocking<float> { static constexpr int64_t KC = 256, MC = 144, NC = 2048; };
+template <> struct Blocking<double> { static constexpr int64_t KC = 256, MC = 72, NC = 1024; };
+
+// Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-tall panels, each stored k-major, zero-padded.
+template <typename T>
+void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            int mr, T* dst) {
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+        const int64_t m = std::min<int64_t>(mr, mc - ir);
+        if (!trans) {
+            // op(A)(i, k) = A[i*lda + k]: walk each of the m rows along k.
+            for (int64_t i = 0; i < m; ++i) {
+                const T* src = A + (i0 + ir + i) * lda + p0;
+                for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = src[k];
+            }
+        } else {
+            // op(A)(i, k) = A[k*lda + i]: the m values of one k are contiguous.
+            for (int64_t k = 0; k < kc; ++k) {
+                const T* src = A + (p0 + k) * lda + i0 + ir;
+                for (int64_t i = 0; i < m; ++i) dst[k * mr + i] = src[i];
+            }
+        }
+        for (int64_t i = m; i < mr; ++i)
+            for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = T(0);
+        dst += kc * mr;
+    }
+}
+
+// Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-wide panels, each stored k-major, zero-padded.
+template <typename T>
+void pack_b(const T* B, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+            int nr, T* dst) {
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        const int64_t n = std::min<int64_t>(nr, nc - jr);
+        if (!trans) {
+            // op(B)(k, j) = B[k*ldb + j]: n contiguous values per k.
+            for (int64_t k = 0; k < kc; ++k) {
+                const T* src = B + (p0 + k) * ldb + j0 + jr;
+                T* d = dst + k * nr;
+                std::memcpy(d, src, sizeof(T) * n);
+                for (int64_t j = n; j < nr; ++j) d[j] = T(0);
+            }
+        } else {
+            // op(B)(k, j) = B[j*ldb + k]: walk each of the n rows of B along k.
+            for (int64_t j = 0; j < n; ++j) {
+                const T* src = B + (j0 + jr + j) * ldb + p0;
+                for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
+            }
+            for (int64_t j = n; j < nr; ++j)
+                for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
+        }
+        dst += kc * nr;
+    }
+}
+
+// Packing buffers live as long as the (pooled) OpenMP thread that uses them, so a
+// GEMM called once per RNN timestep does not allocate.
+template <typename T>
+T* scratch(int which, size_t count) {
+    thread_local std::vector<T> buffers[2];
+    std::vector<T>& buf = buffers[which];
+    if (buf.size() < count) buf.resize(count);
+    return buf.data();
+}
+
+struct Args {
+    bool trans_a, trans_b;
+    int64_t M, N, K, lda, ldb, ldc;
+};
+
+// One thread's share: C[m0:m1, n0:n1].
+template <typename T>
+void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
+                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    using Blk = Blocking<T>;
+    const int mr = kern.mr, nr = kern.nr;
+    const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
+    const int64_t kc_max = std::min<int64_t>(Blk::KC, g.K);
+    T* b_buf = scratch<T>(0, size_t(kc_max) * ((nc_max + nr - 1) / nr) * nr);
+    T* a_buf = scratch<T>(1, size_t(kc_max) * Blk::MC);
+
+    for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
+        const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
+        for (int64_t pc = 0; pc < g.K; pc += Blk::KC) {
+            const int64_t kc = std::min<int64_t>(Blk::KC, g.K - pc);
+            const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
+            pack_b(B, g.ldb, g.trans_b, pc, kc, jc, nc, nr, b_buf);
+            for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
+                const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
+                pack_a(A, g.lda, g.trans_a, ic, mc, pc, kc, mr, a_buf);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    const T* b_panel = b_buf + (jr / nr) * kc * nr;
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        kern.run(kc, a_buf + (ir / mr) * kc * mr, b_panel,
+                                 C + (ic + ir) * g.ldc + jc + jr, g.ldc, alpha, beta_here,
+                                 std::min<int64_t>(mr, mc - ir), std::min<int64_t>(nr, nc - jr));
+                    }
+                }
+            }
+        }
+    }
+}
+
+// C = beta * C, for K == 0 or alpha == 0 (beta == 0 writes zeros, never reads C).
+template <typename T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+    for (int64_t i = 0; i < M; ++i) {
+        T* c = C + i * ldc;
+        if (beta == T(0))
+            std::fill(c, c + N, T(0));
+        else if (beta != T(1))
+            for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+}
+
+// Split nt threads into a tm x tn grid over C. Each thread packs its own A rows and
+// B columns, so the grid that copies least is the one minimising tn*M + tm*N.
+void thread_grid(int nt, int64_t M, int64_t N, int mr, int nr, int* tm_out, int* tn_out) {
+    const int64_t row_panels = (M + mr - 1) / mr, col_panels = (N + nr - 1) / nr;
+    int best_tm = 0, best_tn = 0;
+    int64_t best_cost = 0;
+    for (int tm = 1; tm <= nt; ++tm) {
+        if (nt % tm) continue;
+        const int tn = nt / tm;
+        if (tm > row_panels || tn > col_panels) continue;
+        const int64_t cost = tn * M + tm * N;
+        if (best_tm == 0 || cost < best_cost) best_tm = tm, best_tn = tn, best_cost = cost;
+    }
+    if (best_tm == 0) {
+        // nt does not factor onto this shape (say 3 threads, one row panel): use what fits.
+        best_tm = static_cast<int>(std::min<int64_t>(nt, row_panels));
+        best_tn = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt / best_tm, col_panels)));
+    }
+    *tm_out = best_tm;
+    *tn_out = best_tn;
+}
+
+// [begin, end) of part p of `panels` panels split into `parts`, in units of `step` rows.
+inline void split(int64_t total, int64_t step, int parts, int p, int64_t* begin, int64_t* end) {
+    const int64_t panels = (total + step - 1) / step;
+    const int64_t lo = panels * p / parts, hi = panels * (p + 1) / parts;
+    *begin = std::min(total, lo * step);
+    *end = std::min(total, hi * step);
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == T(0)) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    const GemmKernel<T>& kern = *current_kernel<T>();
+    const Args g{trans_a, trans_b, M, N, K, lda, ldb, ldc};
+
+    // About 2^18 multiply-adds (a 64^3 product) per thread before another one helps.
+    const int nt = threads_for(M * N * K, int64_t(1) << 18);
+    if (nt == 1) {
+        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N);
+        return;
+    }
+    int tm, tn;
+    thread_grid(nt, M, N, kern.mr, kern.nr, &tm, &tn);
+#pragma omp parallel num_threads(tm * tn)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        int64_t m0, m1, n0, n1;
+        split(M, kern.mr, tm, t / tn, &m0, &m1);
+        split(N, kern.nr, tn, t % tn, &n0, &n1);
+        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1);
+    }
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
+
+const char* gemm_simd_path() { return current_kernel<float>()->name; }
+
+bool gemm_set_simd_path(const char* name) {
+    const std::string want(name);
+    if (want == "auto") {
+        g_path.store(best_path());
+        return true;
+    }
+    const SimdPath paths[] = {kGeneric, kAvx2, kAvx512};
+    const char* names[] = {"generic", "avx2+fma", "avx512f"};
+    for (int i = 0; i < 3; ++i) {
+        if (want != names[i]) continue;
+        if (!cpu_supports(paths[i])) return false;
+        g_path.store(paths[i]);
+        return true;
+    }
+    return false;
+}
+
+}  // namespace pycore

@@ -1,0 +1,70 @@
+// AVX2 + FMA micro-kernels: 6 x 16 floats (6 x 8 doubles) held in 12 ymm registers.
+#include <cstdint>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+namespace pycore {
+namespace {
+
+struct Avx2F32 {
+    using scalar = float;
+    using reg = __m256;
+    static constexpr int width = 8;
+    static reg zero() { return _mm256_setzero_ps(); }
+    static reg broadcast(float x) { return _mm256_set1_ps(x); }
+    static reg load(const float* p) { return _mm256_loadu_ps(p); }
+    static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+    static void storeu(float* p, reg r) { _mm256_storeu_ps(p, r); }
+    static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+};
+
+struct Avx2F64 {
+    using scalar = double;
+    using reg = __m256d;
+    static constexpr int width = 4;
+    static reg zero() { return _mm256_setzero_pd(); }
+    static reg broadcast(double x) { return _mm256_set1_pd(x); }
+    static reg load(const double* p) { return _mm256_loadu_pd(p); }
+    static reg loadu(const double* p) { return _mm256_loadu_pd(p); }
+    static void storeu(double* p, reg r) { _mm256_storeu_pd(p, r); }
+    static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+};
+
+#include "gemm_kernels.h"
+
+const GemmKernel<float> kF32{"avx2+fma", 6, 16, micro_kernel<Avx2F32, 6, 2>};
+const GemmKernel<double> kF64{"avx2+fma", 6, 8, micro_kernel<Avx2F64, 6, 2>};
+
+}  // namespace
+
+const GemmKernel<float>* gemm_kernel_avx2_f32() { return &kF32; }
+const GemmKernel<double>* gemm_kernel_avx2_f64() { return &kF64; }
+
+}  // namespace pycore
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else  // not x86-64
+
+namespace pycore {
+const GemmKernel<float>* gemm_kernel_avx2_f32() { return nullptr; }
+const GemmKernel<double>* gemm_kernel_avx2_f64() { return nullptr; }
+}  // namespace pycore
+
+#endif

@@ -1,0 +1,35 @@
+// Portable micro-kernels: GCC/Clang vector extensions of 16 bytes, which every
+// x86-64 (SSE2) and ARM64 (NEON) CPU has. No FMA: a multiply and an add.
+#include <cstdint>
+#include <cstring>
+
+#include "gemm.h"
+
+namespace pycore {
+namespace {
+
+template <typename T>
+struct GenericVec {
+    using scalar = T;
+    static constexpr int width = 16 / sizeof(T);
+    typedef T reg __attribute__((vector_size(16)));
+    static reg zero() { return reg{}; }
+    static reg broadcast(T x) { return reg{} + x; }
+    static reg load(const T* p) { reg r; std::memcpy(&r, p, sizeof r); return r; }
+    static reg loadu(const T* p) { return load(p); }
+    static void storeu(T* p, reg r) { std::memcpy(p, &r, sizeof r); }
+    static reg mul(reg a, reg b) { return a * b; }
+    static reg fmadd(reg a, reg b, reg c) { return a * b + c; }
+};
+
+#include "gemm_kernels.h"
+
+const GemmKernel<float> kF32{"generic", 4, 8, micro_kernel<GenericVec<float>, 4, 2>};
+const GemmKernel<double> kF64{"generic", 4, 4, micro_kernel<GenericVec<double>, 4, 2>};
+
+}  // namespace
+
+const GemmKernel<float>* gemm_kernel_generic_f32() { return &kF32; }
+const GemmKernel<double>* gemm_kernel_generic_f64() { return &kF64; }
+
+}  // namespace pycore

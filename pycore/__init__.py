@@ -1,0 +1,18 @@
+"""pycore: a small deep-learning library for multicore CPUs.
+
+numpy arrays in and out; C++/OpenMP kernels underneath; PyTorch's names.
+
+    import pycore, pycore.nn as nn, pycore.functional as F
+"""
+from . import _C
+
+__version__ = _C.__version__
+
+from ._context import get_rng_state, is_grad_enabled, manual_seed, no_grad, set_rng_state
+from ._threads import get_num_threads, set_num_threads, show_config
+from . import functional, nn
+
+__all__ = [
+    "functional", "nn", "manual_seed", "no_grad", "is_grad_enabled", "get_rng_state",
+    "set_rng_state", "get_num_threads", "set_num_threads", "show_config",
+]

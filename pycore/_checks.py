@@ -1,0 +1,95 @@
+"""Argument checks shared by every public function and module.
+
+Everything a user passes is checked here, in Python, before any C++ runs, so that a
+mistake raises an exception that names the argument, what was expected and what
+was received: TypeError for a wrong type or dtype, ValueError for a wrong shape or
+value. Arrays leave these helpers C-contiguous, which is what the kernels read.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, name="dtype"):
+    """Return np.dtype(dtype) if it is float32 or float64, else raise TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def float_array(x, name, dtype=None, ndim=None, layout=None):
+    """Return `x` as a C-contiguous float32/float64 ndarray.
+
+    dtype: when given, x must already have it (no silent casts: a float64 batch fed
+    to a float32 model is a TypeError, as in PyTorch). ndim: an int or a tuple of
+    allowed ranks; layout names the expected axes for the message, e.g. "(N, C, H, W)".
+    """
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple, numbers.Number, np.generic)):
+            x = np.asarray(x)
+        elif hasattr(x, "__array__"):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} does not match the expected dtype {np.dtype(dtype)}"
+                        f" (cast it with .astype(np.{np.dtype(dtype).name}))")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            ranks = " or ".join(f"{n}-D" for n in allowed)
+            where = f" {layout}" if layout else ""
+            raise ValueError(f"{name}: expected a {ranks} array{where}, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def same_dtype(arrays, names, what):
+    """Raise TypeError unless all arrays share one dtype."""
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        listed = ", ".join(f"{n}: {a.dtype}" for n, a in zip(names, arrays))
+        raise TypeError(f"{what}: arrays must share one dtype, got {listed}")
+
+
+def integer(value, name, minimum=None):
+    """Return value as a Python int (bool is refused), with an optional lower bound."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def int_pair(value, name, minimum=None):
+    """An int or a pair of ints (height, width), as PyTorch's _pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
+        return (integer(value[0], name, minimum), integer(value[1], name, minimum))
+    v = integer(value, name, minimum)
+    return (v, v)
+
+
+def probability(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def shape_matches(x, shape, name):
+    """Raise ValueError unless x.shape == shape (None in shape matches any size)."""
+    ok = x.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {x.shape}")

@@ -1,0 +1,96 @@
+"""Matrix products through pycore's own GEMM (csrc/gemm.cpp)."""
+import numpy as np
+
+from .. import _C
+from .._checks import float_array, same_dtype
+
+
+def _operand(x, name):
+    """A 2-D float array the GEMM can read in place: C- or Fortran-ordered (a transposed
+    view is read as its transpose, with no copy); other layouts are copied."""
+    x = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        float_array(x, name)  # raises the TypeError naming the dtype
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
+    if x.flags.c_contiguous or x.flags.f_contiguous:
+        return x
+    return np.ascontiguousarray(x)
+
+
+def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+    """C = alpha * op(a) @ op(b) + beta * C, where op(x) is x or x.T.
+
+    a: op(a) is (M, K); b: op(b) is (K, N). With `c` given, it is updated in place
+    (it must be a C-contiguous, writeable (M, N) array of the operands' dtype) and
+    returned; otherwise a new array is returned (and beta is ignored).
+    """
+    a, b = _operand(a, "a"), _operand(b, "b")
+    same_dtype((a, b), ("a", "b"), "gemm")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != kb:
+        raise ValueError(f"gemm: shapes {a.shape} and {b.shape} do not align "
+                         f"(op(a) is ({m}, {k}), op(b) is ({kb}, {n}); trans_a={trans_a}, trans_b={trans_b})")
+    if c is None:
+        c, beta = np.empty((m, n), dtype=a.dtype), 0.0
+    else:
+        if not isinstance(c, np.ndarray):
+            raise TypeError(f"c: expected a numpy array, got {type(c).__name__}")
+        if c.dtype != a.dtype:
+            raise TypeError(f"c: dtype {c.dtype} does not match the operands' dtype {a.dtype}")
+        if c.shape != (m, n):
+            raise ValueError(f"c: expected shape {(m, n)}, got {c.shape}")
+        if not c.flags.c_contiguous or not c.flags.writeable:
+            raise ValueError("c: must be C-contiguous and writeable (it is updated in place)")
+    return _C.gemm(a, b, c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b) for 2-D float32/float64 arrays, op(x) = x.T when its flag is set."""
+    return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+
+
+def linear(x, weight, bias=None):
+    """y = x @ weight.T + bias, on the last axis.
+
+    x: (*, in_features); weight: (out_features, in_features); bias: (out_features,).
+    Returns (*, out_features).
+    """
+    x = float_array(x, "input")
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {x.shape[-1] if x.ndim else 0} features (shape {x.shape}) "
+                         f"but weight expects {weight.shape[1]} (shape {weight.shape})")
+    x2 = x.reshape(-1, weight.shape[1])
+    y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
+    if bias is not None:
+        bias = float_array(bias, "bias", dtype=x.dtype, ndim=1)
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {bias.shape}")
+        y[...] = bias
+        _C.gemm(x2, weight, y, False, True, 1.0, 1.0)
+    else:
+        _C.gemm(x2, weight, y, False, True, 1.0, 0.0)
+    return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of linear(x, weight, bias) given grad_y = dL/dy.
+
+    Adds dL/dweight = grad_y^T x into grad_weight and dL/dbias = sum(grad_y) into
+    grad_bias (when given, in place); returns dL/dx = grad_y @ weight, or None when
+    need_input_grad is False.
+    """
+    out_features, in_features = weight.shape
+    gy2 = np.ascontiguousarray(grad_y).reshape(-1, out_features)
+    x2 = x.reshape(-1, in_features)
+    if grad_weight is not None:
+        _C.gemm(gy2, x2, grad_weight, True, False, 1.0, 1.0)
+    if grad_bias is not None:
+        grad_bias += gy2.sum(axis=0)
+    if not need_input_grad:
+        return None
+    gx = np.empty((gy2.shape[0], in_features), dtype=x.dtype)
+    _C.gemm(gy2, weight, gx, False, False, 1.0, 0.0)
+    return gx.reshape(x.shape)

@@ -1,0 +1,74 @@
+"""Linear (fully connected) and Flatten layers."""
+import numpy as np
+
+from .. import functional as F
+from .._checks import integer
+from . import init
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, applied to the last axis.
+
+    Args: in_features, out_features, bias=True, dtype=np.float32.
+    Shape: input (*, in_features) -> output (*, out_features); works on (N, in) and on
+    sequences (N, T, in) alike.
+    Attributes: weight (out_features, in_features), bias (out_features,), initialised
+    as PyTorch does: U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        self.in_features = integer(in_features, "in_features", minimum=1)
+        self.out_features = integer(out_features, "out_features", minimum=1)
+        shape = (self.out_features, self.in_features)
+        self.weight = Parameter(init.kaiming_uniform(shape, self.dtype))
+        self.bias = Parameter(init.bias_uniform(shape, self.out_features, self.dtype)) if bias else None
+
+    def forward(self, x):
+        x = self._check_input(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear: expected input with {self.in_features} features on the last axis, "
+                             f"got shape {x.shape}")
+        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        self._save_for_backward(x)
+        return y
+
+    def backward(self, grad_output):
+        (x,) = self._pop_saved()
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.shape != x.shape[:-1] + (self.out_features,):
+            raise ValueError(f"Linear.backward: grad_output has shape {grad_output.shape}, "
+                             f"expected {x.shape[:-1] + (self.out_features,)}")
+        return F.linear_backward(grad_output, x, self.weight.data, self.weight.grad,
+                                 None if self.bias is None else self.bias.grad,
+                                 need_input_grad=self.requires_input_grad)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Flatten(Module):
+    """Flatten dims start_dim..end_dim into one (default: all but the batch axis), as torch.nn.Flatten."""
+
+    def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
+        super().__init__(dtype)
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        x = self._check_input(x)
+        start = self.start_dim % x.ndim
+        end = self.end_dim % x.ndim
+        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        self._save_for_backward(x.shape)
+        return x.reshape(shape)
+
+    def backward(self, grad_output):
+        (shape,) = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.size != int(np.prod(shape)):
+            raise ValueError(f"Flatten.backward: grad_output has shape {grad_output.shape}, "
+                             f"which does not reshape to the input's {shape}")
+        return grad_output.reshape(shape)

@@ -1,0 +1,301 @@
+"""Module, Parameter and the containers: the contract every layer follows.
+
+    y = m(x)            forward; caches what backward needs (unless under pycore.no_grad())
+    gx = m.backward(gy) gradient of the input; *adds* each parameter's gradient into .grad
+
+Layers hold numpy arrays. Parameters and sub-modules are found by walking the
+instance's attributes in the order they were set, so their names are PyTorch's
+("conv1.weight", "0.bias", ...) and a PyTorch state_dict converted with
+`{k: v.numpy() for k, v in sd.items()}` loads directly.
+"""
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from .._checks import float_array, float_dtype
+from .._context import is_grad_enabled
+
+
+class Parameter:
+    """A trainable array: `.data` (the values) and `.grad` (same shape, starts at zeros).
+
+    Backward passes add into `.grad`; `Module.zero_grad()` (or the optimizer's) resets it.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class StateDictError(RuntimeError, ValueError):
+    """load_state_dict found missing, unexpected or wrongly shaped entries.
+
+    A RuntimeError, as PyTorch raises, and a ValueError, as pycore raises for bad values."""
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses call `super().__init__()` and implement `forward(x)` and `backward(grad)`.
+    Set `requires_input_grad = False` on a model's first layer (or on a Sequential) to
+    skip the gradient of the input, which a network's data never needs: backward then
+    returns None. pycore.train.fit does this for you.
+    """
+
+    def __init__(self, dtype=np.float32):
+        self.training = True
+        self.requires_input_grad = True
+        self.dtype = float_dtype(dtype)
+        self._buffer_names = []
+        self._saved = None
+
+    # -- running -----------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def _check_input(self, x, name="input", ndim=None, layout=None):
+        """x as a C-contiguous array of this module's dtype; TypeError/ValueError naming the layer."""
+        try:
+            return float_array(x, name, dtype=self.dtype, ndim=ndim, layout=layout)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{type(self).__name__}: {err}") from None
+
+    def _save_for_backward(self, *values):
+        """Keep what backward needs, unless gradients are off (pycore.no_grad())."""
+        self._saved = values if is_grad_enabled() else None
+
+    def _pop_saved(self):
+        """What forward saved; RuntimeError when there is nothing (no forward, or a second backward)."""
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no forward to differentiate. Call forward first "
+                "(outside pycore.no_grad()); each forward supports one backward.")
+        self._saved = None
+        return saved
+
+    # -- parameters, buffers, children -------------------------------------------
+    def register_buffer(self, name, value):
+        """A non-trainable array that belongs in the state_dict (e.g. BatchNorm's running mean)."""
+        setattr(self, name, value)
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(prefix + ("." if prefix else "") + name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        for name, value in vars(self).items():
+            full = prefix + name
+            if isinstance(value, Parameter):
+                yield full, value
+            elif isinstance(value, Module):
+                yield from value.named_parameters(full + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for name in self._buffer_names:
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(prefix + name + ".")
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, dtype):
+        """Cast every parameter (values and grads) and floating buffer to `dtype`, in place."""
+        dtype = float_dtype(dtype)
+        for m in self.modules():
+            m.dtype = dtype
+            for value in vars(m).values():
+                if isinstance(value, Parameter) and value.data.dtype != dtype:
+                    value.data = value.data.astype(dtype)
+                    value.grad = value.grad.astype(dtype)
+            for name in m._buffer_names:
+                buf = getattr(m, name)
+                if isinstance(buf, np.ndarray) and buf.dtype.kind == "f":
+                    setattr(m, name, buf.astype(dtype))
+        return self
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    # -- state dict ----------------------------------------------------------------
+    def state_dict(self):
+        """OrderedDict of name -> numpy array (the live arrays, not copies), PyTorch's keys."""
+        out = OrderedDict()
+        self._collect_state(out, "")
+        return out
+
+    def _collect_state(self, out, prefix):
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                out[prefix + name] = value.data
+            elif isinstance(value, Module):
+                value._collect_state(out, prefix + name + ".")
+        for name in self._buffer_names:
+            out[prefix + name] = getattr(self, name)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into this module's parameters and buffers, cast to its dtype.
+
+        Values may be numpy arrays or anything np.asarray accepts (a CPU torch tensor).
+        With strict=True (the default) every key must match and nothing may be left
+        over; all problems are listed in one StateDictError. Nothing is changed unless
+        the whole dict is valid. Returns (missing_keys, unexpected_keys).
+        """
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}")
+        targets = self._state_targets()
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        problems, updates = [], []
+        for key, (owner, attr, is_param) in targets.items():
+            if key not in state_dict:
+                continue
+            current = owner.data if is_param else getattr(owner, attr)
+            try:
+                value = np.asarray(state_dict[key])
+            except Exception as err:  # noqa: BLE001 - reported with the key
+                problems.append(f"{key}: cannot convert to an array ({err})")
+                continue
+            if value.dtype == object or value.dtype.kind not in "fiub":
+                problems.append(f"{key}: expected a numeric array, got dtype {value.dtype}")
+                continue
+            if value.shape != current.shape:
+                problems.append(f"size mismatch for {key}: the checkpoint has shape {value.shape}, "
+                                f"the model has shape {current.shape}")
+                continue
+            updates.append((owner, attr, is_param, value.astype(current.dtype)))
+        if strict:
+            problems += [f"missing key: {k}" for k in missing] + [f"unexpected key: {k}" for k in unexpected]
+        if problems:
+            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  "
+                                 + "\n  ".join(problems))
+        for owner, attr, is_param, value in updates:
+            if is_param:
+                owner.data[...] = value
+            else:
+                getattr(owner, attr)[...] = value
+        return IncompatibleKeys(missing, unexpected)
+
+    def _state_targets(self, prefix="", out=None):
+        out = OrderedDict() if out is None else out
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                out[prefix + name] = (value, name, True)
+            elif isinstance(value, Module):
+                value._state_targets(prefix + name + ".", out)
+        for name in self._buffer_names:
+            out[prefix + name] = (self, name, False)
+        return out
+
+    # -- printing ------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse. Children are named
+    "0", "1", ... so state_dict keys match torch.nn.Sequential's."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+        if modules:
+            self.dtype = modules[0].dtype
+
+    def __len__(self):
+        return sum(1 for _ in self.named_children())
+
+    def __getitem__(self, index):
+        layers = list(self.children())
+        return layers[index]
+
+    def __iter__(self):
+        return iter(list(self.children()))
+
+    @property
+    def requires_input_grad(self):
+        first = next(iter(self.children()), None)
+        return True if first is None else first.requires_input_grad
+
+    @requires_input_grad.setter
+    def requires_input_grad(self, value):
+        first = next(iter(self.children()), None)
+        if first is not None:
+            first.requires_input_grad = value
+
+    def forward(self, x):
+        for m in self.children():
+            x = m(x)
+        return x
+
+    def backward(self, grad):
+        for m in reversed(list(self.children())):
+            grad = m.backward(grad)
+            if grad is None:
+                break
+        return grad

@@ -1,0 +1,172 @@
+"""pycore.functional.matmul / gemm against numpy, across shapes, layouts, dtypes and threads."""
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+
+import pycore
+import pycore.functional as F
+from pycore import _C
+
+SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29), (64, 64, 64),
+          (97, 101, 103), (6, 16, 300), (130, 70, 520), (0, 4, 3), (4, 0, 3), (4, 3, 0), (1, 1030, 7)]
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
+_C.set_simd_path("auto")
+
+
+def operands(rng, m, n, k, ta, tb, dtype):
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    return a, b, ref
+
+
+@pytest.fixture(params=SIMD_PATHS)
+def simd_path(request):
+    assert _C.set_simd_path(request.param)
+    yield request.param
+    _C.set_simd_path("auto")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("mnk", SHAPES)
+def test_matmul_matches_numpy(simd_path, rng, mnk, ta, tb, dtype):
+    a, b, ref = operands(rng, *mnk, ta, tb, dtype)
+    out = F.matmul(a, b, trans_a=ta, trans_b=tb)
+    assert out.dtype == dtype and out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25), (0.0, 3.0), (1.0, -1.0)])
+def test_gemm_alpha_beta(rng, dtype, alpha, beta):
+    a, b, ref = operands(rng, 45, 67, 300, True, False, dtype)
+    c0 = rng.standard_normal(ref.shape).astype(dtype)
+    c = c0.copy()
+    out = F.gemm(a, b, c, alpha=alpha, beta=beta, trans_a=True)
+    assert out is c
+    np.testing.assert_allclose(c, alpha * ref + beta * c0, **TOL[dtype])
+
+
+def test_beta_zero_never_reads_c(rng):
+    a, b, ref = operands(rng, 20, 30, 10, False, False, np.float32)
+    c = np.full(ref.shape, np.nan, dtype=np.float32)
+    F.gemm(a, b, c, beta=0.0)
+    np.testing.assert_allclose(c, ref, **TOL[np.float32])
+
+
+def test_k_zero_scales_c():
+    c = np.ones((3, 4))
+    F.gemm(np.zeros((3, 0)), np.zeros((0, 4)), c, beta=2.0)
+    np.testing.assert_array_equal(c, 2.0)
+    np.testing.assert_array_equal(F.matmul(np.zeros((3, 0)), np.zeros((0, 4))), 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_and_two_threads_agree(rng, dtype):
+    a, b, _ = operands(rng, 300, 260, 270, False, True, dtype)
+    before = pycore.get_num_threads()
+    try:
+        pycore.set_num_threads(1)
+        one = F.matmul(a, b, trans_b=True)
+        pycore.set_num_threads(2)
+        two = F.matmul(a, b, trans_b=True)
+    finally:
+        pycore.set_num_threads(before)
+    # K is never split across threads, so every element is summed in the same order.
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "negative", "fortran", "readonly", "broadcast"])
+def test_any_layout_gives_the_right_answer(rng, layout):
+    base = rng.standard_normal((40, 60))
+    a = {
+        "transposed": base.T,
+        "sliced": base[::2, 5:50:3],
+        "negative": base[::-1, ::-1],
+        "fortran": np.asfortranarray(base),
+        "readonly": base.copy(),
+        "broadcast": np.broadcast_to(base[:1], (40, 60)),
+    }[layout]
+    if layout == "readonly":
+        a.flags.writeable = False
+    b = rng.standard_normal((a.shape[1], 9))
+    np.testing.assert_allclose(F.matmul(a, b), np.asarray(a) @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F.matmul(b.T, a.T, trans_a=False), b.T @ np.asarray(a).T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float16, object, np.complex64, bool])
+def test_wrong_dtype_is_a_type_error_naming_it(dtype):
+    a = np.ones((2, 2), dtype=dtype)
+    with pytest.raises(TypeError, match=np.dtype(dtype).name if dtype is not object else "object"):
+        F.matmul(a, np.ones((2, 2)))
+
+
+def test_mixed_dtypes_are_refused():
+    with pytest.raises(TypeError, match="float32.*float64|float64.*float32"):
+        F.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float64))
+
+
+def test_mismatched_shapes_name_both():
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 6\)"):
+        F.matmul(np.ones((3, 4)), np.ones((5, 6)))
+    with pytest.raises(ValueError, match="2-D"):
+        F.matmul(np.ones(3), np.ones((3, 2)))
+
+
+def test_bad_output_array_is_refused():
+    a, b = np.ones((2, 3)), np.ones((3, 4))
+    with pytest.raises(ValueError, match="shape"):
+        F.gemm(a, b, np.zeros((4, 2)))
+    with pytest.raises(TypeError, match="dtype"):
+        F.gemm(a, b, np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        F.gemm(a, b, np.zeros((4, 2)).T)
+    ro = np.zeros((2, 4))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        F.gemm(a, b, ro)
+
+
+def test_thread_count_api():
+    before = pycore.get_num_threads()
+    try:
+        pycore.set_num_threads(1)
+        assert pycore.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            pycore.set_num_threads(0)
+        with pytest.raises(TypeError):
+            pycore.set_num_threads(1.5)
+    finally:
+        pycore.set_num_threads(before)
+
+
+def _child_matmul(queue):
+    a = np.ones((200, 200), np.float32)
+    queue.put(float(F.matmul(a, a)[0, 0]))
+
+
+def test_fork_after_parallel_kernels_does_not_hang():
+    pycore.set_num_threads(2)
+    a = np.ones((300, 300), np.float32)
+    F.matmul(a, a)  # start the OpenMP thread pool in the parent
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_matmul, args=(queue,))
+    proc.start()
+    proc.join(timeout=60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung in a pycore kernel")
+    assert proc.exitcode == 0
+    assert queue.get(timeout=5) == 200.0
+
+
+def test_show_config_reports_the_build(capsys):
+    pycore.show_config()
+    out = capsys.readouterr().out
+    for word in ("pycore", "openmp", "simd path", "threads", "compiler"):
+        assert word in out
