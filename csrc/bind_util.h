@@ -86,5 +86,10 @@ py::array_t<T> new_array(const std::vector<int64_t>& shape) {
 // Each op family registers its functions from its own bind_*.cpp.
 void bind_core(pybind11::module_& m);
 void bind_gemm(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_elementwise(pybind11::module_& m);
+void bind_rnn(pybind11::module_& m);
+void bind_loss(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
 
 }  // namespace pycore

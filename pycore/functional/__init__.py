@@ -1,8 +1,17 @@
-"""Stateless operations on numpy arrays (import as F), PyTorch's torch.nn.functional names.
+"""Stateless operations on numpy arrays (import as F), with torch.nn.functional's names.
 
 Forward functions return new arrays; the `*_backward` functions return gradients and
 are what the modules in pycore.nn call.
 """
-from .linalg import gemm, linear, linear_backward, matmul
+from . import activation, conv, dropout, linalg, loss, normalization, pooling, rnn
+from .activation import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
 
-__all__ = ["gemm", "linear", "linear_backward", "matmul"]
+__all__ = (activation.__all__ + conv.__all__ + dropout.__all__ + linalg.__all__ + loss.__all__
+           + normalization.__all__ + pooling.__all__ + rnn.__all__)

@@ -1,4 +1,5 @@
 """Matrix products through pycore's own GEMM (csrc/gemm.cpp)."""
+__all__ = ["gemm", "matmul", "linear", "linear_backward"]
 import numpy as np
 
 from .. import _C

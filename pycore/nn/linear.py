@@ -1,4 +1,5 @@
 """Linear (fully connected) and Flatten layers."""
+__all__ = ["Linear", "Flatten"]
 import numpy as np
 
 from .. import functional as F

@@ -8,6 +8,8 @@ instance's attributes in the order they were set, so their names are PyTorch's
 ("conv1.weight", "0.bias", ...) and a PyTorch state_dict converted with
 `{k: v.numpy() for k, v in sd.items()}` loads directly.
 """
+__all__ = ["Module", "Parameter", "Sequential", "StateDictError", "IncompatibleKeys"]
+
 from collections import OrderedDict, namedtuple
 
 import numpy as np

@@ -1,0 +1,3 @@
+"""DataLoader over numpy arrays."""
+
+__all__ = []

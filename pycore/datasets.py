@@ -1,0 +1,3 @@
+"""MNIST, scikit-learn digits, character streams."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""conv2d forward and backward (csrc/conv.cpp)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""dropout forward and backward."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""batch_norm forward and backward (csrc/batchnorm.cpp)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""max_pool2d and avg_pool2d forward and backward (csrc/pool2d.pyx)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""StepLR, CosineAnnealingLR."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Optimizer base class."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""save / load: safe, atomic checkpoints."""
+
+__all__ = []

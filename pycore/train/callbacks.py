@@ -1,0 +1,3 @@
+"""EarlyStopping, ModelCheckpoint and the Callback base."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""fit(): the training loop with progress, history and callbacks."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Training a character model with truncated BPTT, and sampling text from it."""
+
+__all__ = []
