@@ -21,7 +21,7 @@ struct Operand {
 
 template <class T>
 Operand<T> operand(const py::array& a, bool trans, const char* name) {
-    if (!a.dtype().is(py::dtype::of<T>()))
+    if (!bind::has_dtype<T>(a))
         throw py::type_error(std::string(name) + ": dtype " + bind::dtype_str(a) +
                              " does not match the other operand");
     if (a.ndim() != 2) throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " + bind::shape_str(a));

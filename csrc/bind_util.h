@@ -26,8 +26,13 @@ inline std::string shape_str(const py::array& a) {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
-inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
-inline bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+// dtype equality as numpy defines it (PyArray_EquivTypes): an unpickled or user-built
+// float32 descriptor is a different object from numpy's own, so identity is not enough;
+// a byte-swapped float32 is not equivalent (the Python layer converts those).
+template <class T>
+bool has_dtype(const py::array& a) { return py::array_t<T>::check_(a); }
+inline bool is_f32(const py::array& a) { return has_dtype<float>(a); }
+inline bool is_f64(const py::array& a) { return has_dtype<double>(a); }
 
 // Calls fn(T{}) with T = float or double, the dtype of `a`; TypeError otherwise.
 template <class Fn>
@@ -40,7 +45,7 @@ auto dispatch_float(const py::array& a, const char* name, Fn&& fn) {
 
 template <class T>
 void check_array(const py::array& a, const char* name, int ndim = -1) {
-    if (!a.dtype().is(py::dtype::of<T>()))
+    if (!has_dtype<T>(a))
         throw py::type_error(std::string(name) + ": expected dtype " +
                              py::str(py::dtype::of<T>()).cast<std::string>() + ", got " + dtype_str(a));
     if (!(a.flags() & py::array::c_style))

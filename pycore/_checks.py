@@ -39,6 +39,8 @@ def float_array(x, name, dtype=None, ndim=None, layout=None):
             raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+    if not x.dtype.isnative:  # byte-swapped data (say, read from a big-endian file)
+        x = x.astype(x.dtype.newbyteorder("="))
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name}: dtype {x.dtype} does not match the expected dtype {np.dtype(dtype)}"
                         f" (cast it with .astype(np.{np.dtype(dtype).name}))")

@@ -48,3 +48,18 @@ def set_rng_state(state):
     bit_gen = getattr(np.random, state["bit_generator"])()
     bit_gen.state = state
     _generator = np.random.Generator(bit_gen)
+
+
+_debug = False
+
+
+def set_debug(enabled=True):
+    """Anomaly mode: when on, every module checks its forward output and its backward
+    gradients (input and parameters) for NaN/Inf and raises FloatingPointError naming the
+    first layer that produced one. Costs a pass over each array; off by default."""
+    global _debug
+    _debug = bool(enabled)
+
+
+def is_debug():
+    return _debug

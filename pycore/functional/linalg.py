@@ -14,6 +14,8 @@ def _operand(x, name):
         float_array(x, name)  # raises the TypeError naming the dtype
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.flags.c_contiguous or x.flags.f_contiguous:
         return x
     return np.ascontiguousarray(x)

@@ -14,6 +14,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import _context
 from .._checks import float_array, float_dtype
 from .._context import is_grad_enabled
 
@@ -55,6 +56,47 @@ class StateDictError(RuntimeError, ValueError):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+def _nonfinite(value):
+    """(count, total) of non-finite floats in an array or a nest of tuples/lists of arrays."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+        return bad, value.size
+    if isinstance(value, (tuple, list)):
+        counts = [_nonfinite(v) for v in value]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return 0, 0
+
+
+def _anomaly_checked(method, phase):
+    """Wrap a subclass's forward/backward so that, in debug mode (pycore.set_debug), a
+    NaN or Inf it produces raises at once, naming the layer. Outside debug mode the
+    wrapper costs one flag test."""
+
+    def checked(self, *args, **kwargs):
+        if not _context.is_debug():
+            return method(self, *args, **kwargs)
+        self._name_descendants()
+        out = method(self, *args, **kwargs)
+        bad, total = _nonfinite(out)
+        what = "output" if phase == "forward" else "input gradient"
+        if not bad and phase == "backward":
+            for pname, param in vars(self).items():
+                if isinstance(param, Parameter):
+                    bad, total = _nonfinite(param.grad)
+                    if bad:
+                        what = f"gradient of {pname}"
+                        break
+        if bad:
+            raise FloatingPointError(
+                f"pycore debug mode: layer {self._debug_name()} produced NaN/Inf in its {phase} "
+                f"{what} ({bad} of {total} values)")
+        return out
+
+    checked.__name__, checked.__qualname__, checked.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    checked._anomaly_checked = True
+    return checked
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -63,6 +105,25 @@ class Module:
     skip the gradient of the input, which a network's data never needs: backward then
     returns None. pycore.train.fit does this for you.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for phase in ("forward", "backward"):
+            method = cls.__dict__.get(phase)
+            if method is not None and not getattr(method, "_anomaly_checked", False):
+                setattr(cls, phase, _anomaly_checked(method, phase))
+
+    def _debug_name(self):
+        return self.__dict__.get("_path_name") or type(self).__name__
+
+    def _name_descendants(self):
+        """Record each sub-module's path ("features.3") for debug-mode messages; the
+        outermost module called names them first, so paths are full."""
+        if "_path_name" not in self.__dict__:
+            self.__dict__["_path_name"] = type(self).__name__
+        for name, m in self.named_modules():
+            if name:
+                m.__dict__.setdefault("_path_name", f"'{name}' ({type(m).__name__})")
 
     def __init__(self, dtype=np.float32):
         self.training = True
