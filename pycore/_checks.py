@@ -12,6 +12,11 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_float_dtype(dtype):
+    """float32 or float64, in either byte order."""
+    return dtype.kind == "f" and dtype.itemsize in (4, 8)
+
+
 def float_dtype(dtype, name="dtype"):
     """Return np.dtype(dtype) if it is float32 or float64, else raise TypeError."""
     try:
@@ -37,7 +42,7 @@ def float_array(x, name, dtype=None, ndim=None, layout=None):
             x = np.asarray(x)
         else:
             raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
+    if not is_float_dtype(x.dtype):
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
     if not x.dtype.isnative:  # byte-swapped data (say, read from a big-endian file)
         x = x.astype(x.dtype.newbyteorder("="))

@@ -3,19 +3,17 @@ __all__ = ["gemm", "matmul", "linear", "linear_backward"]
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, same_dtype
+from .._checks import float_array, is_float_dtype, same_dtype
 
 
 def _operand(x, name):
     """A 2-D float array the GEMM can read in place: C- or Fortran-ordered (a transposed
     view is read as its transpose, with no copy); other layouts are copied."""
     x = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        float_array(x, name)  # raises the TypeError naming the dtype
+    if not is_float_dtype(x.dtype) or not x.dtype.isnative:
+        x = float_array(x, name)  # raises the TypeError naming the dtype, or fixes the byte order
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
-    if not x.dtype.isnative:
-        x = x.astype(x.dtype.newbyteorder("="))
     if x.flags.c_contiguous or x.flags.f_contiguous:
         return x
     return np.ascontiguousarray(x)
