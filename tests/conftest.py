@@ -4,8 +4,15 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import pycore
+
+# No per-example deadline: these machines are shared and noisy. The sanitizer run in
+# CI (.ci/run) uses fewer examples, since every kernel is several times slower there.
+settings.register_profile("pycore", deadline=None, print_blob=True)
+settings.register_profile("sanitize", deadline=None, max_examples=10, print_blob=True)
+settings.load_profile(os.environ.get("PYCORE_HYPOTHESIS_PROFILE", "pycore"))
 
 DATA_DIR = pathlib.Path(os.environ.get("PYCORE_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
 
