@@ -132,6 +132,14 @@ def test_cross_entropy_all_ignored_gives_nan_mean_and_zero_grad(rng):
     assert np.isnan(ref)
     assert F.cross_entropy(logits, target, ignore_index=7, reduction="sum") == 0.0
     np.testing.assert_array_equal(F.cross_entropy_backward(1.0, logits, target, ignore_index=7, reduction="sum"), 0)
+    # as in PyTorch: ignored rows get zeros even when the mean's denominator is 0 ...
+    np.testing.assert_array_equal(F.cross_entropy_backward(1.0, logits, target, ignore_index=7), 0)
+    # ... and rows whose class weights sum to 0 get nan
+    weight = np.array([1.0, 0.0, 0.0, 1.0])
+    target = np.array([1, 7, 2])
+    grad = F.cross_entropy_backward(1.0, logits, target, weight=weight, ignore_index=7)
+    _, ref_grad = torch_cross_entropy(logits, target, weight=weight, ignore_index=7)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(ref_grad))
 
 
 def test_cross_entropy_ignore_index_inside_class_range(rng):
