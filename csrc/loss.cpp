@@ -45,7 +45,11 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 // x = n ln2 + r with |r| <= ln2/2, a degree-7 Taylor polynomial for exp(r), and 2^n
 // added straight into the exponent bits. Measured error: under 1.6 ulp (9.2e-8
 // relative) on [-87, 0]. Results below about 2^-126 (x < -87) flush to 0, which a
-// probability sum cannot tell apart; NaN stays NaN.
+// probability sum cannot tell apart; NaN stays NaN. Always inlined, so that it is
+// compiled for the instruction set of each clone of its callers (below).
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
 inline float softmax_exp(float x) {
     constexpr float kLog2e = 1.44269504088896341f;
     constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo, hi exact in 9 bits
@@ -79,8 +83,6 @@ inline float softmax_exp(float x) {
     return result;
 }
 
-inline double softmax_exp(double x) { return std::exp(x); }
-
 // The max and the (double) sum of a row, each over kLanes independent partial results:
 // one running max or sum is a chain of dependent operations that waits on each step's
 // latency; separate lanes overlap (and the sum's lanes vectorize).
@@ -109,6 +111,41 @@ double row_sum(const T* x, int64_t C) {
     double result = 0.0;
     for (int64_t j = 0; j < kLanes; ++j) result += lanes[j];
     return result;
+}
+
+// The two loops that dominate cross entropy, one row at a time. The float versions are
+// compiled twice, for AVX2+FMA (Haswell and later) and for baseline x86-64, and the
+// loader picks one for the CPU it runs on (target_clones): twice the vector width where
+// AVX2 is there, and a build that still runs everywhere.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define PYCORE_AVX2_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define PYCORE_AVX2_CLONES
+#endif
+
+// exps[c] = exp(x[c] - shift) for c < C, with shift >= every x[c] (the row max).
+PYCORE_AVX2_CLONES void shifted_exps(float* exps, const float* x, float shift, int64_t C) {
+    for (int64_t c = 0; c < C; ++c) exps[c] = softmax_exp(x[c] - shift);
+}
+
+void shifted_exps(double* exps, const double* x, double shift, int64_t C) {
+    for (int64_t c = 0; c < C; ++c) exps[c] = std::exp(x[c] - shift);
+}
+
+// dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
+// x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
+PYCORE_AVX2_CLONES void softmax_gradient_row(float* dx, const float* x, double lse, float p_scale, float offset,
+                                             const float* weight, int64_t C) {
+    if (weight) {
+        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * softmax_exp(float(double(x[c]) - lse)) - offset * weight[c];
+    } else {
+        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * softmax_exp(float(double(x[c]) - lse)) - offset;
+    }
+}
+
+void softmax_gradient_row(double* dx, const double* x, double lse, double p_scale, double offset,
+                          const double* weight, int64_t C) {
+    for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * std::exp(x[c] - lse) - offset * (weight ? weight[c] : 1.0);
 }
 
 // A per-thread row buffer (kernels may run on several Python threads at once).
@@ -144,7 +181,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
         // pass 2: log-sum-exp; the exps first (a loop the compiler vectorizes), then their
         // sum in double
         T* exps = row_scratch<T>(C);
-        for (int64_t c = 0; c < C; ++c) exps[c] = softmax_exp(T(x[c] - max_x));
+        shifted_exps(exps, x, max_x, C);
         const double lse = double(max_x) + std::log(row_sum(exps, C));
         // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
@@ -187,15 +224,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
         const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
-        // p_c = exp(x_c - lse); x_c - lse is formed in double (lse is large when the logits
-        // are) and rounded once to T
-        const T p_scale_t = T(p_scale), offset = T(g * eps_per_class);
-        if (class_weight) {
-            for (int64_t c = 0; c < C; ++c)
-                dx[c] = p_scale_t * softmax_exp(T(double(x[c]) - lse)) - offset * class_weight[c];
-        } else {
-            for (int64_t c = 0; c < C; ++c) dx[c] = p_scale_t * softmax_exp(T(double(x[c]) - lse)) - offset;
-        }
+        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C);
         dx[t] = T(double(dx[t]) - g * (1.0 - eps) * w_t);
     }
 }
