@@ -115,9 +115,10 @@ double row_sum(const T* x, int64_t C) {
 
 // The two loops that dominate cross entropy, one row at a time. The float versions are
 // compiled twice, for AVX2+FMA (Haswell and later) and for baseline x86-64, and the
-// loader picks one for the CPU it runs on (target_clones): twice the vector width where
-// AVX2 is there, and a build that still runs everywhere.
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+// loader picks one for the CPU it runs on (GCC's target_clones, on Linux): twice the
+// vector width where AVX2 is there, and a build that still runs everywhere. Other
+// compilers build the baseline version only.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define PYCORE_AVX2_CLONES __attribute__((target_clones("arch=haswell", "default")))
 #else
 #define PYCORE_AVX2_CLONES
