@@ -572,8 +572,16 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (steps > 1)
         gemm<T>(true, false, GH, H, (steps - 1) * N, T(1), dgates_h + N * GH, GH, y, H, T(1), dw_hh, H);
     if (h0) gemm<T>(true, false, GH, H, N, T(1), dgates_h, GH, h0, H, T(1), dw_hh, H);
-    if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
-    if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+    //   db_ih += column sums of dG, db_hh += column sums of dGh (the same sums unless GRU)
+    if (mode == kGru || !(db_ih && db_hh)) {
+        if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
+        if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+    } else {
+        std::vector<T> sums(static_cast<size_t>(GH), T(0));
+        add_column_sums(sums.data(), dgates.get(), rows, GH);
+        add_into(db_ih, sums.data(), GH);
+        add_into(db_hh, sums.data(), GH);
+    }
     // dX (T*N, I) = dG @ W_ih
     if (dx) gemm<T>(false, false, rows, input_size, GH, T(1), dgates.get(), GH, w_ih, input_size, T(0),
                     dx, input_size);
