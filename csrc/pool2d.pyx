@@ -16,7 +16,10 @@ vectorise it. Each output still meets its window in row-major order, the order P
 uses, so max ties pick the same element and sums add in the same order.
 
 Threads: the count comes from pycore._C.get_num_threads() (1 in a forked child, where
-GNU OpenMP cannot start threads) and is read before the GIL is released.
+GNU OpenMP cannot start threads) and is read before the GIL is released. Planes are
+handed out with schedule(guided): a thread that the OS has paused on a busy machine
+does not hold up the others, and each plane is still computed by exactly one thread
+with the same code, so results do not depend on the thread count or the schedule.
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
@@ -144,10 +147,12 @@ cdef inline void add_scattered(real* out, const real* value, int64_t begin, int6
 # grad_x[p, argmax[p, o]] += grad_y[p, o]: each output routes its gradient to its maximum.
 
 cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real* x,
-                         const ColumnRange* cols, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) noexcept nogil:
+                         const ColumnRange* cols, const int64_t* window_offset, int64_t H, int64_t W,
+                         int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw) noexcept nogil:
     """One plane. `position` (OW, per thread) holds the winner of each window of the current
-    row as ki*kw + kj, a loop invariant of the inner loop, turned into argmax at the row's end."""
+    row as ki*kw + kj, a loop invariant of the inner loop; at the row's end
+    window_offset[position] = ki*W + kj turns it into the flat argmax (no division)."""
     cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end
     cdef real* y_row
     cdef int64_t* arg_row
@@ -167,7 +172,7 @@ cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real
                 running_max_strided(y_row, position, x_row + cols[kj].offset, cols[kj].begin, cols[kj].end,
                                     sw, <int32_t>(ki * kw + kj))
         for ow in range(OW):
-            arg_row[ow] = (ih0 + position[ow] // kw) * W + ow * sw - pw + position[ow] % kw
+            arg_row[ow] = ih0 * W + ow * sw - pw + window_offset[position[ow]]
 
 
 cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, const real[:, :, ::1] x,
@@ -177,20 +182,26 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
     cdef int nthreads = threads_for(P, H * W)
     cdef ColumnRange* cols
     cdef int32_t* positions
+    cdef int64_t* window_offset
     if P == 0:
         return
     cols = column_ranges(kw, sw, pw, W, OW)
     positions = <int32_t*>malloc(nthreads * OW * sizeof(int32_t))
-    if cols == NULL or positions == NULL:
+    window_offset = <int64_t*>malloc(kh * kw * sizeof(int64_t))
+    if cols == NULL or positions == NULL or window_offset == NULL:
         free(cols)
         free(positions)
+        free(window_offset)
         raise MemoryError()
+    for p in range(kh * kw):
+        window_offset[p] = (p // kw) * W + p % kw
     with nogil:
-        for p in prange(P, num_threads=nthreads, schedule="static"):
+        for p in prange(P, num_threads=nthreads, schedule="guided"):
             max_pool_plane(&y[p, 0, 0], &argmax[p, 0, 0], positions + threadid() * OW, &x[p, 0, 0], cols,
-                           H, W, OH, OW, kh, kw, sh, sw, ph, pw)
+                           window_offset, H, W, OH, OW, kh, kw, sh, sw, ph, pw)
     free(cols)
     free(positions)
+    free(window_offset)
 
 
 def max_pool2d_forward(y, argmax, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
@@ -211,7 +222,7 @@ cdef void max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1
     cdef const real* gy
     cdef const int64_t* arg
     with nogil:
-        for p in prange(P, num_threads=nthreads, schedule="static"):
+        for p in prange(P, num_threads=nthreads, schedule="guided"):
             gx = &grad_x[p, 0, 0]
             gy = &grad_y[p, 0, 0]
             arg = &argmax[p, 0, 0]
@@ -331,11 +342,11 @@ cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint bac
         raise MemoryError()
     with nogil:
         if not backward:
-            for p in prange(P, num_threads=nthreads, schedule="static"):
+            for p in prange(P, num_threads=nthreads, schedule="guided"):
                 avg_pool_plane(&out[p, 0, 0], &inp[p, 0, 0], cols, col_count,
                                H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
         else:
-            for p in prange(P, num_threads=nthreads, schedule="static"):
+            for p in prange(P, num_threads=nthreads, schedule="guided"):
                 avg_pool_grad_plane(&out[p, 0, 0], &inp[p, 0, 0], scaled + threadid() * OW, cols,
                                     col_count, H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
     free(cols)
