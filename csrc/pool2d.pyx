@@ -33,8 +33,7 @@ ctypedef fused real:
     float
     double
 
-# Planes per thread below which starting another thread costs more than it saves:
-# about 16k input elements each.
+# Input elements per thread below which starting another thread costs more than it saves.
 cdef int64_t GRAIN_ELEMENTS = 16384
 
 
