@@ -48,6 +48,16 @@ cdef int threads_for(int64_t planes, int64_t plane_size):
     return <int>max(n, 1)
 
 
+def _check_planes(outputs, inputs):
+    """The last line of defence for direct calls: every array has the same number of planes,
+    and arrays sharing the output geometry share their shape. The loops clip every read and
+    write of the (H, W) planes to the image, so this is all memory safety needs."""
+    planes = {a.shape[0] for a in outputs + inputs}
+    if len(planes) != 1 or len({a.shape for a in outputs}) != 1:
+        raise ValueError("pool2d: arrays disagree on their planes or output shape: "
+                         + ", ".join(str(a.shape) for a in outputs + inputs))
+
+
 cdef struct ColumnRange:
     # For one kernel column kj: outputs ow in [begin, end) read an input column inside
     # the image, iw = ow*sw + offset with offset = kj - pw.
@@ -205,17 +215,19 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
 
 def max_pool2d_forward(y, argmax, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
     """Fill y (P, OH, OW) and argmax (P, OH, OW, int64) from x (P, H, W), all C-contiguous."""
+    _check_planes([y, argmax], [x])
     if x.dtype.itemsize == 4:
         max_pool_forward_impl[float](y, argmax, x, kh, kw, sh, sw, ph, pw)
     else:
         max_pool_forward_impl[double](y, argmax, x, kh, kw, sh, sw, ph, pw)
 
 
-cdef void max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1] argmax,
-                                 const real[:, :, ::1] grad_y):
+cdef int64_t max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1] argmax,
+                                    const real[:, :, ::1] grad_y):
+    """The scatter; returns how many argmax entries lay outside their plane (and were skipped)."""
     cdef int64_t P = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef int64_t n_out = grad_y.shape[1] * grad_y.shape[2]
-    cdef int64_t p, o
+    cdef int64_t p, o, at, out_of_range = 0
     cdef int nthreads = threads_for(P, H * W)
     cdef real* gx
     cdef const real* gy
@@ -227,17 +239,27 @@ cdef void max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1
             arg = &argmax[p, 0, 0]
             memset(gx, 0, H * W * sizeof(real))
             for o in range(n_out):
-                gx[arg[o]] += gy[o]
+                at = arg[o]
+                if at < 0 or at >= H * W:  # only a hand-made argmax can get here
+                    out_of_range += 1
+                else:
+                    gx[at] += gy[o]
+    return out_of_range
 
 
 def max_pool2d_backward(grad_x, argmax, grad_y):
     """grad_x (P, H, W) = the scatter of grad_y (P, OH, OW) to the saved argmax positions."""
+    cdef int64_t out_of_range
+    _check_planes([grad_y, argmax], [grad_x])
     if grad_x.shape[0] == 0:
         return
     if grad_x.dtype.itemsize == 4:
-        max_pool_backward_impl[float](grad_x, argmax, grad_y)
+        out_of_range = max_pool_backward_impl[float](grad_x, argmax, grad_y)
     else:
-        max_pool_backward_impl[double](grad_x, argmax, grad_y)
+        out_of_range = max_pool_backward_impl[double](grad_x, argmax, grad_y)
+    if out_of_range:
+        raise ValueError(f"argmax: {out_of_range} indices lie outside the input plane of "
+                         f"{grad_x.shape[1]}x{grad_x.shape[2]}; pass the argmax that max_pool2d_with_indices returned")
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,6 +378,7 @@ cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint bac
 def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                        bint count_include_pad):
     """Fill y (P, OH, OW) with the window averages of x (P, H, W), both C-contiguous."""
+    _check_planes([y], [x])
     if x.dtype.itemsize == 4:
         avg_pool_impl[float](y, x, False, kh, kw, sh, sw, ph, pw, count_include_pad)
     else:
@@ -365,6 +388,7 @@ def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int
 def avg_pool2d_backward(grad_x, grad_y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                         int64_t pw, bint count_include_pad):
     """Fill grad_x (P, H, W) from grad_y (P, OH, OW): each output spreads grad/divisor over its window."""
+    _check_planes([grad_y], [grad_x])
     if grad_x.dtype.itemsize == 4:
         avg_pool_impl[float](grad_x, grad_y, True, kh, kw, sh, sw, ph, pw, count_include_pad)
     else:

@@ -250,6 +250,16 @@ def test_bad_inputs_raise_clear_errors():
         m.backward(np.zeros((1, 1, 3, 3), dtype=np.float32))
 
 
+def test_max_pool_backward_refuses_a_bad_argmax():
+    x = np.zeros((1, 2, 4, 4), dtype=np.float32)
+    y, argmax, geometry = F.max_pool2d_with_indices(x, 2)
+    with pytest.raises(TypeError, match="argmax"):
+        F.max_pool2d_backward(np.ones_like(y), argmax.astype(np.int32), geometry)
+    argmax[0, 1, 1, 0] = 16
+    with pytest.raises(ValueError, match="outside the input plane"):
+        F.max_pool2d_backward(np.ones_like(y), argmax, geometry)
+
+
 @pytest.mark.parametrize("cls", [nn.MaxPool2d, nn.AvgPool2d])
 def test_module_without_input_grad_returns_none(cls):
     m = cls(2)

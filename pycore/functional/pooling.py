@@ -101,6 +101,10 @@ def max_pool2d_backward(grad_output, argmax, geometry):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
     maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
     grad_output = _grad_output(grad_output, geometry)
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64 or argmax.shape != geometry.output_shape:
+        raise TypeError(f"argmax: expected an int64 array of shape {geometry.output_shape}, got "
+                        f"{getattr(argmax, 'dtype', type(argmax).__name__)} {getattr(argmax, 'shape', '')}")
+    argmax = np.ascontiguousarray(argmax)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
     _pool2d.max_pool2d_backward(_planes(grad_x, grad_x.shape), _planes(argmax, argmax.shape),
                                 _planes(grad_output, grad_output.shape))
