@@ -45,7 +45,7 @@ constexpr int64_t kMinColumns = 512;
 constexpr int64_t kTileBytes = int64_t(1) << 18;
 // The weight gradient is summed over the batch in at most this many slices, each into its
 // own partial buffer, and the partials are added in slice order at the end...
-constexpr int64_t kMaxSlices = 32;
+constexpr int64_t kMaxSlices = 16;
 // ... and all partial buffers together hold at most this many elements (16 MB of float).
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
 
