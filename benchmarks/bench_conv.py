@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 if __name__ == "__main__":  # run directly: harness and pycore from the source tree
-    sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [_here, os.path.dirname(_here)]
 
 from harness import Case  # noqa: E402
 
@@ -149,7 +150,8 @@ if "{lib}" == "torch":
     import torch
     torch.set_num_threads({threads})
     xt = torch.from_numpy(x).requires_grad_(not first and not {fwd_only})
-    wt, bt = torch.from_numpy(weight).requires_grad_(not {fwd_only}), torch.from_numpy(bias).requires_grad_(not {fwd_only})
+    wt = torch.from_numpy(weight).requires_grad_(not {fwd_only})
+    bt = torch.from_numpy(bias).requires_grad_(not {fwd_only})
     torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 1, 1))  # load oneDNN first
     base = peak_kib()
     y = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=pad)
