@@ -116,10 +116,10 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
         T* dst = col + r * ld;  // output row oh starts at dst + (oh - oh_begin)*OW
         std::fill(dst, dst + (oh_lo - oh_begin) * OW, T(0));
         for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-            T* d = dst + (oh - oh_begin) * OW;
+            T* __restrict d = dst + (oh - oh_begin) * OW;
             for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
             if (ow_hi > ow_lo) {
-                const T* s = src + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
+                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
                 if (sw == 1) {
                     for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + w_off];
                 } else {
