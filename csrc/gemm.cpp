@@ -286,8 +286,10 @@ void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A,
     const auto row_kernel = g.trans_b ? kern.row_t : kern.row;
     const int64_t block = kern.row_block;
     const int64_t blocks = (g.N + block - 1) / block;
-    // A slice of columns is worth a thread once it holds about 2^15 multiply-adds.
-    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 15), blocks));
+    // Reading B is the whole cost, and a second thread only pays once B is several MiB:
+    // below 2^20 multiply-adds a thread, waking it costs more than it saves on a busy
+    // machine (and a batch-1 RNN step makes this call every timestep).
+    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 20), blocks));
     if (nt == 1) {
         row_kernel(g.K, a, B, g.ldb, C, alpha, beta, g.N);
         return;
