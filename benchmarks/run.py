@@ -116,6 +116,12 @@ def header():
         f"numpy {np.__version__}; torch {torch.__version__ if torch is not None else 'not installed (column skipped)'}",
         *(f"numpy BLAS: {line}" for line in blas_info()),
     ]
+    try:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        lines.append(f"load average before the run: {load} (timings on a busy machine are noisy; "
+                     "the ratios, measured interleaved, less so)")
+    except OSError:
+        pass
     if REMOVED_ENV:
         removed = ", ".join(f"{k}={v}" for k, v in REMOVED_ENV.items())
         lines.append(f"unset in this process before numpy was imported: {removed}")
@@ -274,6 +280,11 @@ def main(argv=None):
             rows.append(row)
             say(table_row(row))
 
+    try:
+        say("")
+        say("load average after the run: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
+    except OSError:
+        pass
     say("")
     for line in geomean_lines(rows):
         say(line)

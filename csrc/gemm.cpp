@@ -1,13 +1,13 @@
 // gemm.cpp: the loops around the micro-kernel (BLIS's five loops), packing, threads
 // and the run-time choice of instruction set.
 //
-//   for jc in N by NC            (a column block of C and op(B))
-//     for pc in K by KC          (a slice of the shared dimension)
+//   for jc in N by NC                (a column block of C and op(B))
+//     for pc in K by KC              (a slice of the shared dimension)
 //       for ic in M by MC
-//         pack op(A)[ic, pc] into MR-tall panels           -> a_buf (L2)
-//         for jr in NC by NR
-//           (first ic only) pack op(B)[pc, jc+jr] into an NR-wide panel -> b_buf (L1, then L2/L3)
-//           for ir in MC by MR: micro-kernel                (L1 / registers)
+//         pack op(A)[ic, pc] into MR-tall panels                  -> a_buf (L2)
+//         for jg in NC by a group of kPanelsPerPack panels
+//           first ic only: pack op(B)[pc, jc+jg] into NR-wide panels -> b_buf (L1/L2, then L3)
+//           for jr in the group by NR, for ir in MC by MR: micro-kernel   (registers)
 //
 // M == 1 (a batch-1 recurrent step) skips packing: a GEMV kernel reads B in place.
 //
@@ -273,7 +273,8 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
 // M == 1: C[0, :] = alpha * op(A)[0, :] @ op(B) + beta * C[0, :], as a GEMV that reads
 // B in place (packing would copy every element of B to use it once). Threads take
 // slices of the N columns cut at multiples of kern.row_block, so the result does not
-// depend on the thread count. Allocates nothing once op(A)'s row is contiguous.
+// depend on the thread count. Allocates nothing, except a per-thread gather buffer
+// the first time op(A)'s row is strided (trans_a with lda != 1).
 template <typename T>
 void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C) {
     const T* a = A;
