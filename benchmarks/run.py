@@ -142,10 +142,10 @@ def discover(only):
         try:
             found.append((family, importlib.import_module(f"bench_{family}"), None))
         except Exception:  # a broken bench file must not stop the others
-            found.append((family, None, traceback.format_exc(limit=3)))
+            found.append((family, None, traceback.format_exc(limit=-3)))
     missing = sorted(set(only) - {family for family, _, _ in found})
     for family in missing:
-        found.append((family, None, f"no benchmarks/bench_{family}.py"))
+        found.append((family, None, f"there is no benchmarks/bench_{family}.py"))
     return found
 
 
@@ -206,6 +206,8 @@ def table_row(row):
     if "error" in row:
         return f"| {row['op']} | {row['shape']} | {row['threads']} | error: {row['error']} |" + " |" * 6
     rate = f"{row['rate']:.3g} {row['rate_unit']}" if row["rate"] is not None else "-"
+    if row.get("memory"):
+        rate += f"; {row['memory']}"
     cells = [row["op"], row["shape"], row["threads"], fmt(row["pycore_ms"]), fmt(row["numpy_ms"]),
              fmt(row["torch_ms"]), fmt(row["numpy/pycore"], 2), fmt(row["torch/pycore"], 2),
              fmt(row["pycore_gflops"]), rate]
@@ -258,13 +260,13 @@ def main(argv=None):
     rows, problems = [], []
     for family, module, error in discover(args.only):
         if module is None:
-            problems.append(f"bench_{family}: import failed:\n{error}")
-            print(f"bench_{family}: import failed, skipped:\n{error}", file=sys.stderr, flush=True)
+            problems.append(f"bench_{family}: not run:\n{error}")
+            print(f"bench_{family}: not run:\n{error}", file=sys.stderr, flush=True)
             continue
         try:
             cases = list(module.cases(args.quick))
         except Exception:
-            error = traceback.format_exc(limit=3)
+            error = traceback.format_exc(limit=-3)
             problems.append(f"bench_{family}.cases() failed:\n{error}")
             print(f"bench_{family}.cases() failed, skipped:\n{error}", file=sys.stderr, flush=True)
             continue
