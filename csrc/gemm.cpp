@@ -363,8 +363,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
         return;
     }
 
-    // About 2^18 multiply-adds (a 64^3 product) per thread before another one helps.
-    const int nt = threads_for(M * N * K, int64_t(1) << 18);
+    // About 2^20 multiply-adds (~15 us) per thread before another one helps: waking a
+    // thread costs microseconds on an idle machine and far more on a busy one.
+    const int nt = threads_for(M * N * K, int64_t(1) << 20);
     if (nt == 1) {
         gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N);
         return;
