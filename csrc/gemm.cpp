@@ -238,15 +238,18 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
     const bool one_row_block = m1 - m0 <= Blk::MC;
     const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
-    const int64_t kc_max = std::min<int64_t>(Blk::KC, g.K);
+    // K in equal slices of at most KC (K = 512 as 2 x 256, not 384 + 128): no short
+    // slice that pays a full pass over C for a little work.
+    const int64_t k_slices = (g.K + Blk::KC - 1) / Blk::KC;
+    const int64_t kc_max = (g.K + k_slices - 1) / k_slices;
     const int64_t b_cols = one_row_block ? std::min<int64_t>(group, nc_max) : nc_max;
     T* b_buf = scratch<T>(kPackedB, size_t(kc_max) * ((b_cols + nr - 1) / nr) * nr);
     T* a_buf = scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
 
     for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
         const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
-        for (int64_t pc = 0; pc < g.K; pc += Blk::KC) {
-            const int64_t kc = std::min<int64_t>(Blk::KC, g.K - pc);
+        for (int64_t pc = 0; pc < g.K; pc += kc_max) {
+            const int64_t kc = std::min<int64_t>(kc_max, g.K - pc);
             const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
             for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
                 const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
