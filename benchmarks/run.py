@@ -29,8 +29,11 @@ import platform  # noqa: E402
 import traceback  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)                     # `import harness` from the bench modules
-sys.path.insert(1, os.path.dirname(HERE))    # pycore from the source tree when not installed
+sys.path.insert(0, HERE)  # `import harness` from the bench modules
+# Use the source tree's pycore when it was built in place (setup.py build_ext --inplace);
+# otherwise the installed one (pip install .), whose source tree has no compiled module.
+if glob.glob(os.path.join(os.path.dirname(HERE), "pycore", "_C*")):
+    sys.path.insert(1, os.path.dirname(HERE))
 
 import numpy as np  # noqa: E402
 
