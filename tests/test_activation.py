@@ -149,13 +149,14 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="dtype"):
         F.sigmoid_backward(np.zeros(3, np.float32), np.zeros(3))
     m = nn.Tanh()
-    with pytest.raises(TypeError, match="Tanh"):
-        m(np.zeros(3))
+    with pytest.raises(TypeError, match="Tanh.*int64"):
+        m(np.zeros(3, np.int64))
     with pytest.raises(RuntimeError, match="forward first"):
         m.backward(np.zeros(3, np.float32))
     m.requires_input_grad = False
     m(np.zeros(3, np.float32))
     assert m.backward(np.zeros(3, np.float32)) is None
+    assert m(np.zeros(3)).dtype == np.float64  # no weights: either float dtype, as in PyTorch
 
 
 # -- dropout ----------------------------------------------------------------------------

@@ -143,9 +143,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def _check_input(self, x, name="input", ndim=None, layout=None):
-        """x as a C-contiguous array of this module's dtype; TypeError/ValueError naming the layer."""
+        """x as a C-contiguous float array; TypeError/ValueError naming the layer.
+
+        A layer with weights of its own demands its dtype (no silent casts); one without
+        (ReLU, MaxPool2d, Dropout, Flatten...) takes float32 and float64 alike, as PyTorch's do.
+        """
+        owns_weights = any(isinstance(v, Parameter) for v in vars(self).values()) or self._buffer_names
         try:
-            return float_array(x, name, dtype=self.dtype, ndim=ndim, layout=layout)
+            return float_array(x, name, dtype=self.dtype if owns_weights else None, ndim=ndim, layout=layout)
         except (TypeError, ValueError) as err:
             raise type(err)(f"{type(self).__name__}: {err}") from None
 
