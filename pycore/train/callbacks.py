@@ -63,8 +63,8 @@ class _Monitor:
 class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved for `patience` epochs.
 
-    Args: monitor ("val_loss"), patience (epochs without improvement to accept, 0 = stop at
-    the first), min_delta (the smallest change that counts as an improvement), mode ("min",
+    Args: monitor ("val_loss"), patience (stop after this many epochs in a row without
+    improvement; 0 and 1 both stop at the first, as in Keras), min_delta (the smallest change that counts as an improvement), mode ("min",
     "max" or "auto": max for accuracies), restore_best (load the best epoch's weights back
     into the model when training ends).
     Attributes after training: best, best_epoch, stopped_epoch (0 if it never stopped).
@@ -92,7 +92,7 @@ class EarlyStopping(Callback):
                 self._best_weights = {k: v.copy() for k, v in trainer.model.state_dict().items()}
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= max(self.patience, 1):
             self.stopped_epoch = epoch
             trainer.stop_training = True
 
