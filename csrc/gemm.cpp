@@ -3,10 +3,13 @@
 //
 //   for jc in N by NC            (a column block of C and op(B))
 //     for pc in K by KC          (a slice of the shared dimension)
-//       pack op(B)[pc, jc] into NR-wide panels            -> b_buf (L3/L2)
 //       for ic in M by MC
 //         pack op(A)[ic, pc] into MR-tall panels           -> a_buf (L2)
-//         for jr in NC by NR, for ir in MC by MR: micro-kernel   (L1 / registers)
+//         for jr in NC by NR
+//           (first ic only) pack op(B)[pc, jc+jr] into an NR-wide panel -> b_buf (L1, then L2/L3)
+//           for ir in MC by MR: micro-kernel                (L1 / registers)
+//
+// M == 1 (a batch-1 recurrent step) skips packing: a GEMV kernel reads B in place.
 //
 // Threads: C is cut into a tm x tn grid of rectangles and each thread runs the whole
 // nest on its own rectangle with its own packing buffers. Nothing is shared, so there
@@ -16,9 +19,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -107,41 +111,69 @@ void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t
     }
 }
 
-// Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-wide panels, each stored k-major, zero-padded.
+// Pack op(B)[p0:p0+kc, j0:j0+n] (n <= nr) into one NR-wide panel stored k-major,
+// zero-padded to nr columns.
 template <typename T>
-void pack_b(const T* B, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-            int nr, T* dst) {
-    for (int64_t jr = 0; jr < nc; jr += nr) {
-        const int64_t n = std::min<int64_t>(nr, nc - jr);
-        if (!trans) {
-            // op(B)(k, j) = B[k*ldb + j]: n contiguous values per k.
-            for (int64_t k = 0; k < kc; ++k) {
-                const T* src = B + (p0 + k) * ldb + j0 + jr;
-                T* d = dst + k * nr;
-                std::memcpy(d, src, sizeof(T) * n);
-                for (int64_t j = n; j < nr; ++j) d[j] = T(0);
-            }
-        } else {
-            // op(B)(k, j) = B[j*ldb + k]: walk each of the n rows of B along k.
-            for (int64_t j = 0; j < n; ++j) {
-                const T* src = B + (j0 + jr + j) * ldb + p0;
-                for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
-            }
-            for (int64_t j = n; j < nr; ++j)
-                for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
+void pack_b_panel(const T* B, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t j0, int64_t n,
+                  int nr, T* dst) {
+    if (!trans) {
+        // op(B)(k, j) = B[k*ldb + j]: n contiguous values per k.
+        for (int64_t k = 0; k < kc; ++k) {
+            const T* src = B + (p0 + k) * ldb + j0;
+            T* d = dst + k * nr;
+            std::memcpy(d, src, sizeof(T) * n);
+            for (int64_t j = n; j < nr; ++j) d[j] = T(0);
         }
-        dst += kc * nr;
+        return;
     }
+    // op(B)(k, j) = B[j*ldb + k]: a transpose. Four rows of B are read side by side so
+    // that the four values written for one k are adjacent (one vector store).
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const T* r0 = B + (j0 + j) * ldb + p0;
+        const T *r1 = r0 + ldb, *r2 = r1 + ldb, *r3 = r2 + ldb;
+        for (int64_t k = 0; k < kc; ++k) {
+            T* d = dst + k * nr + j;
+            d[0] = r0[k], d[1] = r1[k], d[2] = r2[k], d[3] = r3[k];
+        }
+    }
+    for (; j < n; ++j) {
+        const T* src = B + (j0 + j) * ldb + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
+    }
+    for (; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
 }
 
 // Packing buffers live as long as the (pooled) OpenMP thread that uses them, so a
-// GEMM called once per RNN timestep does not allocate.
+// GEMM called once per RNN timestep does not allocate. 64-byte aligned: a packed
+// panel row then starts on a cache line.
 template <typename T>
-T* scratch(int which, size_t count) {
-    thread_local std::vector<T> buffers[2];
-    std::vector<T>& buf = buffers[which];
-    if (buf.size() < count) buf.resize(count);
-    return buf.data();
+class Scratch {
+public:
+    T* get(size_t count) {
+        if (count > capacity_) {
+            std::free(data_);
+            const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+            data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+            if (!data_) throw std::bad_alloc();
+            capacity_ = count;
+        }
+        return data_;
+    }
+    ~Scratch() { std::free(data_); }
+
+private:
+    T* data_ = nullptr;
+    size_t capacity_ = 0;
+};
+
+enum ScratchSlot { kPackedB = 0, kPackedA = 1, kRowOfA = 2 };
+
+template <typename T>
+T* scratch(ScratchSlot which, size_t count) {
+    thread_local Scratch<T> buffers[3];
+    return buffers[which].get(count);
 }
 
 struct Args {
@@ -150,35 +182,74 @@ struct Args {
 };
 
 // One thread's share: C[m0:m1, n0:n1].
+//
+// Each B panel is packed just before the first row block uses it, so the kernel reads
+// it back from L1 rather than from wherever a whole packed KC x NC block would have
+// been pushed to; later row blocks find it packed. When the rows fit in one block
+// (the skinny products of recurrent layers) nothing reads a panel again after its
+// column of tiles, so one panel-sized buffer is reused for all of them.
 template <typename T>
 void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
                 T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     using Blk = Blocking<T>;
     const int mr = kern.mr, nr = kern.nr;
+    const bool one_row_block = m1 - m0 <= Blk::MC;
     const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
     const int64_t kc_max = std::min<int64_t>(Blk::KC, g.K);
-    T* b_buf = scratch<T>(0, size_t(kc_max) * ((nc_max + nr - 1) / nr) * nr);
-    T* a_buf = scratch<T>(1, size_t(kc_max) * Blk::MC);
+    const int64_t b_panels = one_row_block ? 1 : (nc_max + nr - 1) / nr;
+    T* b_buf = scratch<T>(kPackedB, size_t(kc_max) * nr * b_panels);
+    T* a_buf = scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
 
     for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
         const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
         for (int64_t pc = 0; pc < g.K; pc += Blk::KC) {
             const int64_t kc = std::min<int64_t>(Blk::KC, g.K - pc);
             const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
-            pack_b(B, g.ldb, g.trans_b, pc, kc, jc, nc, nr, b_buf);
             for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
                 const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
                 pack_a(A, g.lda, g.trans_a, ic, mc, pc, kc, mr, a_buf);
                 for (int64_t jr = 0; jr < nc; jr += nr) {
-                    const T* b_panel = b_buf + (jr / nr) * kc * nr;
+                    const int64_t n = std::min<int64_t>(nr, nc - jr);
+                    T* b_panel = one_row_block ? b_buf : b_buf + (jr / nr) * kc * nr;
+                    if (ic == m0) pack_b_panel(B, g.ldb, g.trans_b, pc, kc, jc + jr, n, nr, b_panel);
                     for (int64_t ir = 0; ir < mc; ir += mr) {
-                        kern.run(kc, a_buf + (ir / mr) * kc * mr, b_panel,
-                                 C + (ic + ir) * g.ldc + jc + jr, g.ldc, alpha, beta_here,
-                                 std::min<int64_t>(mr, mc - ir), std::min<int64_t>(nr, nc - jr));
+                        kern.run(kc, a_buf + (ir / mr) * kc * mr, b_panel, C + (ic + ir) * g.ldc + jc + jr,
+                                 g.ldc, alpha, beta_here, std::min<int64_t>(mr, mc - ir), n);
                     }
                 }
             }
         }
+    }
+}
+
+// M == 1: C[0, :] = alpha * op(A)[0, :] @ op(B) + beta * C[0, :], as a GEMV that reads
+// B in place (packing would copy every element of B to use it once). Threads take
+// slices of the N columns cut at multiples of kern.row_block, so the result does not
+// depend on the thread count. Allocates nothing once op(A)'s row is contiguous.
+template <typename T>
+void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C) {
+    const T* a = A;
+    if (g.trans_a && g.lda != 1 && g.K > 1) {
+        // op(A)[0, k] = A[k*lda]: gather the column into this thread's buffer.
+        T* row = scratch<T>(kRowOfA, size_t(g.K));
+        for (int64_t k = 0; k < g.K; ++k) row[k] = A[k * g.lda];
+        a = row;
+    }
+    const auto row_kernel = g.trans_b ? kern.row_t : kern.row;
+    const int64_t block = kern.row_block;
+    const int64_t blocks = (g.N + block - 1) / block;
+    // A slice of columns is worth a thread once it holds about 2^15 multiply-adds.
+    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 15), blocks));
+    if (nt == 1) {
+        row_kernel(g.K, a, B, g.ldb, C, alpha, beta, g.N);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; ++t) {
+        const int64_t j0 = std::min(g.N, blocks * t / nt * block);
+        const int64_t j1 = std::min(g.N, blocks * (t + 1) / nt * block);
+        const T* b = g.trans_b ? B + j0 * g.ldb : B + j0;
+        if (j0 < j1) row_kernel(g.K, a, b, g.ldb, C + j0, alpha, beta, j1 - j0);
     }
 }
 
@@ -236,6 +307,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     }
     const GemmKernel<T>& kern = *current_kernel<T>();
     const Args g{trans_a, trans_b, M, N, K, lda, ldb, ldc};
+    if (M == 1) {
+        gemm_one_row(kern, g, alpha, A, B, beta, C);
+        return;
+    }
 
     // About 2^18 multiply-adds (a 64^3 product) per thread before another one helps.
     const int nt = threads_for(M * N * K, int64_t(1) << 18);

@@ -32,6 +32,11 @@ struct GemmKernel {
     // c[0:m, 0:n] = alpha * (a_panel @ b_panel)[0:m, 0:n] + beta * c   (beta == 0: c not read)
     void (*run)(int64_t kc, const T* a_panel, const T* b_panel, T* c, int64_t ldc,
                 T alpha, T beta, int64_t m, int64_t n);
+    // M == 1 without packing: c[0:n] = alpha * a[0:k] @ op(B)[0:k, 0:n] + beta * c, a contiguous.
+    // Splitting n between threads at multiples of row_block leaves every bit unchanged.
+    int row_block;
+    void (*row)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);    // op(B)(k, j) = b[k*ldb + j]
+    void (*row_t)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);  // op(B)(k, j) = b[j*ldb + k]
 };
 
 }  // namespace pycore

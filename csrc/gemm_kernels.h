@@ -28,7 +28,18 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
 
+    // Bring the C tile towards L1 while the products are computed: it is read (beta != 0)
+    // or written right after the loop, and a miss there would stall on the stores.
+    for (int64_t i = 0; i < m; ++i) {
+        __builtin_prefetch(c + i * ldc, 1);
+        __builtin_prefetch(c + i * ldc + NR - 1, 1);
+    }
+
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
+        // The packed panels stream through L1; ask for the lines a few steps ahead.
+        __builtin_prefetch(a + 8 * MR);
+        __builtin_prefetch(b + 8 * NR);
         R bv[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
@@ -68,4 +79,121 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
         else
             for (int64_t j = 0; j < n; ++j) ci[j] = ti[j] + beta * ci[j];
     }
+}
+
+// ---------------------------------------------------------------------------------
+// One row of op(A) times op(B): the M == 1 product (a GEMV) that a batch-1 recurrent
+// step makes every timestep. Packing would copy all of B to use each element once,
+// so these read B in place. `a` is contiguous (k values); c has n values.
+
+// op(B)(k, j) = b[k*ldb + j] (B not transposed):
+//   c[j] = alpha * sum_k a[k] b[k*ldb + j] + beta * c[j]
+// Columns go in blocks of NV vectors held in registers while k runs down the rows;
+// then single vectors, then scalars. A caller that splits n at multiples of NV*W gets
+// the same bits as one call over all n: every full block is computed alike.
+template <class V, int NV>
+static void row_times_matrix(int64_t kc, const typename V::scalar* a, const typename V::scalar* b,
+                             int64_t ldb, typename V::scalar* c, typename V::scalar alpha,
+                             typename V::scalar beta, int64_t n) {
+    using T = typename V::scalar;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    const R valpha = V::broadcast(alpha), vbeta = V::broadcast(beta);
+    int64_t j = 0;
+    for (; j + NV * W <= n; j += NV * W) {
+        R acc[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[v] = V::zero();
+        const T* bj = b + j;
+        for (int64_t k = 0; k < kc; ++k) {
+            const R ak = V::broadcast(a[k]);
+            const T* row = bj + k * ldb;
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) acc[v] = V::fmadd(ak, V::loadu(row + v * W), acc[v]);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+            R r = V::mul(valpha, acc[v]);
+            if (beta != T(0)) r = V::fmadd(vbeta, V::loadu(c + j + v * W), r);
+            V::storeu(c + j + v * W, r);
+        }
+    }
+    for (; j + W <= n; j += W) {
+        R acc = V::zero();
+        for (int64_t k = 0; k < kc; ++k) acc = V::fmadd(V::broadcast(a[k]), V::loadu(b + k * ldb + j), acc);
+        R r = V::mul(valpha, acc);
+        if (beta != T(0)) r = V::fmadd(vbeta, V::loadu(c + j), r);
+        V::storeu(c + j, r);
+    }
+    for (; j < n; ++j) {
+        T sum = T(0);
+        for (int64_t k = 0; k < kc; ++k) sum += a[k] * b[k * ldb + j];
+        c[j] = beta == T(0) ? alpha * sum : alpha * sum + beta * c[j];
+    }
+}
+
+// RB rows of B (columns of op(B)) dotted with a: out[r] = sum_k a[k] b[r*ldb + k].
+// Each row's sum is formed the same way whatever RB is (two vector accumulators over
+// k, then a fixed-order reduction), so a row gives the same bits in any block.
+template <class V, int RB>
+static inline void dot_rows(int64_t kc, const typename V::scalar* a, const typename V::scalar* b,
+                            int64_t ldb, typename V::scalar* out) {
+    using T = typename V::scalar;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    R acc[RB][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = V::zero();
+    int64_t k = 0;
+    for (; k + 2 * W <= kc; k += 2 * W) {
+        const R a0 = V::loadu(a + k), a1 = V::loadu(a + k + W);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; ++r) {
+            acc[r][0] = V::fmadd(a0, V::loadu(b + r * ldb + k), acc[r][0]);
+            acc[r][1] = V::fmadd(a1, V::loadu(b + r * ldb + k + W), acc[r][1]);
+        }
+    }
+    for (int r = 0; r < RB; ++r) {
+        alignas(64) T lanes[W];
+        V::storeu(lanes, V::add(acc[r][0], acc[r][1]));
+        T sum = T(0);
+        for (int l = 0; l < W; ++l) sum += lanes[l];
+        for (int64_t kk = k; kk < kc; ++kk) sum += a[kk] * b[r * ldb + kk];
+        out[r] = sum;
+    }
+}
+
+// op(B)(k, j) = b[j*ldb + k] (B transposed, as in x @ W^T with W stored (n, k)):
+//   c[j] = alpha * dot(a, b[j*ldb : j*ldb + k]) + beta * c[j]
+// Four rows of b at a time share each load of a.
+template <class V>
+static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const typename V::scalar* b,
+                               int64_t ldb, typename V::scalar* c, typename V::scalar alpha,
+                               typename V::scalar beta, int64_t n) {
+    using T = typename V::scalar;
+    constexpr int RB = 4;
+    T dots[RB];
+    int64_t j = 0;
+    for (; j + RB <= n; j += RB) {
+        dot_rows<V, RB>(kc, a, b + j * ldb, ldb, dots);
+        for (int r = 0; r < RB; ++r) c[j + r] = beta == T(0) ? alpha * dots[r] : alpha * dots[r] + beta * c[j + r];
+    }
+    for (; j < n; ++j) {
+        dot_rows<V, 1>(kc, a, b + j * ldb, ldb, dots);
+        c[j] = beta == T(0) ? alpha * dots[0] : alpha * dots[0] + beta * c[j];
+    }
+}
+
+// Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
+// micro-kernel and the two one-row kernels (8 vector accumulators per column block).
+template <class V, int MR, int NV>
+constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name) {
+    constexpr int kRowVectors = 8;
+    return {name,
+            MR,
+            NV * V::width,
+            micro_kernel<V, MR, NV>,
+            kRowVectors * V::width,
+            row_times_matrix<V, kRowVectors>,
+            row_times_matrix_t<V>};
 }

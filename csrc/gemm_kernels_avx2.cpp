@@ -26,6 +26,7 @@ struct Avx2F32 {
     static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
     static void storeu(float* p, reg r) { _mm256_storeu_ps(p, r); }
     static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
     static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
 };
 
@@ -39,13 +40,14 @@ struct Avx2F64 {
     static reg loadu(const double* p) { return _mm256_loadu_pd(p); }
     static void storeu(double* p, reg r) { _mm256_storeu_pd(p, r); }
     static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+    static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
     static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
 };
 
 #include "gemm_kernels.h"
 
-const GemmKernel<float> kF32{"avx2+fma", 6, 16, micro_kernel<Avx2F32, 6, 2>};
-const GemmKernel<double> kF64{"avx2+fma", 6, 8, micro_kernel<Avx2F64, 6, 2>};
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx2F32, 6, 2>("avx2+fma");
+constexpr GemmKernel<double> kF64 = make_gemm_kernel<Avx2F64, 6, 2>("avx2+fma");
 
 }  // namespace
 

@@ -26,6 +26,7 @@ struct Avx512F32 {
     static reg loadu(const float* p) { return _mm512_loadu_ps(p); }
     static void storeu(float* p, reg r) { _mm512_storeu_ps(p, r); }
     static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+    static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
     static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
 };
 
@@ -39,13 +40,14 @@ struct Avx512F64 {
     static reg loadu(const double* p) { return _mm512_loadu_pd(p); }
     static void storeu(double* p, reg r) { _mm512_storeu_pd(p, r); }
     static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+    static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
     static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
 };
 
 #include "gemm_kernels.h"
 
-const GemmKernel<float> kF32{"avx512f", 12, 32, micro_kernel<Avx512F32, 12, 2>};
-const GemmKernel<double> kF64{"avx512f", 12, 16, micro_kernel<Avx512F64, 12, 2>};
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx512F32, 12, 2>("avx512f");
+constexpr GemmKernel<double> kF64 = make_gemm_kernel<Avx512F64, 12, 2>("avx512f");
 
 }  // namespace
 

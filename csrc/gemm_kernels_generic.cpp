@@ -19,13 +19,14 @@ struct GenericVec {
     static reg loadu(const T* p) { return load(p); }
     static void storeu(T* p, reg r) { std::memcpy(p, &r, sizeof r); }
     static reg mul(reg a, reg b) { return a * b; }
+    static reg add(reg a, reg b) { return a + b; }
     static reg fmadd(reg a, reg b, reg c) { return a * b + c; }
 };
 
 #include "gemm_kernels.h"
 
-const GemmKernel<float> kF32{"generic", 4, 8, micro_kernel<GenericVec<float>, 4, 2>};
-const GemmKernel<double> kF64{"generic", 4, 4, micro_kernel<GenericVec<double>, 4, 2>};
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<GenericVec<float>, 4, 2>("generic");
+constexpr GemmKernel<double> kF64 = make_gemm_kernel<GenericVec<double>, 4, 2>("generic");
 
 }  // namespace
 

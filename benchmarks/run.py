@@ -1,0 +1,296 @@
+"""Time pycore against numpy and PyTorch, op by op, and print a markdown table.
+
+    python benchmarks/run.py [--quick] [--only gemm,conv] [--threads 1,2] [--repeats N]
+                             [--markdown FILE] [--json FILE]
+
+Every benchmarks/bench_<family>.py defines `cases(quick)` returning harness.Case
+objects (see harness.py). For each case this runner sets the thread count of every
+library to case.threads, times pycore, numpy and torch interleaved (medians after a
+warm-up) and reports the ratios peer_ms / pycore_ms: above 1 means pycore is faster.
+"""
+import os
+import sys
+
+# OpenBLAS reads these when it is loaded, i.e. when numpy is first imported. Some of
+# these machines set them, and they make current OpenBLAS pick slower kernels or
+# blocking; unset them in this process only (never in tests or CI) so that numpy is
+# measured at its best. This must run before anything imports numpy.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+REMOVED_ENV = {name: os.environ.pop(name) for name in OPENBLAS_OVERRIDES if name in os.environ}
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import glob  # noqa: E402
+import importlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import traceback  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)                     # `import harness` from the bench modules
+sys.path.insert(1, os.path.dirname(HERE))    # pycore from the source tree when not installed
+
+import numpy as np  # noqa: E402
+
+import harness  # noqa: E402
+import pycore  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the torch column is left out, with a note
+    torch = None
+try:
+    import threadpoolctl
+except ImportError:  # numpy then runs with OpenBLAS's own thread count, with a note
+    threadpoolctl = None
+
+PEERS = ("numpy", "torch")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few, small cases (a smoke run)")
+    p.add_argument("--only", default="", help="comma-separated families, e.g. gemm,conv")
+    p.add_argument("--threads", default="", help="comma-separated thread counts to keep, e.g. 1,2")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions per case (median)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the header and table here")
+    p.add_argument("--json", metavar="FILE", help="also write every measurement here")
+    args = p.parse_args(argv)
+    args.only = [f.strip() for f in args.only.split(",") if f.strip()]
+    try:
+        args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
+    if args.repeats < 1:
+        p.error(f"--repeats: expected at least 1, got {args.repeats}")
+    return args
+
+
+# ----------------------------------------------------------------------------- header
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """The SIMD extensions the CPU reports that matter to the kernels."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if x in have]
+    except OSError:
+        pass
+    return []
+
+
+def blas_info():
+    """One line per BLAS / OpenMP runtime loaded in this process (threadpoolctl)."""
+    if threadpoolctl is None:
+        return ["threadpoolctl not installed: numpy's OpenBLAS kernel and threads are not reported "
+                "or limited (numpy runs with its default thread count)"]
+    lines = []
+    for info in threadpoolctl.threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        lines.append(f"{info.get('internal_api')} {info.get('version')} kernel={info.get('architecture')} "
+                     f"threads={info.get('num_threads')} ({os.path.basename(info.get('filepath', ''))})")
+    return lines or ["no BLAS library reported by threadpoolctl"]
+
+
+def header():
+    config = io.StringIO()
+    pycore.show_config(file=config)
+    lines = [
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, flags: {' '.join(cpu_flags()) or 'none of note'}",
+        f"numpy {np.__version__}; torch {torch.__version__ if torch is not None else 'not installed (column skipped)'}",
+        *(f"numpy BLAS: {line}" for line in blas_info()),
+    ]
+    if REMOVED_ENV:
+        removed = ", ".join(f"{k}={v}" for k, v in REMOVED_ENV.items())
+        lines.append(f"unset in this process before numpy was imported: {removed}")
+    else:
+        lines.append(f"{' and '.join(OPENBLAS_OVERRIDES)} were not set")
+    return lines, config.getvalue().rstrip()
+
+
+# ----------------------------------------------------------------------------- cases
+
+def discover(only):
+    """(family, module or None, error or None) for every benchmarks/bench_*.py."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(HERE, "bench_*.py"))):
+        family = os.path.basename(path)[len("bench_"):-len(".py")]
+        if only and family not in only:
+            continue
+        try:
+            found.append((family, importlib.import_module(f"bench_{family}"), None))
+        except Exception:  # a broken bench file must not stop the others
+            found.append((family, None, traceback.format_exc(limit=3)))
+    missing = sorted(set(only) - {family for family, _, _ in found})
+    for family in missing:
+        found.append((family, None, f"no benchmarks/bench_{family}.py"))
+    return found
+
+
+@contextlib.contextmanager
+def thread_limits(n):
+    """Run pycore, PyTorch and numpy's BLAS on n threads inside the block."""
+    pycore_before = pycore.get_num_threads()
+    torch_before = torch.get_num_threads() if torch is not None else None
+    pycore.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas") if threadpoolctl else contextlib.nullcontext()
+    try:
+        with limits:
+            yield
+    finally:
+        pycore.set_num_threads(pycore_before)
+        if torch is not None:
+            torch.set_num_threads(torch_before)
+
+
+def measure(case, repeats):
+    fns = {"pycore": case.pycore}
+    if case.numpy is not None:
+        fns["numpy"] = case.numpy
+    if case.torch is not None and torch is not None:
+        fns["torch"] = case.torch
+    with thread_limits(case.threads):
+        seconds = harness.time_interleaved(fns, repeats=repeats)
+    row = {"op": case.op, "shape": case.shape, "threads": case.threads}
+    for name in ("pycore",) + PEERS:
+        row[f"{name}_ms"] = seconds[name] * 1e3 if name in seconds else None
+    for peer in PEERS:
+        peer_ms = row[f"{peer}_ms"]
+        row[f"{peer}/pycore"] = peer_ms / row["pycore_ms"] if peer_ms is not None else None
+    row["pycore_gflops"] = case.flops / seconds["pycore"] / 1e9 if case.flops else None
+    row["rate"] = case.items / seconds["pycore"] if case.items else None
+    row["rate_unit"] = case.items_name if case.items else ""
+    row["memory"] = case.memory
+    return row
+
+
+# ----------------------------------------------------------------------------- output
+
+COLUMNS = ["op", "shape", "threads", "pycore ms", "numpy ms", "torch ms", "numpy/pycore", "torch/pycore",
+           "pycore GFLOP/s", "rate"]
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:.0f}"
+    return str(x)
+
+
+def table_row(row):
+    if "error" in row:
+        return f"| {row['op']} | {row['shape']} | {row['threads']} | error: {row['error']} |" + " |" * 6
+    rate = f"{row['rate']:.3g} {row['rate_unit']}" if row["rate"] is not None else "-"
+    cells = [row["op"], row["shape"], row["threads"], fmt(row["pycore_ms"]), fmt(row["numpy_ms"]),
+             fmt(row["torch_ms"]), fmt(row["numpy/pycore"], 2), fmt(row["torch/pycore"], 2),
+             fmt(row["pycore_gflops"]), rate]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def geomean_lines(rows):
+    """Geometric mean of each peer/pycore ratio per (op, threads)."""
+    groups = {}
+    for row in rows:
+        if "error" not in row:
+            groups.setdefault((row["op"], row["threads"]), []).append(row)
+    lines = ["| op | threads | cases | geomean numpy/pycore | geomean torch/pycore |", "|---|---|---|---|---|"]
+    for (op, threads), group in groups.items():
+        means = []
+        for peer in PEERS:
+            ratios = [r[f"{peer}/pycore"] for r in group if r[f"{peer}/pycore"]]
+            means.append(math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None)
+        lines.append(f"| {op} | {threads} | {len(group)} | {fmt(means[0], 2)} | {fmt(means[1], 2)} |")
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    head, config = header()
+    out = []
+
+    def say(line=""):
+        print(line, flush=True)
+        out.append(line)
+
+    for line in head:
+        say(line)
+    say("")
+    say("```")
+    for line in config.splitlines():
+        say(line)
+    say("```")
+    if torch is None:
+        say("note: torch is not installed; the torch columns are empty.")
+    if threadpoolctl is None:
+        say("note: threadpoolctl is not installed; numpy's BLAS thread count is not set per case.")
+    say("")
+    say("Ratios are peer ms / pycore ms: above 1 means pycore is faster. Medians of "
+        f"{args.repeats} interleaved repetitions after warm-up.")
+    say("")
+    say("| " + " | ".join(COLUMNS) + " |")
+    say("|" + "---|" * len(COLUMNS))
+
+    rows, problems = [], []
+    for family, module, error in discover(args.only):
+        if module is None:
+            problems.append(f"bench_{family}: import failed:\n{error}")
+            print(f"bench_{family}: import failed, skipped:\n{error}", file=sys.stderr, flush=True)
+            continue
+        try:
+            cases = list(module.cases(args.quick))
+        except Exception:
+            error = traceback.format_exc(limit=3)
+            problems.append(f"bench_{family}.cases() failed:\n{error}")
+            print(f"bench_{family}.cases() failed, skipped:\n{error}", file=sys.stderr, flush=True)
+            continue
+        for case in cases:
+            if args.threads and case.threads not in args.threads:
+                continue
+            try:
+                row = measure(case, args.repeats)
+            except Exception as exc:  # one failing case is reported, the rest still run
+                row = {"op": case.op, "shape": case.shape, "threads": case.threads,
+                       "error": f"{type(exc).__name__}: {exc}".replace("|", "/").replace("\n", " ")}
+            row["family"] = family
+            rows.append(row)
+            say(table_row(row))
+
+    say("")
+    for line in geomean_lines(rows):
+        say(line)
+    if problems:
+        say("")
+        say("Skipped:")
+        for problem in problems:
+            say("    " + problem.replace("\n", "\n    ").rstrip())
+
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(out) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": head, "config": config, "repeats": args.repeats, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
