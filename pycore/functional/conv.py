@@ -1,3 +1,179 @@
-"""conv2d forward and backward (csrc/conv.cpp)."""
+"""conv2d forward and backward (csrc/conv.cpp).
 
-__all__ = []
+    y[n, oc, i, j] = bias[oc] + sum_{c, kh, kw} weight[oc, c, kh, kw]
+                     * x_padded[n, g*C_g + c, i*stride_h + kh*dilation_h, j*stride_w + kw*dilation_w]
+
+with g = oc // (C_out / groups) the group of output channel oc and C_g = C_in / groups. As in
+every deep-learning library this is cross-correlation: the kernel is not flipped.
+"""
+__all__ = ["conv2d", "conv2d_backward"]
+
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from .. import _C
+from .._checks import float_array, int_pair, integer
+
+_INT64_MAX = 2 ** 63 - 1
+
+Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
+Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
+
+stride, dilation: (h, w); padding: (top, bottom, left, right), after 'same'/'valid' are
+resolved; groups: int; output_shape: (N, C_out, H_out, W_out)."""
+
+
+def _padding(padding, kernel, stride, dilation):
+    """(top, bottom, left, right) from an int, a pair, 'valid' or 'same' (PyTorch's rules).
+
+    'same' keeps the size at stride 1: an axis needs d*(k-1) padding in all, total//2
+    before and the rest after, so an even kernel pads one more on the bottom/right.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding: 'same' is not supported for strided convolutions "
+                                 f"(stride={stride}); use an explicit padding")
+            total_h, total_w = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+            return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
+        raise ValueError(f"padding: expected an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, bool) or not isinstance(padding, (tuple, list, numbers.Integral)):
+        raise TypeError(f"padding: expected an int, a pair of ints, 'valid' or 'same', "
+                        f"got {type(padding).__name__} {padding!r}")
+    pad_h, pad_w = int_pair(padding, "padding", minimum=0)
+    return (pad_h, pad_h, pad_w, pad_w)
+
+
+def _output_size(n, k, stride, pad_lo, pad_hi, dilation):
+    """floor((n + pad_lo + pad_hi - dilation*(k-1) - 1) / stride) + 1, in Python ints."""
+    return (n + pad_lo + pad_hi - dilation * (k - 1) - 1) // stride + 1
+
+
+def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, itemsize=4):
+    """Check the hyper-parameters against the shapes and resolve them (a Conv2dGeometry).
+
+    Raises TypeError/ValueError naming the argument for: non-int stride/dilation/groups,
+    values < 1, negative or unknown padding, 'same' with a stride, channels that do not
+    match weight.shape[1] * groups, groups not dividing the channels, a kernel larger than
+    the padded input, and sizes whose element or byte count would not fit in int64.
+    """
+    n, c_in, h, w = (int(s) for s in input_shape)
+    c_out, c_per_group, kh, kw = (int(s) for s in weight_shape)
+    stride = int_pair(stride, "stride", minimum=1)
+    dilation = int_pair(dilation, "dilation", minimum=1)
+    groups = integer(groups, "groups", minimum=1)
+    if min(c_out, c_per_group, kh, kw) < 1:
+        raise ValueError(f"weight: expected shape (C_out, C_in/groups, kH, kW) with every size >= 1, "
+                         f"got {tuple(weight_shape)}")
+    if c_in % groups:
+        raise ValueError(f"groups: must divide the input channels, got groups={groups} for C_in={c_in}")
+    if c_out % groups:
+        raise ValueError(f"groups: must divide the output channels, got groups={groups} for "
+                         f"C_out={c_out} (weight.shape[0])")
+    if c_per_group * groups != c_in:
+        raise ValueError(f"weight: expected weight.shape[1] * groups == input channels, got "
+                         f"weight of shape {tuple(weight_shape)} with groups={groups} for input of shape "
+                         f"{tuple(input_shape)} ({c_per_group} * {groups} != {c_in})")
+    pads = _padding(padding, (kh, kw), stride, dilation)
+    h_out = _output_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    w_out = _output_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"weight: the kernel ({kh}, {kw}) with dilation {dilation} is larger than the "
+                         f"padded input ({h + pads[0] + pads[1]}, {w + pads[2] + pads[3]}) "
+                         f"(input shape {tuple(input_shape)}, padding {pads}); the output would be "
+                         f"({h_out}, {w_out})")
+    # Sizes the kernel allocates or indexes: the output and one image's column matrix.
+    for what, count in (("output", n * c_out * h_out * w_out),
+                        ("column buffer", c_per_group * kh * kw * h_out * w_out)):
+        if count * itemsize > _INT64_MAX:
+            raise ValueError(f"input: the {what} would hold {count} elements ({count * itemsize} bytes), "
+                             f"more than int64 can index (input shape {tuple(input_shape)}, "
+                             f"weight shape {tuple(weight_shape)}, padding {pads}, stride {stride})")
+    return Conv2dGeometry(stride, pads, dilation, groups, (n, c_out, h_out, w_out))
+
+
+def _kernel_args(geo):
+    """The binding's trailing arguments, in its order."""
+    return (*geo.stride, *geo.padding, *geo.dilation, geo.groups)
+
+
+def _inputs(x, weight):
+    x = float_array(x, "input", ndim=4, layout="(N, C_in, H, W)")
+    weight = float_array(weight, "weight", ndim=4, layout="(C_out, C_in/groups, kH, kW)")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"weight: dtype {weight.dtype} does not match the input's dtype {x.dtype}")
+    return x, weight
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d.
+
+    Args:
+        x: (N, C_in, H, W) float32 or float64 array.
+        weight: (C_out, C_in/groups, kH, kW), same dtype as x.
+        bias: (C_out,) or None.
+        stride, dilation: int or (h, w) pair, >= 1.
+        padding: int, (h, w) pair (zeros on both sides), 'valid' (none) or 'same' (output
+            size = input size; stride must be 1; an even kernel pads one more bottom/right).
+        groups: channels are split into this many groups, convolved separately
+            (groups == C_in == C_out is a depthwise convolution).
+
+    Returns:
+        (N, C_out, H_out, W_out) with
+        H_out = floor((H + pad_top + pad_bottom - dilation_h*(kH-1) - 1) / stride_h) + 1
+        (W_out likewise).
+    """
+    x, weight = _inputs(x, weight)
+    if bias is not None:
+        bias = float_array(bias, "bias", ndim=1, layout="(C_out,)")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"bias: dtype {bias.dtype} does not match the input's dtype {x.dtype}")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias: expected shape ({weight.shape[0]},) (one per output channel), "
+                             f"got {bias.shape}")
+    geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
+    out = np.empty(geo.output_shape, dtype=x.dtype)
+    return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo))
+
+
+def _gradient_buffer(buf, name, shape, dtype):
+    """A gradient array updated in place: must already be right, since a copy would lose the writes."""
+    if buf is None:
+        return None
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (updated in place) or None, got {type(buf).__name__}")
+    if buf.dtype != dtype:
+        raise TypeError(f"{name}: dtype {buf.dtype} does not match the input's dtype {dtype}")
+    if buf.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {buf.shape}")
+    if not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
+    return buf
+
+
+def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
+                    dilation=1, groups=1, need_input_grad=True):
+    """Gradients of conv2d(x, weight, bias, stride, padding, dilation, groups).
+
+    grad_output: dL/dy, (N, C_out, H_out, W_out). Adds, in place,
+        grad_weight (C_out, C_in/groups, kH, kW) += dL/dweight   (when given)
+        grad_bias   (C_out,)                     += dL/dbias = sum of grad_output over N, H, W
+    and returns dL/dx (N, C_in, H, W), or None when need_input_grad is False (a network's
+    first layer: skipping it saves most of that layer's backward).
+    """
+    x, weight = _inputs(x, weight)
+    geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
+    grad_output = float_array(grad_output, "grad_output", ndim=4, layout="(N, C_out, H_out, W_out)")
+    if grad_output.dtype != x.dtype:
+        raise TypeError(f"grad_output: dtype {grad_output.dtype} does not match the input's dtype {x.dtype}")
+    if grad_output.shape != geo.output_shape:
+        raise ValueError(f"grad_output: expected shape {geo.output_shape} (the output's), got {grad_output.shape}")
+    grad_weight = _gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    grad_bias = _gradient_buffer(grad_bias, "grad_bias", (weight.shape[0],), x.dtype)
+    grad_input = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+    _C.conv2d_backward(grad_input, grad_weight, grad_bias, grad_output, x, weight, *_kernel_args(geo))
+    return grad_input

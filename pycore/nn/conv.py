@@ -1,3 +1,114 @@
 """Conv2d."""
+__all__ = ["Conv2d"]
 
-__all__ = []
+import numpy as np
+
+from .. import functional as F
+from .._checks import int_pair, integer
+from ..functional.conv import _padding
+from . import init
+from .module import Module, Parameter
+
+
+class Conv2d(Module):
+    """2-D convolution over a batch of images, as torch.nn.Conv2d.
+
+        out[n, oc] = bias[oc] + sum_{c in group(oc)} cross_correlate(weight[oc, c], input[n, c])
+
+    Like every deep-learning library this computes cross-correlation: the kernel slides
+    over the input without being flipped (a true convolution would flip it).
+
+    Args:
+        in_channels (int): channels of the input, C_in.
+        out_channels (int): channels of the output, C_out (one filter each).
+        kernel_size (int or (kH, kW)): size of each filter.
+        stride (int or pair, default 1): step between filter positions.
+        padding (int, pair, 'valid' or 'same', default 0): zeros added on both sides of each
+            spatial axis. 'valid' is no padding; 'same' keeps H and W (stride must be 1) and,
+            for an even kernel, pads one more on the bottom/right, as PyTorch does.
+        dilation (int or pair, default 1): spacing between filter taps.
+        groups (int, default 1): split input and output channels into this many groups,
+            each convolved on its own; groups == in_channels is a depthwise convolution.
+            Must divide in_channels and out_channels.
+        bias (bool, default True): add a learnable bias per output channel.
+        dtype (np.float32 or np.float64, default np.float32).
+
+    Shape:
+        input (N, C_in, H, W) -> output (N, C_out, H_out, W_out), where
+        H_out = floor((H + pad_top + pad_bottom - dilation[0] * (kernel_size[0] - 1) - 1) / stride[0]) + 1
+        W_out = floor((W + pad_left + pad_right - dilation[1] * (kernel_size[1] - 1) - 1) / stride[1]) + 1
+        (an int padding p means p on each side).
+
+    Attributes:
+        weight (Parameter): (C_out, C_in / groups, kH, kW), initialised U(-b, b) with
+            b = 1 / sqrt(C_in / groups * kH * kW) (PyTorch's kaiming_uniform(a=sqrt(5))).
+        bias (Parameter or None): (C_out,), U(-b, b) with the same b.
+
+    Backward: `backward(grad_output)` adds into weight.grad and bias.grad and returns the
+    gradient of the input, or None when `requires_input_grad` is False (set it on a
+    network's first layer: the data needs no gradient, and skipping it saves most of that
+    layer's backward).
+
+    Example:
+        >>> import numpy as np, pycore.nn as nn
+        >>> conv = nn.Conv2d(3, 16, kernel_size=3, padding=1)
+        >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+        >>> y = conv(x)                     # (8, 16, 32, 32)
+        >>> gx = conv.backward(np.ones_like(y))
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        self.in_channels = integer(in_channels, "in_channels", minimum=1)
+        self.out_channels = integer(out_channels, "out_channels", minimum=1)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = int_pair(stride, "stride", minimum=1)
+        self.dilation = int_pair(dilation, "dilation", minimum=1)
+        self.groups = integer(groups, "groups", minimum=1)
+        if self.in_channels % self.groups:
+            raise ValueError(f"Conv2d: in_channels must be divisible by groups, got in_channels="
+                             f"{self.in_channels}, groups={self.groups}")
+        if self.out_channels % self.groups:
+            raise ValueError(f"Conv2d: out_channels must be divisible by groups, got out_channels="
+                             f"{self.out_channels}, groups={self.groups}")
+        _padding(padding, self.kernel_size, self.stride, self.dilation)  # raises for a bad padding now
+        self.padding = padding if isinstance(padding, str) else int_pair(padding, "padding", minimum=0)
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(init.kaiming_uniform(shape, self.dtype))
+        self.bias = Parameter(init.bias_uniform(shape, self.out_channels, self.dtype)) if bias else None
+
+    def _hyper(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def forward(self, x):
+        x = self._check_input(x, ndim=4, layout="(N, C_in, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d: expected input with {self.in_channels} channels, shape "
+                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
+        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper())
+        self._save_for_backward(x)
+        return y
+
+    def backward(self, grad_output):
+        (x,) = self._pop_saved()
+        grad_output = self._check_input(grad_output, "grad_output", ndim=4, layout="(N, C_out, H_out, W_out)")
+        for p in (self.weight, self.bias):
+            if p is not None and p.grad is None:
+                p.grad = np.zeros_like(p.data)
+        return F.conv2d_backward(grad_output, x, self.weight.data, self.weight.grad,
+                                 None if self.bias is None else self.bias.grad, **self._hyper(),
+                                 need_input_grad=self.requires_input_grad)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
