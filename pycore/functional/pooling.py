@@ -1,3 +1,137 @@
-"""max_pool2d and avg_pool2d forward and backward (csrc/pool2d.pyx)."""
+"""max_pool2d and avg_pool2d forward and backward (csrc/pool2d.pyx).
 
-__all__ = []
+Inputs are (N, C, H, W) or unbatched (C, H, W), as in PyTorch. Output size per axis:
+
+    out = floor((n + 2p - k) / s) + 1                      (ceil_mode=False)
+    out = ceil((n + 2p - k) / s) + 1, minus one when the last window would start
+          past the input and its left padding                (ceil_mode=True)
+"""
+__all__ = ["max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
+           "avg_pool2d_with_geometry", "avg_pool2d_backward"]
+from collections import namedtuple
+
+import numpy as np
+
+from .. import _pool2d
+from .._checks import float_array, int_pair
+
+# Everything the kernels need besides the arrays; forward returns it so backward reuses it.
+PoolGeometry = namedtuple("PoolGeometry", ["input_shape", "output_shape", "kernel", "stride", "padding", "dtype"])
+
+
+def _output_size(n, k, s, p, ceil_mode):
+    """PyTorch's pooling_output_shape (dilation 1)."""
+    span = n + 2 * p - k
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1  # the last window would start in the right padding: drop it
+    return out
+
+
+def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
+    """Validate pooling arguments as PyTorch does and return the PoolGeometry.
+
+    Raises ValueError exactly where PyTorch raises: a kernel or stride < 1, padding < 0
+    or > kernel // 2, an empty channel/height/width, an output size < 1.
+    """
+    kernel = int_pair(kernel_size, "kernel_size", minimum=1)
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else int_pair(stride, "stride", minimum=1)
+    padding = int_pair(padding, "padding", minimum=0)
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
+            raise ValueError(f"{op}: padding should be at most half of kernel_size, got padding={padding} "
+                             f"and kernel_size={kernel}")
+    x_shape = x.shape
+    if any(d == 0 for d in x_shape[-3:]):
+        raise ValueError(f"{op}: expected an input with non-empty channel, height and width axes "
+                         f"(only the batch axis may be 0), got shape {tuple(x_shape)}")
+    H, W = x_shape[-2:]
+    out = tuple(_output_size(n, k, s, p, ceil_mode) for n, k, s, p in zip((H, W), kernel, stride, padding))
+    if min(out) < 1:
+        raise ValueError(f"{op}: input of height x width {H}x{W} gives output size {out[0]}x{out[1]} "
+                         f"with kernel_size={kernel}, stride={stride}, padding={padding}: too small")
+    return PoolGeometry(x_shape, x_shape[:-2] + out, kernel, stride, padding, x.dtype)
+
+
+def _planes(a, shape):
+    """(…, H, W) -> (P, H, W) view of a C-contiguous array."""
+    return a.reshape((-1,) + tuple(shape[-2:]))
+
+
+def _input(x):
+    return float_array(x, "input", ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
+
+
+def _grad_output(grad_output, geometry):
+    g = float_array(grad_output, "grad_output", dtype=geometry.dtype)
+    if g.shape != geometry.output_shape:
+        raise ValueError(f"grad_output: expected shape {geometry.output_shape}, got {g.shape}")
+    return g
+
+
+def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """max_pool2d that also returns what the backward needs: (y, argmax, geometry).
+
+    argmax (int64, same shape as y) holds, for each output, the flat index ih*W + iw of
+    its maximum within the input plane (PyTorch's return_indices=True layout).
+    """
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    y = np.empty(g.output_shape, dtype=x.dtype)
+    argmax = np.empty(g.output_shape, dtype=np.int64)
+    _pool2d.max_pool2d_forward(_planes(y, y.shape), _planes(argmax, y.shape), _planes(x, x.shape),
+                               *g.kernel, *g.stride, *g.padding)
+    return y, argmax, g
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """2-D max pooling over (N, C, H, W) or (C, H, W).
+
+    y[n, c, i, j] = max_{a < kh, b < kw} x[n, c, i*sh - ph + a, j*sw - pw + b],
+    where positions in the padding count as -inf (a NaN in the window gives NaN).
+
+    Args: kernel_size (int or (kh, kw)); stride (default kernel_size); padding (int or
+    pair, at most half the kernel); ceil_mode (round the output size up, see module doc).
+    """
+    return max_pool2d_with_indices(x, kernel_size, stride, padding, ceil_mode)[0]
+
+
+def max_pool2d_backward(grad_output, argmax, geometry):
+    """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
+    maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
+    grad_output = _grad_output(grad_output, geometry)
+    grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
+    _pool2d.max_pool2d_backward(_planes(grad_x, grad_x.shape), _planes(argmax, argmax.shape),
+                                _planes(grad_output, grad_output.shape))
+    return grad_x
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """2-D average pooling over (N, C, H, W) or (C, H, W).
+
+    y[n, c, i, j] = (1 / d) * sum_{a < kh, b < kw} x[n, c, i*sh - ph + a, j*sw - pw + b],
+    padding contributing zeros. The divisor d counts the window's positions inside the
+    input, or with count_include_pad=True (the default) those inside the zero-padded
+    input, but never the positions past it that ceil_mode adds (as PyTorch).
+    """
+    return avg_pool2d_with_geometry(x, kernel_size, stride, padding, ceil_mode, count_include_pad)[0]
+
+
+def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """avg_pool2d returning (y, geometry) for avg_pool2d_backward."""
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
+    y = np.empty(g.output_shape, dtype=x.dtype)
+    _pool2d.avg_pool2d_forward(_planes(y, y.shape), _planes(x, x.shape), *g.kernel, *g.stride, *g.padding,
+                               bool(count_include_pad))
+    return y, g
+
+
+def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
+    """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
+    grad_output = _grad_output(grad_output, geometry)
+    grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
+    _pool2d.avg_pool2d_backward(_planes(grad_x, grad_x.shape), _planes(grad_output, grad_output.shape),
+                                *geometry.kernel, *geometry.stride, *geometry.padding, bool(count_include_pad))
+    return grad_x

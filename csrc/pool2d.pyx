@@ -1,0 +1,361 @@
+"""Max and average 2-D pooling over planes: forward and backward, float32 and float64.
+
+pycore/functional/pooling.py validates the arguments, computes the output size, views
+(N, C, H, W) as N*C planes of (H, W) and allocates the outputs; the functions here only
+run the loops. Planes are independent, so one `prange` over them parallelises every
+kernel, and no two threads ever write the same memory.
+
+Shapes: x, grad_x (P, H, W); y, grad_y, argmax (P, OH, OW); the window of output (oh, ow)
+covers input rows oh*sh - ph + [0, kh) and columns ow*sw - pw + [0, kw).
+
+Loop order. Each kernel walks one output row at a time and, for each offset (ki, kj) of
+the window, sweeps the whole row: out[ow] op= x[oh*sh - ph + ki, ow*sw - pw + kj]. The
+range of ow whose input column lies inside the image is computed once per call
+(`ColumnRange`), so the innermost loop has no bounds tests and the compiler can
+vectorise it. Each output still meets its window in row-major order, the order PyTorch
+uses, so max ties pick the same element and sums add in the same order.
+
+Threads: the count comes from pycore._C.get_num_threads() (1 in a forked child, where
+GNU OpenMP cannot start threads) and is read before the GIL is released.
+"""
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from pycore import _C
+
+ctypedef fused real:
+    float
+    double
+
+# Planes per thread below which starting another thread costs more than it saves:
+# about 16k input elements each.
+cdef int64_t GRAIN_ELEMENTS = 16384
+
+
+cdef int threads_for(int64_t planes, int64_t plane_size):
+    """min(configured threads, planes, work / grain), at least 1 (as threads.h's threads_for)."""
+    cdef int64_t wanted = (planes * plane_size + GRAIN_ELEMENTS - 1) // GRAIN_ELEMENTS
+    cdef int64_t n = _C.get_num_threads()
+    if wanted < n:
+        n = wanted
+    if planes < n:
+        n = planes
+    return <int>max(n, 1)
+
+
+cdef struct ColumnRange:
+    # For one kernel column kj: outputs ow in [begin, end) read an input column inside
+    # the image, iw = ow*sw + offset with offset = kj - pw.
+    int64_t begin
+    int64_t end
+    int64_t offset
+
+
+cdef ColumnRange* column_ranges(int64_t kw, int64_t sw, int64_t pw, int64_t W, int64_t OW) nogil:
+    """The ColumnRange of every kj in [0, kw), in one malloc'd array the caller frees."""
+    cdef ColumnRange* ranges = <ColumnRange*>malloc(kw * sizeof(ColumnRange))
+    cdef int64_t kj, offset, begin, end
+    if ranges == NULL:
+        return NULL
+    for kj in range(kw):
+        offset = kj - pw
+        # smallest ow with ow*sw + offset >= 0
+        begin = 0 if offset >= 0 else (-offset + sw - 1) // sw
+        # one past the largest ow with ow*sw + offset <= W - 1
+        end = 0 if W - 1 - offset < 0 else (W - 1 - offset) // sw + 1
+        ranges[kj].begin = min(begin, OW)
+        ranges[kj].end = min(end, OW)
+        ranges[kj].offset = offset
+    return ranges
+
+
+cdef inline void row_span(int64_t oh, int64_t kh, int64_t sh, int64_t ph, int64_t H,
+                          int64_t* ih0, int64_t* ki_begin, int64_t* ki_end) noexcept nogil:
+    """Window rows of output row oh: ih = ih0 + ki for ki in [ki_begin, ki_end) lie inside the image."""
+    ih0[0] = oh * sh - ph
+    ki_begin[0] = max(-ih0[0], 0)
+    ki_end[0] = min(kh, H - ih0[0])
+
+
+# ---------------------------------------------------------------------------------------
+# The three inner loops, over one output row. Each is called through a dispatcher that
+# passes the stride as the constant 1 or 2 when it is one of those, so that the compiler,
+# inlining, sees a unit or stride-2 access it can vectorise.
+
+cdef inline void running_max(real* best, int32_t* position, const real* x, int64_t begin, int64_t end,
+                             int64_t stride, int32_t window_position) noexcept nogil:
+    """best[ow], position[ow] <- x[ow*stride], window_position where x is larger or NaN."""
+    cdef int64_t ow
+    cdef real v
+    cdef bint take
+    for ow in range(begin, end):
+        v = x[ow * stride]
+        take = (v > best[ow]) | (v != v)
+        best[ow] = v if take else best[ow]
+        position[ow] = window_position if take else position[ow]
+
+
+cdef inline void running_max_strided(real* best, int32_t* position, const real* x, int64_t begin,
+                                     int64_t end, int64_t stride, int32_t window_position) noexcept nogil:
+    if stride == 1:
+        running_max(best, position, x, begin, end, 1, window_position)
+    elif stride == 2:
+        running_max(best, position, x, begin, end, 2, window_position)
+    else:
+        running_max(best, position, x, begin, end, stride, window_position)
+
+
+cdef inline void add_gathered(real* total, const real* x, int64_t begin, int64_t end, int64_t stride) noexcept nogil:
+    """total[ow] += x[ow*stride]."""
+    cdef int64_t ow
+    if stride == 1:
+        for ow in range(begin, end):
+            total[ow] += x[ow]
+    elif stride == 2:
+        for ow in range(begin, end):
+            total[ow] += x[2 * ow]
+    else:
+        for ow in range(begin, end):
+            total[ow] += x[ow * stride]
+
+
+cdef inline void add_scattered(real* out, const real* value, int64_t begin, int64_t end, int64_t stride) noexcept nogil:
+    """out[ow*stride] += value[ow]."""
+    cdef int64_t ow
+    if stride == 1:
+        for ow in range(begin, end):
+            out[ow] += value[ow]
+    elif stride == 2:
+        for ow in range(begin, end):
+            out[2 * ow] += value[ow]
+    else:
+        for ow in range(begin, end):
+            out[ow * stride] += value[ow]
+
+
+# ---------------------------------------------------------------------------------------
+# max_pool2d
+# y[p, oh, ow] = max over the window of x[p], padding counting as -inf; argmax[p, oh, ow]
+# is the flat index ih*W + iw of that maximum in x[p] (the first one in row-major order;
+# a NaN wins and propagates, as in PyTorch).
+# grad_x[p, argmax[p, o]] += grad_y[p, o]: each output routes its gradient to its maximum.
+
+cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real* x,
+                         const ColumnRange* cols, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) noexcept nogil:
+    """One plane. `position` (OW, per thread) holds the winner of each window of the current
+    row as ki*kw + kj, a loop invariant of the inner loop, turned into argmax at the row's end."""
+    cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end
+    cdef real* y_row
+    cdef int64_t* arg_row
+    cdef const real* x_row
+    for oh in range(OH):
+        y_row = y + oh * OW
+        arg_row = argmax + oh * OW
+        row_span(oh, kh, sh, ph, H, &ih0, &ki_begin, &ki_end)
+        # Start from -inf at the window's first element inside the image, as PyTorch
+        # does: a window of -inf values then points at that element.
+        for ow in range(OW):
+            y_row[ow] = -INFINITY
+            position[ow] = <int32_t>(ki_begin * kw + max(pw - ow * sw, 0))
+        for ki in range(ki_begin, ki_end):
+            x_row = x + (ih0 + ki) * W
+            for kj in range(kw):
+                running_max_strided(y_row, position, x_row + cols[kj].offset, cols[kj].begin, cols[kj].end,
+                                    sw, <int32_t>(ki * kw + kj))
+        for ow in range(OW):
+            arg_row[ow] = (ih0 + position[ow] // kw) * W + ow * sw - pw + position[ow] % kw
+
+
+cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, const real[:, :, ::1] x,
+                                int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
+    cdef int64_t P = x.shape[0], H = x.shape[1], W = x.shape[2], OH = y.shape[1], OW = y.shape[2]
+    cdef int64_t p
+    cdef int nthreads = threads_for(P, H * W)
+    cdef ColumnRange* cols
+    cdef int32_t* positions
+    if P == 0:
+        return
+    cols = column_ranges(kw, sw, pw, W, OW)
+    positions = <int32_t*>malloc(nthreads * OW * sizeof(int32_t))
+    if cols == NULL or positions == NULL:
+        free(cols)
+        free(positions)
+        raise MemoryError()
+    with nogil:
+        for p in prange(P, num_threads=nthreads, schedule="static"):
+            max_pool_plane(&y[p, 0, 0], &argmax[p, 0, 0], positions + threadid() * OW, &x[p, 0, 0], cols,
+                           H, W, OH, OW, kh, kw, sh, sw, ph, pw)
+    free(cols)
+    free(positions)
+
+
+def max_pool2d_forward(y, argmax, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
+    """Fill y (P, OH, OW) and argmax (P, OH, OW, int64) from x (P, H, W), all C-contiguous."""
+    if x.dtype.itemsize == 4:
+        max_pool_forward_impl[float](y, argmax, x, kh, kw, sh, sw, ph, pw)
+    else:
+        max_pool_forward_impl[double](y, argmax, x, kh, kw, sh, sw, ph, pw)
+
+
+cdef void max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1] argmax,
+                                 const real[:, :, ::1] grad_y):
+    cdef int64_t P = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
+    cdef int64_t n_out = grad_y.shape[1] * grad_y.shape[2]
+    cdef int64_t p, o
+    cdef int nthreads = threads_for(P, H * W)
+    cdef real* gx
+    cdef const real* gy
+    cdef const int64_t* arg
+    with nogil:
+        for p in prange(P, num_threads=nthreads, schedule="static"):
+            gx = &grad_x[p, 0, 0]
+            gy = &grad_y[p, 0, 0]
+            arg = &argmax[p, 0, 0]
+            memset(gx, 0, H * W * sizeof(real))
+            for o in range(n_out):
+                gx[arg[o]] += gy[o]
+
+
+def max_pool2d_backward(grad_x, argmax, grad_y):
+    """grad_x (P, H, W) = the scatter of grad_y (P, OH, OW) to the saved argmax positions."""
+    if grad_x.shape[0] == 0:
+        return
+    if grad_x.dtype.itemsize == 4:
+        max_pool_backward_impl[float](grad_x, argmax, grad_y)
+    else:
+        max_pool_backward_impl[double](grad_x, argmax, grad_y)
+
+
+# ---------------------------------------------------------------------------------------
+# avg_pool2d
+# y[p, oh, ow] = (sum of the window's elements inside the image) / divisor, where the
+# divisor counts the window's positions inside the image, or with count_include_pad those
+# inside the padded image (H + 2ph, W + 2pw) but never the ones past it that ceil_mode
+# adds; PyTorch's rule. grad_x[p, window] += grad_y[p, oh, ow] / divisor.
+
+cdef int64_t* column_divisors(int64_t OW, int64_t kw, int64_t sw, int64_t pw, int64_t W,
+                              bint count_include_pad) nogil:
+    """Columns each output window counts in its divisor, one malloc'd array the caller frees."""
+    cdef int64_t* counts = <int64_t*>malloc(max(OW, 1) * sizeof(int64_t))
+    cdef int64_t ow, begin, end
+    if counts == NULL:
+        return NULL
+    for ow in range(OW):
+        begin = ow * sw - pw
+        end = min(begin + kw, W + pw)
+        if not count_include_pad:
+            begin = max(begin, 0)
+            end = min(end, W)
+        counts[ow] = end - begin
+    return counts
+
+
+cdef inline int64_t row_divisor(int64_t ih0, int64_t kh, int64_t ph, int64_t H,
+                                bint count_include_pad) noexcept nogil:
+    cdef int64_t begin = ih0, end = min(ih0 + kh, H + ph)
+    if not count_include_pad:
+        begin = max(begin, 0)
+        end = min(end, H)
+    return end - begin
+
+
+cdef void avg_pool_plane(real* y, const real* x, const ColumnRange* cols, const int64_t* col_count,
+                         int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
+                         int64_t sh, int64_t sw, int64_t ph, int64_t pw, bint count_include_pad) noexcept nogil:
+    cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end, rows
+    cdef real* y_row
+    cdef const real* x_row
+    for oh in range(OH):
+        y_row = y + oh * OW
+        row_span(oh, kh, sh, ph, H, &ih0, &ki_begin, &ki_end)
+        for ow in range(OW):
+            y_row[ow] = 0
+        for ki in range(ki_begin, ki_end):
+            x_row = x + (ih0 + ki) * W
+            for kj in range(kw):
+                add_gathered(y_row, x_row + cols[kj].offset, cols[kj].begin, cols[kj].end, sw)
+        rows = row_divisor(ih0, kh, ph, H, count_include_pad)
+        for ow in range(OW):
+            y_row[ow] = y_row[ow] / <real>(rows * col_count[ow])
+
+
+cdef void avg_pool_grad_plane(real* gx, const real* gy, real* scaled, const ColumnRange* cols,
+                              const int64_t* col_count, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                              int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                              bint count_include_pad) noexcept nogil:
+    cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end, rows
+    cdef real* gx_row
+    cdef const real* gy_row
+    memset(gx, 0, H * W * sizeof(real))
+    for oh in range(OH):
+        gy_row = gy + oh * OW
+        row_span(oh, kh, sh, ph, H, &ih0, &ki_begin, &ki_end)
+        rows = row_divisor(ih0, kh, ph, H, count_include_pad)
+        for ow in range(OW):
+            scaled[ow] = gy_row[ow] / <real>(rows * col_count[ow])
+        for ki in range(ki_begin, ki_end):
+            gx_row = gx + (ih0 + ki) * W
+            for kj in range(kw):
+                add_scattered(gx_row + cols[kj].offset, scaled, cols[kj].begin, cols[kj].end, sw)
+
+
+cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint backward,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        bint count_include_pad):
+    """Forward (out = y, inp = x) or backward (out = grad_x, inp = grad_y)."""
+    cdef int64_t P = out.shape[0]
+    cdef int64_t H, W, OH, OW, p
+    if backward:
+        H, W, OH, OW = out.shape[1], out.shape[2], inp.shape[1], inp.shape[2]
+    else:
+        H, W, OH, OW = inp.shape[1], inp.shape[2], out.shape[1], out.shape[2]
+    cdef int nthreads = threads_for(P, H * W)
+    cdef ColumnRange* cols
+    cdef int64_t* col_count
+    cdef real* scaled = NULL
+    if P == 0:
+        return
+    cols = column_ranges(kw, sw, pw, W, OW)
+    col_count = column_divisors(OW, kw, sw, pw, W, count_include_pad)
+    if backward:
+        # One row of grad_y / divisor per thread.
+        scaled = <real*>malloc(nthreads * max(OW, 1) * sizeof(real))
+    if cols == NULL or col_count == NULL or (backward and scaled == NULL):
+        free(cols)
+        free(col_count)
+        free(scaled)
+        raise MemoryError()
+    with nogil:
+        if not backward:
+            for p in prange(P, num_threads=nthreads, schedule="static"):
+                avg_pool_plane(&out[p, 0, 0], &inp[p, 0, 0], cols, col_count,
+                               H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
+        else:
+            for p in prange(P, num_threads=nthreads, schedule="static"):
+                avg_pool_grad_plane(&out[p, 0, 0], &inp[p, 0, 0], scaled + threadid() * OW, cols,
+                                    col_count, H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
+    free(cols)
+    free(col_count)
+    free(scaled)
+
+
+def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                       bint count_include_pad):
+    """Fill y (P, OH, OW) with the window averages of x (P, H, W), both C-contiguous."""
+    if x.dtype.itemsize == 4:
+        avg_pool_impl[float](y, x, False, kh, kw, sh, sw, ph, pw, count_include_pad)
+    else:
+        avg_pool_impl[double](y, x, False, kh, kw, sh, sw, ph, pw, count_include_pad)
+
+
+def avg_pool2d_backward(grad_x, grad_y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                        int64_t pw, bint count_include_pad):
+    """Fill grad_x (P, H, W) from grad_y (P, OH, OW): each output spreads grad/divisor over its window."""
+    if grad_x.dtype.itemsize == 4:
+        avg_pool_impl[float](grad_x, grad_y, True, kh, kw, sh, sw, ph, pw, count_include_pad)
+    else:
+        avg_pool_impl[double](grad_x, grad_y, True, kh, kw, sh, sw, ph, pw, count_include_pad)
