@@ -1,3 +1,123 @@
-"""RNN/LSTM/GRU sequence forward and backward through time (csrc/rnn.cpp)."""
+"""RNN/LSTM/GRU sequence forward and backward through time (csrc/rnn.cpp).
 
-__all__ = []
+One layer and one direction per call; pycore.nn.RNN, LSTM and GRU stack the layers.
+Shapes are time-major and PyTorch's, with G gate blocks per mode (RNN 1, LSTM 4 in the
+order i, f, g, o, GRU 3 in the order r, z, n):
+
+    x (T, N, I)   w_ih (G*H, I)   w_hh (G*H, H)   b_ih, b_hh (G*H,)   h0, c0 (N, H)
+
+    RNN   h_t = phi(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   phi = tanh or relu
+    LSTM  i, f, o = sigmoid(.), g = tanh(.)  (each W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
+          c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    GRU   r, z = sigmoid(.),   n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+          h_t = (1 - z) * n + z * h_{t-1}
+
+`rnn_layer` returns the outputs h_1..h_T, the final state and a cache of the activations
+that `rnn_layer_backward` reads (backpropagation through time over the same T steps).
+"""
+__all__ = ["rnn_layer", "rnn_layer_backward"]
+from collections import namedtuple
+
+import numpy as np
+
+from .. import _C
+from .._checks import float_array, shape_matches
+
+# mode name -> (kernel id, gate blocks G)
+RNN_MODES = {
+    "RNN_TANH": (_C.RNN_TANH, 1),
+    "RNN_RELU": (_C.RNN_RELU, 1),
+    "LSTM": (_C.LSTM, 4),
+    "GRU": (_C.GRU, 3),
+}
+
+RnnLayerCache = namedtuple("RnnLayerCache", "mode x h0 c0 y gates cell cell_tanh")
+RnnLayerCache.__doc__ = """What rnn_layer keeps for rnn_layer_backward.
+
+mode: a key of RNN_MODES; x (T, N, I) and h0, c0 (N, H) or None: the inputs; y (T, N, H):
+the outputs; gates (T, N, G*H): LSTM's i, f, g, o or GRU's r, z, n after their
+nonlinearities (RNN: unused scratch); cell (T, N, H): LSTM's c_t, or GRU's
+W_hn h_{t-1} + b_hn; cell_tanh (T, N, H): LSTM's tanh(c_t).
+"""
+
+
+def _mode(mode):
+    if mode not in RNN_MODES:
+        raise ValueError(f"mode: expected one of {sorted(RNN_MODES)}, got {mode!r}")
+    return RNN_MODES[mode]
+
+
+def _optional(a, name, dtype, shape):
+    if a is None:
+        return None
+    a = float_array(a, name, dtype=dtype)
+    shape_matches(a, shape, name)
+    return a
+
+
+def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+    """One recurrent layer over a whole sequence.
+
+    mode: "RNN_TANH", "RNN_RELU", "LSTM" or "GRU". x: (T, N, I); weights as in the module
+    docstring; h0 (and c0 for LSTM): (N, H) initial state, None for zeros.
+    Returns (y, (h_n, c_n), cache): y (T, N, H) the hidden state after every step,
+    h_n = y[-1] and c_n (LSTM's final cell, else None), both (N, H).
+    """
+    kernel_mode, gates = _mode(mode)
+    x = float_array(x, "input", ndim=3, layout="(T, N, input_size)")
+    w_hh = float_array(w_hh, "w_hh", dtype=x.dtype, ndim=2, layout="(G*H, H)")
+    hidden = w_hh.shape[1]
+    if w_hh.shape[0] != gates * hidden:
+        raise ValueError(f"w_hh: expected shape ({gates}*H, H) for {mode}, got {w_hh.shape}")
+    steps, batch, input_size = x.shape
+    if steps < 1 or batch < 1:
+        raise ValueError(f"input: expected at least one step and one sequence, got shape {x.shape}")
+    w_ih = float_array(w_ih, "w_ih", dtype=x.dtype)
+    shape_matches(w_ih, (gates * hidden, input_size), "w_ih")
+    b_ih = _optional(b_ih, "b_ih", x.dtype, (gates * hidden,))
+    b_hh = _optional(b_hh, "b_hh", x.dtype, (gates * hidden,))
+    h0 = _optional(h0, "h0", x.dtype, (batch, hidden))
+    c0 = _optional(c0, "c0", x.dtype, (batch, hidden)) if mode == "LSTM" else None
+
+    y = np.empty((steps, batch, hidden), dtype=x.dtype)
+    gate_buf = np.empty((steps, batch, gates * hidden), dtype=x.dtype)
+    cell = np.empty((steps, batch, hidden), dtype=x.dtype) if mode in ("LSTM", "GRU") else None
+    cell_tanh = np.empty((steps, batch, hidden), dtype=x.dtype) if mode == "LSTM" else None
+    _C.rnn_forward(kernel_mode, y, gate_buf, cell, cell_tanh, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    c_n = cell[-1] if mode == "LSTM" else None
+    cache = RnnLayerCache(mode, x, h0, c0, y, gate_buf, cell, cell_tanh)
+    return y, (y[-1], c_n), cache
+
+
+def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, grad_b_hh=None,
+                       grad_y=None, grad_h_n=None, grad_c_n=None, need_input_grad=True):
+    """Backpropagation through time for one rnn_layer call.
+
+    cache: what rnn_layer returned; w_ih, w_hh: the same weights. grad_y (T, N, H): the
+    gradient of every output, or None when only the final state has one; grad_h_n,
+    grad_c_n (N, H): gradients of the final state (None for zero). h_n is y[-1], so a
+    loss on the last output alone (many-to-one) is passed as grad_h_n with grad_y=None:
+    then no (T, N, H) gradient is built or read.
+    Adds into grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh (in place; biases may be None).
+    Returns (grad_x or None when need_input_grad is False, grad_h0, grad_c0 or None).
+    """
+    kernel_mode, _ = _mode(cache.mode)
+    x, y = cache.x, cache.y
+    steps, batch, _ = x.shape
+    hidden = y.shape[2]
+    grad_y = _optional(grad_y, "grad_y", x.dtype, (steps, batch, hidden))
+    grad_h_n = _optional(grad_h_n, "grad_h_n", x.dtype, (batch, hidden))
+    grad_c_n = _optional(grad_c_n, "grad_c_n", x.dtype, (batch, hidden)) if cache.mode == "LSTM" else None
+    for grad, name in ((grad_w_ih, "grad_w_ih"), (grad_w_hh, "grad_w_hh"), (grad_b_ih, "grad_b_ih"),
+                       (grad_b_hh, "grad_b_hh")):
+        if grad is not None and (not isinstance(grad, np.ndarray) or grad.dtype != x.dtype
+                                 or not grad.flags.c_contiguous or not grad.flags.writeable):
+            raise TypeError(f"{name}: expected a writeable C-contiguous {x.dtype} array (it is updated in place)")
+
+    grad_x = np.empty_like(x) if need_input_grad else None
+    grad_h0 = np.empty((batch, hidden), dtype=x.dtype)
+    grad_c0 = np.empty((batch, hidden), dtype=x.dtype) if cache.mode == "LSTM" else None
+    _C.rnn_backward(kernel_mode, grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+                    grad_y, grad_h_n, grad_c_n, y, cache.gates, cache.cell, cache.cell_tanh, x, cache.h0,
+                    cache.c0, w_ih, w_hh)
+    return grad_x, grad_h0, grad_c0

@@ -1,0 +1,561 @@
+// rnn.cpp: RNN, LSTM and GRU layers through time (the plan is in rnn.h).
+//
+// Sections:
+//   1. fast nonlinearities (sigmoid, tanh) that vectorise;
+//   2. the fused per-step elementwise passes, forward and backward side by side;
+//   3. running a pass over the batch rows: SIMD variant and threads;
+//   4. rnn_forward / rnn_backward: the GEMMs and the time loops.
+
+// GCC keeps a float comparison (the clamp in exp_fast) as a branch when it must assume
+// that comparisons can raise floating-point exceptions, and then a loop with two of them
+// does not vectorise. pycore never reads the exception flags, so this file tells GCC
+// they do not matter (Clang's default already). The numbers computed are unchanged:
+// this is not -ffast-math.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#include "rnn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "gemm.h"
+#include "threads.h"
+
+// The elementwise passes are compiled twice: for the build's baseline and, on x86-64
+// with GCC or Clang, for AVX2+FMA (8 floats per instruction), chosen at run time like
+// the GEMM micro-kernels. Each pass is an always-inline functor, so the same source is
+// inlined into both a plain and an AVX2-targeted caller.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define PYCORE_RNN_HAVE_AVX2 1
+#define PYCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define PYCORE_RNN_HAVE_AVX2 0
+#endif
+// PYCORE_IVDEP: the gate blocks of a row are slices of one buffer at offsets of H,
+// which the compilers cannot prove disjoint from restrict-qualified locals; the pragma
+// says the iterations of the loop after it are independent, so that it vectorises.
+#if defined(__clang__)
+#define PYCORE_INLINE inline __attribute__((always_inline))
+#define PYCORE_RESTRICT __restrict__
+#define PYCORE_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define PYCORE_INLINE inline __attribute__((always_inline))
+#define PYCORE_RESTRICT __restrict__
+#define PYCORE_IVDEP _Pragma("GCC ivdep")
+#else
+#define PYCORE_INLINE inline
+#define PYCORE_RESTRICT
+#define PYCORE_IVDEP
+#endif
+
+namespace pycore {
+
+int64_t rnn_gate_count(int mode) {
+    switch (mode) {
+        case kRnnTanh:
+        case kRnnRelu: return 1;
+        case kLstm: return 4;
+        case kGru: return 3;
+        default: return 0;
+    }
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// 1. Nonlinearities.
+//
+// float: exp from Cephes' expf (x = k ln2 + r, |r| <= ln2/2, a degree-6 polynomial for
+// e^r, 2^k built in the exponent bits), relative error about 2e-7 on [-87, 88], with no
+// branch and no library call so that the loops around it vectorise. Then
+//   sigmoid(x) = 1 / (1 + e^-x),   tanh(x) = 2 sigmoid(2x) - 1
+// (absolute error below 3e-7 for both; NaN in gives NaN out).
+// double: the C library's exp and tanh, exact to the last bit or so; the float64 path
+// is the one finite-difference checks run on, so it favours accuracy over speed.
+
+PYCORE_INLINE float exp_fast(float x) {
+    x = std::min(std::max(x, -87.0f), 88.0f);
+    // k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out of the mantissa.
+    const float shifter = 12582912.0f;
+    const float k = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = x - k * 0.693359375f;  // ln 2 split in two so that k * ln2 is exact enough
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float er = p * r * r + r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;  // 2^k, k in [-126, 127]
+    float two_k;
+    std::memcpy(&two_k, &bits, sizeof two_k);
+    return er * two_k;
+}
+
+template <typename T>
+struct Act;
+
+template <>
+struct Act<float> {
+    static PYCORE_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+    static PYCORE_INLINE float tanh(float x) { return 2.0f / (1.0f + exp_fast(-2.0f * x)) - 1.0f; }
+};
+
+template <>
+struct Act<double> {
+    static PYCORE_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+    static PYCORE_INLINE double tanh(double x) { return std::tanh(x); }
+};
+
+// ---------------------------------------------------------------------------------
+// 2. Fused elementwise passes for one time step, over batch rows [n0, n1).
+//
+// Each functor holds the step's pointers (row-major (N, width) blocks) and H. The
+// forward passes read the pre-activations that the GEMMs left in the gate buffer and
+// add the biases here, once per element, instead of in a separate pass.
+
+// Elman RNN forward: h_t = phi(a_t + b), a_t = x_t W_ih^T + h_{t-1} W_hh^T (in `pre`).
+template <typename T, bool kRelu>
+struct RnnForwardStep {
+    const T* pre;    // (N, H) pre-activations without bias
+    const T* bias;   // (H)    b_ih + b_hh
+    T* h;            // (N, H) out: h_t
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* PYCORE_RESTRICT a = pre + n * H;
+            const T* PYCORE_RESTRICT b = bias;
+            T* PYCORE_RESTRICT out = h + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j) {
+                const T v = a[j] + b[j];
+                out[j] = kRelu ? (v > T(0) ? v : T(0)) : Act<T>::tanh(v);
+            }
+        }
+    }
+};
+
+// Elman RNN backward: dA_t = dh_t * phi'(.), written from h_t alone:
+// tanh' = 1 - h^2, relu' = [h > 0].
+template <typename T, bool kRelu>
+struct RnnBackwardStep {
+    const T* dh;     // (N, H) dL/dh_t
+    const T* h;      // (N, H) h_t
+    T* dgates;       // (N, H) out: dL/da_t
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* PYCORE_RESTRICT d = dh + n * H;
+            const T* PYCORE_RESTRICT hv = h + n * H;
+            T* PYCORE_RESTRICT out = dgates + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j)
+                out[j] = kRelu ? (hv[j] > T(0) ? d[j] : T(0)) : d[j] * (T(1) - hv[j] * hv[j]);
+        }
+    }
+};
+
+// LSTM forward. In: gates (N, 4H) = x_t W_ih^T + h_{t-1} W_hh^T, blocks i, f, g, o.
+//   i = s(.+b_i), f = s(.+b_f), g = tanh(.+b_g), o = s(.+b_o)
+//   c_t = f c_{t-1} + i g,  h_t = o tanh(c_t)
+// Out: gates overwritten with i, f, g, o; c_t, tanh(c_t) and h_t.
+template <typename T>
+struct LstmForwardStep {
+    T* gates;
+    T* cell;
+    T* cell_tanh;
+    T* h;
+    const T* c_prev;
+    const T* bias;   // (4H) b_ih + b_hh
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            T* PYCORE_RESTRICT gi = gates + n * 4 * H;
+            T* PYCORE_RESTRICT gf = gi + H;
+            T* PYCORE_RESTRICT gg = gi + 2 * H;
+            T* PYCORE_RESTRICT go = gi + 3 * H;
+            const T* PYCORE_RESTRICT bi = bias;
+            const T* PYCORE_RESTRICT bf = bias + H;
+            const T* PYCORE_RESTRICT bg = bias + 2 * H;
+            const T* PYCORE_RESTRICT bo = bias + 3 * H;
+            const T* PYCORE_RESTRICT cp = c_prev + n * H;
+            T* PYCORE_RESTRICT c = cell + n * H;
+            T* PYCORE_RESTRICT tc = cell_tanh + n * H;
+            T* PYCORE_RESTRICT hv = h + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j) {
+                const T i = Act<T>::sigmoid(gi[j] + bi[j]);
+                const T f = Act<T>::sigmoid(gf[j] + bf[j]);
+                const T g = Act<T>::tanh(gg[j] + bg[j]);
+                const T o = Act<T>::sigmoid(go[j] + bo[j]);
+                const T ct = f * cp[j] + i * g;
+                const T tct = Act<T>::tanh(ct);
+                gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
+                c[j] = ct;
+                tc[j] = tct;
+                hv[j] = o * tct;
+            }
+        }
+    }
+};
+
+// LSTM backward, from dh = dL/dh_t (all paths) and dc = dL/dc_t (from step t+1):
+//   do = dh tanh(c_t);   dc_t = dc + dh o (1 - tanh(c_t)^2)
+//   di = dc_t g, df = dc_t c_{t-1}, dg = dc_t i;   dL/dc_{t-1} = dc_t f
+// and through the nonlinearities: s' = s (1 - s), tanh' = 1 - tanh^2.
+template <typename T>
+struct LstmBackwardStep {
+    T* dgates;         // (N, 4H) out
+    T* dc;             // (N, H)  in: dL/dc_t from step t+1; out: dL/dc_{t-1}
+    const T* dh;       // (N, H)
+    const T* gates;    // (N, 4H) i, f, g, o
+    const T* cell_tanh;
+    const T* c_prev;
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* PYCORE_RESTRICT gi = gates + n * 4 * H;
+            const T* PYCORE_RESTRICT gf = gi + H;
+            const T* PYCORE_RESTRICT gg = gi + 2 * H;
+            const T* PYCORE_RESTRICT go = gi + 3 * H;
+            T* PYCORE_RESTRICT di = dgates + n * 4 * H;
+            T* PYCORE_RESTRICT df = di + H;
+            T* PYCORE_RESTRICT dg = di + 2 * H;
+            T* PYCORE_RESTRICT dout = di + 3 * H;
+            const T* PYCORE_RESTRICT tc = cell_tanh + n * H;
+            const T* PYCORE_RESTRICT cp = c_prev + n * H;
+            const T* PYCORE_RESTRICT dhv = dh + n * H;
+            T* PYCORE_RESTRICT dcv = dc + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j) {
+                const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j];
+                const T dct = dcv[j] + d * o * (T(1) - t * t);
+                di[j] = dct * g * i * (T(1) - i);
+                df[j] = dct * cp[j] * f * (T(1) - f);
+                dg[j] = dct * i * (T(1) - g * g);
+                dout[j] = d * t * o * (T(1) - o);
+                dcv[j] = dct * f;
+            }
+        }
+    }
+};
+
+// GRU forward. In: gates (N, 3H) = x_t W_ih^T (blocks r, z, n), hh (N, 3H) = h_{t-1} W_hh^T.
+//   r = s(gx_r + gh_r + b_r),  z = s(gx_z + gh_z + b_z)   (b_r = b_ir + b_hr, ...)
+//   hn = gh_n + b_hn,          n = tanh(gx_n + b_in + r hn),   h_t = (1 - z) n + z h_{t-1}
+// Out: gates overwritten with r, z, n; hn (backward needs it: dr = dn' hn); h_t.
+template <typename T>
+struct GruForwardStep {
+    T* gates;
+    T* hn_out;
+    T* h;
+    const T* hh;
+    const T* h_prev;
+    const T* bias;     // (3H) b_ih + (b_hr, b_hz, 0)
+    const T* bias_hn;  // (H)  b_hn
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            T* PYCORE_RESTRICT gr = gates + n * 3 * H;
+            T* PYCORE_RESTRICT gz = gr + H;
+            T* PYCORE_RESTRICT gn = gr + 2 * H;
+            const T* PYCORE_RESTRICT hr = hh + n * 3 * H;
+            const T* PYCORE_RESTRICT hz = hr + H;
+            const T* PYCORE_RESTRICT hnn = hr + 2 * H;
+            const T* PYCORE_RESTRICT br = bias;
+            const T* PYCORE_RESTRICT bz = bias + H;
+            const T* PYCORE_RESTRICT bn = bias + 2 * H;
+            const T* PYCORE_RESTRICT bhn = bias_hn;
+            const T* PYCORE_RESTRICT hp = h_prev + n * H;
+            T* PYCORE_RESTRICT hno = hn_out + n * H;
+            T* PYCORE_RESTRICT hv = h + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j) {
+                const T r = Act<T>::sigmoid(gr[j] + hr[j] + br[j]);
+                const T z = Act<T>::sigmoid(gz[j] + hz[j] + bz[j]);
+                const T hn = hnn[j] + bhn[j];
+                const T nv = Act<T>::tanh(gn[j] + bn[j] + r * hn);
+                gr[j] = r, gz[j] = z, gn[j] = nv;
+                hno[j] = hn;
+                hv[j] = nv + z * (hp[j] - nv);
+            }
+        }
+    }
+};
+
+// GRU backward, from dh = dL/dh_t:
+//   dn = dh (1 - z),  dz = dh (h_{t-1} - n),  direct part of dL/dh_{t-1} = dh z
+//   dn' = dn (1 - n^2)  (pre-tanh);  dr = dn' hn;  d(hn) = dn' r
+// The input projection and the recurrent projection see different n-gate gradients
+// (dn' versus dn' r), so they get separate buffers: dgx = (dr', dz', dn'),
+// dgh = (dr', dz', dn' r).
+template <typename T>
+struct GruBackwardStep {
+    T* dgates_x;      // (N, 3H) out
+    T* dgates_h;      // (N, 3H) out
+    T* dh;            // (N, H)  in: dL/dh_t; out: z * dL/dh_t (the GEMM adds the rest)
+    const T* gates;   // (N, 3H) r, z, n
+    const T* hn;      // (N, H)
+    const T* h_prev;  // (N, H)
+    int64_t H;
+    PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* PYCORE_RESTRICT gr = gates + n * 3 * H;
+            const T* PYCORE_RESTRICT gz = gr + H;
+            const T* PYCORE_RESTRICT gn = gr + 2 * H;
+            T* PYCORE_RESTRICT xr = dgates_x + n * 3 * H;
+            T* PYCORE_RESTRICT xz = xr + H;
+            T* PYCORE_RESTRICT xn = xr + 2 * H;
+            T* PYCORE_RESTRICT hr = dgates_h + n * 3 * H;
+            T* PYCORE_RESTRICT hz = hr + H;
+            T* PYCORE_RESTRICT hnd = hr + 2 * H;
+            const T* PYCORE_RESTRICT hnv = hn + n * H;
+            const T* PYCORE_RESTRICT hp = h_prev + n * H;
+            T* PYCORE_RESTRICT d = dh + n * H;
+            PYCORE_IVDEP
+            for (int64_t j = 0; j < H; ++j) {
+                const T r = gr[j], z = gz[j], nv = gn[j], dv = d[j];
+                const T dn_pre = dv * (T(1) - z) * (T(1) - nv * nv);
+                const T dr_pre = dn_pre * hnv[j] * r * (T(1) - r);
+                const T dz_pre = dv * (hp[j] - nv) * z * (T(1) - z);
+                xr[j] = dr_pre, xz[j] = dz_pre, xn[j] = dn_pre;
+                hr[j] = dr_pre, hz[j] = dz_pre, hnd[j] = dn_pre * r;
+                d[j] = dv * z;
+            }
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------
+// 3. Running a pass over the batch rows.
+
+template <class Step>
+void run_rows_baseline(const Step& step, int64_t n0, int64_t n1) {
+    step(n0, n1);
+}
+
+#if PYCORE_RNN_HAVE_AVX2
+template <class Step>
+PYCORE_TARGET_AVX2 void run_rows_avx2(const Step& step, int64_t n0, int64_t n1) {
+    step(n0, n1);
+}
+#endif
+
+// The AVX2 passes run whenever the GEMM uses AVX2 or AVX-512 micro-kernels (so the
+// CPU has AVX2+FMA); forcing the GEMM to "generic" forces these to the baseline too.
+bool use_avx2() {
+#if PYCORE_RNN_HAVE_AVX2
+    return std::strcmp(gemm_simd_path(), "generic") != 0;
+#else
+    return false;
+#endif
+}
+
+// Elementwise work (gate elements) one thread should get before another one helps:
+// a parallel region costs a few microseconds, a fused pass about a nanosecond per element.
+constexpr int64_t kPointwiseGrain = 16384;
+
+// Apply `step` to rows [0, rows), split over threads when the step is big enough.
+template <class Step>
+void for_rows(const Step& step, int64_t rows, int64_t work_per_row, bool avx2) {
+    auto run = [&](int64_t n0, int64_t n1) {
+#if PYCORE_RNN_HAVE_AVX2
+        if (avx2) return run_rows_avx2(step, n0, n1);
+#endif
+        run_rows_baseline(step, n0, n1);
+    };
+    const int nt = static_cast<int>(
+        std::min<int64_t>(rows, threads_for(rows * work_per_row, kPointwiseGrain)));
+    if (nt <= 1) return run(0, rows);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int part = 0; part < nt; ++part) run(rows * part / nt, rows * (part + 1) / nt);
+}
+
+// dst[i] += src[i]
+template <typename T>
+void add_into(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+// out[c] += sum_r a[r, c] for a (rows, cols): the bias gradients. Threads take column
+// slices, so each output has one writer; sums run in double so that a float gradient
+// over T*N rows loses nothing to the order of the additions.
+template <typename T>
+void add_column_sums(T* out, const T* a, int64_t rows, int64_t cols) {
+    const int nt = static_cast<int>(
+        std::min<int64_t>((cols + 15) / 16, threads_for(rows * cols, int64_t(1) << 16)));
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int part = 0; part < nt; ++part) {
+        const int64_t c0 = cols * part / nt, c1 = cols * (part + 1) / nt;
+        std::vector<double> acc(static_cast<size_t>(c1 - c0), 0.0);
+        for (int64_t r = 0; r < rows; ++r) {
+            const T* row = a + r * cols + c0;
+            for (int64_t c = 0; c < c1 - c0; ++c) acc[c] += row[c];
+        }
+        for (int64_t c = c0; c < c1; ++c) out[c] += static_cast<T>(acc[c - c0]);
+    }
+}
+
+// A buffer that is fully written before it is read: no zero-fill.
+template <typename T>
+std::unique_ptr<T[]> uninitialized(int64_t count) {
+    return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(count, 1))]);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// 4. The layer through time.
+
+template <typename T>
+void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
+                 const T* x, const T* h0, const T* c0,
+                 const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
+                 int64_t steps, int64_t batch, int64_t input_size, int64_t hidden) {
+    const int64_t G = rnn_gate_count(mode), H = hidden, N = batch;
+    const int64_t GH = G * H, NH = N * H;
+    if (G == 0 || steps <= 0 || N <= 0 || H <= 0) return;
+    const bool avx2 = use_avx2();
+
+    // Biases, summed once: the fused pass adds b_ih + b_hh per gate. GRU keeps b_hn
+    // apart because r multiplies (W_hn h + b_hn) but not b_in.
+    std::vector<T> bias(static_cast<size_t>(GH), T(0)), bias_hn(static_cast<size_t>(H), T(0));
+    if (b_ih) std::copy(b_ih, b_ih + GH, bias.begin());
+    if (b_hh) {
+        const int64_t shared = mode == kGru ? 2 * H : GH;
+        for (int64_t k = 0; k < shared; ++k) bias[k] += b_hh[k];
+        if (mode == kGru) std::copy(b_hh + 2 * H, b_hh + 3 * H, bias_hn.begin());
+    }
+
+    // Input projection of every step at once: gates (T*N, G*H) = X (T*N, I) @ W_ih^T.
+    gemm<T>(false, true, steps * N, GH, input_size, T(1), x, input_size, w_ih, input_size, T(0),
+            gates, GH);
+
+    std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
+    std::vector<T> hh(static_cast<size_t>(mode == kGru ? N * GH : 0));
+    const T* h_prev = h0 ? h0 : zeros.data();
+    const T* c_prev = c0 ? c0 : zeros.data();
+
+    for (int64_t t = 0; t < steps; ++t) {
+        T* g_t = gates + t * N * GH;
+        T* y_t = y + t * NH;
+        const bool has_h = h0 != nullptr || t > 0;  // a zero state contributes nothing
+        if (mode == kGru) {
+            // hh = h_{t-1} @ W_hh^T apart from the gates: r scales its n block.
+            if (has_h)
+                gemm<T>(false, true, N, GH, H, T(1), h_prev, H, w_hh, H, T(0), hh.data(), GH);
+            else
+                std::fill(hh.begin(), hh.end(), T(0));
+            for_rows(GruForwardStep<T>{g_t, cell + t * NH, y_t, hh.data(), h_prev, bias.data(),
+                                       bias_hn.data(), H},
+                     N, GH, avx2);
+        } else {
+            // gates_t += h_{t-1} @ W_hh^T
+            if (has_h) gemm<T>(false, true, N, GH, H, T(1), h_prev, H, w_hh, H, T(1), g_t, GH);
+            if (mode == kLstm) {
+                for_rows(LstmForwardStep<T>{g_t, cell + t * NH, cell_tanh + t * NH, y_t, c_prev,
+                                            bias.data(), H},
+                         N, GH, avx2);
+                c_prev = cell + t * NH;
+            } else if (mode == kRnnRelu) {
+                for_rows(RnnForwardStep<T, true>{g_t, bias.data(), y_t, H}, N, GH, avx2);
+            } else {
+                for_rows(RnnForwardStep<T, false>{g_t, bias.data(), y_t, H}, N, GH, avx2);
+            }
+        }
+        h_prev = y_t;
+    }
+}
+
+template <typename T>
+void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh,
+                  const T* dy, const T* dh_n, const T* dc_n,
+                  const T* y, const T* gates, const T* cell, const T* cell_tanh,
+                  const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh,
+                  int64_t steps, int64_t batch, int64_t input_size, int64_t hidden) {
+    const int64_t G = rnn_gate_count(mode), H = hidden, N = batch;
+    const int64_t GH = G * H, NH = N * H, rows = steps * N;
+    if (G == 0 || steps <= 0 || N <= 0 || H <= 0) return;
+    const bool avx2 = use_avx2();
+
+    // dgates (T, N, G*H): gradient w.r.t. the pre-activations, kept for the big GEMMs
+    // after the loop. GRU needs a second one for the recurrent side (see GruBackwardStep).
+    std::unique_ptr<T[]> dgates = uninitialized<T>(rows * GH);
+    std::unique_ptr<T[]> dgates_h_buf = mode == kGru ? uninitialized<T>(rows * GH) : nullptr;
+    T* dgates_h = mode == kGru ? dgates_h_buf.get() : dgates.get();
+
+    // dh: dL/dh_t for the step being processed (all paths), dc likewise for LSTM.
+    std::vector<T> dh(static_cast<size_t>(NH), T(0)), dc(static_cast<size_t>(mode == kLstm ? NH : 0), T(0));
+    if (dh_n) std::copy(dh_n, dh_n + NH, dh.begin());
+    if (dc_n && mode == kLstm) std::copy(dc_n, dc_n + NH, dc.begin());
+    std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
+
+    for (int64_t t = steps - 1; t >= 0; --t) {
+        if (dy) add_into(dh.data(), dy + t * NH, NH);
+        const T* g_t = gates + t * N * GH;
+        T* dg_t = dgates.get() + t * N * GH;
+        T* dgh_t = dgates_h + t * N * GH;
+        const T* h_prev = t > 0 ? y + (t - 1) * NH : (h0 ? h0 : zeros.data());
+        switch (mode) {
+            case kLstm: {
+                const T* c_prev = t > 0 ? cell + (t - 1) * NH : (c0 ? c0 : zeros.data());
+                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), g_t, cell_tanh + t * NH, c_prev, H},
+                         N, GH, avx2);
+                break;
+            }
+            case kGru:
+                for_rows(GruBackwardStep<T>{dg_t, dgh_t, dh.data(), g_t, cell + t * NH, h_prev, H}, N,
+                         GH, avx2);
+                break;
+            case kRnnRelu:
+                for_rows(RnnBackwardStep<T, true>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
+                break;
+            default:
+                for_rows(RnnBackwardStep<T, false>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
+        }
+        if (t == 0 && dh0 == nullptr) break;
+        // dL/dh_{t-1} = dG_t @ W_hh (N, G*H) x (G*H, H); GRU adds it to its direct z term.
+        gemm<T>(false, false, N, H, GH, T(1), dgh_t, GH, w_hh, H, mode == kGru ? T(1) : T(0),
+                dh.data(), H);
+    }
+    if (dh0) std::copy(dh.begin(), dh.end(), dh0);
+    if (dc0 && mode == kLstm) std::copy(dc.begin(), dc.end(), dc0);
+
+    // Parameter gradients over all steps at once.
+    //   dW_ih += dG^T (G*H, T*N) @ X (T*N, I)
+    //   dW_hh += dGh[1:]^T @ Y[:-1] + dGh[0]^T @ h0    (h_{t-1} is y[t-1], or h0 at t = 0)
+    gemm<T>(true, false, GH, input_size, rows, T(1), dgates.get(), GH, x, input_size, T(1), dw_ih,
+            input_size);
+    if (steps > 1)
+        gemm<T>(true, false, GH, H, (steps - 1) * N, T(1), dgates_h + N * GH, GH, y, H, T(1), dw_hh, H);
+    if (h0) gemm<T>(true, false, GH, H, N, T(1), dgates_h, GH, h0, H, T(1), dw_hh, H);
+    if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
+    if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+    // dX (T*N, I) = dG @ W_ih
+    if (dx) gemm<T>(false, false, rows, input_size, GH, T(1), dgates.get(), GH, w_ih, input_size, T(0),
+                    dx, input_size);
+}
+
+template void rnn_forward<float>(int, float*, float*, float*, float*, const float*, const float*,
+                                 const float*, const float*, const float*, const float*, const float*,
+                                 int64_t, int64_t, int64_t, int64_t);
+template void rnn_forward<double>(int, double*, double*, double*, double*, const double*, const double*,
+                                  const double*, const double*, const double*, const double*,
+                                  const double*, int64_t, int64_t, int64_t, int64_t);
+template void rnn_backward<float>(int, float*, float*, float*, float*, float*, float*, float*,
+                                  const float*, const float*, const float*, const float*, const float*,
+                                  const float*, const float*, const float*, const float*, const float*,
+                                  const float*, const float*, int64_t, int64_t, int64_t, int64_t);
+template void rnn_backward<double>(int, double*, double*, double*, double*, double*, double*, double*,
+                                   const double*, const double*, const double*, const double*,
+                                   const double*, const double*, const double*, const double*,
+                                   const double*, const double*, const double*, const double*, int64_t,
+                                   int64_t, int64_t, int64_t);
+
+}  // namespace pycore
