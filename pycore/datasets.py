@@ -13,8 +13,8 @@ word_language_model do: stream b is the b-th contiguous slice of the text, and c
 chunks of a stream follow each other, so a recurrent model carries its state from one chunk
 to the next (truncated backpropagation through time).
 """
-__all__ = ["load_mnist", "load_digits", "CharVocab", "split_corpus", "StreamBatches", "MNIST_FILES",
-           "default_cache_dir"]
+__all__ = ["load_mnist", "mnist_available", "download_mnist", "read_idx", "verify_file", "file_digest",
+           "load_digits", "CharVocab", "split_corpus", "StreamBatches", "MNIST_FILES", "default_cache_dir"]
 
 import gzip
 import hashlib
