@@ -37,9 +37,6 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
 
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
-        // The packed panels stream through L1; ask for the lines a few steps ahead.
-        __builtin_prefetch(a + 8 * MR);
-        __builtin_prefetch(b + 8 * NR);
         R bv[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);

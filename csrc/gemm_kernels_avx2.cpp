@@ -46,7 +46,7 @@ struct Avx2F64 {
 
 #include "gemm_kernels.h"
 
-constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx2F32, 6, 2>("avx2+fma");
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx2F32, 4, 3>("avx2+fma");
 constexpr GemmKernel<double> kF64 = make_gemm_kernel<Avx2F64, 6, 2>("avx2+fma");
 
 }  // namespace

@@ -3,19 +3,33 @@ __all__ = ["gemm", "matmul", "linear", "linear_backward"]
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, same_dtype
+from .._checks import FLOAT_DTYPES, float_array, same_dtype
 
 
 def _operand(x, name):
-    """A 2-D float array the GEMM can read in place: C- or Fortran-ordered (a transposed
-    view is read as its transpose, with no copy); other layouts are copied."""
-    x = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
+    """A 2-D float array the GEMM can read in place, or a copy of it.
+
+    Read in place: C- or Fortran-ordered arrays (a transposed view is read as its
+    transpose) and row or column slices of them (one unit stride, the other a positive
+    leading dimension). Anything else (negative or other strides, broadcast views,
+    misaligned buffers) is copied. This runs on every call, so it stays cheap.
+    """
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    if x.dtype not in FLOAT_DTYPES:
         float_array(x, name)  # raises the TypeError naming the dtype
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
-    if x.flags.c_contiguous or x.flags.f_contiguous:
+    flags = x.flags
+    if not flags.aligned:
+        return np.ascontiguousarray(x)
+    if flags.c_contiguous or flags.f_contiguous:
         return x
+    (rows, cols), (s0, s1), item = x.shape, x.strides, x.itemsize
+    if s1 == item and s0 > 0 and s0 % item == 0 and s0 >= cols * item:
+        return x  # rows of a wider C-ordered matrix: leading dimension s0 / item
+    if s0 == item and s1 > 0 and s1 % item == 0 and s1 >= rows * item:
+        return x  # columns of a taller Fortran-ordered matrix
     return np.ascontiguousarray(x)
 
 
@@ -27,7 +41,8 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     returned; otherwise a new array is returned (and beta is ignored).
     """
     a, b = _operand(a, "a"), _operand(b, "b")
-    same_dtype((a, b), ("a", "b"), "gemm")
+    if a.dtype != b.dtype:
+        same_dtype((a, b), ("a", "b"), "gemm")  # raises the TypeError naming both
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if k != kb:
