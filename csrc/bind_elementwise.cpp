@@ -97,7 +97,7 @@ void dropout_py(py::array y, py::array mask, const py::array& x, const py::array
         T* mp = bind::out_ptr<T>(mask, "mask");
         const int64_t n = x.size();
         py::gil_scoped_release release;
-        dropout_forward<T>(yp, mp, xp, up, T(p), n);
+        dropout_forward<T>(yp, mp, xp, up, p, n);
     });
 }
 

@@ -179,10 +179,11 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim
 // dropout (inverted: kept values are scaled by 1 / (1 - p) so that E[y] = x)
 
 template <class T>
-void dropout_forward(T* y, T* mask, const T* x, const T* u, T p, int64_t n) {
-    const T scale = p < T(1) ? T(1) / (T(1) - p) : T(0);
+void dropout_forward(T* y, T* mask, const T* x, const T* u, double p, int64_t n) {
+    // the scale is rounded once from double: 1 / (1 - 0.8) is 5, not float's 5.0000005
+    const T scale = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
     for_each_index(n, kGrainCheap, [=](int64_t i) {
-        mask[i] = u[i] >= p ? scale : T(0);
+        mask[i] = double(u[i]) >= p ? scale : T(0);
         y[i] = x[i] * mask[i];
     });
 }
@@ -203,7 +204,7 @@ void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
     template void tanh_backward<T>(T*, const T*, const T*, int64_t);                                \
     template void softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t, bool);                \
     template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool);     \
-    template void dropout_forward<T>(T*, T*, const T*, const T*, T, int64_t);                       \
+    template void dropout_forward<T>(T*, T*, const T*, const T*, double, int64_t);                  \
     template void dropout_backward<T>(T*, const T*, const T*, int64_t);
 
 PYCORE_INSTANTIATE(float)

@@ -43,7 +43,7 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim
                       bool log_output);
 
 // u: uniform [0, 1) draws, one per element (drawn by the caller from pycore's generator).
-template <class T> void dropout_forward(T* y, T* mask, const T* x, const T* u, T p, int64_t n);
+template <class T> void dropout_forward(T* y, T* mask, const T* x, const T* u, double p, int64_t n);
 template <class T> void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n);
 
 }  // namespace pycore

@@ -1,3 +1,39 @@
 """Dropout."""
+__all__ = ["Dropout"]
+import numpy as np
 
-__all__ = []
+from .. import functional as F
+from .._checks import probability
+from .module import Module
+
+
+class Dropout(Module):
+    """During training, zero each element with probability p and scale the rest by 1/(1-p)
+    (inverted dropout, so that eval needs no rescaling); in eval mode, the identity.
+
+    Args: p=0.5, the probability of zeroing. Masks come from pycore's generator, so
+    pycore.manual_seed(n) makes them reproducible.
+    Shape: any; output as input.
+    """
+
+    def __init__(self, p=0.5, dtype=np.float32):
+        super().__init__(dtype)
+        self.p = probability(p, "p")
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y, mask = F.dropout_with_mask(x, self.p, self.training)
+        self._save_for_backward(mask, x.shape)
+        return y
+
+    def backward(self, grad_output):
+        mask, shape = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.shape != shape:
+            raise ValueError(f"Dropout.backward: grad_output has shape {grad_output.shape}, expected {shape}")
+        return F.dropout_backward(grad_output, mask)
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -1,3 +1,88 @@
 """MaxPool2d, AvgPool2d."""
+__all__ = ["MaxPool2d", "AvgPool2d"]
+import numpy as np
 
-__all__ = []
+from .. import functional as F
+from .._checks import int_pair
+from .module import Module
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride, padding, ceil_mode, dtype):
+        super().__init__(dtype)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = self.kernel_size if stride is None else int_pair(stride, "stride", minimum=1)
+        self.padding = int_pair(padding, "padding", minimum=0)
+        self.ceil_mode = bool(ceil_mode)
+
+    def _input(self, x):
+        return self._check_input(x, ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
+
+    def _grad(self, grad_output, geometry):
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.shape != geometry.output_shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
+                             f"expected {geometry.output_shape}")
+        return grad_output
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}")
+
+
+class MaxPool2d(_Pool2d):
+    """2-D max pooling: the maximum of each kernel_size window, moved by stride.
+
+    Args: kernel_size (int or (kh, kw)), stride=None (= kernel_size), padding=0 (implicit
+    -inf on both sides, at most half the kernel), ceil_mode=False (round the output size
+    up, keeping only windows that start inside the input or its left padding).
+    Shape: (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or (C, H_out, W_out),
+        H_out = floor((H + 2 * padding[0] - kernel_size[0]) / stride[0]) + 1   (ceil with ceil_mode)
+    Backward sends each output's gradient to the input element that was its maximum.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, dtype=np.float32):
+        super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
+
+    def forward(self, x):
+        y, argmax, geometry = F.max_pool2d_with_indices(self._input(x), self.kernel_size, self.stride,
+                                                        self.padding, self.ceil_mode)
+        self._save_for_backward(argmax, geometry)
+        return y
+
+    def backward(self, grad_output):
+        argmax, geometry = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        return F.max_pool2d_backward(self._grad(grad_output, geometry), argmax, geometry)
+
+
+class AvgPool2d(_Pool2d):
+    """2-D average pooling: the mean of each kernel_size window, moved by stride.
+
+    Args: kernel_size, stride=None (= kernel_size), padding=0 (implicit zeros, at most half
+    the kernel), ceil_mode=False, count_include_pad=True (the divisor counts the zero
+    padding; never the positions past it that ceil_mode adds).
+    Shape: as MaxPool2d.
+        y[n, c, i, j] = (1 / d) sum_{a, b} x[n, c, i * sh - ph + a, j * sw - pw + b]
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 dtype=np.float32):
+        super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        y, geometry = F.avg_pool2d_with_geometry(self._input(x), self.kernel_size, self.stride, self.padding,
+                                                 self.ceil_mode, self.count_include_pad)
+        self._save_for_backward(geometry)
+        return y
+
+    def backward(self, grad_output):
+        (geometry,) = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        return F.avg_pool2d_backward(self._grad(grad_output, geometry), geometry, self.count_include_pad)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"

@@ -1,0 +1,260 @@
+"""max_pool2d / avg_pool2d and MaxPool2d / AvgPool2d: against naive loops, PyTorch and
+finite differences, over a hypothesis grid of valid and invalid geometries."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pycore
+import pycore.functional as F
+import pycore.nn as nn
+
+torch = pytest.importorskip("torch")
+
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+# -- naive references ------------------------------------------------------------------
+
+def out_size(n, k, s, p, ceil_mode):
+    size = (math.ceil if ceil_mode else math.floor)((n + 2 * p - k) / s) + 1
+    if ceil_mode and (size - 1) * s >= n + p:
+        size -= 1
+    return size
+
+
+def naive_pool(x, k, s, p, ceil_mode, mode, count_include_pad=True):
+    """Direct loops over (n, c, i, j) and the window; max also returns the flat argmax."""
+    N, C, H, W = x.shape
+    OH, OW = out_size(H, k[0], s[0], p[0], ceil_mode), out_size(W, k[1], s[1], p[1], ceil_mode)
+    y = np.zeros((N, C, OH, OW), dtype=np.float64)
+    arg = np.zeros((N, C, OH, OW), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for i in range(OH):
+                for j in range(OW):
+                    h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
+                    best, best_at, total, count_in, count_pad = -np.inf, None, 0.0, 0, 0
+                    for a in range(k[0]):
+                        for b in range(k[1]):
+                            h, w = h0 + a, w0 + b
+                            if -p[0] <= h < H + p[0] and -p[1] <= w < W + p[1]:
+                                count_pad += 1
+                            if 0 <= h < H and 0 <= w < W:
+                                count_in += 1
+                                total += x[n, c, h, w]
+                                if best_at is None or x[n, c, h, w] > best:
+                                    best, best_at = x[n, c, h, w], h * W + w
+                    if mode == "max":
+                        y[n, c, i, j], arg[n, c, i, j] = best, best_at
+                    else:
+                        y[n, c, i, j] = total / (count_pad if count_include_pad else count_in)
+    return y, arg
+
+
+def numeric_grad(f, x, gy, eps=1e-6):
+    """d/dx of sum(f(x) * gy) by central differences (float64)."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + eps
+        plus = np.sum(f(x) * gy)
+        x[idx] = old - eps
+        minus = np.sum(f(x) * gy)
+        x[idx] = old
+        g[idx] = (plus - minus) / (2 * eps)
+    return g
+
+
+def torch_pool(x, gy, mode, **kw):
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    fn = torch.nn.functional.max_pool2d if mode == "max" else torch.nn.functional.avg_pool2d
+    yt = fn(xt, **kw)
+    yt.backward(torch.from_numpy(gy))
+    return yt.detach().numpy(), xt.grad.numpy()
+
+
+def pycore_pool(x, gy, mode, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    if mode == "max":
+        m = nn.MaxPool2d(kernel_size, stride, padding, ceil_mode, dtype=x.dtype)
+    else:
+        m = nn.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, dtype=x.dtype)
+    y = m(x)
+    return y, m.backward(gy)
+
+
+# -- forward against naive loops -------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,p,ceil_mode", [((2, 2), (2, 2), (0, 0), False), ((3, 3), (1, 1), (1, 1), False),
+                                             ((3, 2), (2, 1), (1, 0), True), ((3, 3), (2, 2), (1, 1), True),
+                                             ((1, 4), (3, 2), (0, 2), False), ((5, 5), (3, 3), (2, 2), True)])
+def test_forward_matches_naive_loops(rng, dtype, k, s, p, ceil_mode):
+    x = rng.standard_normal((2, 3, 7, 8)).astype(dtype)
+    y, arg, _ = F.max_pool2d_with_indices(x, k, s, p, ceil_mode)
+    ref, ref_arg = naive_pool(x.astype(np.float64), k, s, p, ceil_mode, "max")
+    np.testing.assert_array_equal(y, ref.astype(dtype))
+    np.testing.assert_array_equal(arg, ref_arg)
+    for include in (True, False):
+        y = F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad=include)
+        ref, _ = naive_pool(x.astype(np.float64), k, s, p, ceil_mode, "avg", include)
+        np.testing.assert_allclose(y, ref, **TOL[dtype])
+
+
+# -- hypothesis grid against PyTorch, forward and backward -----------------------------
+
+geometry = st.fixed_dictionaries(dict(
+    n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+    kh=st.integers(0, 4), kw=st.integers(1, 4), sh=st.integers(0, 3), sw=st.integers(1, 4),
+    ph=st.integers(-1, 2), pw=st.integers(0, 2), default_stride=st.booleans(), ceil_mode=st.booleans(),
+    count_include_pad=st.booleans(), mode=st.sampled_from(["max", "avg"]),
+    dtype=st.sampled_from([np.float32, np.float64])))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(g=geometry)
+def test_grid_against_torch(g):
+    rng = np.random.default_rng(g["h"] * 100 + g["w"])
+    x = rng.standard_normal((g["n"], g["c"], g["h"], g["w"])).astype(g["dtype"])
+    kw = dict(kernel_size=(g["kh"], g["kw"]), stride=None if g["default_stride"] else (g["sh"], g["sw"]),
+              padding=(g["ph"], g["pw"]), ceil_mode=g["ceil_mode"])
+    if g["mode"] == "avg":
+        kw["count_include_pad"] = g["count_include_pad"]
+    fn = F.max_pool2d if g["mode"] == "max" else F.avg_pool2d
+    try:
+        torch_fn = torch.nn.functional.max_pool2d if g["mode"] == "max" else torch.nn.functional.avg_pool2d
+        ref = torch_fn(torch.from_numpy(x), **kw).numpy()
+    except RuntimeError:
+        with pytest.raises(ValueError):
+            fn(x, **kw)
+        return
+    y = fn(x, **kw)
+    assert y.shape == ref.shape and y.dtype == x.dtype
+    np.testing.assert_allclose(y, ref, **TOL[g["dtype"]])
+    gy = rng.standard_normal(y.shape).astype(g["dtype"])
+    y_ref, gx_ref = torch_pool(x, gy, g["mode"], **kw)
+    y, gx = pycore_pool(x, gy, g["mode"], **kw)
+    np.testing.assert_allclose(y, y_ref, **TOL[g["dtype"]])
+    np.testing.assert_allclose(gx, gx_ref, **TOL[g["dtype"]])
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("shape,k,s,p", [((64, 32, 28, 28), 2, 2, 0), ((8, 64, 32, 32), 3, 1, 1)])
+def test_benchmark_shapes_against_torch(rng, mode, shape, k, s, p):
+    x = rng.standard_normal(shape).astype(np.float32)
+    gy = rng.standard_normal((shape[0], shape[1], (shape[2] + 2 * p - k) // s + 1,
+                              (shape[3] + 2 * p - k) // s + 1)).astype(np.float32)
+    y_ref, gx_ref = torch_pool(x, gy, mode, kernel_size=k, stride=s, padding=p)
+    y, gx = pycore_pool(x, gy, mode, k, s, p)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-5, atol=1e-6)
+
+
+# -- gradients by finite differences --------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                                dict(kernel_size=(3, 2), stride=2, padding=(1, 1), ceil_mode=True)])
+def test_gradient_finite_differences(rng, mode, kw):
+    x = rng.standard_normal((2, 2, 5, 6))
+    m = nn.MaxPool2d(**kw, dtype=np.float64) if mode == "max" else nn.AvgPool2d(**kw, dtype=np.float64)
+    gy = rng.standard_normal(m(x).shape)
+    gx = m.backward(gy)
+    np.testing.assert_allclose(gx, numeric_grad(lambda v: m(v), x, gy), rtol=1e-6, atol=1e-8)
+
+
+# -- semantics and layouts ------------------------------------------------------------
+
+def test_max_pool_nan_propagates_like_torch():
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1, 2, 3] = np.nan
+    x[0, 1, 3, 2] = np.nan
+    y, arg, _ = F.max_pool2d_with_indices(x, 2)
+    y_ref, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    np.testing.assert_array_equal(y, y_ref.numpy())
+    np.testing.assert_array_equal(arg, arg_ref.numpy())
+
+
+def test_max_pool_ties_and_all_padding_windows_pick_torchs_index():
+    x = np.full((1, 1, 5, 5), -np.inf, dtype=np.float32)
+    x[0, 0, 4, 4] = 1.0
+    x[0, 0, :2, :2] = 7.0
+    for kw in (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(kernel_size=2, stride=1)):
+        _, arg, _ = F.max_pool2d_with_indices(x, **kw)
+        _, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(arg, arg_ref.numpy())
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_unbatched_input(rng, mode):
+    x = rng.standard_normal((3, 6, 7)).astype(np.float32)
+    gy = rng.standard_normal((3, 4, 4)).astype(np.float32)
+    y_ref, gx_ref = torch_pool(x, gy, mode, kernel_size=2, padding=1)
+    y, gx = pycore_pool(x, gy, mode, 2, padding=1)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_non_contiguous_read_only_and_fortran_inputs(rng, mode):
+    base = rng.standard_normal((2, 3, 12, 10)).astype(np.float32)
+    fn = F.max_pool2d if mode == "max" else F.avg_pool2d
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    for x in (base[:, :, ::2, ::-1], base.transpose(0, 1, 3, 2), np.asfortranarray(base), read_only):
+        np.testing.assert_array_equal(fn(x, 3, 2, 1), fn(np.ascontiguousarray(x), 3, 2, 1))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_one_and_two_threads_identical(rng, mode):
+    x = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+    gy = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+    before = pycore.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            pycore.set_num_threads(n)
+            results.append(pycore_pool(x, gy, mode, 3, 1, 1))
+    finally:
+        pycore.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+def test_bad_inputs_raise_clear_errors():
+    x = np.zeros((1, 1, 4, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.max_pool2d(x.astype(np.int32), 2)
+    with pytest.raises(ValueError, match="4-D"):
+        F.avg_pool2d(np.zeros((4, 4), dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        F.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match="padding"):
+        F.max_pool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match="too small"):
+        F.avg_pool2d(x, 5)
+    with pytest.raises(TypeError, match="kernel_size"):
+        F.max_pool2d(x, 2.5)
+    m = nn.MaxPool2d(2)
+    with pytest.raises(TypeError, match="MaxPool2d.*float64"):
+        m(x.astype(np.float64))
+    with pytest.raises(RuntimeError, match="forward first"):
+        m.backward(np.zeros((1, 1, 2, 2), dtype=np.float32))
+    m(x)
+    with pytest.raises(ValueError, match="grad_output"):
+        m.backward(np.zeros((1, 1, 3, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("cls", [nn.MaxPool2d, nn.AvgPool2d])
+def test_module_without_input_grad_returns_none(cls):
+    m = cls(2)
+    m.requires_input_grad = False
+    y = m(np.ones((1, 1, 4, 4), dtype=np.float32))
+    assert m.backward(np.ones_like(y)) is None
+    with pytest.raises(RuntimeError):
+        m.backward(np.ones_like(y))
