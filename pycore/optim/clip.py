@@ -1,3 +1,84 @@
-"""clip_grad_norm_, clip_grad_value_."""
+"""Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_.
 
-__all__ = []
+Recurrent networks need it: a gradient pushed back through many steps can grow
+geometrically ("exploding gradients"); rescaling it keeps one bad batch from wrecking
+the weights. Call between backward and the optimizer's step:
+
+    loss_grad = ...; model.backward(loss_grad)
+    total = pycore.optim.clip_grad_norm_(model.parameters(), max_norm=1.0)
+    optimizer.step()
+"""
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+import math
+import numbers
+
+import numpy as np
+
+from ..nn.module import Parameter
+
+
+def _parameters(parameters, name="parameters"):
+    """A list of Parameters from one Parameter or an iterable of them."""
+    if isinstance(parameters, Parameter):
+        return [parameters]
+    try:
+        params = list(parameters)
+    except TypeError:
+        raise TypeError(f"{name}: expected a Parameter or an iterable of Parameters, "
+                        f"got {type(parameters).__name__}") from None
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{name}: item {i} is a {type(p).__name__}, not a pycore.nn.Parameter")
+    return params
+
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale all gradients together so that their joint norm is at most max_norm.
+
+    total = || (||g_1||_p, ||g_2||_p, ...) ||_p over every parameter's .grad (p = norm_type,
+    which may be float('inf') for the largest absolute value); then, as PyTorch does,
+    every grad is multiplied in place by min(1, max_norm / (total + 1e-6)).
+    parameters: a Parameter or an iterable of them (e.g. model.parameters()).
+    error_if_nonfinite: raise RuntimeError (and leave the grads alone) when total is NaN
+    or infinite; otherwise such a total scales the grads to NaN, as in PyTorch.
+    Returns the total norm before clipping, as a float.
+    """
+    params = _parameters(parameters)
+    max_norm = _real(max_norm, "max_norm")
+    norm_type = _real(norm_type, "norm_type")
+    if norm_type <= 0 and not math.isinf(norm_type):
+        raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type}")
+    if not params:
+        return 0.0
+    if math.isinf(norm_type):
+        norms = [np.max(np.abs(p.grad)) if p.grad.size else 0.0 for p in params]
+        total = float(np.max(norms))
+    else:
+        norms = [np.linalg.norm(p.grad.reshape(-1), ord=norm_type) if p.grad.size else 0.0 for p in params]
+        total = float(np.linalg.norm(np.asarray(norms, dtype=np.float64), ord=norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}, "
+                           "so they cannot be clipped; set error_if_nonfinite=False to scale them anyway")
+    coefficient = min(1.0, max_norm / (total + 1e-6)) if not math.isnan(total) else float("nan")
+    for p in params:
+        p.grad *= p.grad.dtype.type(coefficient)
+    return total
+
+
+def clip_grad_value_(parameters, clip_value):
+    """Clamp every gradient element into [-clip_value, clip_value], in place.
+
+    parameters: a Parameter or an iterable of them. clip_value: a number >= 0.
+    """
+    params = _parameters(parameters)
+    clip_value = _real(clip_value, "clip_value")
+    if clip_value < 0:
+        raise ValueError(f"clip_value: expected a number >= 0, got {clip_value}")
+    for p in params:
+        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
