@@ -56,9 +56,9 @@ py::tuple cross_entropy_forward_py(const py::array& logits, const py::array& tar
         const T* w = optional_in_ptr<T>(weight, "weight", C);
         check_targets(t, R, C, ignore_index);
         auto losses = bind::new_array<T>({R});
-        auto lse = bind::new_array<T>({R});
+        auto lse = bind::new_array<double>({R});
         T* losses_p = losses.mutable_data();
-        T* lse_p = lse.mutable_data();
+        double* lse_p = lse.mutable_data();
         {
             py::gil_scoped_release release;
             cross_entropy_forward<T>(losses_p, lse_p, x, t, w, label_smoothing, ignore_index, R, C);
@@ -76,7 +76,7 @@ py::array cross_entropy_backward_py(const py::array& dlosses, const py::array& l
         const int64_t R = logits.shape(0), C = logits.shape(1);
         const int64_t* t = bind::in_ptr<int64_t>(targets, "targets", 1);
         bind::check_shape(targets, {R}, "targets");
-        const T* lse = bind::in_ptr<T>(logsumexp, "logsumexp", 1);
+        const double* lse = bind::in_ptr<double>(logsumexp, "logsumexp", 1);
         bind::check_shape(logsumexp, {R}, "logsumexp");
         const T* g = bind::in_ptr<T>(dlosses, "dlosses");
         const int64_t g_stride = dlosses_stride(dlosses, R);
@@ -190,7 +190,7 @@ py::array bce_backward_py(const py::array& dlosses, const py::array& input, cons
 void bind_loss(pybind11::module_& m) {
     m.def("cross_entropy_forward", &cross_entropy_forward_py, py::arg("logits"), py::arg("targets"),
           py::arg("weight"), py::arg("label_smoothing"), py::arg("ignore_index"),
-          "(losses (R,), logsumexp (R,)) of cross entropy over logits (R, C) with int64 targets (R,).");
+          "(losses (R,), float64 logsumexp (R,)) of cross entropy over logits (R, C) with int64 targets (R,).");
     m.def("cross_entropy_backward", &cross_entropy_backward_py, py::arg("dlosses"), py::arg("logsumexp"),
           py::arg("logits"), py::arg("targets"), py::arg("weight"), py::arg("label_smoothing"),
           py::arg("ignore_index"), "dlogits (R, C) given the gradient of each row's loss (R,) or of all (1,).");

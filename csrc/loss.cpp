@@ -45,7 +45,7 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 // cross entropy with log-softmax
 
 template <typename T>
-void cross_entropy_forward(T* losses, T* logsumexp, const T* logits, const int64_t* targets,
+void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const int64_t* targets,
                            const T* class_weight, double label_smoothing, int64_t ignore_index,
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
@@ -54,7 +54,7 @@ void cross_entropy_forward(T* losses, T* logsumexp, const T* logits, const int64
         const int64_t t = targets[r];
         if (t == ignore_index) {
             losses[r] = T(0);
-            logsumexp[r] = T(0);
+            logsumexp[r] = 0.0;
             continue;
         }
         const T* x = logits + r * C;
@@ -78,12 +78,12 @@ void cross_entropy_forward(T* losses, T* logsumexp, const T* logits, const int64
             loss += eps / double(C) * smooth;
         }
         losses[r] = T(loss);
-        logsumexp[r] = T(lse);
+        logsumexp[r] = lse;
     }
 }
 
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride, const T* logsumexp,
+void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride, const double* logsumexp,
                             const T* logits, const int64_t* targets, const T* class_weight,
                             double label_smoothing, int64_t ignore_index, int64_t R, int64_t C) {
     const double eps = label_smoothing;
@@ -103,7 +103,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         }
         const T* x = logits + r * C;
         const double g = double(dlosses[r * dlosses_stride]);
-        const double lse = double(logsumexp[r]);
+        const double lse = logsumexp[r];
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
         const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
@@ -167,9 +167,9 @@ void bce_with_logits_backward(T* dinput, const T* dlosses, int64_t dlosses_strid
 }
 
 #define PYCORE_INSTANTIATE_LOSS(T)                                                                         \
-    template void cross_entropy_forward<T>(T*, T*, const T*, const int64_t*, const T*, double, int64_t,     \
+    template void cross_entropy_forward<T>(T*, double*, const T*, const int64_t*, const T*, double, int64_t,     \
                                            int64_t, int64_t);                                               \
-    template void cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const T*, const int64_t*,      \
+    template void cross_entropy_backward<T>(T*, const T*, int64_t, const double*, const T*, const int64_t*,      \
                                             const T*, double, int64_t, int64_t, int64_t);                   \
     template double mse_forward<T>(T*, const T*, const T*, int64_t);                                        \
     template void mse_backward<T>(T*, const T*, int64_t, const T*, const T*, int64_t);                      \

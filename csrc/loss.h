@@ -23,10 +23,13 @@ namespace pycore {
 //
 // and loss_r = 0 for a row whose target equals ignore_index.
 //   losses (R,)       out: loss_r
-//   logsumexp (R,)    out: lse per row, saved for backward (0 for ignored rows)
+//   logsumexp (R,)    out: lse per row, saved for backward (0 for ignored rows). Kept in
+//                     double even for float logits: a float lse of logits near 1e4 is off
+//                     by up to 5e-4, which exp(x - lse) would turn into a 5e-4 relative
+//                     error in the softmax.
 //   logits (R, C), targets (R,) in [0, C) or == ignore_index, class_weight (C,) or null
 template <typename T>
-void cross_entropy_forward(T* losses, T* logsumexp, const T* logits, const int64_t* targets,
+void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const int64_t* targets,
                            const T* class_weight, double label_smoothing, int64_t ignore_index,
                            int64_t R, int64_t C);
 
@@ -34,7 +37,7 @@ void cross_entropy_forward(T* losses, T* logsumexp, const T* logits, const int64
 //   d loss_r / d x_c = ((1 - eps) w_t + (eps / C) W) p_c - (1 - eps) w_t [c == t] - (eps / C) w_c
 // with p = softmax(x) = exp(x - lse) and W = sum_c w_c. Ignored rows get zeros.
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride, const T* logsumexp,
+void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride, const double* logsumexp,
                             const T* logits, const int64_t* targets, const T* class_weight,
                             double label_smoothing, int64_t ignore_index, int64_t R, int64_t C);
 

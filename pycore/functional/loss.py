@@ -108,7 +108,8 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reducti
 
     The class axis is the LAST axis (unlike torch.nn.functional.cross_entropy, which wants
     (N, C, d1, ...)): input (*, C) with target (*), e.g. (N, C) with (N,) or a sequence
-    model's (N, T, C) with (N, T). logsumexp has the shape of target and is what
+    model's (N, T, C) with (N, T). logsumexp (float64, target's shape; double even for
+    float32 logits, whose exp(x - lse) would lose precision otherwise) is what
     `cross_entropy_backward` needs. See `cross_entropy` for the math.
     """
     logits, targets, weight, ignore_index, label_smoothing = _cross_entropy_args(
@@ -158,7 +159,7 @@ def cross_entropy_backward(grad, input, target, logsumexp=None, weight=None, ign
     if logsumexp is None:
         _, logsumexp = _C.cross_entropy_forward(logits, targets, weight, label_smoothing, ignore_index)
     else:
-        logsumexp = float_array(logsumexp, "logsumexp", dtype=logits.dtype)
+        logsumexp = float_array(logsumexp, "logsumexp", dtype=np.float64)
         if logsumexp.shape != np.shape(target):
             raise ValueError(f"logsumexp: expected shape {np.shape(target)} (that of target), got {logsumexp.shape}")
     denominator = _cross_entropy_denominator(targets, weight, ignore_index) if reduction == "mean" else 1.0
