@@ -1,6 +1,7 @@
 """The examples end to end in their fast modes, and the character-model pieces they use
 (CharModel and train_char_model against PyTorch, sampling)."""
 import os
+import re
 import subprocess
 import sys
 
@@ -15,37 +16,33 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_lenet_quick_then_embed(tmp_path, capsys):
+    """`python -m pycore.examples.lenet --quick --save` in a subprocess, then the saved model
+    served by embed.DigitClassifier reproduces the accuracy the training run printed."""
     pytest.importorskip("sklearn")
     from pycore.examples import embed, lenet
     path = tmp_path / "lenet.safetensors"
-    accuracy = lenet.main(["--quick", "--digits", "--save", str(path)])
-    out = capsys.readouterr().out
-    assert "LeNet-5 on digits: 256 training and 256 test images" in out and "test accuracy" in out
-    # the served model reproduces the trained one: same test split, same accuracy
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "pycore.examples.lenet", "--quick", "--digits", "--threads", "1",
+                             "--save", str(path)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "LeNet-5 on digits: 256 training and 256 test images" in result.stdout
+    printed = float(re.search(r"test accuracy ([0-9.]+)%", result.stdout).group(1))
+    # the same test split, rebuilt here, through the served model
     (_, _), (x_test, y_test), info = lenet.digits_dataset(seed=0)
     images, labels = pycore.datasets.load_digits()
     order = np.random.default_rng(0).permutation(len(images))
-    test_images = images[order[int(len(images) * 0.8):]][:256]
+    test = order[int(len(images) * 0.8):][:256]
     clf = embed.DigitClassifier(path)
-    predicted = clf.predict(test_images)
+    predicted = clf.predict(images[test])
     assert predicted.shape == (256,) and predicted.dtype == np.int64
-    assert np.mean(predicted == labels[order[int(len(images) * 0.8):]][:256]) == pytest.approx(accuracy)
-    probs = clf.predict_proba(test_images[:5])
+    assert 100 * np.mean(predicted == labels[test]) == pytest.approx(printed, abs=0.006)
+    probs = clf.predict_proba(images[test][:5])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
     np.testing.assert_array_equal(probs.argmax(1), predicted[:5])
     # the network input built for serving is the one used in training
-    np.testing.assert_array_equal(lenet.to_network_input(test_images[:3], info["mean"], info["std"]), x_test[:3])
+    np.testing.assert_array_equal(lenet.to_network_input(images[test][:3], info["mean"], info["std"]), x_test[:3])
     embed.main(["--model", str(path), "--batches", "2"])
     assert "ms per predict call" in capsys.readouterr().out
-
-
-def test_lenet_runs_as_a_module(tmp_path):
-    pytest.importorskip("sklearn")
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-m", "pycore.examples.lenet", "--quick", "--digits"],
-                            capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "test accuracy" in result.stdout
 
 
 def test_embed_refuses_other_checkpoints(tmp_path):
@@ -94,6 +91,7 @@ def make_torch_char_model(torch, model):
 
 def test_char_model_matches_pytorch_forward_and_gradients():
     torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = CharModel(11, hidden_size=8, num_layers=2, embedding_dim=5)
     tm = make_torch_char_model(torch, model)
@@ -119,6 +117,7 @@ def test_truncated_bptt_training_matches_pytorch():
     """Four steps of train_char_model == the same loop in PyTorch: state carried and detached
     between chunks, global-norm clipping, Adam."""
     torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     model = CharModel(9, hidden_size=12, num_layers=2, embedding_dim=6)
     tm = make_torch_char_model(torch, model)
     ids = np.random.default_rng(2).integers(0, 9, size=400)
