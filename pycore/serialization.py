@@ -202,7 +202,8 @@ def _read_container(path):
     for tname, entry in header.items():
         begin, end = entry["data_offsets"]
         array = np.frombuffer(payload[begin:end], dtype=_DTYPES[entry["dtype"]])
-        tensors[tname] = array.reshape(entry["shape"]).astype(array.dtype.newbyteorder("="), copy=True)
+        # native byte order, as numpy's canonical dtype object (kernels compare dtypes by identity)
+        tensors[tname] = array.reshape(entry["shape"]).astype(np.dtype(array.dtype.char), copy=True)
     return tensors, metadata, stored is not None
 
 

@@ -359,3 +359,51 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path):
     for key in whole:
         assert whole[key].tobytes() == resumed[key].tobytes(), key
         assert not np.array_equal(whole[key], one[key])
+
+
+def test_clip_grad_norm_rescales_before_the_step():
+    """fit(clip_grad_norm=c) == the hand loop with the global-norm clip written in numpy."""
+    x, y = make_data()
+    pycore.manual_seed(4)
+    model = make_model()
+    pycore.manual_seed(4)
+    ref = make_model()
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.5), DataLoader(x, y, batch_size=16),
+        epochs=1, clip_grad_norm=0.05)
+    opt, ce = MomentumSGD(ref.parameters(), 0.5), SoftmaxCrossEntropy()
+    clipped = 0
+    for xb, yb in DataLoader(x, y, batch_size=16):
+        ce(ref(xb), yb)
+        opt.zero_grad()
+        ref.backward(ce.backward())
+        norm = np.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in ref.parameters()))
+        if norm > 0.05:
+            clipped += 1
+            for p in ref.parameters():
+                p.grad *= np.float32(0.05 / (norm + 1e-6))
+        opt.step()
+    assert clipped > 0
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-7)
+
+
+def test_fit_with_pycore_losses_and_optimizers_resumes_exactly(tmp_path):
+    """nn.CrossEntropyLoss + optim.Adam: 2 epochs == 1 epoch, checkpoint, restore into fresh
+    objects, 1 more epoch (in-process version of the subprocess test, with Adam's moments)."""
+    x, y = make_data()
+
+    def setup():
+        pycore.manual_seed(5)
+        model = make_model()
+        return model, pycore.optim.Adam(model.parameters(), lr=0.01), DataLoader(x, y, batch_size=16, shuffle=True)
+
+    model, opt, loader = setup()
+    fit(model, nn.CrossEntropyLoss(), opt, loader, epochs=2)
+    model2, opt2, loader2 = setup()
+    path = tmp_path / "ckpt.safetensors"
+    fit(model2, nn.CrossEntropyLoss(), opt2, loader2, epochs=1, callbacks=[ModelCheckpoint(path, monitor="loss")])
+    model3, opt3, loader3 = setup()
+    meta = restore_training_state(path, model3, opt3, loader3)
+    fit(model3, nn.CrossEntropyLoss(), opt3, loader3, epochs=2 - meta["epoch"])
+    for p, q in zip(model.parameters(), model3.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()

@@ -91,6 +91,8 @@ def test_round_trip_model_optimizer_metadata(tmp_path, rng):
     state_dict, meta2 = load(path)
     assert list(state_dict) == ["a.weight", "a.bias", "b.weight", "b.bias", "counts"]
     assert state_dict["b.weight"].dtype == np.float64 and state_dict["counts"].dtype == np.int64
+    # numpy's canonical dtype objects (the C++ bindings compare dtypes by identity)
+    assert all(v.dtype is np.dtype(v.dtype.type) for v in state_dict.values())
     assert meta2["epoch"] == 2
 
 
