@@ -296,8 +296,9 @@ def split_corpus(ids, val_fraction=0.1):
 class StreamBatches:
     """Chunks of batch_size parallel streams of a 1-D id array, for truncated BPTT.
 
-    The text (length L) is cut into batch_size contiguous streams of S = (L - 1) // batch_size
-    ids (the remainder is dropped). Chunk k holds positions k*seq_len .. of every stream:
+    The text (length L) is cut into batch_size contiguous streams of S = L // batch_size ids
+    (pycore.train.batchify; the remainder is dropped). Chunk k holds steps k*seq_len ... of
+    every stream (pycore.train.tbptt_batches, batch-first):
         x: int64 (batch_size, T)   ids,  T = seq_len (the last chunk may be shorter)
         y: int64 (batch_size, T)   the next id of each position (the target)
     Iterating yields (x, y) chunks in order; carry a recurrent state from one chunk to the
@@ -305,29 +306,27 @@ class StreamBatches:
     """
 
     def __init__(self, ids, batch_size, seq_len):
+        from .train.tbptt import batchify  # here, not at the top: pycore.train imports this module's users
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(f"StreamBatches: ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
         self.batch_size = integer(batch_size, "batch_size", minimum=1)
         self.seq_len = integer(seq_len, "seq_len", minimum=1)
-        stream_len = (len(ids) - 1) // self.batch_size
-        if stream_len < 1:
-            raise ValueError(f"StreamBatches: {len(ids)} ids are too few for {self.batch_size} streams")
-        # inputs and targets: row b is stream b; targets are the inputs shifted by one position
-        self.inputs = ids[:stream_len * self.batch_size].astype(np.int64).reshape(self.batch_size, stream_len)
-        self.targets = ids[1:stream_len * self.batch_size + 1].astype(np.int64).reshape(self.batch_size, stream_len)
+        if len(ids) < 2 * self.batch_size:
+            raise ValueError(f"StreamBatches: {len(ids)} ids are too few for {self.batch_size} streams "
+                             "of at least 2 ids (an input and its target)")
+        self.streams = batchify(ids.astype(np.int64, copy=False), self.batch_size)  # (batch_size, S)
 
     @property
     def stream_len(self):
-        return self.inputs.shape[1]
+        return self.streams.shape[1]
 
     def __len__(self):
-        return -(-self.stream_len // self.seq_len)
+        return -(-(self.stream_len - 1) // self.seq_len)
 
     def __iter__(self):
-        for start in range(0, self.stream_len, self.seq_len):
-            stop = start + self.seq_len
-            yield self.inputs[:, start:stop], self.targets[:, start:stop]
+        from .train.tbptt import tbptt_batches
+        return tbptt_batches(self.streams, self.seq_len, batch_first=True)
 
     def __repr__(self):
         return f"StreamBatches({self.batch_size} streams of {self.stream_len} ids, seq_len={self.seq_len})"

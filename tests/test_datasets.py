@@ -149,15 +149,19 @@ def test_char_vocab_round_trip():
 def test_stream_batches_layout():
     ids = np.arange(23)
     streams = StreamBatches(ids, batch_size=3, seq_len=4)
-    # S = (23 - 1) // 3 = 7 ids per stream: stream b is ids[7b : 7b + 7], targets shifted by one
+    # S = 23 // 3 = 7 ids per stream: stream b is ids[7b : 7b + 7]; 6 input positions each,
+    # targets shifted by one, in chunks of 4 and 2 steps
     chunks = list(streams)
     assert len(streams) == len(chunks) == 2
+    assert chunks[0][0].shape == (3, 4) and chunks[1][0].shape == (3, 2)
     x = np.concatenate([c[0] for c in chunks], axis=1)
     y = np.concatenate([c[1] for c in chunks], axis=1)
     for b in range(3):
-        np.testing.assert_array_equal(x[b], np.arange(7 * b, 7 * b + 7))
-        np.testing.assert_array_equal(y[b], np.arange(7 * b + 1, 7 * b + 8))
-    assert chunks[0][0].shape == (3, 4) and chunks[1][0].shape == (3, 3)
+        np.testing.assert_array_equal(x[b], np.arange(7 * b, 7 * b + 6))
+        np.testing.assert_array_equal(y[b], np.arange(7 * b + 1, 7 * b + 7))
+    assert x.dtype == np.int64
+    with pytest.raises(ValueError, match="too few"):
+        StreamBatches(np.arange(5), batch_size=3, seq_len=2)
 
 
 def test_split_corpus_on_tiny_shakespeare():

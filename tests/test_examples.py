@@ -124,12 +124,10 @@ def test_truncated_bptt_training_matches_pytorch():
     history = train_char_model(model, ids, steps=4, batch_size=4, seq_len=10, lr=1e-2, clip_grad_norm=0.5,
                                verbose=False)
     opt = torch.optim.Adam(tm.parameters(), lr=1e-2)
-    stream_len = (len(ids) - 1) // 4
-    x_all = torch.from_numpy(ids[:4 * stream_len].reshape(4, stream_len))
-    y_all = torch.from_numpy(ids[1:4 * stream_len + 1].reshape(4, stream_len))
+    streams = torch.from_numpy(ids.reshape(4, 100))  # 4 streams of 100 ids: inputs and next-id targets
     state, losses = None, []
     for k in range(4):
-        x, y = x_all[:, 10 * k:10 * k + 10], y_all[:, 10 * k:10 * k + 10]
+        x, y = streams[:, 10 * k:10 * k + 10], streams[:, 10 * k + 1:10 * k + 11]
         logits, state = tm(x, state)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), y.reshape(-1))
         opt.zero_grad()

@@ -307,6 +307,20 @@ def test_model_checkpoint_best_only(tmp_path):
         np.testing.assert_array_equal(state[k], v)
 
 
+def test_model_checkpoint_never_saves_nan_weights(tmp_path):
+    x, y = make_data(n=32)
+    model = make_model()
+    path = tmp_path / "ckpt.safetensors"
+    ckpt = ModelCheckpoint(path, monitor="loss")
+    trainer = pycore.train.Trainer(model, None, MomentumSGD(model.parameters(), 0.1), DataLoader(x, y), {})
+    ckpt.on_epoch_end(trainer, 1, {"loss": 1.0})
+    good = path.read_bytes()
+    model[2].bias.data[1] = np.nan
+    with pytest.raises(NonFiniteLossError, match="2.bias"):
+        ckpt.on_epoch_end(trainer, 2, {"loss": 0.5})
+    assert path.read_bytes() == good
+
+
 def test_bad_arguments():
     x, y = make_data(n=8)
     model = make_model()
@@ -407,3 +421,22 @@ def test_fit_with_pycore_losses_and_optimizers_resumes_exactly(tmp_path):
     fit(model3, nn.CrossEntropyLoss(), opt3, loader3, epochs=2 - meta["epoch"])
     for p, q in zip(model.parameters(), model3.parameters()):
         assert p.data.tobytes() == q.data.tobytes()
+
+
+def test_plain_progress_bar_on_a_terminal(monkeypatch):
+    """On a terminal without tqdm: one line redrawn with carriage returns, then the epoch summary."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    x, y = make_data(n=32)
+    model = make_model()
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 1)
+    out = screen.getvalue()
+    assert out.startswith("\repoch 1/1 ") and "4/4 [====================]" in out
+    assert "samples/s" in out and out.endswith("s)\n")

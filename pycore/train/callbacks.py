@@ -14,8 +14,11 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "restore_training_sta
 import math
 import numbers
 
+import numpy as np
+
 from .. import _context
 from .. import serialization
+from .fit import NonFiniteLossError
 
 
 class Callback:
@@ -124,6 +127,11 @@ class ModelCheckpoint(Callback):
         if self.save_best_only and not self._tracker.improved(self._tracker.value(logs)):
             return
         path = str(self.path).format(epoch=epoch)
+        bad = [name for name, value in trainer.model.state_dict().items()
+               if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
+        if bad:  # never replace a good checkpoint with a broken model
+            raise NonFiniteLossError(f"ModelCheckpoint: not saving epoch {epoch} to {path}: the model has "
+                                     f"NaN or Inf in {', '.join(bad[:5])}")
         loader = trainer.train_loader
         metadata = {"epoch": epoch, "step": trainer.step, "rng_state": _context.get_rng_state(),
                     "logs": dict(logs), "history": {k: list(v) for k, v in trainer.history.items()}}

@@ -26,6 +26,7 @@ from .._checks import integer
 from .._context import no_grad
 from ..datasets import StreamBatches
 from .fit import NonFiniteLossError, _deferred_keyboard_interrupt
+from .tbptt import detach_state
 
 
 class CharModel(nn.Module):
@@ -52,11 +53,6 @@ class CharModel(nn.Module):
 
     def backward(self, grad_logits):
         self.embed.backward(self.lstm.backward(self.head.backward(grad_logits)))
-
-
-def _detached(state):
-    """The state carried into the next chunk: copies, so no later in-place change reaches it."""
-    return tuple(np.array(s, copy=True) for s in state)
 
 
 def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None):
@@ -131,7 +127,7 @@ def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, s
                     raise NonFiniteLossError(f"train_char_model: the gradient norm is {norm} at step {step + 1}")
             with _deferred_keyboard_interrupt():
                 optimizer.step()
-            state = _detached(state)
+            state = detach_state(state)  # carried forward; backward stops at this chunk
             step += 1
             train_time += time.perf_counter() - started
             chars += y.size
