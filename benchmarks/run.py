@@ -29,8 +29,11 @@ import platform  # noqa: E402
 import traceback  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)                     # `import harness` from the bench modules
-sys.path.insert(1, os.path.dirname(HERE))    # pycore from the source tree when not installed
+sys.path.insert(0, HERE)  # `import harness` from the bench modules
+# Use the source tree's pycore when it was built in place (setup.py build_ext --inplace);
+# otherwise the installed one (pip install .), whose source tree has no compiled module.
+if glob.glob(os.path.join(os.path.dirname(HERE), "pycore", "_C*")):
+    sys.path.insert(1, os.path.dirname(HERE))
 
 import numpy as np  # noqa: E402
 
@@ -116,6 +119,12 @@ def header():
         f"numpy {np.__version__}; torch {torch.__version__ if torch is not None else 'not installed (column skipped)'}",
         *(f"numpy BLAS: {line}" for line in blas_info()),
     ]
+    try:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        lines.append(f"load average before the run: {load} (timings on a busy machine are noisy; "
+                     "the ratios, measured interleaved, less so)")
+    except OSError:
+        pass
     if REMOVED_ENV:
         removed = ", ".join(f"{k}={v}" for k, v in REMOVED_ENV.items())
         lines.append(f"unset in this process before numpy was imported: {removed}")
@@ -136,10 +145,10 @@ def discover(only):
         try:
             found.append((family, importlib.import_module(f"bench_{family}"), None))
         except Exception:  # a broken bench file must not stop the others
-            found.append((family, None, traceback.format_exc(limit=3)))
+            found.append((family, None, traceback.format_exc(limit=-3)))
     missing = sorted(set(only) - {family for family, _, _ in found})
     for family in missing:
-        found.append((family, None, f"no benchmarks/bench_{family}.py"))
+        found.append((family, None, f"there is no benchmarks/bench_{family}.py"))
     return found
 
 
@@ -200,6 +209,8 @@ def table_row(row):
     if "error" in row:
         return f"| {row['op']} | {row['shape']} | {row['threads']} | error: {row['error']} |" + " |" * 6
     rate = f"{row['rate']:.3g} {row['rate_unit']}" if row["rate"] is not None else "-"
+    if row.get("memory"):
+        rate += f"; {row['memory']}"
     cells = [row["op"], row["shape"], row["threads"], fmt(row["pycore_ms"]), fmt(row["numpy_ms"]),
              fmt(row["torch_ms"]), fmt(row["numpy/pycore"], 2), fmt(row["torch/pycore"], 2),
              fmt(row["pycore_gflops"]), rate]
@@ -252,13 +263,13 @@ def main(argv=None):
     rows, problems = [], []
     for family, module, error in discover(args.only):
         if module is None:
-            problems.append(f"bench_{family}: import failed:\n{error}")
-            print(f"bench_{family}: import failed, skipped:\n{error}", file=sys.stderr, flush=True)
+            problems.append(f"bench_{family}: not run:\n{error}")
+            print(f"bench_{family}: not run:\n{error}", file=sys.stderr, flush=True)
             continue
         try:
             cases = list(module.cases(args.quick))
         except Exception:
-            error = traceback.format_exc(limit=3)
+            error = traceback.format_exc(limit=-3)
             problems.append(f"bench_{family}.cases() failed:\n{error}")
             print(f"bench_{family}.cases() failed, skipped:\n{error}", file=sys.stderr, flush=True)
             continue
@@ -274,6 +285,11 @@ def main(argv=None):
             rows.append(row)
             say(table_row(row))
 
+    try:
+        say("")
+        say("load average after the run: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
+    except OSError:
+        pass
     say("")
     for line in geomean_lines(rows):
         say(line)

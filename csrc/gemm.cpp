@@ -1,13 +1,13 @@
 // gemm.cpp: the loops around the micro-kernel (BLIS's five loops), packing, threads
 // and the run-time choice of instruction set.
 //
-//   for jc in N by NC            (a column block of C and op(B))
-//     for pc in K by KC          (a slice of the shared dimension)
+//   for jc in N by NC                (a column block of C and op(B))
+//     for pc in K by KC              (a slice of the shared dimension)
 //       for ic in M by MC
-//         pack op(A)[ic, pc] into MR-tall panels           -> a_buf (L2)
-//         for jr in NC by NR
-//           (first ic only) pack op(B)[pc, jc+jr] into an NR-wide panel -> b_buf (L1, then L2/L3)
-//           for ir in MC by MR: micro-kernel                (L1 / registers)
+//         pack op(A)[ic, pc] into MR-tall panels                  -> a_buf (L2)
+//         for jg in NC by a group of kPanelsPerPack panels
+//           first ic only: pack op(B)[pc, jc+jg] into NR-wide panels -> b_buf (L1/L2, then L3)
+//           for jr in the group by NR, for ir in MC by MR: micro-kernel   (registers)
 //
 // M == 1 (a batch-1 recurrent step) skips packing: a GEMV kernel reads B in place.
 //
@@ -90,6 +90,49 @@ template <typename T> struct Blocking;
 template <> struct Blocking<float> { static constexpr int64_t KC = 384, MC = 144, NC = 4032; };
 template <> struct Blocking<double> { static constexpr int64_t KC = 256, MC = 72, NC = 1024; };
 
+// dst[k*ld_dst + r] = src[r*ld_src + k] for r < rows, k < kc: the transposing copy
+// both packs need (rows of A into an A panel, rows of B into a B panel).
+//
+// Blocks of W x W (W = 16 bytes of T) are transposed in registers with portable
+// 16-byte vectors, which every x86-64 and ARM64 CPU has: W loads and W stores per
+// block instead of W*W scalar stores. Leftover rows and columns are copied one by one.
+template <typename T>
+void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* dst, int64_t ld_dst) {
+    int64_t r = 0;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)  // __builtin_shufflevector
+    typedef T vec __attribute__((vector_size(16), aligned(alignof(T))));
+    constexpr int W = 16 / sizeof(T);
+    static_assert(W == 2 || W == 4, "16-byte vectors hold 4 floats or 2 doubles");
+    for (; r + W <= rows; r += W) {
+        const T* s = src + r * ld_src;
+        int64_t k = 0;
+        for (; k + W <= kc; k += W) {
+            vec v[W];
+            for (int i = 0; i < W; ++i) std::memcpy(&v[i], s + i * ld_src + k, sizeof(vec));
+            vec out[W];
+            if constexpr (W == 4) {
+                const vec lo01 = __builtin_shufflevector(v[0], v[1], 0, 4, 1, 5);
+                const vec lo23 = __builtin_shufflevector(v[2], v[3], 0, 4, 1, 5);
+                const vec hi01 = __builtin_shufflevector(v[0], v[1], 2, 6, 3, 7);
+                const vec hi23 = __builtin_shufflevector(v[2], v[3], 2, 6, 3, 7);
+                out[0] = __builtin_shufflevector(lo01, lo23, 0, 1, 4, 5);
+                out[1] = __builtin_shufflevector(lo01, lo23, 2, 3, 6, 7);
+                out[2] = __builtin_shufflevector(hi01, hi23, 0, 1, 4, 5);
+                out[3] = __builtin_shufflevector(hi01, hi23, 2, 3, 6, 7);
+            } else {
+                out[0] = __builtin_shufflevector(v[0], v[1], 0, 2);
+                out[1] = __builtin_shufflevector(v[0], v[1], 1, 3);
+            }
+            for (int i = 0; i < W; ++i) std::memcpy(dst + (k + i) * ld_dst + r, &out[i], sizeof(vec));
+        }
+        for (; k < kc; ++k)
+            for (int i = 0; i < W; ++i) dst[k * ld_dst + r + i] = s[i * ld_src + k];
+    }
+#endif
+    for (; r < rows; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * ld_dst + r] = src[r * ld_src + k];
+}
+
 // Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-tall panels, each stored k-major, zero-padded.
 template <typename T>
 void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
@@ -97,11 +140,8 @@ void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t
     for (int64_t ir = 0; ir < mc; ir += mr) {
         const int64_t m = std::min<int64_t>(mr, mc - ir);
         if (!trans) {
-            // op(A)(i, k) = A[i*lda + k]: walk each of the m rows along k.
-            for (int64_t i = 0; i < m; ++i) {
-                const T* src = A + (i0 + ir + i) * lda + p0;
-                for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = src[k];
-            }
+            // op(A)(i, k) = A[i*lda + k]: the m rows, each read along k, transposed.
+            transpose_rows(A + (i0 + ir) * lda + p0, lda, m, kc, dst, mr);
         } else {
             // op(A)(i, k) = A[k*lda + i]: the m values of one k are contiguous.
             for (int64_t k = 0; k < kc; ++k) {
@@ -134,24 +174,11 @@ void pack_b(const T* B, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t
         }
         return;
     }
-    // op(B)(k, j) = B[j*ldb + k]: a transpose. Each row of B is read along k; four rows
-    // side by side, so that the four values written for one k are adjacent.
+    // op(B)(k, j) = B[j*ldb + k]: the panel's n rows of B, each read along k, transposed.
     for (int64_t jr = 0; jr < nc; jr += nr, dst += kc * nr) {
         const int64_t n = std::min<int64_t>(nr, nc - jr);
-        int64_t j = 0;
-        for (; j + 4 <= n; j += 4) {
-            const T* r0 = B + (j0 + jr + j) * ldb + p0;
-            const T *r1 = r0 + ldb, *r2 = r1 + ldb, *r3 = r2 + ldb;
-            for (int64_t k = 0; k < kc; ++k) {
-                T* d = dst + k * nr + j;
-                d[0] = r0[k], d[1] = r1[k], d[2] = r2[k], d[3] = r3[k];
-            }
-        }
-        for (; j < n; ++j) {
-            const T* src = B + (j0 + jr + j) * ldb + p0;
-            for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
-        }
-        for (; j < nr; ++j)
+        transpose_rows(B + (j0 + jr) * ldb + p0, ldb, n, kc, dst, nr);
+        for (int64_t j = n; j < nr; ++j)
             for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
     }
 }
@@ -211,15 +238,18 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
     const bool one_row_block = m1 - m0 <= Blk::MC;
     const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
-    const int64_t kc_max = std::min<int64_t>(Blk::KC, g.K);
+    // K in equal slices of at most KC (K = 512 as 2 x 256, not 384 + 128): no short
+    // slice that pays a full pass over C for a little work.
+    const int64_t k_slices = (g.K + Blk::KC - 1) / Blk::KC;
+    const int64_t kc_max = (g.K + k_slices - 1) / k_slices;
     const int64_t b_cols = one_row_block ? std::min<int64_t>(group, nc_max) : nc_max;
     T* b_buf = scratch<T>(kPackedB, size_t(kc_max) * ((b_cols + nr - 1) / nr) * nr);
     T* a_buf = scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
 
     for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
         const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
-        for (int64_t pc = 0; pc < g.K; pc += Blk::KC) {
-            const int64_t kc = std::min<int64_t>(Blk::KC, g.K - pc);
+        for (int64_t pc = 0; pc < g.K; pc += kc_max) {
+            const int64_t kc = std::min<int64_t>(kc_max, g.K - pc);
             const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
             for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
                 const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
@@ -246,7 +276,8 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
 // M == 1: C[0, :] = alpha * op(A)[0, :] @ op(B) + beta * C[0, :], as a GEMV that reads
 // B in place (packing would copy every element of B to use it once). Threads take
 // slices of the N columns cut at multiples of kern.row_block, so the result does not
-// depend on the thread count. Allocates nothing once op(A)'s row is contiguous.
+// depend on the thread count. Allocates nothing, except a per-thread gather buffer
+// the first time op(A)'s row is strided (trans_a with lda != 1).
 template <typename T>
 void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C) {
     const T* a = A;
@@ -259,8 +290,10 @@ void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A,
     const auto row_kernel = g.trans_b ? kern.row_t : kern.row;
     const int64_t block = kern.row_block;
     const int64_t blocks = (g.N + block - 1) / block;
-    // A slice of columns is worth a thread once it holds about 2^15 multiply-adds.
-    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 15), blocks));
+    // Reading B is the whole cost, and a second thread only pays once B is several MiB:
+    // below 2^20 multiply-adds a thread, waking it costs more than it saves on a busy
+    // machine (and a batch-1 RNN step makes this call every timestep).
+    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 20), blocks));
     if (nt == 1) {
         row_kernel(g.K, a, B, g.ldb, C, alpha, beta, g.N);
         return;
@@ -333,8 +366,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
         return;
     }
 
-    // About 2^18 multiply-adds (a 64^3 product) per thread before another one helps.
-    const int nt = threads_for(M * N * K, int64_t(1) << 18);
+    // About 2^20 multiply-adds (~15 us) per thread before another one helps: waking a
+    // thread costs microseconds on an idle machine and far more on a busy one.
+    const int nt = threads_for(M * N * K, int64_t(1) << 20);
     if (nt == 1) {
         gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N);
         return;

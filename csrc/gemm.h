@@ -7,8 +7,11 @@
 // When beta == 0, C is never read (NaNs in it do not survive).
 //
 // Built as BLIS builds a GEMM: five loops around one small register-blocked
-// micro-kernel, with packed panels of A and B. The micro-kernel is the only code
-// compiled per instruction set (gemm_kernels_*.cpp); one is picked at run time.
+// micro-kernel, with packed panels of A and B; M == 1 (a GEMV, as in a batch-1
+// recurrent step) reads B in place instead. The kernels (gemm_kernels.h) are the only
+// code compiled per instruction set (gemm_kernels_*.cpp); one set is picked at run time.
+// The result does not depend on the thread count: K is never split, and every
+// element is computed by the same code whichever thread computes it.
 #pragma once
 #include <cstdint>
 

@@ -32,7 +32,7 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
     // or written right after the loop, and a miss there would stall on the stores.
     for (int64_t i = 0; i < m; ++i) {
         __builtin_prefetch(c + i * ldc, 1);
-        __builtin_prefetch(c + i * ldc + NR - 1, 1);
+        __builtin_prefetch(c + i * ldc + n - 1, 1);
     }
 
 #pragma GCC unroll 4

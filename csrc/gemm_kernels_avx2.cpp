@@ -1,4 +1,6 @@
-// AVX2 + FMA micro-kernels: 6 x 16 floats (6 x 8 doubles) held in 12 ymm registers.
+// AVX2 + FMA micro-kernels, 12 ymm accumulators each: 4 x 24 floats, 6 x 8 doubles.
+// The float tile is 4 rows tall so that batches of 32 or 64 rows (the skinny products
+// of recurrent layers) leave no partial row tiles; 6 x 16 measured ~10% slower there.
 #include <cstdint>
 
 #include "gemm.h"

@@ -9,7 +9,12 @@ import pycore.functional as F
 from pycore import _C
 
 SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29), (64, 64, 64),
-          (97, 101, 103), (6, 16, 300), (130, 70, 520), (0, 4, 3), (4, 0, 3), (4, 3, 0), (1, 1030, 7)]
+          (97, 101, 103), (6, 16, 300), (130, 70, 520), (0, 4, 3), (4, 0, 3), (4, 3, 0), (1, 1030, 7),
+          # M == 1 (the GEMV path): full column blocks, single vectors and scalar tails.
+          (1, 300, 70), (1, 203, 33), (2, 130, 50),
+          # Several row blocks (M > MC), K slices (K > KC), several groups of B panels, a
+          # partial last panel: every branch of the packed loops at once.
+          (150, 197, 400)]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
 _C.set_simd_path("auto")
@@ -77,6 +82,59 @@ def test_one_and_two_threads_agree(rng, dtype):
     finally:
         pycore.set_num_threads(before)
     # K is never split across threads, so every element is summed in the same order.
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_one_row_alpha_beta(simd_path, rng, dtype, ta, tb):
+    a, b, ref = operands(rng, 1, 131, 75, ta, tb, dtype)
+    c0 = rng.standard_normal(ref.shape).astype(dtype)
+    for alpha, beta in [(1.0, 0.0), (-0.5, 2.0), (2.0, 1.0)]:
+        c = c0.copy()
+        F.gemm(a, b, c, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb)
+        np.testing.assert_allclose(c, alpha * ref + beta * c0, **TOL[dtype])
+    c = np.full(ref.shape, np.nan, dtype=dtype)
+    F.gemm(a, b, c, beta=0.0, trans_a=ta, trans_b=tb)  # beta == 0 never reads C
+    np.testing.assert_allclose(c, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("m", [1, 40])
+def test_strided_slices_are_read_in_place_correctly(simd_path, rng, ta, tb, m):
+    # Operands that are column/row windows of wider matrices (leading dimension larger
+    # than the row), as a layer's weight slice or a gate block would be. With trans_a
+    # and M == 1, op(A)'s single row is a strided column of the stored matrix.
+    k, n = 37, 29
+    wide_a = rng.standard_normal((k + 3, m + 11) if ta else (m + 3, k + 11))
+    wide_b = rng.standard_normal((n + 3, k + 9) if tb else (k + 3, n + 9))
+    a = wide_a[2:2 + k, 5:5 + m] if ta else wide_a[2:2 + m, 5:5 + k]
+    b = wide_b[1:1 + n, 4:4 + k] if tb else wide_b[1:1 + k, 4:4 + n]
+    assert not b.flags.c_contiguous and not b.flags.f_contiguous
+    ref = (a.T if ta else a) @ (b.T if tb else b)
+    np.testing.assert_allclose(F.matmul(a, b, trans_a=ta, trans_b=tb), ref, rtol=1e-12, atol=1e-12)
+    # The same windows of Fortran-ordered matrices (unit stride down the columns).
+    fa, fb = np.asfortranarray(wide_a), np.asfortranarray(wide_b)
+    a = fa[2:2 + k, 5:5 + m] if ta else fa[2:2 + m, 5:5 + k]
+    b = fb[1:1 + n, 4:4 + k] if tb else fb[1:1 + k, 4:4 + n]
+    np.testing.assert_allclose(F.matmul(a, b, trans_a=ta, trans_b=tb), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("m,n,k,tb", [(150, 197, 400, False), (1, 4100, 520, True), (1, 4100, 520, False)])
+def test_one_and_two_threads_agree_on_every_path(rng, m, n, k, tb):
+    # Packed path with several row blocks and K slices, and the M == 1 path split
+    # over columns (large enough that it does use two threads).
+    a, b, _ = operands(rng, m, n, k, False, tb, np.float32)
+    before = pycore.get_num_threads()
+    try:
+        pycore.set_num_threads(1)
+        one = F.matmul(a, b, trans_b=tb)
+        pycore.set_num_threads(2)
+        two = F.matmul(a, b, trans_b=tb)
+    finally:
+        pycore.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
 
 
