@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 if __name__ == "__main__":  # run directly: harness and pycore from the source tree
-    sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [_here, os.path.dirname(_here)]
 
 from harness import Case  # noqa: E402
 
@@ -126,10 +127,22 @@ _MEASURE = r"""
 import resource, sys
 import numpy as np
 import {lib}
+
+
+def peak_kib():
+    # VmHWM: this process's peak resident set since exec. (getrusage's ru_maxrss would do
+    # elsewhere, but on Linux it carries over the parent's peak across fork + exec.)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 n, c, h, w, oc, k, pad, stride, first = {args}
 rng = np.random.default_rng(0)
-x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-weight = rng.standard_normal((oc, c, k, k)).astype(np.float32)
+x = rng.standard_normal((n, c, h, w), dtype=np.float32)  # no float64 temporary: it would set the
+weight = rng.standard_normal((oc, c, k, k), dtype=np.float32)  # high-water mark before `base`
 bias = np.zeros(oc, np.float32)
 oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
 grad_y = np.ones((n, oc, oh, ow), np.float32)
@@ -137,21 +150,22 @@ if "{lib}" == "torch":
     import torch
     torch.set_num_threads({threads})
     xt = torch.from_numpy(x).requires_grad_(not first and not {fwd_only})
-    wt, bt = torch.from_numpy(weight).requires_grad_(not {fwd_only}), torch.from_numpy(bias).requires_grad_(not {fwd_only})
+    wt = torch.from_numpy(weight).requires_grad_(not {fwd_only})
+    bt = torch.from_numpy(bias).requires_grad_(not {fwd_only})
     torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 1, 1))  # load oneDNN first
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_kib()
     y = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=pad)
     if not {fwd_only}:
         y.backward(torch.from_numpy(grad_y))
 else:
-    import pycore.functional as F  # noqa: E402
+    import pycore.functional as F
     pycore.set_num_threads({threads})
     gw, gb = np.zeros_like(weight), np.zeros_like(bias)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_kib()
     y = F.conv2d(x, weight, bias, stride=stride, padding=pad)
     if not {fwd_only}:
         gx = F.conv2d_backward(grad_y, x, weight, gw, gb, stride=stride, padding=pad, need_input_grad=not first)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+print(peak_kib() - base)
 """
 
 
@@ -165,7 +179,7 @@ def peak_memory(shape, lib="pycore", threads=1):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def memory_table(threads=2):

@@ -1,21 +1,27 @@
 // conv.cpp: conv2d forward and backward as im2col + GEMM (see conv.h for the math).
 //
-// One image (and one group) at a time, a column matrix is built from the input:
+// For one image and one group, a column matrix is built from the input:
 //
 //   col[(c, kh, kw), (oh, ow)] = inp[c, oh*sh - pad_top + kh*dh, ow*sw - pad_left + kw*dw]
 //                                (0 outside the image)          shape (Cg*KH*KW, OH*OW)
 //
-// so that the convolution of one group is one matrix product, y_g = W_g @ col, with
-// W_g the (OC/groups, Cg*KH*KW) block of the weight. A 1x1 kernel with stride 1 and no
-// padding needs no im2col: the image itself, (Cg, H*W), is the column matrix.
+// so that the convolution of the group is one matrix product, y_g = W_g @ col, with W_g
+// the (OC/groups, Cg*KH*KW) block of the weight. A 1x1 kernel with stride 1 and no padding
+// needs no im2col: the image itself, (Cg, H*W), is the column matrix.
 //
-// Threads. When the batch splits evenly over the threads, each thread takes whole images
-// with its own column buffer (thread_local, so it is allocated once per pooled thread);
-// the GEMMs inside then run serially (pycore::num_threads() is 1 inside a parallel
-// region). With a batch of one, or one too small to split well, images are taken one at
-// a time and every thread works inside each image: im2col/col2im split their rows or
-// channels, and the GEMM splits its output. Memory is one column buffer per thread,
-// never one for the whole batch.
+// Column matrices are built a piece at a time, never for the whole batch:
+//   - a large image is cut into tiles of output rows (forward), so that a tile's columns
+//     and its output stay in one core's L2 cache between im2col and the GEMM;
+//   - small images are taken a few at a time (a "chunk"), their column matrices side by
+//     side, so that the GEMM gets at least kMinColumns columns (LeNet's 10x10 outputs alone
+//     would leave it short of work per call).
+//
+// Threads. Work items (forward: chunk x group x tile; backward: slices of the batch) go to
+// the threads whole, each thread with its own buffers (thread_local, allocated once per
+// pooled thread); the GEMMs inside then run serially (pycore::num_threads() is 1 inside a
+// parallel region). When the items do not split evenly over the threads (a batch of one in
+// backward), they run one at a time and the threads work inside each: im2col/col2im split
+// their rows or channels, and the GEMM splits its output.
 #include "conv.h"
 
 #include <algorithm>
@@ -32,18 +38,24 @@ namespace {
 constexpr int64_t kCopyGrain = int64_t(1) << 15;
 // Multiply-adds per thread before another thread helps (the GEMM's own grain).
 constexpr int64_t kGemmGrain = int64_t(1) << 18;
-// The weight gradient is summed over the batch in at most this many slices, each into
-// its own partial buffer, and the partials are added in slice order at the end.
-constexpr int64_t kMaxSlices = 32;
+// Columns a GEMM should get at least: small images are chunked up to this.
+constexpr int64_t kMinColumns = 512;
+// A forward tile's columns of the column matrix (K values each) and of the output (OCg
+// values each) together stay within about this many bytes (a typical per-core L2).
+constexpr int64_t kTileBytes = int64_t(1) << 18;
+// The weight gradient is summed over the batch in at most this many slices, each into its
+// own partial buffer, and the partials are added in slice order at the end...
+constexpr int64_t kMaxSlices = 16;
 // ... and all partial buffers together hold at most this many elements (16 MB of float).
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
 
 struct Dims {
     int64_t Cg, OCg;   // channels per group: input, output
     int64_t K;         // Cg*KH*KW: rows of the column matrix, columns of W_g
-    int64_t plane;     // OH*OW: columns of the column matrix
+    int64_t plane;     // OH*OW: columns of one image's column matrix
     int64_t in_plane;  // H*W
     bool pointwise;    // 1x1, stride 1, no padding: the image is its own column matrix
+    int64_t chunk;     // images per column matrix (1 for large images and for pointwise)
 };
 
 Dims dims_of(const Conv2dGeometry& g) {
@@ -55,16 +67,18 @@ Dims dims_of(const Conv2dGeometry& g) {
     d.in_plane = g.H * g.W;
     d.pointwise = g.KH == 1 && g.KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
                   g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0;
+    d.chunk = d.pointwise ? 1 : std::max<int64_t>(1, std::min(g.N, (kMinColumns + d.plane - 1) / d.plane));
     return d;
 }
 
-// This thread's column buffer, at least `count` elements. It lives as long as the
-// (pooled) thread, so repeated calls do not allocate; it is never shared.
+// This thread's buffer number `which` (0: columns, 1: staging), at least `count` elements.
+// It lives as long as the (pooled) thread, so repeated calls do not allocate; never shared.
 template <typename T>
-T* column_buffer(int64_t count) {
-    thread_local std::vector<T> buffer;
-    if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
-    return buffer.data();
+T* thread_buffer(int which, int64_t count) {
+    thread_local std::vector<T> buffers[2];
+    std::vector<T>& buf = buffers[which];
+    if (buf.size() < static_cast<size_t>(count)) buf.resize(static_cast<size_t>(count));
+    return buf.data();
 }
 
 // The output positions o in [lo, hi) along one axis whose input position o*stride + offset
@@ -78,49 +92,54 @@ inline void valid_range(int64_t n, int64_t out, int64_t stride, int64_t offset, 
     *hi = std::max(a, b);
 }
 
-// col (channels*KH*KW, OH*OW) = im2col(img (channels, H, W)). Every element is written
-// (padding as zeros), so the buffer needs no clearing. A row is one (c, kh, kw): for each
-// output row oh it is a zero run, a contiguous (stride 1) or strided copy, and a zero run.
+// The im2col columns of output rows [oh_begin, oh_end) of img (channels, H, W): a
+// (channels*KH*KW, (oh_end - oh_begin)*OW) matrix written at col with row stride ld.
+// Every element is written (padding as zeros), so the buffer needs no clearing. A row is
+// one (c, kh, kw): for each output row a zero run, a contiguous (stride 1) or strided copy,
+// and a zero run, as plain loops (the runs are short: a libc call per run costs more).
 template <typename T>
-void im2col(T* col, const T* img, int64_t channels, const Conv2dGeometry& g) {
-    const int64_t taps = g.KH * g.KW, rows = channels * taps, plane = g.OH * g.OW;
-    const int64_t sw = g.stride_w;
-    const int nt = threads_for(rows * plane, kCopyGrain);
+void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
+            int64_t oh_end) {
+    const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * g.OW;
+    const int64_t sw = g.stride_w, OW = g.OW;
+    const int nt = threads_for(rows * width, kCopyGrain);
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t c = r / taps, kh = (r % taps) / g.KW, kw = r % g.KW;
         const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
         int64_t oh_lo, oh_hi, ow_lo, ow_hi;
         valid_range(g.H, g.OH, g.stride_h, h_off, &oh_lo, &oh_hi);
-        valid_range(g.W, g.OW, sw, w_off, &ow_lo, &ow_hi);
+        valid_range(g.W, OW, sw, w_off, &ow_lo, &ow_hi);
+        oh_lo = std::min(std::max(oh_lo, oh_begin), oh_end);
+        oh_hi = std::min(std::max(oh_hi, oh_lo), oh_end);
         const T* src = img + c * g.H * g.W;
-        T* dst = col + r * plane;
-        std::fill(dst, dst + oh_lo * g.OW, T(0));
+        T* dst = col + r * ld;  // output row oh starts at dst + (oh - oh_begin)*OW
+        std::fill(dst, dst + (oh_lo - oh_begin) * OW, T(0));
         for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-            T* d = dst + oh * g.OW;
-            std::fill(d, d + ow_lo, T(0));
+            T* __restrict d = dst + (oh - oh_begin) * OW;
+            for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
             if (ow_hi > ow_lo) {
-                const T* s = src + (oh * g.stride_h + h_off) * g.W + ow_lo * sw + w_off;
+                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
                 if (sw == 1) {
-                    std::memcpy(d + ow_lo, s, sizeof(T) * (ow_hi - ow_lo));
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + w_off];
                 } else {
-                    for (int64_t i = 0; i < ow_hi - ow_lo; ++i) d[ow_lo + i] = s[i * sw];
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + w_off];
                 }
             }
-            std::fill(d + ow_hi, d + g.OW, T(0));
+            for (int64_t ow = ow_hi; ow < OW; ++ow) d[ow] = T(0);
         }
-        std::fill(dst + oh_hi * g.OW, dst + plane, T(0));
+        std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
     }
 }
 
-// img (channels, H, W) = col2im(col (channels*KH*KW, OH*OW)): the adjoint of im2col, each
-// column entry added back onto the input position it was read from (padding dropped).
-// img is overwritten. Split over channels: the KH*KW rows of one channel all write the
-// same input plane, so a channel belongs to one thread.
+// img (channels, H, W) = col2im(col): the adjoint of im2col over all output rows, each
+// column entry (row stride ld) added back onto the input position it was read from
+// (padding dropped). img is overwritten. Split over channels: the KH*KW rows of one
+// channel all write the same input plane, so a channel belongs to one thread.
 template <typename T>
-void col2im(T* img, const T* col, int64_t channels, const Conv2dGeometry& g) {
-    const int64_t plane = g.OH * g.OW, sw = g.stride_w;
-    const int nt = threads_for(channels * g.KH * g.KW * plane, kCopyGrain);
+void col2im(T* img, const T* col, int64_t ld, int64_t channels, const Conv2dGeometry& g) {
+    const int64_t sw = g.stride_w;
+    const int nt = threads_for(channels * g.KH * g.KW * g.OH * g.OW, kCopyGrain);
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t c = 0; c < channels; ++c) {
         T* dst = img + c * g.H * g.W;
@@ -134,15 +153,14 @@ void col2im(T* img, const T* col, int64_t channels, const Conv2dGeometry& g) {
                 int64_t ow_lo, ow_hi;
                 valid_range(g.W, g.OW, sw, w_off, &ow_lo, &ow_hi);
                 if (ow_hi == ow_lo) continue;
-                const T* src = col + ((c * g.KH + kh) * g.KW + kw) * plane;
+                const T* src = col + ((c * g.KH + kh) * g.KW + kw) * ld;
                 for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-                    T* d = dst + (oh * g.stride_h + h_off) * g.W + ow_lo * sw + w_off;
-                    const T* s = src + oh * g.OW + ow_lo;
-                    const int64_t count = ow_hi - ow_lo;
+                    T* d = dst + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
+                    const T* s = src + oh * g.OW;
                     if (sw == 1) {
-                        for (int64_t i = 0; i < count; ++i) d[i] += s[i];
+                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow + w_off] += s[ow];
                     } else {
-                        for (int64_t i = 0; i < count; ++i) d[i * sw] += s[i];
+                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow * sw + w_off] += s[ow];
                     }
                 }
             }
@@ -150,11 +168,10 @@ void col2im(T* img, const T* col, int64_t channels, const Conv2dGeometry& g) {
     }
 }
 
-// Threads to spread `items` independent work items (images, or slices of the batch) over,
-// each item then running its GEMMs serially. 1 means: take the items one at a time and let
-// the threads work inside each one. Whole items per thread need no synchronisation and keep
-// an image in one core's cache, so they win whenever the items split evenly enough (at least
-// three quarters of the thread-time busy).
+// Threads to spread `items` independent work items over, each item then running its GEMMs
+// serially. 1 means: take the items one at a time and let the threads work inside each one.
+// Whole items per thread need no synchronisation and keep their data in one core's cache,
+// so they win whenever the items split evenly enough (three quarters of the thread-time busy).
 int item_threads(int64_t items, int64_t work_per_item) {
     const int nt = threads_for(items * work_per_item, kGemmGrain);
     if (nt <= 1 || items < nt) return 1;
@@ -179,29 +196,55 @@ T sum_of(const T* x, int64_t n) {
 // ---------------------------------------------------------------------------------------
 // forward
 
-// out_n (OC, OH, OW) for one image inp_n (C, H, W). col: this thread's column buffer
-// (unused when pointwise).
+// Output rows per forward tile of a single image (see kTileBytes).
+int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
+    if (d.chunk > 1) return g.OH;  // small images: whole ones, several per column matrix
+    const int64_t columns = kTileBytes / ((d.K + d.OCg) * item_size);
+    return std::min(g.OH, std::max<int64_t>(1, columns / g.OW));
+}
+
+// One forward work item: output rows [oh_begin, oh_end) of group grp of images
+// [n0, n0 + count). count > 1 only with whole images (oh_begin = 0, oh_end = OH).
+//   col:     this thread's column buffer (K, count * width); unused when pointwise
+//   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
 template <typename T>
-void forward_image(T* out_n, const T* inp_n, const T* weight, const T* bias, const Conv2dGeometry& g,
-                   const Dims& d, T* col) {
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* x_g = inp_n + grp * d.Cg * d.in_plane;
-        const T* w_g = weight + grp * d.OCg * d.K;
-        T* y_g = out_n + grp * d.OCg * d.plane;
-        const T* cols = x_g;
-        if (!d.pointwise) {
-            im2col(col, x_g, d.Cg, g);
-            cols = col;
-        }
-        // Start from the bias and let the GEMM add onto it (beta = 1), or overwrite (beta = 0).
+void forward_item(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g, const Dims& d,
+                  int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end, T* col, T* staging) {
+    const int64_t first = oh_begin * g.OW, width = (oh_end - oh_begin) * g.OW, columns = count * width;
+    const T* w_g = weight + grp * d.OCg * d.K;
+    auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
+    auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
+
+    // The column matrix (K, columns): image i's columns at i * width.
+    const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
+    int64_t ld_cols = d.plane;
+    if (!d.pointwise) {
+        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end);
+        cols = col;
+        ld_cols = columns;
+    }
+    if (count == 1) {
+        // Straight into the output: y (OCg, width), row stride OH*OW. Start from the bias and
+        // let the GEMM add onto it (beta = 1), or overwrite (beta = 0).
+        T* y = y_g(n0) + first;
         T beta = T(0);
         if (bias) {
             for (int64_t oc = 0; oc < d.OCg; ++oc)
-                std::fill(y_g + oc * d.plane, y_g + (oc + 1) * d.plane, bias[grp * d.OCg + oc]);
+                std::fill(y + oc * d.plane, y + oc * d.plane + width, bias[grp * d.OCg + oc]);
             beta = T(1);
         }
-        // y_g (OCg, OH*OW) = W_g (OCg, K) @ col (K, OH*OW)
-        gemm<T>(false, false, d.OCg, d.plane, d.K, T(1), w_g, d.K, cols, d.plane, beta, y_g, d.plane);
+        gemm<T>(false, false, d.OCg, width, d.K, T(1), w_g, d.K, cols, ld_cols, beta, y, d.plane);
+        return;
+    }
+    // staging (OCg, count*plane) = W_g @ col, then each image's block (plus bias) to its place.
+    gemm<T>(false, false, d.OCg, columns, d.K, T(1), w_g, d.K, cols, ld_cols, T(0), staging, columns);
+    for (int64_t i = 0; i < count; ++i) {
+        for (int64_t oc = 0; oc < d.OCg; ++oc) {
+            const T b = bias ? bias[grp * d.OCg + oc] : T(0);
+            const T* s = staging + oc * columns + i * d.plane;
+            T* y = y_g(n0 + i) + oc * d.plane;
+            for (int64_t j = 0; j < d.plane; ++j) y[j] = s[j] + b;
+        }
     }
 }
 
@@ -214,15 +257,25 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
     return span / stride + 1;
 }
 
+// The work items are (chunk of images, group, tile of output rows); each writes its own
+// part of the output, so they run in any order on any thread.
 template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g) {
     const Dims d = dims_of(g);
-    const int64_t col_size = d.pointwise ? 0 : d.K * d.plane;
-    const int nt = item_threads(g.N, g.OC * d.plane * d.K);
+    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T));
+    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows;
+    const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
+    const int64_t items = chunks * g.groups * tiles;
+    const int64_t columns = d.chunk * tile_rows * g.OW;
+    const int nt = item_threads(items, d.OCg * columns * d.K);
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t n = 0; n < g.N; ++n) {
-        T* col = col_size ? column_buffer<T>(col_size) : nullptr;
-        forward_image(out + n * g.OC * d.plane, inp + n * g.C * d.in_plane, weight, bias, g, d, col);
+    for (int64_t item = 0; item < items; ++item) {
+        const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
+        const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
+        const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
+        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
+        T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
+        forward_item(out, inp, weight, bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
     }
 }
 
@@ -231,38 +284,53 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 
 namespace {
 
-// One image's share of the weight and input gradients.
-//   dw:    (OC, K) buffer the image's dW is added into (beta_w = 1) or written to (beta_w = 0);
-//          null to skip the weight gradient.
-//   dinp_n (C, H, W) overwritten with dL/dinp of this image; null to skip.
+// The gradients from images [n0, n0 + count) (one chunk), for every group.
+//   dw:   (OC, K) buffer the chunk's dW is added into (beta_w = 1) or written to (beta_w = 0);
+//         null to skip the weight gradient.
+//   dinp: (N, C, H, W); images [n0, n0 + count) overwritten with dL/dinp; null to skip.
+//   col:  (K, count*plane) column buffer; staging: (OCg, count*plane), used when count > 1.
 template <typename T>
-void backward_image(T* dinp_n, T* dw, T beta_w, const T* dout_n, const T* inp_n, const T* weight,
-                    const Conv2dGeometry& g, const Dims& d, T* col) {
+void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp, const T* weight,
+                    const Conv2dGeometry& g, const Dims& d, int64_t n0, int64_t count, T* col, T* staging) {
+    const int64_t columns = count * d.plane;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* dy = dout_n + grp * d.OCg * d.plane;
         const T* w_g = weight + grp * d.OCg * d.K;
+        auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
+        auto dy_g = [&](int64_t n) { return dout + (n * g.OC + grp * d.OCg) * d.plane; };
+
+        // dY_g of the chunk as one (OCg, columns) matrix: in place for one image, else gathered.
+        const T* dy = dy_g(n0);
+        int64_t ld_dy = d.plane;
+        if (count > 1) {
+            for (int64_t i = 0; i < count; ++i)
+                for (int64_t oc = 0; oc < d.OCg; ++oc)
+                    std::memcpy(staging + oc * columns + i * d.plane, dy_g(n0 + i) + oc * d.plane,
+                                sizeof(T) * d.plane);
+            dy = staging;
+            ld_dy = columns;
+        }
         if (dw) {
-            const T* x_g = inp_n + grp * d.Cg * d.in_plane;
-            const T* cols = x_g;
+            const T* cols = x_g(n0);  // pointwise (count is 1): the image is its column matrix
             if (!d.pointwise) {
-                im2col(col, x_g, d.Cg, g);
+                for (int64_t i = 0; i < count; ++i) im2col(col + i * d.plane, columns, x_g(n0 + i), d.Cg, g, 0, g.OH);
                 cols = col;
             }
-            // dW_g (OCg, K) += dY_g (OCg, OH*OW) @ col^T (OH*OW, K). K (the long side for
+            // dW_g (OCg, K) += dY_g (OCg, columns) @ col^T (columns, K). K (the long side for
             // every usual layer) is the GEMM's N, its cheap side to pack and to split.
-            gemm<T>(false, true, d.OCg, d.K, d.plane, T(1), dy, d.plane, cols, d.plane, beta_w,
+            gemm<T>(false, true, d.OCg, d.K, columns, T(1), dy, ld_dy, cols, columns, beta_w,
                     dw + grp * d.OCg * d.K, d.K);
         }
-        if (dinp_n) {
-            T* dx = dinp_n + grp * d.Cg * d.in_plane;
+        if (dinp) {
             if (d.pointwise) {
                 // dX_g (Cg, H*W) = W_g^T (Cg, OCg) @ dY_g (OCg, H*W), straight into the input grad.
-                gemm<T>(true, false, d.Cg, d.plane, d.OCg, T(1), w_g, d.K, dy, d.plane, T(0), dx, d.plane);
+                T* dx = dinp + (n0 * g.C + grp * d.Cg) * d.in_plane;
+                gemm<T>(true, false, d.Cg, d.plane, d.OCg, T(1), w_g, d.K, dy, ld_dy, T(0), dx, d.plane);
             } else {
-                // dcol (K, OH*OW) = W_g^T (K, OCg) @ dY_g (OCg, OH*OW), then scattered back. The
-                // column buffer is free again (the weight gradient above is done with it).
-                gemm<T>(true, false, d.K, d.plane, d.OCg, T(1), w_g, d.K, dy, d.plane, T(0), col, d.plane);
-                col2im(dx, col, d.Cg, g);
+                // dcol (K, columns) = W_g^T (K, OCg) @ dY_g (OCg, columns), then each image's
+                // columns scattered back. The column buffer is free again (dW is done with it).
+                gemm<T>(true, false, d.K, columns, d.OCg, T(1), w_g, d.K, dy, ld_dy, T(0), col, columns);
+                for (int64_t i = 0; i < count; ++i)
+                    col2im(dinp + ((n0 + i) * g.C + grp * d.Cg) * d.in_plane, col + i * d.plane, columns, d.Cg, g);
             }
         }
     }
@@ -289,30 +357,32 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (dbias) bias_backward(dbias, dout, g);
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
-    const int64_t col_size = d.pointwise ? 0 : d.K * d.plane;
+    const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
+    const int64_t columns = d.chunk * d.plane;
 
-    // The batch is cut into `slices` runs of consecutive images. Each run sums its images'
-    // weight gradients into its own partial buffer (the first image writes, the rest add);
-    // the partials are then added to dweight in slice order. The slices depend on the
-    // shapes only, never on the thread count, so the result has the same bits at any thread
-    // count. One slice (a batch of one, or a weight too large to copy) adds into dweight directly.
+    // The chunks are grouped into `slices` runs. Each run sums its chunks' weight gradients
+    // into its own partial buffer (the first chunk writes, the rest add); the partials are
+    // then added to dweight in slice order. Chunks and slices depend on the shapes only,
+    // never on the thread count, so the result has the same bits at any thread count. One
+    // slice (a batch of one, or a weight too large to copy) adds into dweight directly.
     const int64_t weight_size = g.OC * d.K;
-    int64_t slices = g.N;
-    if (dweight) slices = std::max<int64_t>(1, std::min({g.N, kMaxSlices, kPartialBudget / weight_size}));
+    int64_t slices = chunks;
+    if (dweight) slices = std::max<int64_t>(1, std::min({chunks, kMaxSlices, kPartialBudget / weight_size}));
     const bool use_partials = dweight && slices > 1;
     std::vector<T> partials(use_partials ? static_cast<size_t>(slices * weight_size) : 0);
 
-    const int64_t macs_per_image = g.OC * d.plane * d.K * ((dweight ? 1 : 0) + (dinp ? 1 : 0));
-    const int nt = item_threads(slices, macs_per_image * (g.N / slices));
+    const int64_t macs_per_chunk = g.OC * columns * d.K * ((dweight ? 1 : 0) + (dinp ? 1 : 0));
+    const int nt = item_threads(slices, macs_per_chunk * (chunks / slices));
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t s = 0; s < slices; ++s) {
-        const int64_t n0 = s * g.N / slices, n1 = (s + 1) * g.N / slices;
-        T* col = col_size ? column_buffer<T>(col_size) : nullptr;
+        const int64_t c0 = s * chunks / slices, c1 = (s + 1) * chunks / slices;
+        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
+        T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
         T* dw = use_partials ? partials.data() + s * weight_size : dweight;
-        for (int64_t n = n0; n < n1; ++n) {
-            const T beta_w = (use_partials && n == n0) ? T(0) : T(1);
-            backward_image(dinp ? dinp + n * g.C * d.in_plane : nullptr, dw, beta_w,
-                           dout + n * g.OC * d.plane, inp + n * g.C * d.in_plane, weight, g, d, col);
+        for (int64_t c = c0; c < c1; ++c) {
+            const int64_t n0 = c * d.chunk, count = std::min(d.chunk, g.N - n0);
+            const T beta_w = (use_partials && c == c0) ? T(0) : T(1);
+            backward_chunk(dinp, dw, beta_w, dout, inp, weight, g, d, n0, count, col, staging);
         }
     }
 

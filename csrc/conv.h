@@ -9,8 +9,9 @@
 // Shapes: inp (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,), out (N, OC, OH, OW) with
 //   OH = floor((H + pad_top + pad_bottom - dh*(KH-1) - 1) / sh) + 1   (OW likewise).
 //
-// Both passes are im2col + pycore::gemm, one image at a time, with a per-thread column
-// buffer (never a whole-batch one). See conv.cpp for the threading.
+// Both passes are im2col + pycore::gemm on a piece of the batch at a time (a tile of output
+// rows of one image, or a few small images side by side), with per-thread column buffers,
+// never a whole-batch one. See conv.cpp for the pieces and the threading.
 #pragma once
 #include <cstdint>
 

@@ -160,8 +160,9 @@ def test_matches_torch_autograd(case):
 
 
 # The kernel's distinct paths, each checked against the reference at a fixed shape:
-# 1x1 (no im2col), batch 1 (threads inside the image), batch larger than the slice
-# count (several images per weight-gradient slice), strided and padded.
+# 1x1 (no im2col), batch 1 (threads inside the image), small images taken several to a
+# column matrix (with a last chunk that is not full), several chunks per weight-gradient
+# slice, a large image cut into tiles of output rows, strided and padded.
 PATHS = {
     "pointwise": dict(n=3, c_in=4, c_out=5, h=5, w=6, kernel=(1, 1), stride=1, padding=0, dilation=(1, 1), groups=1),
     "pointwise-grouped": dict(n=2, c_in=4, c_out=6, h=3, w=4, kernel=(1, 1), stride=1, padding=0,
@@ -169,6 +170,14 @@ PATHS = {
     "batch-1": dict(n=1, c_in=3, c_out=4, h=12, w=11, kernel=(3, 3), stride=1, padding=1, dilation=(1, 1), groups=1),
     "batch-40": dict(n=40, c_in=2, c_out=3, h=6, w=5, kernel=(3, 2), stride=(2, 1), padding=(1, 0),
                      dilation=(1, 1), groups=1),
+    "chunks-ragged": dict(n=7, c_in=2, c_out=3, h=12, w=12, kernel=(3, 3), stride=1, padding=0,
+                          dilation=(1, 1), groups=1),
+    "chunks-grouped": dict(n=5, c_in=4, c_out=4, h=8, w=8, kernel=(3, 3), stride=1, padding=0, dilation=(1, 1),
+                           groups=2),
+    "many-slices": dict(n=60, c_in=1, c_out=2, h=22, w=24, kernel=(3, 3), stride=1, padding=1,
+                        dilation=(1, 1), groups=1),
+    "row-tiles": dict(n=1, c_in=16, c_out=40, h=70, w=72, kernel=(3, 3), stride=1, padding=1, dilation=(1, 1),
+                      groups=1),
     "same-even": dict(n=2, c_in=2, c_out=2, h=7, w=6, kernel=(4, 2), stride=1, padding="same", dilation=(2, 1),
                       groups=1),
 }
@@ -415,7 +424,7 @@ def test_layouts_give_the_contiguous_result(layout):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n,first_layer", [(1, False), (5, False), (40, True), (40, False)])
+@pytest.mark.parametrize("n,first_layer", [(1, False), (5, False), (7, False), (40, True), (40, False)])
 def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype):
     rng = np.random.default_rng(n)
     x = rng.standard_normal((n, 6, 12, 10)).astype(dtype)

@@ -107,14 +107,12 @@ def save_panels(image, results, out, kernels=None):
     panels = [("original", image)] + [(name, _display(results[name], kernels[name][1])) for name in results]
     cols = (len(panels) + 1) // 2
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
     except ImportError:
-        plt = None
-    if plt is not None:
-        fig, axes = plt.subplots(2, cols, figsize=(3.2 * cols, 6.4))
+        Figure = None
+    if Figure is not None:
+        fig = Figure(figsize=(3.2 * cols, 6.4))
+        axes = fig.subplots(2, cols)
         for ax in axes.ravel():
             ax.axis("off")
         for ax, (name, panel) in zip(axes.ravel(), panels):
@@ -123,7 +121,6 @@ def save_panels(image, results, out, kernels=None):
         fig.suptitle("pycore.functional.conv2d(image, kernel, padding='same')")
         fig.tight_layout()
         fig.savefig(out, dpi=100)
-        plt.close(fig)
         return "matplotlib"
     try:
         from PIL import Image, ImageDraw
