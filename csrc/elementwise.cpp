@@ -82,11 +82,12 @@ void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
 // ---------------------------------------------------------------------------------------
 // softmax and log_softmax along the middle axis of (outer, dim, inner).
 //
-// The work is split into tasks of (one outer index, a block of up to kInnerBlock inner
-// indices). A task walks its (dim, block) slab row by row, keeping one running value per
-// inner index, so that the inner loops run over contiguous memory whatever the axis.
-// Sums are accumulated in double: a float32 softmax over thousands of classes then
-// matches a float64 reference to float32 rounding.
+// The last axis (inner == 1, the usual case) runs row by row: one row of dim contiguous
+// values per task. Any other axis is split into tasks of (one outer index, a block of up
+// to kInnerBlock inner indices); a task walks its (dim, block) slab row by row, keeping
+// one running value per inner index, so that its inner loops also run over contiguous
+// memory. Exponentials are taken in T; sums are accumulated in double, so a float32
+// softmax over thousands of classes matches a float64 reference to float32 rounding.
 
 namespace {
 
@@ -110,10 +111,61 @@ void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
     }
 }
 
+// The same for the last axis: row(base) for each of the `rows` rows of length dim.
+template <class F>
+void for_each_row(int64_t rows, int64_t dim, F row) {
+    const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim));
+#pragma omp parallel for num_threads(threads_for(rows, grain)) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) row(r * dim);
+}
+
+template <class T>
+void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) {
+    for_each_row(rows, dim, [=](int64_t base) {
+        const T* xr = x + base;
+        T* yr = y + base;
+        T max = -std::numeric_limits<T>::infinity();
+        for (int64_t d = 0; d < dim; ++d) max = xr[d] > max ? xr[d] : max;
+        double sum = 0.0;
+        if (log_output) {
+            for (int64_t d = 0; d < dim; ++d) sum += std::exp(xr[d] - max);
+            const double log_sum = double(max) + std::log(sum);
+            for (int64_t d = 0; d < dim; ++d) yr[d] = T(double(xr[d]) - log_sum);
+        } else {
+            for (int64_t d = 0; d < dim; ++d) {
+                yr[d] = std::exp(xr[d] - max);
+                sum += yr[d];
+            }
+            const T inv = T(1.0 / sum);
+            for (int64_t d = 0; d < dim; ++d) yr[d] *= inv;
+        }
+    });
+}
+
+template <class T>
+void softmax_rows_backward(T* dx, const T* dy, const T* y, int64_t rows, int64_t dim, bool log_output) {
+    for_each_row(rows, dim, [=](int64_t base) {
+        const T* gr = dy + base;
+        const T* yr = y + base;
+        T* gx = dx + base;
+        double sum = 0.0;
+        if (log_output) {
+            for (int64_t d = 0; d < dim; ++d) sum += gr[d];
+            const T s = T(sum);
+            for (int64_t d = 0; d < dim; ++d) gx[d] = gr[d] - std::exp(yr[d]) * s;
+        } else {
+            for (int64_t d = 0; d < dim; ++d) sum += double(gr[d]) * yr[d];
+            const T s = T(sum);
+            for (int64_t d = 0; d < dim; ++d) gx[d] = yr[d] * (gr[d] - s);
+        }
+    });
+}
+
 }  // namespace
 
 template <class T>
 void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner, bool log_output) {
+    if (inner == 1) return softmax_rows(y, x, outer, dim, log_output);
     for_each_slab(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, double* max) {
         // pass 1: the maximum of each column of the slab
         for (int64_t j = 0; j < width; ++j) max[j] = -std::numeric_limits<double>::infinity();
@@ -153,6 +205,7 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
 template <class T>
 void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim, int64_t inner,
                       bool log_output) {
+    if (inner == 1) return softmax_rows_backward(dx, dy, y, outer, dim, log_output);
     for_each_slab(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, double*) {
         // pass 1: softmax: s = sum_j dy_j y_j;  log_softmax: s = sum_j dy_j
         for (int64_t j = 0; j < width; ++j) sum[j] = 0.0;

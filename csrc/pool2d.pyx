@@ -16,7 +16,10 @@ vectorise it. Each output still meets its window in row-major order, the order P
 uses, so max ties pick the same element and sums add in the same order.
 
 Threads: the count comes from pycore._C.get_num_threads() (1 in a forked child, where
-GNU OpenMP cannot start threads) and is read before the GIL is released.
+GNU OpenMP cannot start threads) and is read before the GIL is released. Planes are
+handed out with schedule(guided): a thread that the OS has paused on a busy machine
+does not hold up the others, and each plane is still computed by exactly one thread
+with the same code, so results do not depend on the thread count or the schedule.
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
@@ -30,8 +33,7 @@ ctypedef fused real:
     float
     double
 
-# Planes per thread below which starting another thread costs more than it saves:
-# about 16k input elements each.
+# Input elements per thread below which starting another thread costs more than it saves.
 cdef int64_t GRAIN_ELEMENTS = 16384
 
 
@@ -44,6 +46,16 @@ cdef int threads_for(int64_t planes, int64_t plane_size):
     if planes < n:
         n = planes
     return <int>max(n, 1)
+
+
+def _check_planes(outputs, inputs):
+    """The last line of defence for direct calls: every array has the same number of planes,
+    and arrays sharing the output geometry share their shape. The loops clip every read and
+    write of the (H, W) planes to the image, so this is all memory safety needs."""
+    planes = {a.shape[0] for a in outputs + inputs}
+    if len(planes) != 1 or len({a.shape for a in outputs}) != 1:
+        raise ValueError("pool2d: arrays disagree on their planes or output shape: "
+                         + ", ".join(str(a.shape) for a in outputs + inputs))
 
 
 cdef struct ColumnRange:
@@ -144,10 +156,12 @@ cdef inline void add_scattered(real* out, const real* value, int64_t begin, int6
 # grad_x[p, argmax[p, o]] += grad_y[p, o]: each output routes its gradient to its maximum.
 
 cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real* x,
-                         const ColumnRange* cols, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) noexcept nogil:
+                         const ColumnRange* cols, const int64_t* window_offset, int64_t H, int64_t W,
+                         int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw) noexcept nogil:
     """One plane. `position` (OW, per thread) holds the winner of each window of the current
-    row as ki*kw + kj, a loop invariant of the inner loop, turned into argmax at the row's end."""
+    row as ki*kw + kj, a loop invariant of the inner loop; at the row's end
+    window_offset[position] = ki*W + kj turns it into the flat argmax (no division)."""
     cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end
     cdef real* y_row
     cdef int64_t* arg_row
@@ -167,7 +181,7 @@ cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real
                 running_max_strided(y_row, position, x_row + cols[kj].offset, cols[kj].begin, cols[kj].end,
                                     sw, <int32_t>(ki * kw + kj))
         for ow in range(OW):
-            arg_row[ow] = (ih0 + position[ow] // kw) * W + ow * sw - pw + position[ow] % kw
+            arg_row[ow] = ih0 * W + ow * sw - pw + window_offset[position[ow]]
 
 
 cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, const real[:, :, ::1] x,
@@ -177,57 +191,75 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
     cdef int nthreads = threads_for(P, H * W)
     cdef ColumnRange* cols
     cdef int32_t* positions
+    cdef int64_t* window_offset
     if P == 0:
         return
     cols = column_ranges(kw, sw, pw, W, OW)
     positions = <int32_t*>malloc(nthreads * OW * sizeof(int32_t))
-    if cols == NULL or positions == NULL:
+    window_offset = <int64_t*>malloc(kh * kw * sizeof(int64_t))
+    if cols == NULL or positions == NULL or window_offset == NULL:
         free(cols)
         free(positions)
+        free(window_offset)
         raise MemoryError()
+    for p in range(kh * kw):
+        window_offset[p] = (p // kw) * W + p % kw
     with nogil:
-        for p in prange(P, num_threads=nthreads, schedule="static"):
+        for p in prange(P, num_threads=nthreads, schedule="guided"):
             max_pool_plane(&y[p, 0, 0], &argmax[p, 0, 0], positions + threadid() * OW, &x[p, 0, 0], cols,
-                           H, W, OH, OW, kh, kw, sh, sw, ph, pw)
+                           window_offset, H, W, OH, OW, kh, kw, sh, sw, ph, pw)
     free(cols)
     free(positions)
+    free(window_offset)
 
 
 def max_pool2d_forward(y, argmax, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
     """Fill y (P, OH, OW) and argmax (P, OH, OW, int64) from x (P, H, W), all C-contiguous."""
+    _check_planes([y, argmax], [x])
     if x.dtype.itemsize == 4:
         max_pool_forward_impl[float](y, argmax, x, kh, kw, sh, sw, ph, pw)
     else:
         max_pool_forward_impl[double](y, argmax, x, kh, kw, sh, sw, ph, pw)
 
 
-cdef void max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1] argmax,
-                                 const real[:, :, ::1] grad_y):
+cdef int64_t max_pool_backward_impl(real[:, :, ::1] grad_x, const int64_t[:, :, ::1] argmax,
+                                    const real[:, :, ::1] grad_y):
+    """The scatter; returns how many argmax entries lay outside their plane (and were skipped)."""
     cdef int64_t P = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef int64_t n_out = grad_y.shape[1] * grad_y.shape[2]
-    cdef int64_t p, o
+    cdef int64_t p, o, at, out_of_range = 0
     cdef int nthreads = threads_for(P, H * W)
     cdef real* gx
     cdef const real* gy
     cdef const int64_t* arg
     with nogil:
-        for p in prange(P, num_threads=nthreads, schedule="static"):
+        for p in prange(P, num_threads=nthreads, schedule="guided"):
             gx = &grad_x[p, 0, 0]
             gy = &grad_y[p, 0, 0]
             arg = &argmax[p, 0, 0]
             memset(gx, 0, H * W * sizeof(real))
             for o in range(n_out):
-                gx[arg[o]] += gy[o]
+                at = arg[o]
+                if at < 0 or at >= H * W:  # only a hand-made argmax can get here
+                    out_of_range += 1
+                else:
+                    gx[at] += gy[o]
+    return out_of_range
 
 
 def max_pool2d_backward(grad_x, argmax, grad_y):
     """grad_x (P, H, W) = the scatter of grad_y (P, OH, OW) to the saved argmax positions."""
+    cdef int64_t out_of_range
+    _check_planes([grad_y, argmax], [grad_x])
     if grad_x.shape[0] == 0:
         return
     if grad_x.dtype.itemsize == 4:
-        max_pool_backward_impl[float](grad_x, argmax, grad_y)
+        out_of_range = max_pool_backward_impl[float](grad_x, argmax, grad_y)
     else:
-        max_pool_backward_impl[double](grad_x, argmax, grad_y)
+        out_of_range = max_pool_backward_impl[double](grad_x, argmax, grad_y)
+    if out_of_range:
+        raise ValueError(f"argmax: {out_of_range} indices lie outside the input plane of "
+                         f"{grad_x.shape[1]}x{grad_x.shape[2]}; pass the argmax that max_pool2d_with_indices returned")
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,11 +363,11 @@ cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint bac
         raise MemoryError()
     with nogil:
         if not backward:
-            for p in prange(P, num_threads=nthreads, schedule="static"):
+            for p in prange(P, num_threads=nthreads, schedule="guided"):
                 avg_pool_plane(&out[p, 0, 0], &inp[p, 0, 0], cols, col_count,
                                H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
         else:
-            for p in prange(P, num_threads=nthreads, schedule="static"):
+            for p in prange(P, num_threads=nthreads, schedule="guided"):
                 avg_pool_grad_plane(&out[p, 0, 0], &inp[p, 0, 0], scaled + threadid() * OW, cols,
                                     col_count, H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad)
     free(cols)
@@ -346,6 +378,7 @@ cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint bac
 def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                        bint count_include_pad):
     """Fill y (P, OH, OW) with the window averages of x (P, H, W), both C-contiguous."""
+    _check_planes([y], [x])
     if x.dtype.itemsize == 4:
         avg_pool_impl[float](y, x, False, kh, kw, sh, sw, ph, pw, count_include_pad)
     else:
@@ -355,6 +388,7 @@ def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int
 def avg_pool2d_backward(grad_x, grad_y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                         int64_t pw, bint count_include_pad):
     """Fill grad_x (P, H, W) from grad_y (P, OH, OW): each output spreads grad/divisor over its window."""
+    _check_planes([grad_y], [grad_x])
     if grad_x.dtype.itemsize == 4:
         avg_pool_impl[float](grad_x, grad_y, True, kh, kw, sh, sw, ph, pw, count_include_pad)
     else:

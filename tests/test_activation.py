@@ -218,3 +218,11 @@ def test_dropout_bad_arguments():
         F.dropout(np.zeros(3), -0.1)
     with pytest.raises(TypeError, match="p"):
         F.dropout(np.zeros(3), "0.5")
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax_last", "log_softmax_last"])
+def test_extreme_and_non_finite_inputs_match_torch(name):
+    make, torch_fn = ACTIVATIONS[name]
+    x = np.array([[-1e4, -100.0, -0.0, 0.0, 100.0, 1e4], [-np.inf, np.inf, np.nan, 1.0, -1.0, 0.5]],
+                 dtype=np.float32)
+    np.testing.assert_allclose(make(np.float32)(x), torch_fn(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-30)

@@ -250,6 +250,16 @@ def test_bad_inputs_raise_clear_errors():
         m.backward(np.zeros((1, 1, 3, 3), dtype=np.float32))
 
 
+def test_max_pool_backward_refuses_a_bad_argmax():
+    x = np.zeros((1, 2, 4, 4), dtype=np.float32)
+    y, argmax, geometry = F.max_pool2d_with_indices(x, 2)
+    with pytest.raises(TypeError, match="argmax"):
+        F.max_pool2d_backward(np.ones_like(y), argmax.astype(np.int32), geometry)
+    argmax[0, 1, 1, 0] = 16
+    with pytest.raises(ValueError, match="outside the input plane"):
+        F.max_pool2d_backward(np.ones_like(y), argmax, geometry)
+
+
 @pytest.mark.parametrize("cls", [nn.MaxPool2d, nn.AvgPool2d])
 def test_module_without_input_grad_returns_none(cls):
     m = cls(2)
@@ -258,3 +268,35 @@ def test_module_without_input_grad_returns_none(cls):
     assert m.backward(np.ones_like(y)) is None
     with pytest.raises(RuntimeError):
         m.backward(np.ones_like(y))
+
+
+def _pool_in_child(queue):
+    x = np.arange(2 * 8 * 16 * 16, dtype=np.float32).reshape(2, 8, 16, 16)
+    queue.put(float(F.max_pool2d(x, 2).sum() + F.avg_pool2d(x, 3, 1, 1).sum()))
+
+
+def test_forked_child_pools_without_hanging():
+    """GNU OpenMP cannot start threads in a child forked after it ran: the kernels read the
+    thread count from pycore, which is 1 there, so the child finishes."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    before = pycore.get_num_threads()
+    pycore.set_num_threads(2)
+    try:
+        x = np.ones((4, 8, 32, 32), dtype=np.float32)
+        F.max_pool2d(x, 2)  # start the parent's OpenMP threads
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_pool_in_child, args=(queue,))
+        child.start()
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            pytest.fail("pooling in a forked child hung")
+        assert child.exitcode == 0
+        x = np.arange(2 * 8 * 16 * 16, dtype=np.float32).reshape(2, 8, 16, 16)
+        assert queue.get(timeout=5) == float(F.max_pool2d(x, 2).sum() + F.avg_pool2d(x, 3, 1, 1).sum())
+    finally:
+        pycore.set_num_threads(before)

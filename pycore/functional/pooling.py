@@ -54,9 +54,9 @@ def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
     return PoolGeometry(x_shape, x_shape[:-2] + out, kernel, stride, padding, x.dtype)
 
 
-def _planes(a, shape):
-    """(…, H, W) -> (P, H, W) view of a C-contiguous array."""
-    return a.reshape((-1,) + tuple(shape[-2:]))
+def _planes(a):
+    """(..., H, W) -> (P, H, W) view of a C-contiguous array."""
+    return a.reshape((-1,) + a.shape[-2:])
 
 
 def _input(x):
@@ -80,7 +80,7 @@ def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
     y = np.empty(g.output_shape, dtype=x.dtype)
     argmax = np.empty(g.output_shape, dtype=np.int64)
-    _pool2d.max_pool2d_forward(_planes(y, y.shape), _planes(argmax, y.shape), _planes(x, x.shape),
+    _pool2d.max_pool2d_forward(_planes(y), _planes(argmax), _planes(x),
                                *g.kernel, *g.stride, *g.padding)
     return y, argmax, g
 
@@ -101,9 +101,13 @@ def max_pool2d_backward(grad_output, argmax, geometry):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
     maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
     grad_output = _grad_output(grad_output, geometry)
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64 or argmax.shape != geometry.output_shape:
+        raise TypeError(f"argmax: expected an int64 array of shape {geometry.output_shape}, got "
+                        f"{getattr(argmax, 'dtype', type(argmax).__name__)} {getattr(argmax, 'shape', '')}")
+    argmax = np.ascontiguousarray(argmax)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
-    _pool2d.max_pool2d_backward(_planes(grad_x, grad_x.shape), _planes(argmax, argmax.shape),
-                                _planes(grad_output, grad_output.shape))
+    _pool2d.max_pool2d_backward(_planes(grad_x), _planes(argmax),
+                                _planes(grad_output))
     return grad_x
 
 
@@ -123,7 +127,7 @@ def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=F
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
     y = np.empty(g.output_shape, dtype=x.dtype)
-    _pool2d.avg_pool2d_forward(_planes(y, y.shape), _planes(x, x.shape), *g.kernel, *g.stride, *g.padding,
+    _pool2d.avg_pool2d_forward(_planes(y), _planes(x), *g.kernel, *g.stride, *g.padding,
                                bool(count_include_pad))
     return y, g
 
@@ -132,6 +136,6 @@ def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
     """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
     grad_output = _grad_output(grad_output, geometry)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
-    _pool2d.avg_pool2d_backward(_planes(grad_x, grad_x.shape), _planes(grad_output, grad_output.shape),
+    _pool2d.avg_pool2d_backward(_planes(grad_x), _planes(grad_output),
                                 *geometry.kernel, *geometry.stride, *geometry.padding, bool(count_include_pad))
     return grad_x
