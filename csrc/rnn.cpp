@@ -402,6 +402,23 @@ void add_column_sums(T* out, const T* a, int64_t rows, int64_t cols) {
     }
 }
 
+// dst (cols, rows) = src (rows, cols)^T, in 32 x 32 tiles so that both sides stay in cache.
+template <typename T>
+void transpose(T* dst, const T* src, int64_t rows, int64_t cols) {
+    constexpr int64_t kTile = 32;
+    const int64_t row_tiles = (rows + kTile - 1) / kTile;
+    const int nt = static_cast<int>(std::min<int64_t>(row_tiles, threads_for(rows * cols, int64_t(1) << 17)));
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t rt = 0; rt < row_tiles; ++rt) {
+        const int64_t r0 = rt * kTile, r1 = std::min(rows, r0 + kTile);
+        for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+            const int64_t c1 = std::min(cols, c0 + kTile);
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 // A buffer that is fully written before it is read: no zero-fill.
 template <typename T>
 std::unique_ptr<T[]> uninitialized(int64_t count) {
@@ -437,6 +454,21 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     gemm<T>(false, true, steps * N, GH, input_size, T(1), x, input_size, w_ih, input_size, T(0),
             gates, GH);
 
+    // The recurrent product h_{t-1} (N, H) @ W_hh^T runs T times. With N > 1 it is
+    // faster on a transposed copy W_hh^T (H, G*H) (the GEMM then packs it by plain row
+    // copies); with N == 1 the GEMM's row-times-matrix path reads W_hh best as it is.
+    std::unique_ptr<T[]> w_hh_t_buf;
+    if (N > 1) {
+        w_hh_t_buf = uninitialized<T>(GH * H);
+        transpose(w_hh_t_buf.get(), w_hh, GH, H);
+    }
+    auto recurrent_product = [&](const T* h, T beta, T* out) {
+        if (N > 1)
+            gemm<T>(false, false, N, GH, H, T(1), h, H, w_hh_t_buf.get(), GH, beta, out, GH);
+        else
+            gemm<T>(false, true, N, GH, H, T(1), h, H, w_hh, H, beta, out, GH);
+    };
+
     std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
     std::vector<T> hh(static_cast<size_t>(mode == kGru ? N * GH : 0));
     const T* h_prev = h0 ? h0 : zeros.data();
@@ -449,7 +481,7 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
         if (mode == kGru) {
             // hh = h_{t-1} @ W_hh^T apart from the gates: r scales its n block.
             if (has_h)
-                gemm<T>(false, true, N, GH, H, T(1), h_prev, H, w_hh, H, T(0), hh.data(), GH);
+                recurrent_product(h_prev, T(0), hh.data());
             else
                 std::fill(hh.begin(), hh.end(), T(0));
             for_rows(GruForwardStep<T>{g_t, cell + t * NH, y_t, hh.data(), h_prev, bias.data(),
@@ -457,7 +489,7 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
                      N, GH, avx2);
         } else {
             // gates_t += h_{t-1} @ W_hh^T
-            if (has_h) gemm<T>(false, true, N, GH, H, T(1), h_prev, H, w_hh, H, T(1), g_t, GH);
+            if (has_h) recurrent_product(h_prev, T(1), g_t);
             if (mode == kLstm) {
                 for_rows(LstmForwardStep<T>{g_t, cell + t * NH, cell_tanh + t * NH, y_t, c_prev,
                                             bias.data(), H},
@@ -496,6 +528,11 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (dc_n && mode == kLstm) std::copy(dc_n, dc_n + NH, dc.begin());
     std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
 
+    // dL/dh_{t-1} = dG_t @ W_hh runs T times; the GEMM is fastest (at every N) given
+    // W_hh as the transpose of a copy W_hh^T (H, G*H): each output then reads rows of it.
+    std::unique_ptr<T[]> w_hh_t = uninitialized<T>(GH * H);
+    transpose(w_hh_t.get(), w_hh, GH, H);
+
     for (int64_t t = steps - 1; t >= 0; --t) {
         if (dy) add_into(dh.data(), dy + t * NH, NH);
         const T* g_t = gates + t * N * GH;
@@ -521,7 +558,7 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
         }
         if (t == 0 && dh0 == nullptr) break;
         // dL/dh_{t-1} = dG_t @ W_hh (N, G*H) x (G*H, H); GRU adds it to its direct z term.
-        gemm<T>(false, false, N, H, GH, T(1), dgh_t, GH, w_hh, H, mode == kGru ? T(1) : T(0),
+        gemm<T>(false, true, N, H, GH, T(1), dgh_t, GH, w_hh_t.get(), GH, mode == kGru ? T(1) : T(0),
                 dh.data(), H);
     }
     if (dh0) std::copy(dh.begin(), dh.end(), dh0);
@@ -535,8 +572,16 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (steps > 1)
         gemm<T>(true, false, GH, H, (steps - 1) * N, T(1), dgates_h + N * GH, GH, y, H, T(1), dw_hh, H);
     if (h0) gemm<T>(true, false, GH, H, N, T(1), dgates_h, GH, h0, H, T(1), dw_hh, H);
-    if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
-    if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+    //   db_ih += column sums of dG, db_hh += column sums of dGh (the same sums unless GRU)
+    if (mode == kGru || !(db_ih && db_hh)) {
+        if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
+        if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+    } else {
+        std::vector<T> sums(static_cast<size_t>(GH), T(0));
+        add_column_sums(sums.data(), dgates.get(), rows, GH);
+        add_into(db_ih, sums.data(), GH);
+        add_into(db_hh, sums.data(), GH);
+    }
     // dX (T*N, I) = dG @ W_ih
     if (dx) gemm<T>(false, false, rows, input_size, GH, T(1), dgates.get(), GH, w_ih, input_size, T(0),
                     dx, input_size);
