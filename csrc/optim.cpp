@@ -1,11 +1,12 @@
 // optim.cpp: fused SGD, Adam/AdamW and RMSprop updates. See optim.h for the math.
 //
-// Every element is independent, so each kernel is one parallel loop; the option flags
-// are loop-invariant, and the compiler unswitches them out of the loop body.
+// Every element is independent, so each kernel is one parallel loop. Adam's and
+// RMSprop's options become template constants (with_flags), one loop per combination.
 #include "optim.h"
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "threads.h"
 
@@ -16,10 +17,34 @@ namespace {
 constexpr int64_t kElementGrain = 32768;
 
 // torch.lerp's formula: start + weight * (end - start), evaluated from the nearer end
-// so that weight = 1 gives exactly `end`.
-template <typename T>
+// (weight < 0.5: from start) so that weight = 1 gives exactly `end`. The caller picks the
+// end once per tensor, since the weight is the same for every element.
+template <bool kFromStart, typename T>
 inline T lerp(T start, T end, T weight) {
-    return weight < T(0.5) ? start + weight * (end - start) : end - (end - start) * (T(1) - weight);
+    if constexpr (kFromStart) return start + weight * (end - start);
+    return end - (end - start) * (T(1) - weight);
+}
+
+// max(a, b) that returns NaN when b is NaN, as torch.maximum does (amsgrad's running max).
+template <typename T>
+inline T nan_max(T a, T b) {
+    return (a < b || b != b) ? b : a;
+}
+
+// Calls fn(std::bool_constant<flag>...) with each runtime flag turned into a compile-time
+// constant, so that every combination of options gets its own loop with no branches in
+// it, which the compiler vectorizes (a loop with run-time option branches it does not).
+template <class Fn>
+void with_flags(Fn&& fn) {
+    fn();
+}
+
+template <class Fn, class... Rest>
+void with_flags(Fn&& fn, bool first, Rest... rest) {
+    if (first)
+        with_flags([&](auto... flags) { fn(std::true_type{}, flags...); }, rest...);
+    else
+        with_flags([&](auto... flags) { fn(std::false_type{}, flags...); }, rest...);
 }
 
 }  // namespace
@@ -41,63 +66,88 @@ void sgd_step(T* param, T* momentum_buffer, const T* grad, int64_t n, double lr,
     }
 }
 
-template <typename T>
-void adam_step(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad, int64_t n, double lr,
-               double beta1, double beta2, double eps, double weight_decay, bool decoupled_weight_decay,
-               double step_size, double bias_correction2_sqrt, bool maximize) {
-    const bool coupled_decay = weight_decay != 0.0 && !decoupled_weight_decay;
-    const bool decoupled_decay = weight_decay != 0.0 && decoupled_weight_decay;
-    const T decay = T(weight_decay), shrink = T(1.0 - lr * weight_decay);
-    const T avg_weight = T(1.0 - beta1), beta2_t = T(beta2), sq_weight = T(1.0 - beta2);
-    const T eps_t = T(eps), neg_step_size = T(-step_size), bc2_sqrt = T(bias_correction2_sqrt);
+// The element loop of adam_step for one combination of options (see with_flags).
+template <typename T, bool kAmsgrad, bool kCoupledDecay, bool kDecoupledDecay, bool kNegate, bool kLerpFromStart>
+void adam_loop(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad, int64_t n, T decay,
+               T shrink, T avg_weight, T beta2, T sq_weight, T eps, T neg_step_size, T bias_correction2_sqrt) {
 #pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-        T g = maximize ? -grad[i] : grad[i];
+        T g = grad[i];
+        if constexpr (kNegate) g = -g;
         T p = param[i];
-        if (decoupled_decay) p = p * shrink;
-        if (coupled_decay) g = g + decay * p;
-        const T m = lerp(exp_avg[i], g, avg_weight);
-        const T v = exp_avg_sq[i] * beta2_t + sq_weight * g * g;
+        if constexpr (kDecoupledDecay) p = p * shrink;
+        if constexpr (kCoupledDecay) g = g + decay * p;
+        const T m = lerp<kLerpFromStart>(exp_avg[i], g, avg_weight);
+        const T v = exp_avg_sq[i] * beta2 + sq_weight * g * g;
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
         T v_used = v;
-        if (max_exp_avg_sq) {
-            v_used = std::max(max_exp_avg_sq[i], v);
+        if constexpr (kAmsgrad) {
+            v_used = nan_max(max_exp_avg_sq[i], v);
             max_exp_avg_sq[i] = v_used;
         }
-        const T denom = std::sqrt(v_used) / bc2_sqrt + eps_t;
+        const T denom = std::sqrt(v_used) / bias_correction2_sqrt + eps;
         param[i] = p + neg_step_size * m / denom;
     }
 }
 
 template <typename T>
-void rmsprop_step(T* param, T* square_avg, T* grad_avg, T* momentum_buffer, const T* grad, int64_t n, double lr,
-                  double alpha, double eps, double weight_decay, double momentum, bool maximize) {
-    const T decay = T(weight_decay), alpha_t = T(alpha), new_weight = T(1.0 - alpha);
-    const T eps_t = T(eps), momentum_t = T(momentum), neg_lr = T(-lr);
+void adam_step(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad, int64_t n, double lr,
+               double beta1, double beta2, double eps, double weight_decay, bool decoupled_weight_decay,
+               double step_size, double bias_correction2_sqrt, bool maximize) {
+    const T avg_weight = T(1.0 - beta1);
+    with_flags(
+        [&](auto... flags) {
+            adam_loop<T, decltype(flags)::value...>(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n,
+                                                    T(weight_decay), T(1.0 - lr * weight_decay), avg_weight,
+                                                    T(beta2), T(1.0 - beta2), T(eps), T(-step_size),
+                                                    T(bias_correction2_sqrt));
+        },
+        max_exp_avg_sq != nullptr, weight_decay != 0.0 && !decoupled_weight_decay,
+        weight_decay != 0.0 && decoupled_weight_decay, maximize, avg_weight < T(0.5));
+}
+
+// The element loop of rmsprop_step for one combination of options (see with_flags).
+template <typename T, bool kCentered, bool kMomentum, bool kDecay, bool kNegate, bool kLerpFromStart>
+void rmsprop_loop(T* param, T* square_avg, T* grad_avg, T* momentum_buffer, const T* grad, int64_t n, T decay,
+                  T alpha, T new_weight, T eps, T momentum, T neg_lr) {
 #pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-        T g = maximize ? -grad[i] : grad[i];
-        if (weight_decay != 0.0) g = g + decay * param[i];
-        const T sq = square_avg[i] * alpha_t + new_weight * g * g;
+        T g = grad[i];
+        if constexpr (kNegate) g = -g;
+        if constexpr (kDecay) g = g + decay * param[i];
+        const T sq = square_avg[i] * alpha + new_weight * g * g;
         square_avg[i] = sq;
         T avg;
-        if (grad_avg) {
-            const T ga = lerp(grad_avg[i], g, new_weight);
+        if constexpr (kCentered) {
+            const T ga = lerp<kLerpFromStart>(grad_avg[i], g, new_weight);
             grad_avg[i] = ga;
             avg = std::sqrt(sq + T(-1) * ga * ga);
         } else {
             avg = std::sqrt(sq);
         }
-        avg = avg + eps_t;
-        if (momentum_buffer) {
-            const T buf = momentum_buffer[i] * momentum_t + g / avg;
+        avg = avg + eps;
+        if constexpr (kMomentum) {
+            const T buf = momentum_buffer[i] * momentum + g / avg;
             momentum_buffer[i] = buf;
             param[i] = param[i] + neg_lr * buf;
         } else {
             param[i] = param[i] + neg_lr * g / avg;
         }
     }
+}
+
+template <typename T>
+void rmsprop_step(T* param, T* square_avg, T* grad_avg, T* momentum_buffer, const T* grad, int64_t n, double lr,
+                  double alpha, double eps, double weight_decay, double momentum, bool maximize) {
+    const T new_weight = T(1.0 - alpha);
+    with_flags(
+        [&](auto... flags) {
+            rmsprop_loop<T, decltype(flags)::value...>(param, square_avg, grad_avg, momentum_buffer, grad, n,
+                                                       T(weight_decay), T(alpha), new_weight, T(eps), T(momentum),
+                                                       T(-lr));
+        },
+        grad_avg != nullptr, momentum_buffer != nullptr, weight_decay != 0.0, maximize, new_weight < T(0.5));
 }
 
 #define PYCORE_INSTANTIATE_OPTIM(T)                                                                          \

@@ -33,7 +33,7 @@ def cross_entropy_case(rng, shape, dtype, ignore=False, scale=3.0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 11), (1, 1)])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 11)])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.15])
 @pytest.mark.parametrize("ignore", [False, True])
@@ -132,6 +132,14 @@ def test_cross_entropy_all_ignored_gives_nan_mean_and_zero_grad(rng):
     assert np.isnan(ref)
     assert F.cross_entropy(logits, target, ignore_index=7, reduction="sum") == 0.0
     np.testing.assert_array_equal(F.cross_entropy_backward(1.0, logits, target, ignore_index=7, reduction="sum"), 0)
+    # as in PyTorch: ignored rows get zeros even when the mean's denominator is 0 ...
+    np.testing.assert_array_equal(F.cross_entropy_backward(1.0, logits, target, ignore_index=7), 0)
+    # ... and rows whose class weights sum to 0 get nan
+    weight = np.array([1.0, 0.0, 0.0, 1.0])
+    target = np.array([1, 7, 2])
+    grad = F.cross_entropy_backward(1.0, logits, target, weight=weight, ignore_index=7)
+    _, ref_grad = torch_cross_entropy(logits, target, weight=weight, ignore_index=7)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(ref_grad))
 
 
 def test_cross_entropy_ignore_index_inside_class_range(rng):
@@ -329,3 +337,15 @@ def test_mean_over_empty_input_is_nan():
     empty = np.zeros((0, 3))
     assert np.isnan(F.mse_loss(empty, empty))
     assert F.binary_cross_entropy_with_logits(empty, empty, reduction="sum") == 0.0
+
+
+def test_cross_entropy_one_row_one_class():
+    loss_fn = nn.CrossEntropyLoss()
+    assert loss_fn(np.array([[3.0]]), np.array([0])) == 0.0
+    np.testing.assert_array_equal(loss_fn.backward(), [[0.0]])
+
+
+def test_cross_entropy_nan_logit_gives_nan_loss():
+    logits = np.array([[0.0, np.nan, 1.0], [0.5, 0.2, 0.1]], dtype=np.float32)
+    losses = F.cross_entropy(logits, np.array([0, 1]), reduction="none")
+    assert np.isnan(losses[0]) and np.isfinite(losses[1])

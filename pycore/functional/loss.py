@@ -52,7 +52,10 @@ def _grad_of_losses(grad, loss_shape, dtype, reduction, denominator):
         grad = grad.reshape(()).item()
     if isinstance(grad, bool) or not isinstance(grad, numbers.Real):
         raise TypeError(f"grad: expected a number (the gradient of the scalar loss), got {type(grad).__name__}")
-    scale = float(grad) / denominator if reduction == "mean" else float(grad)
+    scale = np.float64(grad)
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):  # a mean over nothing: nan, as in PyTorch
+            scale = scale / np.float64(denominator)
     return np.array([scale], dtype=dtype)
 
 
