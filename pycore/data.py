@@ -1,3 +1,128 @@
-"""DataLoader over numpy arrays."""
+"""DataLoader: mini-batches over numpy arrays that share their first axis.
 
-__all__ = []
+    loader = DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=0)
+    for xb, yb in loader:          # one epoch; iterate again for the next
+        ...
+
+Shuffling draws one permutation per epoch from the loader's own generator, so a
+seeded loader gives the same batches in every run. `state_dict()` captures where the
+loader stands (the generator state and how far into the current epoch it got) as
+plain Python values that a checkpoint stores; `load_state_dict()` puts a fresh loader
+back there, so a resumed run sees exactly the batches the uninterrupted run would have.
+"""
+__all__ = ["DataLoader"]
+
+import copy
+
+import numpy as np
+
+from ._checks import integer
+from ._context import default_generator
+
+
+class DataLoader:
+    """Iterate over mini-batches of one or more numpy arrays.
+
+    Args:
+        *arrays: numpy arrays with a common first axis of length N (samples).
+        batch_size: samples per batch (the last batch may be smaller).
+        shuffle: draw a new random order every epoch.
+        drop_last: skip the last batch when it has fewer than batch_size samples.
+        seed: seed of the shuffling generator. None draws one from pycore's generator
+            (so `pycore.manual_seed` makes the run reproducible).
+
+    Iterating yields, per batch, a tuple with one slice per array (for a single
+    array, the slice itself). len(loader) is the number of batches in an epoch.
+    """
+
+    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None):
+        if not arrays:
+            raise ValueError("DataLoader: expected at least one array, got none")
+        checked = []
+        for i, a in enumerate(arrays):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"DataLoader: argument {i} must be a numpy array, got {type(a).__name__}")
+            if a.ndim == 0:
+                raise ValueError(f"DataLoader: argument {i} must have a first (sample) axis, got a 0-d array")
+            checked.append(a)
+        lengths = [len(a) for a in checked]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"DataLoader: the arrays must share their first axis, got lengths {lengths}")
+        self.arrays = tuple(checked)
+        self.batch_size = integer(batch_size, "batch_size", minimum=1)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        if seed is None:
+            seed = int(default_generator().integers(2**63))
+        self.seed = integer(seed, "seed", minimum=0)
+        self._generator = np.random.default_rng(self.seed)
+        self._epoch_start_state = self._generator.bit_generator.state  # before this epoch's shuffle
+        self._epochs_started = 0
+        self._batches_done = 0  # in the current epoch; 0 between epochs
+        self._resume_at = 0  # batches to skip on the next iteration (after load_state_dict)
+
+    @property
+    def num_samples(self):
+        return len(self.arrays[0])
+
+    def __len__(self):
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full if (self.drop_last or rest == 0) else full + 1
+
+    def __iter__(self):
+        self._epoch_start_state = self._generator.bit_generator.state
+        order = self._generator.permutation(self.num_samples) if self.shuffle else None
+        start_batch, self._resume_at = self._resume_at, 0
+        self._epochs_started += 1
+        self._batches_done = start_batch
+        for b in range(start_batch, len(self)):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples)
+            # Without shuffling a batch is a view (no copy); with it, a gather.
+            index = slice(lo, hi) if order is None else order[lo:hi]
+            batch = tuple(a[index] for a in self.arrays)
+            self._batches_done = b + 1
+            yield batch[0] if len(batch) == 1 else batch
+        self._batches_done = 0
+
+    # -- resuming --------------------------------------------------------------------
+    def state_dict(self):
+        """Where the loader stands, as plain values (ints, strings, dicts):
+
+        generator: the shuffling generator's state at the start of the current epoch
+            (or of the next one, between epochs);
+        batches_done: batches already yielded in the current epoch (0 between epochs);
+        epoch: epochs started so far.
+        """
+        in_epoch = self._batches_done not in (0, len(self))
+        generator = self._epoch_start_state if in_epoch else self._generator.bit_generator.state
+        return {"epoch": self._epochs_started - (1 if in_epoch else 0),
+                "batches_done": self._batches_done if in_epoch else 0,
+                "generator": copy.deepcopy(generator), "seed": self.seed}
+
+    def load_state_dict(self, state):
+        """Continue from `state` (from state_dict()): the next iteration yields the rest
+        of the interrupted epoch, or the next epoch, exactly as the original loader would."""
+        if not isinstance(state, dict) or not {"epoch", "batches_done", "generator"} <= set(state):
+            raise ValueError("DataLoader.load_state_dict: expected a dict with keys 'epoch', "
+                             f"'batches_done' and 'generator', got {state!r:.200}")
+        done = integer(state["batches_done"], "state['batches_done']", minimum=0)
+        if done > len(self):
+            raise ValueError(f"DataLoader.load_state_dict: batches_done={done} is more than the "
+                             f"{len(self)} batches of an epoch (was the data or batch size changed?)")
+        generator = state["generator"]
+        try:
+            bit_generator = getattr(np.random, generator["bit_generator"])()
+            bit_generator.state = copy.deepcopy(generator)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"DataLoader.load_state_dict: invalid generator state ({err})") from None
+        self._generator = np.random.Generator(bit_generator)
+        self._epoch_start_state = self._generator.bit_generator.state
+        self._epochs_started = integer(state["epoch"], "state['epoch']", minimum=0)
+        self._batches_done = 0
+        self._resume_at = done
+        self.seed = state.get("seed", self.seed)
+
+    def __repr__(self):
+        shapes = ", ".join(str(a.shape) for a in self.arrays)
+        return (f"DataLoader({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+                f"drop_last={self.drop_last}, seed={self.seed})")

@@ -1,3 +1,433 @@
-"""save / load: safe, atomic checkpoints."""
+"""Checkpoints that cannot run code and cannot be half-written.
 
-__all__ = []
+    pycore.save("ckpt.safetensors", model, optimizer, epoch=3, rng_state=pycore.get_rng_state())
+    meta = pycore.load("ckpt.safetensors", model, optimizer)      # -> {"epoch": 3, "rng_state": {...}}
+    state_dict, meta = pycore.load("ckpt.safetensors")            # without a model
+
+The file is a safetensors file, written here in plain Python + numpy:
+
+    8 bytes    N, the header length (little-endian uint64)
+    N bytes    JSON: {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+                      "__metadata__": {str: str}}      (padded with spaces to a multiple of 8)
+    payload    the tensors' raw little-endian bytes, back to back, offsets relative to its start
+
+so PyTorch (`safetensors.torch.load_file`) reads the weights. The model's weights are
+stored under their state_dict names; the optimizer's arrays under "optimizer/...", and
+arrays in the metadata under "metadata/..." ('/' never occurs in a module's keys). Everything
+else (numbers, strings, lists, dicts) is JSON in __metadata__, where "pycore.sha256" is a
+checksum of the header and payload: a bit flip anywhere is detected.
+
+Loading never executes code: no pickle, no imports named by the file. The header is
+validated (size cap, JSON, known dtypes, shapes, offsets contiguous and within the file)
+before a byte of payload is read, and any problem raises CheckpointError (a ValueError).
+
+Writes are atomic: the bytes go to a temporary file in the same directory, which is flushed,
+fsync'ed and renamed over the target (os.replace), then the directory is fsync'ed. A process
+killed at any moment leaves either the old checkpoint or the new one, never a mix; an
+exception during a save leaves the old file untouched. Temporary files left by a killed
+save are removed by the next save to the same path.
+"""
+__all__ = ["save", "load", "save_safetensors", "load_safetensors", "CheckpointError"]
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import struct
+
+import numpy as np
+
+FORMAT_NAME = "pycore"
+FORMAT_VERSION = "1"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own cap: a larger header is refused unread
+CHECKSUM_KEY = "pycore.sha256"
+
+# safetensors dtype names <-> numpy little-endian dtypes
+_DTYPES = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+_NAMES = {(dt.kind, dt.itemsize): name for name, dt in _DTYPES.items()}
+
+_OPTIMIZER_PREFIX = "optimizer/"
+_METADATA_PREFIX = "metadata/"
+
+
+class CheckpointError(ValueError):
+    """The file is not a valid pycore checkpoint: truncated, corrupted, tampered with or foreign."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the safetensors container
+# ---------------------------------------------------------------------------------------------
+def save_safetensors(path, tensors, metadata=None):
+    """Write a dict name -> numpy array (and an optional str -> str metadata map) atomically.
+
+    Arrays keep their dtype and shape; they are stored little-endian and C-ordered.
+    """
+    header, payload = _encode_container(tensors, metadata or {})
+    _atomic_write(path, (header, *payload))
+
+
+def load_safetensors(path):
+    """Read a safetensors file: returns (tensors, metadata), both dicts. Validates everything;
+    raises CheckpointError for a malformed file. Works on files written by PyTorch too."""
+    tensors, metadata, _ = _read_container(path)
+    return tensors, metadata
+
+
+def _encode_container(tensors, metadata):
+    entries, payload, offset = {}, [], 0
+    for name, array in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise ValueError(f"save: tensor names must be strings other than '__metadata__', got {name!r}")
+        array = np.asarray(array)
+        key = (array.dtype.kind, array.dtype.itemsize)
+        if key not in _NAMES:
+            raise TypeError(f"save: tensor {name!r} has dtype {array.dtype}, which a checkpoint cannot "
+                            f"store (supported: float16/32/64, int8-64, uint8-64, bool)")
+        data = np.ascontiguousarray(array, dtype=_DTYPES[_NAMES[key]]).tobytes()
+        entries[name] = {"dtype": _NAMES[key], "shape": list(array.shape),
+                         "data_offsets": [offset, offset + len(data)]}
+        payload.append(data)
+        offset += len(data)
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"save: __metadata__ must map str to str, got {k!r}: {type(v).__name__}")
+    digest = _checksum(entries, metadata, payload)
+    header = dict(entries)
+    header["__metadata__"] = {**metadata, CHECKSUM_KEY: digest}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the payload starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(text)) + text, payload
+
+
+def _checksum(entries, metadata, payload):
+    """SHA-256 of the header (canonical JSON, without the checksum itself) and the payload."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"tensors": entries, "metadata": metadata}, sort_keys=True,
+                        separators=(",", ":")).encode("utf-8"))
+    for chunk in payload:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_container(path):
+    """Parse and validate a safetensors file: (tensors, metadata, had_checksum)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load: no checkpoint at {name!r}") from None
+
+    def bad(why):
+        return CheckpointError(f"{name}: not a valid pycore/safetensors checkpoint: {why}")
+
+    if len(blob) < 8:
+        raise bad(f"the file has {len(blob)} bytes, fewer than the 8-byte header length")
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > len(blob):
+        if blob[:4] == b"PK\x03\x04":
+            raise bad("it is a zip archive (npz or torch.save), not a safetensors file")
+        if blob[:1] == b"\x80":
+            raise bad("it looks like a pickle, which pycore never loads (unpickling can run code)")
+    if header_len > MAX_HEADER_BYTES:
+        raise bad(f"the header claims {header_len} bytes, more than the {MAX_HEADER_BYTES}-byte cap")
+    if 8 + header_len > len(blob):
+        raise bad(f"the header claims {header_len} bytes but the file has only {len(blob) - 8} after "
+                  "the length (truncated?)")
+    raw = blob[8:8 + header_len]
+    if not raw.lstrip().startswith(b"{"):
+        raise bad("the header is not a JSON object")
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise bad(f"the header repeats a key: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
+        return dict(pairs)
+
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise bad(f"the header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise bad("__metadata__ must map strings to strings")
+
+    payload_len = len(blob) - 8 - header_len
+    spans = []
+    for tname, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {tname!r}: expected keys dtype, shape, data_offsets, got {entry!r:.200}")
+        if entry["dtype"] not in _DTYPES:
+            raise bad(f"tensor {tname!r}: unknown dtype {entry['dtype']!r}")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise bad(f"tensor {tname!r}: shape must be a list of non-negative ints, got {shape!r:.200}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
+                or offsets[0] > offsets[1]):
+            raise bad(f"tensor {tname!r}: data_offsets must be [begin, end] with 0 <= begin <= end, "
+                      f"got {offsets!r:.200}")
+        nbytes = math.prod(shape) * _DTYPES[entry["dtype"]].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise bad(f"tensor {tname!r}: shape {shape} of {entry['dtype']} needs {nbytes} bytes, "
+                      f"its offsets span {offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], tname))
+    position = 0
+    for begin, end, tname in sorted(spans):
+        if begin != position:
+            raise bad(f"tensor {tname!r} starts at byte {begin} of the payload, expected {position} "
+                      "(the tensors must be contiguous and must not overlap)")
+        position = end
+    if position != payload_len:
+        raise bad(f"the tensors need {position} payload bytes but the file holds {payload_len} "
+                  f"({'truncated' if payload_len < position else 'trailing bytes'})")
+
+    payload = memoryview(blob)[8 + header_len:]
+    stored = metadata.pop(CHECKSUM_KEY, None)
+    if stored is not None:
+        chunks = [payload[b:e] for b, e, _ in sorted(spans)]
+        ordered = {t: header[t] for _, _, t in sorted(spans)}
+        if _checksum(ordered, metadata, chunks) != stored:
+            raise bad("the checksum does not match: the file was corrupted or modified after it was written")
+    tensors = {}
+    for tname, entry in header.items():
+        begin, end = entry["data_offsets"]
+        array = np.frombuffer(payload[begin:end], dtype=_DTYPES[entry["dtype"]])
+        # native byte order, as numpy's canonical dtype object (kernels compare dtypes by identity)
+        tensors[tname] = array.reshape(entry["shape"]).astype(np.dtype(array.dtype.char), copy=True)
+    return tensors, metadata, stored is not None
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+# ---------------------------------------------------------------------------------------------
+_TEMP_SUFFIX = ".pycore-tmp"
+
+
+def _temp_pattern(base):
+    return re.compile(r"^\." + re.escape(base) + r"\.(\d+)\.[0-9a-f]+" + re.escape(_TEMP_SUFFIX) + "$")
+
+
+def _atomic_write(path, chunks):
+    """Write the byte chunks to `path` so that it holds either its old or its new content."""
+    path = os.path.abspath(os.fspath(path))
+    directory, base = os.path.split(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a directory")
+    _remove_stale_temps(directory, base)
+    temp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(6).hex()}{_TEMP_SUFFIX}")
+    try:
+        with open(temp, "xb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:  # including KeyboardInterrupt: never leave a temp file behind
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _remove_stale_temps(directory, base):
+    """Delete temp files of earlier saves to `base` whose writing process is gone (killed)."""
+    pattern = _temp_pattern(base)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        match = pattern.match(entry)
+        if match and not _process_alive(int(match.group(1))):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except OSError:
+                pass
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return False  # our own leftovers (an earlier save in this process was interrupted)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# nested values (optimizer state, metadata) <-> JSON + named tensors
+# ---------------------------------------------------------------------------------------------
+# JSON has no arrays, tuples or non-string dict keys, so three tagged objects carry them:
+#   {"__tensor__": "optimizer/state/0/momentum_buffer"}   an array, stored as that tensor
+#   {"__tuple__": [...]}                                   a tuple (e.g. Adam's betas)
+#   {"__items__": [[key, value], ...]}                     a dict with non-string keys
+# Decoding only ever builds these plain values: nothing in a file can name code to run.
+_TAGS = ("__tensor__", "__tuple__", "__items__")
+
+
+def _encode(value, prefix, tensors, where):
+    if isinstance(value, np.ndarray):
+        name = prefix.rstrip("/") or prefix
+        if name in tensors:
+            raise ValueError(f"save: {where} would be stored as tensor {name!r}, which is already taken "
+                             "(a dict key containing '/'?)")
+        tensors[name] = value
+        return {"__tensor__": name}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{prefix}{i}/", tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        plain = all(isinstance(k, str) for k in value) and not any(t in value for t in _TAGS)
+        if plain:
+            return {k: _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]") for k, v in value.items()}
+        items = []
+        for k, v in value.items():
+            if not (k is None or isinstance(k, (bool, str, numbers.Integral, numbers.Real))):
+                raise TypeError(f"save: {where} has a key of type {type(k).__name__}; checkpoint dict keys "
+                                "must be strings or numbers")
+            items.append([_encode(k, "", {}, where), _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]")])
+        return {"__items__": items}
+    raise TypeError(f"save: {where} is a {type(value).__name__}; a checkpoint stores only arrays, numbers, "
+                    "strings, None, lists, tuples and dicts")
+
+
+def _decode(value, tensors, source):
+    if isinstance(value, list):
+        return [_decode(v, tensors, source) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and "__tensor__" in value:
+            name = value["__tensor__"]
+            if not isinstance(name, str) or name not in tensors:
+                raise CheckpointError(f"{source}: metadata refers to a missing tensor {name!r}")
+            return tensors[name]
+        if len(value) == 1 and "__tuple__" in value and isinstance(value["__tuple__"], list):
+            return tuple(_decode(v, tensors, source) for v in value["__tuple__"])
+        if len(value) == 1 and "__items__" in value and isinstance(value["__items__"], list):
+            out = {}
+            for pair in value["__items__"]:
+                if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], (list, dict)):
+                    raise CheckpointError(f"{source}: malformed dict entry {pair!r:.100} in the metadata")
+                out[pair[0]] = _decode(pair[1], tensors, source)
+            return out
+        return {k: _decode(v, tensors, source) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load
+# ---------------------------------------------------------------------------------------------
+def save(path, model, optimizer=None, **metadata):
+    """Save a model's state_dict, optionally its optimizer's state, and metadata, atomically.
+
+    Args:
+        path: the file to write (conventionally *.safetensors); replaced atomically.
+        model: a pycore Module, or a dict name -> array (a state_dict).
+        optimizer: anything with state_dict() returning arrays, numbers, strings, lists, dicts.
+        **metadata: e.g. epoch=3, step=1200, rng_state=pycore.get_rng_state(),
+            loader_state=loader.state_dict(), hparams={...}: values made of arrays, numbers,
+            strings, None, lists, tuples and dicts.
+    """
+    state = model.state_dict() if hasattr(model, "state_dict") else model
+    if not hasattr(state, "items"):
+        raise TypeError(f"save: model must be a Module or a dict of arrays, got {type(model).__name__}")
+    tensors = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or "/" in key:
+            raise ValueError(f"save: state_dict keys must be strings without '/', got {key!r}")
+        tensors[key] = np.asarray(value)
+    info = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+    try:
+        from . import __version__
+        info["pycore_version"] = __version__
+    except ImportError:  # pragma: no cover - a partially built package
+        pass
+    info["model_keys"] = json.dumps(list(tensors))
+    if optimizer is not None:
+        opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
+        info["optimizer"] = json.dumps(_encode(opt_state, _OPTIMIZER_PREFIX, tensors, "optimizer state"))
+    info["metadata"] = json.dumps({k: _encode(v, f"{_METADATA_PREFIX}{k}/", tensors, f"metadata {k!r}")
+                                   for k, v in metadata.items()})
+    save_safetensors(path, tensors, info)
+
+
+def load(path, model=None, optimizer=None, strict=True):
+    """Load a checkpoint written by save().
+
+    With a model: copies the weights into it (load_state_dict, strict by default) and, with
+    an optimizer, its state; returns the metadata dict. Without a model: returns
+    (state_dict, metadata). Raises CheckpointError (a ValueError) for a file that is
+    truncated, corrupted, modified or not a pycore checkpoint; nothing is changed then.
+    """
+    source = os.fspath(path)
+    tensors, info, had_checksum = _read_container(source)
+    if info.get("format") != FORMAT_NAME or not had_checksum:
+        raise CheckpointError(f"{source}: a safetensors file, but not a pycore checkpoint (no pycore "
+                              "metadata or checksum); read its tensors with pycore.load_safetensors()")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format version {info.get('format_version')!r}, "
+                              f"this pycore reads version {FORMAT_VERSION}")
+    try:
+        model_keys = json.loads(info["model_keys"])
+        metadata = _decode(json.loads(info.get("metadata", "{}")), tensors, source)
+        opt_state = (_decode(json.loads(info["optimizer"]), tensors, source)
+                     if "optimizer" in info else None)
+    except (KeyError, json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"{source}: malformed pycore metadata ({err})") from None
+    if not isinstance(model_keys, list) or not all(isinstance(k, str) and k in tensors for k in model_keys):
+        raise CheckpointError(f"{source}: the model key list does not match the stored tensors")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{source}: malformed pycore metadata (not a dict)")
+    state_dict = {k: tensors[k] for k in model_keys}
+    if optimizer is not None and opt_state is None:
+        raise ValueError(f"load: {source} holds no optimizer state, but an optimizer was given")
+    if model is None:
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_state)
+        return state_dict, metadata
+    model.load_state_dict(state_dict, strict=strict)
+    if optimizer is not None:
+        optimizer.load_state_dict(opt_state)
+    return metadata

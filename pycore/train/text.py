@@ -1,3 +1,182 @@
-"""Training a character model with truncated BPTT, and sampling text from it."""
+"""Character language models: CharModel, a truncated-BPTT training loop, and sampling.
 
-__all__ = []
+    vocab = CharVocab(text)
+    train, val = split_corpus(vocab.encode(text))
+    model = CharModel(len(vocab), hidden_size=256, num_layers=2)
+    history = train_char_model(model, train, val, steps=500, batch_size=32, seq_len=100)
+    print(sample(model, vocab, "ROMEO:", 200, temperature=0.8))
+
+The corpus is laid out as batch_size parallel streams (datasets.StreamBatches); each step
+takes the next seq_len characters of every stream, runs the model from the state the
+previous chunk ended in, and backpropagates through this chunk only (truncated BPTT):
+the state carried in is a plain array, so no gradient flows into the previous chunk.
+Gradients are clipped by their global norm before the optimizer step. Losses are in
+nats per character (natural log; divide by ln 2 for bits).
+"""
+__all__ = ["CharModel", "train_char_model", "evaluate_char_model", "sample"]
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .. import nn, optim
+from .._checks import integer
+from .._context import no_grad
+from ..datasets import StreamBatches
+from .fit import NonFiniteLossError, _deferred_keyboard_interrupt
+from .tbptt import detach_state
+
+
+class CharModel(nn.Module):
+    """Embedding -> LSTM -> Linear: next-character logits for every position.
+
+    Args: vocab_size, hidden_size=256, num_layers=2, embedding_dim=64, dtype=np.float32.
+    forward(ids, state=None): ids int (N, T) -> (logits (N, T, vocab_size), state), with
+    state the LSTM's (h, c), each (num_layers, N, hidden_size); feed it to the next call.
+    backward(grad_logits (N, T, vocab_size)) accumulates every parameter's gradient.
+    Its state_dict keys (embed.weight, lstm.weight_ih_l0, ..., head.bias) are those of the
+    same three modules in PyTorch (torch.nn.LSTM with batch_first=True).
+    """
+
+    def __init__(self, vocab_size, hidden_size=256, num_layers=2, embedding_dim=64, dtype=np.float32):
+        super().__init__(dtype)
+        self.vocab_size = integer(vocab_size, "vocab_size", minimum=1)
+        self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype)
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True, dtype=dtype)
+        self.head = nn.Linear(hidden_size, vocab_size, dtype=dtype)
+
+    def forward(self, ids, state=None):
+        y, state = self.lstm(self.embed(ids), state)
+        return self.head(y), state
+
+    def backward(self, grad_logits):
+        self.embed.backward(self.lstm.backward(self.head.backward(grad_logits)))
+
+
+def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None):
+    """Mean cross entropy in nats per character of the model on the id stream `ids`
+    (laid out as batch_size streams, state carried across chunks), in eval mode under
+    pycore.no_grad()."""
+    loss_fn = nn.CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    try:
+        with no_grad():
+            for k, (x, y) in enumerate(StreamBatches(ids, batch_size, seq_len)):
+                if max_chunks is not None and k >= max_chunks:
+                    break
+                logits, state = model(x, state)
+                total += float(loss_fn(logits, y)) * y.size
+                count += y.size
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, seq_len=100, lr=2e-3,
+                     optimizer=None, clip_grad_norm=5.0, eval_every=100, eval_batches=None,
+                     verbose=None, on_step=None):
+    """Train a CharModel with truncated BPTT for `steps` optimizer steps.
+
+    Args:
+        train_ids, val_ids: 1-D int arrays (CharVocab.encode of the text, split_corpus).
+        steps: optimizer steps; the training stream is restarted (state reset) when it ends.
+        batch_size, seq_len: parallel streams and characters per chunk.
+        optimizer: defaults to Adam(model.parameters(), lr).
+        clip_grad_norm: the global gradient norm is clipped to this (None: no clipping).
+        eval_every: validation loss every this many steps (and after the last one);
+            eval_batches limits each validation to that many chunks (None: the whole split).
+        verbose: None reports on a terminal only; True always; False never.
+        on_step: optional function called as on_step(step, loss) after each step.
+    Returns a dict: step, loss (training loss per step), val_step, val_loss (nats/char),
+    chars_per_s (training characters per second, excluding validation), time (s).
+    A NaN/Inf loss raises NonFiniteLossError naming the step, before any update.
+    """
+    steps = integer(steps, "steps", minimum=0)
+    eval_every = integer(eval_every, "eval_every", minimum=1)
+    if verbose is None:
+        verbose = sys.stdout.isatty()
+    params = model.parameters()
+    optimizer = optimizer if optimizer is not None else optim.Adam(params, lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    streams = StreamBatches(train_ids, batch_size, seq_len)
+    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "chars_per_s": None, "time": None}
+    model.train()
+    train_time, chars, step = 0.0, 0, 0
+    start_all = time.perf_counter()
+    while step < steps:
+        state = None
+        for x, y in streams:
+            if step >= steps:
+                break
+            started = time.perf_counter()
+            logits, state = model(x, state)
+            loss = float(loss_fn(logits, y))
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"train_char_model: the loss is {loss} at step {step + 1}; the "
+                                         "weights keep their values from before it. Lower the learning rate "
+                                         "or clip gradients harder.")
+            optimizer.zero_grad()
+            model.backward(loss_fn.backward())
+            if clip_grad_norm is not None:
+                norm = optim.clip_grad_norm_(params, clip_grad_norm)
+                if not math.isfinite(norm):
+                    raise NonFiniteLossError(f"train_char_model: the gradient norm is {norm} at step {step + 1}")
+            with _deferred_keyboard_interrupt():
+                optimizer.step()
+            state = detach_state(state)  # carried forward; backward stops at this chunk
+            step += 1
+            train_time += time.perf_counter() - started
+            chars += y.size
+            history["step"].append(step)
+            history["loss"].append(loss)
+            if on_step is not None:
+                on_step(step, loss)
+            if val_ids is not None and (step % eval_every == 0 or step == steps):
+                val = evaluate_char_model(model, val_ids, batch_size, seq_len, eval_batches)
+                history["val_step"].append(step)
+                history["val_loss"].append(val)
+                if verbose:
+                    print(f"step {step}/{steps}  loss {loss:.4f}  val_loss {val:.4f} nats/char  "
+                          f"{chars / train_time:,.0f} chars/s", flush=True)
+            elif verbose and step % max(1, eval_every // 10) == 0:
+                print(f"step {step}/{steps}  loss {loss:.4f}  {chars / train_time:,.0f} chars/s", flush=True)
+    history["chars_per_s"] = chars / train_time if train_time > 0 else float("nan")
+    history["time"] = time.perf_counter() - start_all
+    return history
+
+
+def sample(model, vocab, prompt, length, temperature=1.0, seed=None):
+    """Generate `length` characters after `prompt`; returns prompt + the new text.
+
+    Each next character is drawn from softmax(logits / temperature): temperature < 1 is
+    more conservative, > 1 more varied. Runs in eval mode under pycore.no_grad(), feeding
+    the prompt once and then one character at a time with the carried state.
+    seed: an int for a reproducible sample (None: fresh randomness).
+    """
+    length = integer(length, "length", minimum=0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"sample: temperature must be a positive number, got {temperature!r}")
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(f"sample: prompt must be a non-empty str, got {prompt!r}")
+    rng = np.random.default_rng(seed)
+    ids = vocab.encode(prompt)
+    out = []
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits, state = model(ids[None, :], None)
+            for _ in range(length):
+                z = logits[0, -1].astype(np.float64) / temperature
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                nxt = int(rng.choice(len(p), p=p))
+                out.append(nxt)
+                logits, state = model(np.array([[nxt]], dtype=np.int64), state)
+    finally:
+        model.train(was_training)
+    return prompt + vocab.decode(np.array(out, dtype=np.int64))

@@ -1,0 +1,442 @@
+"""fit(): history against a hand-written loop, early stopping, checkpoints, non-finite losses,
+Ctrl-C during a step, progress output, and resume in a new process (bit for bit)."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import pycore
+from pycore import nn
+from pycore.data import DataLoader
+from pycore.train import EarlyStopping, ModelCheckpoint, NonFiniteLossError, fit, restore_training_state
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# -- test-local pieces: a loss, an optimizer and an activation written out in numpy, so these
+#    tests exercise fit() itself whatever other parts of pycore have landed ----------------------
+HELPERS = '''
+import numpy as np
+from pycore import nn
+
+
+class SoftmaxCrossEntropy:
+    """mean over the batch of -log softmax(logits)[target]; backward: (softmax - onehot) / N."""
+
+    def __call__(self, logits, target):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self.saved = (np.exp(logp), target)
+        return float(-logp[np.arange(len(target)), target].mean())
+
+    def backward(self):
+        p, target = self.saved
+        grad = p.copy()
+        grad[np.arange(len(target)), target] -= 1
+        return (grad / len(target)).astype(p.dtype)
+
+
+class MomentumSGD:
+    """v = mu v + g; w -= lr v (PyTorch's SGD with momentum), with a checkpointable state."""
+
+    def __init__(self, params, lr, momentum=0.9):
+        self.params, self.lr, self.momentum = list(params), lr, momentum
+        self.velocity = [np.zeros_like(p.data) for p in self.params]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad[...] = 0
+
+    def step(self):
+        for p, v in zip(self.params, self.velocity):
+            v *= self.momentum
+            v += p.grad
+            p.data -= self.lr * v
+
+    def state_dict(self):
+        return {"state": {i: {"momentum_buffer": v} for i, v in enumerate(self.velocity)},
+                "param_groups": [{"lr": self.lr, "momentum": self.momentum}]}
+
+    def load_state_dict(self, state):
+        for i, v in enumerate(self.velocity):
+            v[...] = state["state"][i]["momentum_buffer"]
+        self.lr = state["param_groups"][0]["lr"]
+
+
+class Tanh(nn.Module):
+    def forward(self, x):
+        y = np.tanh(x)
+        self._save_for_backward(y)
+        return y
+
+    def backward(self, grad):
+        (y,) = self._pop_saved()
+        return grad * (1 - y * y)
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(6, 16), Tanh(), nn.Linear(16, 3))
+
+
+def make_data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
+    return x, y
+'''
+exec(HELPERS)  # noqa: S102 - the same source runs in the subprocesses of the resume test
+
+
+def reference_training(model, opt, loss_fn, loader, epochs):
+    """The loop written out by hand: per-epoch mean loss (weighted by batch size) and accuracy."""
+    losses, accs = [], []
+    for _ in range(epochs):
+        total, correct, n = 0.0, 0, 0
+        for x, y in loader:
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+            total += loss * len(x)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(x)
+        losses.append(total / n)
+        accs.append(correct / n)
+    return losses, accs
+
+
+def test_history_matches_a_hand_written_loop():
+    x, y = make_data()
+    pycore.manual_seed(1)
+    model = make_model()
+    pycore.manual_seed(1)
+    ref_model = make_model()
+    history = fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1),
+                  DataLoader(x, y, batch_size=16, shuffle=True, seed=4), epochs=3,
+                  val_loader=DataLoader(x[:32], y[:32], batch_size=10))
+    losses, accs = reference_training(ref_model, MomentumSGD(ref_model.parameters(), 0.1),
+                                      SoftmaxCrossEntropy(),
+                                      DataLoader(x, y, batch_size=16, shuffle=True, seed=4), 3)
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-6)
+    np.testing.assert_allclose(history["accuracy"], accs)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    # validation: the trained model on x[:32], computed directly
+    logits = ref_model(x[:32])
+    np.testing.assert_allclose(history["val_loss"][-1], SoftmaxCrossEntropy()(logits, y[:32]), rtol=1e-5)
+    np.testing.assert_allclose(history["val_accuracy"][-1], np.mean(logits.argmax(1) == y[:32]))
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "time", "samples_per_s"}
+    assert history.epochs == 3 and all(t > 0 for t in history["time"])
+    assert model.training and model.requires_input_grad is False
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_early_stopping_stops_and_restores_best():
+    x, y = make_data()
+    model = make_model()
+    stopper = EarlyStopping(monitor="val_loss", patience=1)
+    history = fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.0),
+                  DataLoader(x, y, batch_size=32), epochs=10, val_loader=DataLoader(x, y, batch_size=32),
+                  callbacks=[stopper])
+    # lr 0: val_loss never improves after epoch 1 -> stop after the first epoch without improvement
+    assert history.epochs == 2 and stopper.stopped_epoch == 2 and stopper.best_epoch == 1
+
+
+class ScriptedTrainer:
+    """What EarlyStopping sees of a run whose val_loss follows a script."""
+
+    def __init__(self):
+        self.model = make_model()
+        self.stop_training = False
+        self.epoch = 0
+
+
+def test_early_stopping_rules_and_restore_best():
+    trainer = ScriptedTrainer()
+    stopper = EarlyStopping(monitor="val_loss", patience=2, min_delta=0.05, restore_best=True)
+    stopper.on_train_begin(trainer)
+    weights_at = {}
+    for epoch, val in enumerate([1.0, 0.8, 0.78, 0.9, 0.7], start=1):
+        trainer.model[0].weight.data[...] = epoch
+        weights_at[epoch] = epoch
+        trainer.epoch = epoch
+        stopper.on_epoch_end(trainer, epoch, {"val_loss": val})
+        if trainer.stop_training:
+            break
+    # 0.78 is not better than 0.8 by more than 0.05; 0.9 neither -> stop after epoch 4
+    assert trainer.stop_training and stopper.stopped_epoch == 4 and stopper.best_epoch == 2
+    stopper.on_train_end(trainer)
+    assert np.all(trainer.model[0].weight.data == 2)
+    with pytest.raises(ValueError, match="val_loader"):
+        EarlyStopping().on_epoch_end(trainer, 1, {"loss": 1.0})
+    acc = EarlyStopping(monitor="val_accuracy")
+    acc.on_train_begin(trainer)
+    acc.on_epoch_end(trainer, 1, {"val_accuracy": 0.5})
+    assert acc.best == 0.5  # mode auto -> max for accuracies
+
+
+class NanAt:
+    """SoftmaxCrossEntropy that returns NaN on the k-th call (1-based)."""
+
+    def __init__(self, k):
+        self.k, self.calls, self.inner = k, 0, SoftmaxCrossEntropy()
+
+    def __call__(self, logits, target):
+        self.calls += 1
+        loss = self.inner(logits, target)
+        return float("nan") if self.calls == self.k else loss
+
+    def backward(self):
+        return self.inner.backward()
+
+
+def test_nonfinite_loss_names_epoch_and_step_and_keeps_weights():
+    x, y = make_data(n=64)
+    pycore.manual_seed(2)
+    model = make_model()
+    pycore.manual_seed(2)
+    ref = make_model()
+    ref_opt = MomentumSGD(ref.parameters(), 0.1)
+    loader = DataLoader(x, y, batch_size=16)  # 4 steps an epoch; NaN on call 7 = epoch 2, step 3
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, step 3 \(optimizer step 7\)"):
+        fit(model, NanAt(7), MomentumSGD(model.parameters(), 0.1), loader, epochs=3)
+    ce = SoftmaxCrossEntropy()
+    for i, (xb, yb) in enumerate(list(loader) + list(loader)[:2]):  # the 6 steps before the NaN
+        ce(ref(xb), yb)
+        ref_opt.zero_grad()
+        ref.backward(ce.backward())
+        ref_opt.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_nonfinite_skip_skips_that_update():
+    x, y = make_data(n=64)
+    pycore.manual_seed(3)
+    model = make_model()
+    pycore.manual_seed(3)
+    ref = make_model()
+    loader = DataLoader(x, y, batch_size=16)
+    history = fit(model, NanAt(2), MomentumSGD(model.parameters(), 0.1), loader, epochs=1,
+                  on_nonfinite="skip")
+    assert history["skipped"] == [1]
+    batches = list(loader)
+    ref_opt, ce = MomentumSGD(ref.parameters(), 0.1), SoftmaxCrossEntropy()
+    for xb, yb in [batches[0]] + batches[2:]:
+        ce(ref(xb), yb)
+        ref_opt.zero_grad()
+        ref.backward(ce.backward())
+        ref_opt.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_nan_gradient_is_caught_before_the_step():
+    class NanGrad(SoftmaxCrossEntropy):
+        def backward(self):
+            g = super().backward()
+            g[0, 0] = np.nan
+            return g
+
+    x, y = make_data(n=32)
+    model = make_model()
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="gradient is NaN or Inf at epoch 1, step 1"):
+        fit(model, NanGrad(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 1)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_ctrl_c_during_a_step_is_held_until_the_step_ends():
+    class InterruptedSGD(MomentumSGD):
+        def step(self):
+            for i, (p, v) in enumerate(zip(self.params, self.velocity)):
+                if i == 1:
+                    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C halfway through the update
+                v *= self.momentum
+                v += p.grad
+                p.data -= self.lr * v
+
+    x, y = make_data(n=32)
+    model = make_model()
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, SoftmaxCrossEntropy(), InterruptedSGD(model.parameters(), 0.1),
+            DataLoader(x, y, batch_size=32), epochs=2)
+    changed = [not np.array_equal(p.data, b) for p, b in zip(model.parameters(), before)]
+    assert all(changed), "every parameter got its update before the interrupt was raised"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_progress_output(capsys):
+    x, y = make_data(n=32)
+    model = make_model()
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2)
+    assert capsys.readouterr().out == ""  # not a terminal: quiet by default
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2,
+        verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "samples/s" in lines[1]
+    assert "acc" in lines[1]
+
+
+def test_learning_curve_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    x, y = make_data(n=32)
+    model = make_model()
+    path = tmp_path / "curve.png"
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2,
+        val_loader=DataLoader(x, y, batch_size=8), plot=str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_checkpoint_best_only(tmp_path):
+    x, y = make_data()
+    model = make_model()
+    ckpt = ModelCheckpoint(tmp_path / "best-{epoch}.safetensors", monitor="loss", save_best_only=True)
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.05), DataLoader(x, y, batch_size=16),
+        epochs=3, callbacks=[ckpt])
+    assert [os.path.basename(p) for p in ckpt.saved] == [f"best-{e}.safetensors" for e in (1, 2, 3)]
+    state, meta = pycore.load(ckpt.saved[-1])
+    assert meta["epoch"] == 3 and meta["step"] == 18 and len(meta["history"]["loss"]) == 3
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(state[k], v)
+
+
+def test_model_checkpoint_never_saves_nan_weights(tmp_path):
+    x, y = make_data(n=32)
+    model = make_model()
+    path = tmp_path / "ckpt.safetensors"
+    ckpt = ModelCheckpoint(path, monitor="loss")
+    trainer = pycore.train.Trainer(model, None, MomentumSGD(model.parameters(), 0.1), DataLoader(x, y), {})
+    ckpt.on_epoch_end(trainer, 1, {"loss": 1.0})
+    good = path.read_bytes()
+    model[2].bias.data[1] = np.nan
+    with pytest.raises(NonFiniteLossError, match="2.bias"):
+        ckpt.on_epoch_end(trainer, 2, {"loss": 0.5})
+    assert path.read_bytes() == good
+
+
+def test_bad_arguments():
+    x, y = make_data(n=8)
+    model = make_model()
+    opt = MomentumSGD(model.parameters(), 0.1)
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), 1, on_nonfinite="ignore")
+    with pytest.raises(ValueError, match="metrics"):
+        fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), 1, metrics=("f1",))
+    with pytest.raises(ValueError, match="epochs"):
+        fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), -1)
+    with pytest.raises(ValueError, match="pair"):
+        fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x), 1)
+
+
+RESUME_SCRIPT = HELPERS + textwrap.dedent('''
+    import sys
+    import pycore
+    from pycore.data import DataLoader
+    from pycore.train import ModelCheckpoint, fit, restore_training_state
+
+    mode, folder = sys.argv[1], sys.argv[2]
+    pycore.manual_seed(0)
+    model = make_model()
+    x, y = make_data(n=80)
+    loader = DataLoader(x, y, batch_size=16, shuffle=True)   # seed drawn from pycore's generator
+    opt = MomentumSGD(model.parameters(), lr=0.1)
+    if mode == "two_epochs":
+        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=2)
+        pycore.save(folder + "/two_epochs.safetensors", model)
+    elif mode == "first_epoch":
+        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=1,
+            callbacks=[ModelCheckpoint(folder + "/epoch1.safetensors", monitor="loss")])
+    else:
+        pycore.manual_seed(12345)          # a different process state, overwritten by the checkpoint
+        meta = restore_training_state(folder + "/epoch1.safetensors", model, opt, loader)
+        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=2 - meta["epoch"])
+        pycore.save(folder + "/resumed.safetensors", model)
+''')
+
+
+def test_resume_in_a_new_process_is_bit_identical(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for mode in ("two_epochs", "first_epoch", "resume"):
+        subprocess.run([sys.executable, str(script), mode, str(tmp_path)], check=True, env=env, timeout=120)
+    whole, _ = pycore.load(tmp_path / "two_epochs.safetensors")
+    resumed, _ = pycore.load(tmp_path / "resumed.safetensors")
+    one, _ = pycore.load(tmp_path / "epoch1.safetensors")
+    for key in whole:
+        assert whole[key].tobytes() == resumed[key].tobytes(), key
+        assert not np.array_equal(whole[key], one[key])
+
+
+def test_clip_grad_norm_rescales_before_the_step():
+    """fit(clip_grad_norm=c) == the hand loop with the global-norm clip written in numpy."""
+    x, y = make_data()
+    pycore.manual_seed(4)
+    model = make_model()
+    pycore.manual_seed(4)
+    ref = make_model()
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.5), DataLoader(x, y, batch_size=16),
+        epochs=1, clip_grad_norm=0.05)
+    opt, ce = MomentumSGD(ref.parameters(), 0.5), SoftmaxCrossEntropy()
+    clipped = 0
+    for xb, yb in DataLoader(x, y, batch_size=16):
+        ce(ref(xb), yb)
+        opt.zero_grad()
+        ref.backward(ce.backward())
+        norm = np.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in ref.parameters()))
+        if norm > 0.05:
+            clipped += 1
+            for p in ref.parameters():
+                p.grad *= np.float32(0.05 / (norm + 1e-6))
+        opt.step()
+    assert clipped > 0
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-7)
+
+
+def test_fit_with_pycore_losses_and_optimizers_resumes_exactly(tmp_path):
+    """nn.CrossEntropyLoss + optim.Adam: 2 epochs == 1 epoch, checkpoint, restore into fresh
+    objects, 1 more epoch (in-process version of the subprocess test, with Adam's moments)."""
+    x, y = make_data()
+
+    def setup():
+        pycore.manual_seed(5)
+        model = make_model()
+        return model, pycore.optim.Adam(model.parameters(), lr=0.01), DataLoader(x, y, batch_size=16, shuffle=True)
+
+    model, opt, loader = setup()
+    fit(model, nn.CrossEntropyLoss(), opt, loader, epochs=2)
+    model2, opt2, loader2 = setup()
+    path = tmp_path / "ckpt.safetensors"
+    fit(model2, nn.CrossEntropyLoss(), opt2, loader2, epochs=1, callbacks=[ModelCheckpoint(path, monitor="loss")])
+    model3, opt3, loader3 = setup()
+    meta = restore_training_state(path, model3, opt3, loader3)
+    fit(model3, nn.CrossEntropyLoss(), opt3, loader3, epochs=2 - meta["epoch"])
+    for p, q in zip(model.parameters(), model3.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()
+
+
+def test_plain_progress_bar_on_a_terminal(monkeypatch):
+    """On a terminal without tqdm: one line redrawn with carriage returns, then the epoch summary."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    x, y = make_data(n=32)
+    model = make_model()
+    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 1)
+    out = screen.getvalue()
+    assert out.startswith("\repoch 1/1 ") and "4/4 [====================]" in out
+    assert "samples/s" in out and out.endswith("s)\n")

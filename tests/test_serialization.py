@@ -1,0 +1,315 @@
+"""Checkpoints: round trip, safetensors layout, corrupted and foreign files, atomic writes,
+and SIGKILL during repeated saves."""
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pycore
+from pycore import nn
+from pycore.serialization import CheckpointError, load, load_safetensors, save, save_safetensors
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TwoDtypes(nn.Module):
+    """A model with a float32 layer, a float64 layer and an int64 buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(4, 2, dtype=np.float64)
+        self.register_buffer("counts", np.arange(5, dtype=np.int64))
+
+
+def optimizer_state(rng):
+    """Shaped like a PyTorch optimizer state_dict: int keys, a tuple, arrays, numbers, None."""
+    return {"state": {0: {"step": 3, "exp_avg": rng.standard_normal((4, 3)).astype(np.float32)},
+                      1: {"step": 3, "exp_avg": rng.standard_normal(4).astype(np.float32)}},
+            "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0,
+                              "amsgrad": False, "foreach": None, "params": [0, 1]}]}
+
+
+class DictOptimizer:
+    def __init__(self, state=None):
+        self.state = state
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state):
+        self.state = state
+
+
+def make_checkpoint(path, rng):
+    model = TwoDtypes()
+    opt = DictOptimizer(optimizer_state(rng))
+    save(path, model, opt, epoch=2, step=40, rng_state=pycore.get_rng_state(),
+         hparams={"lr": 0.05, "sizes": [3, 4, 2]}, mask=np.array([True, False]))
+    return model, opt
+
+
+def assert_same_tree(a, b):
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            assert_same_tree(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_tree(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_round_trip_model_optimizer_metadata(tmp_path, rng):
+    path = tmp_path / "ckpt.safetensors"
+    model, opt = make_checkpoint(path, rng)
+    fresh, fresh_opt = TwoDtypes(), DictOptimizer()
+    assert not np.array_equal(fresh.a.weight.data, model.a.weight.data)
+    meta = load(path, fresh, fresh_opt)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert k == k2 and v.dtype == v2.dtype
+        np.testing.assert_array_equal(v, v2)
+    assert_same_tree(opt.state, fresh_opt.state)
+    assert meta["epoch"] == 2 and meta["step"] == 40
+    assert meta["hparams"] == {"lr": 0.05, "sizes": [3, 4, 2]}
+    assert_same_tree(meta["mask"], np.array([True, False]))
+    pycore.set_rng_state(meta["rng_state"])  # the generator state survives as plain values
+
+    state_dict, meta2 = load(path)
+    assert list(state_dict) == ["a.weight", "a.bias", "b.weight", "b.bias", "counts"]
+    assert state_dict["b.weight"].dtype == np.float64 and state_dict["counts"].dtype == np.int64
+    # numpy's canonical dtype objects (the C++ bindings compare dtypes by identity)
+    assert all(v.dtype is np.dtype(v.dtype.type) for v in state_dict.values())
+    assert meta2["epoch"] == 2
+
+
+def test_file_is_plain_safetensors(tmp_path, rng):
+    """Parse the layout by hand, as the safetensors spec describes it."""
+    path = tmp_path / "ckpt.safetensors"
+    model, _ = make_checkpoint(path, rng)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    assert (8 + n) % 8 == 0
+    entry = header["a.weight"]
+    assert entry["dtype"] == "F32" and entry["shape"] == [4, 3]
+    begin, end = entry["data_offsets"]
+    got = np.frombuffer(blob[8 + n + begin:8 + n + end], dtype="<f4").reshape(4, 3)
+    np.testing.assert_array_equal(got, model.a.weight.data)
+    assert header["b.weight"]["dtype"] == "F64" and header["counts"]["dtype"] == "I64"
+    assert all(isinstance(v, str) for v in header["__metadata__"].values())
+    assert "optimizer/state/0/exp_avg" in header
+
+
+def test_pytorch_safetensors_reads_it(tmp_path, rng):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "ckpt.safetensors"
+    model, _ = make_checkpoint(path, rng)
+    tensors = safetensors_torch.load_file(str(path))
+    np.testing.assert_array_equal(tensors["a.weight"].numpy(), model.a.weight.data)
+
+
+def test_plain_safetensors_is_not_a_checkpoint_but_readable(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_safetensors(path, {"w": np.ones((2, 2), np.float32)}, {"note": "hi"})
+    tensors, meta = load_safetensors(path)
+    np.testing.assert_array_equal(tensors["w"], np.ones((2, 2)))
+    assert meta == {"note": "hi"}
+    with pytest.raises(CheckpointError, match="not a pycore checkpoint"):
+        load(path)
+
+
+def test_truncated_at_every_region_raises(tmp_path, rng):
+    path = tmp_path / "ckpt.safetensors"
+    make_checkpoint(path, rng)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    cuts = sorted(set(list(range(0, 16)) + list(range(n - 8, n + 16)) + list(range(16, len(blob), 97))
+                      + [len(blob) - 1]))
+    cut_path = tmp_path / "cut.safetensors"
+    for cut in cuts:
+        cut_path.write_bytes(blob[:cut])
+        with pytest.raises(CheckpointError, match="cut.safetensors"):
+            load(cut_path)
+    cut_path.write_bytes(blob + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="trailing"):
+        load(cut_path)
+
+
+def test_every_sampled_bit_flip_is_detected(tmp_path, rng):
+    path = tmp_path / "ckpt.safetensors"
+    make_checkpoint(path, rng)
+    blob = bytearray(path.read_bytes())
+    flipped = tmp_path / "flipped.safetensors"
+    positions = np.random.default_rng(7).choice(len(blob), size=300, replace=False)
+    for pos in positions:
+        bad = bytearray(blob)
+        bad[pos] ^= 1 << int(pos % 8)
+        flipped.write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError):
+            load(flipped)
+
+
+def test_pickle_never_runs(tmp_path):
+    sentinel = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"weight": Exploit()}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(path)
+    assert not sentinel.exists()
+
+
+def test_zip_and_npz_refused(tmp_path):
+    path = tmp_path / "weights.npz"
+    np.savez(path, w=np.ones(3))
+    with pytest.raises(CheckpointError, match="zip"):
+        load(path)
+
+
+def test_json_bomb_and_malformed_headers(tmp_path):
+    path = tmp_path / "bad.safetensors"
+
+    def write(header, payload=b""):
+        raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+        path.write_bytes(struct.pack("<Q", len(raw)) + raw + payload)
+
+    path.write_bytes(struct.pack("<Q", 10**12) + b"{}")
+    with pytest.raises(CheckpointError, match="cap"):
+        load(path)
+    write(b"[" * 200000 + b"]" * 200000)
+    with pytest.raises(CheckpointError, match="JSON"):
+        load(path)
+    entry = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+    write({"a": {**entry, "dtype": "Q8"}}, b"\0" * 8)
+    with pytest.raises(CheckpointError, match="unknown dtype"):
+        load(path)
+    write({"a": entry, "b": entry}, b"\0" * 8)
+    with pytest.raises(CheckpointError, match="overlap"):
+        load(path)
+    write({"a": {**entry, "data_offsets": [0, 80]}}, b"\0" * 8)
+    with pytest.raises(CheckpointError, match="needs 8 bytes"):
+        load(path)
+    write({"a": {**entry, "shape": [-2]}}, b"\0" * 8)
+    with pytest.raises(CheckpointError, match="shape"):
+        load(path)
+    write(b'{"a": 1, "a": 2}')
+    with pytest.raises(CheckpointError, match="repeats"):
+        load(path)
+    write({"__metadata__": {"format": ["pycore"]}})
+    with pytest.raises(CheckpointError, match="strings"):
+        load(path)
+
+
+def test_wrong_model_is_a_clear_error(tmp_path, rng):
+    path = tmp_path / "ckpt.safetensors"
+    make_checkpoint(path, rng)
+    other = nn.Sequential(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="missing key"):
+        load(path, other)
+    with pytest.raises(ValueError, match="no optimizer state"):
+        save(path, TwoDtypes())
+        load(path, TwoDtypes(), DictOptimizer())
+
+
+def test_unsupported_values_rejected_before_writing(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    with pytest.raises(TypeError, match="metadata 'fn'"):
+        save(path, TwoDtypes(), fn=print)
+    with pytest.raises(TypeError, match="dtype object"):
+        save(path, {"w": np.array([None])})
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def temp_files(folder):
+    return [n for n in os.listdir(folder) if n.endswith(".pycore-tmp")]
+
+
+def test_exception_during_save_leaves_old_file(tmp_path, monkeypatch, rng):
+    path = tmp_path / "ckpt.safetensors"
+    model, _ = make_checkpoint(path, rng)
+    before = path.read_bytes()
+    model.a.weight.data += 1
+
+    def failing(*args):
+        raise OSError(28, "No space left on device")
+
+    for target in ("fsync", "replace"):
+        with monkeypatch.context() as m:
+            m.setattr(os, target, failing)
+            with pytest.raises(OSError, match="No space"):
+                save(path, model)
+        assert path.read_bytes() == before
+        assert temp_files(tmp_path) == []
+    load(path, TwoDtypes(), DictOptimizer())
+
+
+def test_stale_temp_files_are_cleaned(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".ckpt.safetensors.{dead}.abcdef.pycore-tmp"
+    alive = tmp_path / f".ckpt.safetensors.{os.getppid()}.abcdef.pycore-tmp"  # another live writer
+    other = tmp_path / f".other.safetensors.{dead}.abcdef.pycore-tmp"
+    for p in (stale, alive, other):
+        p.write_bytes(b"partial")
+    save(path, TwoDtypes())
+    assert not stale.exists() and alive.exists() and other.exists()
+
+
+CHILD = r"""
+import sys, numpy as np, pycore
+from pycore import nn
+path = sys.argv[1]
+model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))   # ~0.5 MB a save
+i = 0
+while True:
+    for p in model.parameters():
+        p.data[...] = i
+    pycore.save(path, model, epoch=i)
+    if i == 0:
+        print("ready", flush=True)
+    i += 1
+"""
+
+
+def test_sigkill_during_repeated_saves_never_loses_the_checkpoint(tmp_path):
+    """Kill a process that saves in a loop at random moments, ~10 s in all: the file at the
+    path always loads, and its weights are one complete save (all equal to its epoch)."""
+    path = tmp_path / "ckpt.safetensors"
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + 8.0
+    kills, epochs = 0, set()
+    while time.monotonic() < deadline or kills < 5:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(float(rng.uniform(0.0, 0.15)))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        kills += 1
+        state, meta = load(path)
+        epochs.add(meta["epoch"])
+        for value in state.values():
+            assert np.all(value == meta["epoch"])
+    assert kills >= 5 and len(epochs) > 1
+    save(path, TwoDtypes())  # the next save removes what the killed ones left
+    assert temp_files(tmp_path) == []
