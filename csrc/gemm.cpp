@@ -11,6 +11,10 @@
 //
 // M == 1 (a batch-1 recurrent step) skips packing: a GEMV kernel reads B in place.
 //
+// PackedMatrix (gemm.h) packs one operand whole, every K slice and every panel, once;
+// gemm_packed_a / gemm_packed_b then run these same loops reading its panels where
+// the loops above would have packed them, so the bits of C do not change.
+//
 // Threads: C is cut into a tm x tn grid of rectangles and each thread runs the whole
 // nest on its own rectangle with its own packing buffers. Nothing is shared, so there
 // are no barriers; a thread grid is chosen so that the extra packing this costs
@@ -486,7 +490,9 @@ void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T a
                    int64_t ldb, T beta, T* C, int64_t ldc) {
     if (A_packed.side_ != PackedMatrix<T>::Side::kA) throw std::invalid_argument("gemm_packed_a: B-side packing");
     const Args g{A_packed.trans_, trans_b, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, ldb, ldc};
-    gemm_run(*A_packed.kernel_, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr});
+    // A default-constructed packing has no kernel, but then its products are empty.
+    const GemmKernel<T>& kern = A_packed.kernel_ ? *A_packed.kernel_ : *current_kernel<T>();
+    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr});
 }
 
 template <typename T>
@@ -494,7 +500,8 @@ void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, co
                    T beta, T* C, int64_t ldc) {
     if (B_packed.side_ != PackedMatrix<T>::Side::kB) throw std::invalid_argument("gemm_packed_b: A-side packing");
     const Args g{trans_a, B_packed.trans_, M, B_packed.cols_, B_packed.rows_, lda, B_packed.ld_, ldc};
-    gemm_run(*B_packed.kernel_, g, alpha, A, B_packed.source_, beta, C, Prepacked<T>{nullptr, B_packed.panels_.get()});
+    const GemmKernel<T>& kern = B_packed.kernel_ ? *B_packed.kernel_ : *current_kernel<T>();
+    gemm_run(kern, g, alpha, A, B_packed.source_, beta, C, Prepacked<T>{nullptr, B_packed.panels_.get()});
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
