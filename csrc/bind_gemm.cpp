@@ -2,6 +2,9 @@
 #include "bind_util.h"
 #include "gemm.h"
 
+#include <string>
+#include <vector>
+
 namespace pycore {
 namespace {
 
@@ -58,12 +61,48 @@ py::array gemm_py(const py::array& a, const py::array& b, py::array c, bool tran
     });
 }
 
+// The same product with one operand packed first (PackedMatrix), for the tests: side
+// "a" or "b" says which. Each element of `cs` gets alpha * op(a) @ op(b) + beta * c with
+// the one packing reused for all of them, as a recurrent layer reuses W_hh.
+py::list gemm_prepacked_py(const std::string& side, const py::array& a, const py::array& b, py::list cs,
+                           bool trans_a, bool trans_b, double alpha, double beta) {
+    if (side != "a" && side != "b") throw py::value_error("side: expected 'a' or 'b', got '" + side + "'");
+    if (cs.size() == 0) return cs;
+    const py::array c0 = cs[0].cast<py::array>();
+    return bind::dispatch_float(c0, "cs[0]", [&](auto tag) -> py::list {
+        using T = decltype(tag);
+        const Operand<T> A = operand<T>(a, trans_a, "a"), B = operand<T>(b, trans_b, "b");
+        const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+        const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+        if (K != Kb) throw py::value_error("gemm_prepacked: inner dimensions differ");
+        std::vector<T*> outs;
+        for (auto item : cs) {
+            py::array c = item.cast<py::array>();
+            outs.push_back(bind::out_ptr<T>(c, "c", 2));
+            bind::check_shape(c, {M, N}, "c");
+        }
+        py::gil_scoped_release release;
+        if (side == "a") {
+            const PackedMatrix<T> packed = PackedMatrix<T>::pack_a(A.trans, M, K, A.data, A.ld);
+            for (T* cp : outs) gemm_packed_a<T>(packed, B.trans, N, T(alpha), B.data, B.ld, T(beta), cp, N);
+        } else {
+            const PackedMatrix<T> packed = PackedMatrix<T>::pack_b(B.trans, K, N, B.data, B.ld);
+            for (T* cp : outs) gemm_packed_b<T>(A.trans, M, T(alpha), A.data, A.ld, packed, T(beta), cp, N);
+        }
+        return cs;
+    });
+}
+
 }  // namespace
 
 void bind_gemm(pybind11::module_& m) {
     m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
           py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
           "c = alpha * op(a) @ op(b) + beta * c, in place; returns c. c must be C-contiguous.");
+    m.def("gemm_prepacked", &gemm_prepacked_py, py::arg("side"), py::arg("a"), py::arg("b"), py::arg("cs"),
+          py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+          "For tests: gemm with operand `side` ('a' or 'b') packed once (PackedMatrix) and reused for "
+          "every C-contiguous array in the list cs; returns cs.");
 }
 
 }  // namespace pycore

@@ -207,11 +207,12 @@ int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_s
 // [n0, n0 + count). count > 1 only with whole images (oh_begin = 0, oh_end = OH).
 //   col:     this thread's column buffer (K, count * width); unused when pointwise
 //   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
+//   w_packed: W_g (OCg, K) packed as the GEMMs' left operand, once per call
 template <typename T>
-void forward_item(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g, const Dims& d,
-                  int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end, T* col, T* staging) {
+void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T* bias, const Conv2dGeometry& g,
+                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end, T* col,
+                  T* staging) {
     const int64_t first = oh_begin * g.OW, width = (oh_end - oh_begin) * g.OW, columns = count * width;
-    const T* w_g = weight + grp * d.OCg * d.K;
     auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
     auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
 
@@ -233,11 +234,11 @@ void forward_item(T* out, const T* inp, const T* weight, const T* bias, const Co
                 std::fill(y + oc * d.plane, y + oc * d.plane + width, bias[grp * d.OCg + oc]);
             beta = T(1);
         }
-        gemm<T>(false, false, d.OCg, width, d.K, T(1), w_g, d.K, cols, ld_cols, beta, y, d.plane);
+        gemm_packed_a<T>(w_packed, false, width, T(1), cols, ld_cols, beta, y, d.plane);
         return;
     }
     // staging (OCg, count*plane) = W_g @ col, then each image's block (plus bias) to its place.
-    gemm<T>(false, false, d.OCg, columns, d.K, T(1), w_g, d.K, cols, ld_cols, T(0), staging, columns);
+    gemm_packed_a<T>(w_packed, false, columns, T(1), cols, ld_cols, T(0), staging, columns);
     for (int64_t i = 0; i < count; ++i) {
         for (int64_t oc = 0; oc < d.OCg; ++oc) {
             const T b = bias ? bias[grp * d.OCg + oc] : T(0);
@@ -268,6 +269,10 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     const int64_t items = chunks * g.groups * tiles;
     const int64_t columns = d.chunk * tile_rows * g.OW;
     const int nt = item_threads(items, d.OCg * columns * d.K);
+    // Every item of a group multiplies by the same W_g: pack it once here, not per item.
+    std::vector<PackedMatrix<T>> w_packed;
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+        w_packed.push_back(PackedMatrix<T>::pack_a(false, d.OCg, d.K, weight + grp * d.OCg * d.K, d.K));
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; ++item) {
         const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
@@ -275,7 +280,7 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
         const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
         T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
-        forward_item(out, inp, weight, bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
+        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
     }
 }
 
@@ -289,12 +294,13 @@ namespace {
 //         null to skip the weight gradient.
 //   dinp: (N, C, H, W); images [n0, n0 + count) overwritten with dL/dinp; null to skip.
 //   col:  (K, count*plane) column buffer; staging: (OCg, count*plane), used when count > 1.
+//   w_t_packed: per group, W_g^T (K, OCg) packed as the input-gradient GEMMs' left operand.
 template <typename T>
-void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp, const T* weight,
-                    const Conv2dGeometry& g, const Dims& d, int64_t n0, int64_t count, T* col, T* staging) {
+void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
+                    const std::vector<PackedMatrix<T>>& w_t_packed, const Conv2dGeometry& g, const Dims& d,
+                    int64_t n0, int64_t count, T* col, T* staging) {
     const int64_t columns = count * d.plane;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* w_g = weight + grp * d.OCg * d.K;
         auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
         auto dy_g = [&](int64_t n) { return dout + (n * g.OC + grp * d.OCg) * d.plane; };
 
@@ -324,11 +330,11 @@ void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp, const
             if (d.pointwise) {
                 // dX_g (Cg, H*W) = W_g^T (Cg, OCg) @ dY_g (OCg, H*W), straight into the input grad.
                 T* dx = dinp + (n0 * g.C + grp * d.Cg) * d.in_plane;
-                gemm<T>(true, false, d.Cg, d.plane, d.OCg, T(1), w_g, d.K, dy, ld_dy, T(0), dx, d.plane);
+                gemm_packed_a<T>(w_t_packed[grp], false, d.plane, T(1), dy, ld_dy, T(0), dx, d.plane);
             } else {
                 // dcol (K, columns) = W_g^T (K, OCg) @ dY_g (OCg, columns), then each image's
                 // columns scattered back. The column buffer is free again (dW is done with it).
-                gemm<T>(true, false, d.K, columns, d.OCg, T(1), w_g, d.K, dy, ld_dy, T(0), col, columns);
+                gemm_packed_a<T>(w_t_packed[grp], false, columns, T(1), dy, ld_dy, T(0), col, columns);
                 for (int64_t i = 0; i < count; ++i)
                     col2im(dinp + ((n0 + i) * g.C + grp * d.Cg) * d.in_plane, col + i * d.plane, columns, d.Cg, g);
             }
@@ -373,6 +379,12 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 
     const int64_t macs_per_chunk = g.OC * columns * d.K * ((dweight ? 1 : 0) + (dinp ? 1 : 0));
     const int nt = item_threads(slices, macs_per_chunk * (chunks / slices));
+    // dX = W_g^T @ dY for every chunk: W_g^T (K, OCg) is packed once here, not per chunk.
+    // (K == Cg when pointwise, so one packing serves both input-gradient GEMMs.)
+    std::vector<PackedMatrix<T>> w_t_packed;
+    if (dinp)
+        for (int64_t grp = 0; grp < g.groups; ++grp)
+            w_t_packed.push_back(PackedMatrix<T>::pack_a(true, d.K, d.OCg, weight + grp * d.OCg * d.K, d.K));
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t s = 0; s < slices; ++s) {
         const int64_t c0 = s * chunks / slices, c1 = (s + 1) * chunks / slices;
@@ -382,7 +394,7 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
         for (int64_t c = c0; c < c1; ++c) {
             const int64_t n0 = c * d.chunk, count = std::min(d.chunk, g.N - n0);
             const T beta_w = (use_partials && c == c0) ? T(0) : T(1);
-            backward_chunk(dinp, dw, beta_w, dout, inp, weight, g, d, n0, count, col, staging);
+            backward_chunk(dinp, dw, beta_w, dout, inp, w_t_packed, g, d, n0, count, col, staging);
         }
     }
 

@@ -11,6 +11,10 @@
 //
 // M == 1 (a batch-1 recurrent step) skips packing: a GEMV kernel reads B in place.
 //
+// PackedMatrix (gemm.h) packs one operand whole, every K slice and every panel, once;
+// gemm_packed_a / gemm_packed_b then run these same loops reading its panels where
+// the loops above would have packed them, so the bits of C do not change.
+//
 // Threads: C is cut into a tm x tn grid of rectangles and each thread runs the whole
 // nest on its own rectangle with its own packing buffers. Nothing is shared, so there
 // are no barriers; a thread grid is chosen so that the extra packing this costs
@@ -22,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
 
 #ifdef _OPENMP
@@ -219,6 +224,24 @@ struct Args {
     int64_t M, N, K, lda, ldb, ldc;
 };
 
+// K in equal slices of at most KC (K = 512 as 2 x 256, not 384 + 128): no short
+// slice that pays a full pass over C for a little work. Returns the slice depth.
+template <typename T>
+int64_t slice_depth(int64_t K) {
+    const int64_t k_slices = (K + Blocking<T>::KC - 1) / Blocking<T>::KC;
+    return (K + k_slices - 1) / k_slices;
+}
+
+// Operands packed ahead of the call (PackedMatrix), or null: pack as we go. A packed
+// operand holds, for each K slice starting at pc, all `panels` panels of `width`
+// (MR or NR) in order, so the slice starts at pc * panels * width and panel p of it
+// at p * kc * width.
+template <typename T>
+struct Prepacked {
+    const T* a = nullptr;
+    const T* b = nullptr;
+};
+
 // One thread's share: C[m0:m1, n0:n1].
 //
 // op(B) is packed in groups of kPanelsPerPack panels, each group just before the first
@@ -232,19 +255,17 @@ constexpr int64_t kPanelsPerPack = 4;
 
 template <typename T>
 void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
-                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre) {
     using Blk = Blocking<T>;
     const int mr = kern.mr, nr = kern.nr;
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
     const bool one_row_block = m1 - m0 <= Blk::MC;
     const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
-    // K in equal slices of at most KC (K = 512 as 2 x 256, not 384 + 128): no short
-    // slice that pays a full pass over C for a little work.
-    const int64_t k_slices = (g.K + Blk::KC - 1) / Blk::KC;
-    const int64_t kc_max = (g.K + k_slices - 1) / k_slices;
+    const int64_t kc_max = slice_depth<T>(g.K);
     const int64_t b_cols = one_row_block ? std::min<int64_t>(group, nc_max) : nc_max;
-    T* b_buf = scratch<T>(kPackedB, size_t(kc_max) * ((b_cols + nr - 1) / nr) * nr);
-    T* a_buf = scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
+    const int64_t a_panels = (g.M + mr - 1) / mr, b_panels = (g.N + nr - 1) / nr;
+    T* b_buf = pre.b ? nullptr : scratch<T>(kPackedB, size_t(kc_max) * ((b_cols + nr - 1) / nr) * nr);
+    T* a_buf = pre.a ? nullptr : scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
 
     for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
         const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
@@ -253,17 +274,26 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
             const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
             for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
                 const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
-                pack_a(A, g.lda, g.trans_a, ic, mc, pc, kc, mr, a_buf);
+                // ic is a multiple of MR (m0 and MC are), so the block starts at a panel.
+                const T* a_block = pre.a ? pre.a + pc * a_panels * mr + (ic / mr) * kc * mr : a_buf;
+                if (!pre.a) pack_a(A, g.lda, g.trans_a, ic, mc, pc, kc, mr, a_buf);
                 for (int64_t jg = 0; jg < nc; jg += group) {
-                    // This group's panels: at the start of b_buf, or at their place in the block.
-                    T* b_group = one_row_block ? b_buf : b_buf + (jg / nr) * kc * nr;
+                    // This group's panels: prepacked, at the start of b_buf, or at their
+                    // place in the block.
                     const int64_t ng = std::min<int64_t>(group, nc - jg);
-                    if (ic == m0) pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, b_group);
+                    const T* b_group;
+                    if (pre.b) {
+                        b_group = pre.b + pc * b_panels * nr + ((jc + jg) / nr) * kc * nr;
+                    } else {
+                        T* dst = one_row_block ? b_buf : b_buf + (jg / nr) * kc * nr;
+                        if (ic == m0) pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, dst);
+                        b_group = dst;
+                    }
                     for (int64_t jr = 0; jr < ng; jr += nr) {
                         const T* b_panel = b_group + (jr / nr) * kc * nr;
                         const int64_t n = std::min<int64_t>(nr, ng - jr);
                         for (int64_t ir = 0; ir < mc; ir += mr) {
-                            kern.run(kc, a_buf + (ir / mr) * kc * mr, b_panel, C + (ic + ir) * g.ldc + jc + jg + jr,
+                            kern.run(kc, a_block + (ir / mr) * kc * mr, b_panel, C + (ic + ir) * g.ldc + jc + jg + jr,
                                      g.ldc, alpha, beta_here, std::min<int64_t>(mr, mc - ir), n);
                         }
                     }
@@ -349,18 +379,17 @@ inline void split(int64_t total, int64_t step, int parts, int p, int64_t* begin,
     *end = std::min(total, hi * step);
 }
 
-}  // namespace
-
+// The whole product once the kernel is chosen: the M == 1 GEMV, or the five loops
+// on one thread or on a grid of threads; `pre` says which operands come prepacked.
 template <typename T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C,
+              Prepacked<T> pre) {
+    const int64_t M = g.M, N = g.N, K = g.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
-        scale_c(M, N, beta, C, ldc);
+        scale_c(M, N, beta, C, g.ldc);
         return;
     }
-    const GemmKernel<T>& kern = *current_kernel<T>();
-    const Args g{trans_a, trans_b, M, N, K, lda, ldb, ldc};
     if (M == 1) {
         gemm_one_row(kern, g, alpha, A, B, beta, C);
         return;
@@ -370,7 +399,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     // thread costs microseconds on an idle machine and far more on a busy one.
     const int nt = threads_for(M * N * K, int64_t(1) << 20);
     if (nt == 1) {
-        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N);
+        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre);
         return;
     }
     int tm, tn;
@@ -385,14 +414,110 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
         int64_t m0, m1, n0, n1;
         split(M, kern.mr, tm, t / tn, &m0, &m1);
         split(N, kern.nr, tn, t % tn, &n0, &n1);
-        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1);
+        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1, pre);
     }
+}
+
+// Pack all of op(X) for PackedMatrix: for each K slice, `count` panels of `width`,
+// panel p holding op(X)'s rows (A) or columns (B) [p*width, (p+1)*width). Threads take
+// runs of panels; every panel is the same copy whichever thread makes it.
+template <typename T>
+void pack_whole(bool side_a, bool trans, const T* X, int64_t ld, int64_t outer, int64_t K, int width, T* dst) {
+    const int64_t kc_max = slice_depth<T>(K);
+    const int64_t count = (outer + width - 1) / width;
+    constexpr int64_t kPanelsPerTask = 8;
+    const int64_t runs = (count + kPanelsPerTask - 1) / kPanelsPerTask;
+    const int64_t slices = (K + kc_max - 1) / kc_max;
+    const int nt = static_cast<int>(std::min<int64_t>(slices * runs, threads_for(outer * K, int64_t(1) << 18)));
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t task = 0; task < slices * runs; ++task) {
+        const int64_t pc = task / runs * kc_max, kc = std::min<int64_t>(kc_max, K - pc);
+        const int64_t first = task % runs * kPanelsPerTask;
+        const int64_t begin = first * width, len = std::min<int64_t>(kPanelsPerTask * width, outer - begin);
+        T* out = dst + pc * count * width + first * kc * width;
+        if (side_a)
+            pack_a(X, ld, trans, begin, len, pc, kc, width, out);
+        else
+            pack_b(X, ld, trans, pc, kc, begin, len, width, out);
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    gemm_run(*current_kernel<T>(), Args{trans_a, trans_b, M, N, K, lda, ldb, ldc}, alpha, A, B, beta, C,
+             Prepacked<T>{});
+}
+
+template <typename T>
+PackedMatrix<T> PackedMatrix<T>::pack_a(bool trans, int64_t M, int64_t K, const T* A, int64_t lda) {
+    PackedMatrix<T> p;
+    p.side_ = Side::kA;
+    p.rows_ = std::max<int64_t>(M, 0), p.cols_ = std::max<int64_t>(K, 0);
+    p.kernel_ = current_kernel<T>();
+    p.trans_ = trans, p.source_ = A, p.ld_ = lda;
+    if (p.rows_ > 0 && p.cols_ > 0) {
+        const int mr = p.kernel_->mr;
+        const size_t count = size_t((M + mr - 1) / mr) * mr * size_t(K);
+        p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
+        if (!p.panels_) throw std::bad_alloc();
+        pack_whole(true, trans, A, lda, M, K, mr, p.panels_.get());
+    }
+    return p;
+}
+
+template <typename T>
+PackedMatrix<T> PackedMatrix<T>::pack_b(bool trans, int64_t K, int64_t N, const T* B, int64_t ldb) {
+    PackedMatrix<T> p;
+    p.side_ = Side::kB;
+    p.rows_ = std::max<int64_t>(K, 0), p.cols_ = std::max<int64_t>(N, 0);
+    p.kernel_ = current_kernel<T>();
+    p.trans_ = trans, p.source_ = B, p.ld_ = ldb;
+    if (p.rows_ > 0 && p.cols_ > 0) {
+        const int nr = p.kernel_->nr;
+        const size_t count = size_t((N + nr - 1) / nr) * nr * size_t(K);
+        p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
+        if (!p.panels_) throw std::bad_alloc();
+        pack_whole(false, trans, B, ldb, N, K, nr, p.panels_.get());
+    }
+    return p;
+}
+
+template <typename T>
+void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
+                   int64_t ldb, T beta, T* C, int64_t ldc) {
+    if (A_packed.side_ != PackedMatrix<T>::Side::kA) throw std::invalid_argument("gemm_packed_a: B-side packing");
+    const Args g{A_packed.trans_, trans_b, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, ldb, ldc};
+    // A default-constructed packing has no kernel, but then its products are empty.
+    const GemmKernel<T>& kern = A_packed.kernel_ ? *A_packed.kernel_ : *current_kernel<T>();
+    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr});
+}
+
+template <typename T>
+void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedMatrix<T>& B_packed,
+                   T beta, T* C, int64_t ldc) {
+    if (B_packed.side_ != PackedMatrix<T>::Side::kB) throw std::invalid_argument("gemm_packed_b: A-side packing");
+    const Args g{trans_a, B_packed.trans_, M, B_packed.cols_, B_packed.rows_, lda, B_packed.ld_, ldc};
+    const GemmKernel<T>& kern = B_packed.kernel_ ? *B_packed.kernel_ : *current_kernel<T>();
+    gemm_run(kern, g, alpha, A, B_packed.source_, beta, C, Prepacked<T>{nullptr, B_packed.panels_.get()});
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
                            const double*, int64_t, double, double*, int64_t);
+template class PackedMatrix<float>;
+template class PackedMatrix<double>;
+template void gemm_packed_a<float>(const PackedMatrix<float>&, bool, int64_t, float, const float*, int64_t,
+                                   float, float*, int64_t);
+template void gemm_packed_a<double>(const PackedMatrix<double>&, bool, int64_t, double, const double*,
+                                    int64_t, double, double*, int64_t);
+template void gemm_packed_b<float>(bool, int64_t, float, const float*, int64_t, const PackedMatrix<float>&,
+                                   float, float*, int64_t);
+template void gemm_packed_b<double>(bool, int64_t, double, const double*, int64_t, const PackedMatrix<double>&,
+                                    double, double*, int64_t);
 
 const char* gemm_simd_path() { return current_kernel<float>()->name; }
 

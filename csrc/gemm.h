@@ -14,6 +14,8 @@
 // element is computed by the same code whichever thread computes it.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 namespace pycore {
 
@@ -41,5 +43,64 @@ struct GemmKernel {
     void (*row)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);    // op(B)(k, j) = b[k*ldb + j]
     void (*row_t)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);  // op(B)(k, j) = b[j*ldb + k]
 };
+
+// ---------------------------------------------------------------------------------
+// Packing an operand once for many products (BLIS's "packed matrix" idea).
+//
+// gemm() copies op(A) and op(B) into the micro-kernel's panel layout on every call.
+// When one operand is the same in many products (W_hh at every RNN time step, a conv
+// weight for every image) a PackedMatrix holds that copy, made once, and
+// gemm_packed_a / gemm_packed_b run the same loops, threads and micro-kernel without
+// packing it again. Their results are bitwise those of gemm() with the same operands
+// (the same K slices, panels and summation order), for any thread count.
+//
+// Layout: op(X) (rows x depth for A, depth x cols for B) is cut along K into the
+// slices gemm() uses; each slice holds every MR-tall (A) or NR-wide (B) panel of the
+// whole matrix, k-major and zero-padded, in order.
+//
+// The source matrix must stay alive and unchanged while the PackedMatrix is used:
+// products with one row (M == 1, a GEMV) read it in place, as gemm() does, since
+// packing does not pay for a single pass over it. The micro-kernel in use is fixed at
+// packing time (gemm_set_simd_path afterwards does not affect an existing packing).
+template <typename T>
+class PackedMatrix {
+public:
+    enum class Side { kA, kB };
+    // op(A) (M x K) as the left operand: op(A)(i, k) = trans ? A[k*lda + i] : A[i*lda + k].
+    static PackedMatrix pack_a(bool trans, int64_t M, int64_t K, const T* A, int64_t lda);
+    // op(B) (K x N) as the right operand: op(B)(k, j) = trans ? B[j*ldb + k] : B[k*ldb + j].
+    static PackedMatrix pack_b(bool trans, int64_t K, int64_t N, const T* B, int64_t ldb);
+
+    Side side() const { return side_; }
+    int64_t rows() const { return rows_; }  // M for A, K for B
+    int64_t cols() const { return cols_; }  // K for A, N for B
+
+private:
+    struct Free {
+        void operator()(T* p) const { std::free(p); }
+    };
+    template <typename U>
+    friend void gemm_packed_a(const PackedMatrix<U>&, bool, int64_t, U, const U*, int64_t, U, U*, int64_t);
+    template <typename U>
+    friend void gemm_packed_b(bool, int64_t, U, const U*, int64_t, const PackedMatrix<U>&, U, U*, int64_t);
+
+    Side side_ = Side::kB;
+    int64_t rows_ = 0, cols_ = 0;
+    const GemmKernel<T>* kernel_ = nullptr;
+    std::unique_ptr<T, Free> panels_;  // empty when rows_ or cols_ is 0
+    // The source, for the M == 1 products that read it in place.
+    bool trans_ = false;
+    const T* source_ = nullptr;
+    int64_t ld_ = 0;
+};
+
+// C = alpha * op(A) @ op(B) + beta * C with op(A) (M x K) from A_packed; op(B) is K x N.
+template <typename T>
+void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
+                   int64_t ldb, T beta, T* C, int64_t ldc);
+// C = alpha * op(A) @ op(B) + beta * C with op(B) (K x N) from B_packed; op(A) is M x K.
+template <typename T>
+void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedMatrix<T>& B_packed,
+                   T beta, T* C, int64_t ldc);
 
 }  // namespace pycore

@@ -454,17 +454,14 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     gemm<T>(false, true, steps * N, GH, input_size, T(1), x, input_size, w_ih, input_size, T(0),
             gates, GH);
 
-    // The recurrent product h_{t-1} (N, H) @ W_hh^T runs T times. With N > 1 it is
-    // faster on a transposed copy W_hh^T (H, G*H) (the GEMM then packs it by plain row
-    // copies); with N == 1 the GEMM's row-times-matrix path reads W_hh best as it is.
-    std::unique_ptr<T[]> w_hh_t_buf;
-    if (N > 1) {
-        w_hh_t_buf = uninitialized<T>(GH * H);
-        transpose(w_hh_t_buf.get(), w_hh, GH, H);
-    }
+    // The recurrent product h_{t-1} (N, H) @ W_hh^T runs T times with the same W_hh, so
+    // with N > 1 W_hh^T is packed into the GEMM's panels once (PackedMatrix) instead of at
+    // every step. With N == 1 the GEMM's row-times-matrix path reads W_hh best as it is
+    // (gemm_packed_b then reads the source in place too, so nothing is packed).
+    const PackedMatrix<T> w_hh_t = N > 1 ? PackedMatrix<T>::pack_b(true, H, GH, w_hh, H) : PackedMatrix<T>();
     auto recurrent_product = [&](const T* h, T beta, T* out) {
         if (N > 1)
-            gemm<T>(false, false, N, GH, H, T(1), h, H, w_hh_t_buf.get(), GH, beta, out, GH);
+            gemm_packed_b<T>(false, N, T(1), h, H, w_hh_t, beta, out, GH);
         else
             gemm<T>(false, true, N, GH, H, T(1), h, H, w_hh, H, beta, out, GH);
     };
@@ -528,10 +525,13 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (dc_n && mode == kLstm) std::copy(dc_n, dc_n + NH, dc.begin());
     std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
 
-    // dL/dh_{t-1} = dG_t @ W_hh runs T times; the GEMM is fastest (at every N) given
-    // W_hh as the transpose of a copy W_hh^T (H, G*H): each output then reads rows of it.
-    std::unique_ptr<T[]> w_hh_t = uninitialized<T>(GH * H);
-    transpose(w_hh_t.get(), w_hh, GH, H);
+    // dL/dh_{t-1} = dG_t @ W_hh runs T times with the same W_hh: with N > 1 it is packed
+    // into the GEMM's panels once. With N == 1 (a GEMV) the row-times-matrix path is
+    // fastest given W_hh as the transpose of a copy W_hh^T (H, G*H): each output then
+    // reads one contiguous row of it.
+    const PackedMatrix<T> w_hh_packed = N > 1 ? PackedMatrix<T>::pack_b(false, GH, H, w_hh, H) : PackedMatrix<T>();
+    std::unique_ptr<T[]> w_hh_t = N > 1 ? nullptr : uninitialized<T>(GH * H);
+    if (N == 1) transpose(w_hh_t.get(), w_hh, GH, H);
 
     for (int64_t t = steps - 1; t >= 0; --t) {
         if (dy) add_into(dh.data(), dy + t * NH, NH);
@@ -558,8 +558,11 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
         }
         if (t == 0 && dh0 == nullptr) break;
         // dL/dh_{t-1} = dG_t @ W_hh (N, G*H) x (G*H, H); GRU adds it to its direct z term.
-        gemm<T>(false, true, N, H, GH, T(1), dgh_t, GH, w_hh_t.get(), GH, mode == kGru ? T(1) : T(0),
-                dh.data(), H);
+        const T beta = mode == kGru ? T(1) : T(0);
+        if (N > 1)
+            gemm_packed_b<T>(false, N, T(1), dgh_t, GH, w_hh_packed, beta, dh.data(), H);
+        else
+            gemm<T>(false, true, N, H, GH, T(1), dgh_t, GH, w_hh_t.get(), GH, beta, dh.data(), H);
     }
     if (dh0) std::copy(dh.begin(), dh.end(), dh0);
     if (dc0 && mode == kLstm) std::copy(dc.begin(), dc.end(), dc0);

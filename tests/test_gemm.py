@@ -228,3 +228,80 @@ def test_show_config_reports_the_build(capsys):
     out = capsys.readouterr().out
     for word in ("pycore", "openmp", "simd path", "threads", "compiler"):
         assert word in out
+
+
+# ---------------------------------------------------------------------------------
+# PackedMatrix: one operand packed once (as a recurrent layer packs W_hh, a convolution
+# its weight) and reused by gemm_packed_a / gemm_packed_b. The contract is bitwise
+# equality with plain gemm on the same operands, so that is what these compare, besides
+# a float64 reference for the values themselves.
+
+PACKED_SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (2, 130, 50),
+                 (31, 17, 29), (97, 101, 103), (1, 300, 70), (0, 4, 3), (4, 0, 3), (4, 3, 0),
+                 # Several row blocks (M > MC), K slices (K > KC), partial last panels, and
+                 # N over one column block (NC = 1024 for float64).
+                 (150, 197, 400), (40, 1030, 270)]
+
+
+def _prepacked(side, a, b, c0, ta, tb, alpha, beta, copies=2):
+    cs = [c0.copy() for _ in range(copies)]
+    out = _C.gemm_prepacked(side, a, b, cs, ta, tb, alpha, beta)
+    assert out is cs
+    return cs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mnk", PACKED_SHAPES)
+def test_prepacked_gemm_is_bitwise_plain_gemm(simd_path, rng, mnk, dtype):
+    for ta in (False, True):
+        for tb in (False, True):
+            a, b, ref = operands(rng, *mnk, ta, tb, dtype)
+            c0 = rng.standard_normal(ref.shape).astype(dtype)
+            for alpha, beta in [(1.0, 0.0), (0.5, 0.75), (-2.0, 1.0)]:
+                plain = c0.copy()
+                _C.gemm(a, b, plain, ta, tb, alpha, beta)
+                np.testing.assert_allclose(plain, alpha * ref + beta * c0, **TOL[dtype])
+                for side in ("a", "b"):
+                    # Each reuse of the one packing gives the same bits as plain gemm.
+                    for c in _prepacked(side, a, b, c0, ta, tb, alpha, beta):
+                        np.testing.assert_array_equal(c, plain, err_msg=f"side={side} ta={ta} tb={tb}")
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepacked_edge_cases(rng, side, dtype):
+    # beta == 0 never reads C; alpha == 0 and K == 0 only scale C.
+    a, b, ref = operands(rng, 20, 30, 10, True, False, dtype)
+    c = _prepacked(side, a, b, np.full(ref.shape, np.nan, dtype=dtype), True, False, 1.0, 0.0, copies=1)[0]
+    np.testing.assert_allclose(c, ref, **TOL[dtype])
+    c0 = rng.standard_normal(ref.shape).astype(dtype)
+    c = _prepacked(side, a, b, c0, True, False, 0.0, 2.0, copies=1)[0]
+    np.testing.assert_array_equal(c, 2.0 * c0)
+    c = _prepacked(side, np.zeros((3, 0), dtype), np.zeros((0, 4), dtype), np.ones((3, 4), dtype), False, False,
+                   1.0, 3.0, copies=1)[0]
+    np.testing.assert_array_equal(c, 3.0)
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+@pytest.mark.parametrize("m,n,k,ta,tb", [(150, 197, 400, False, True), (300, 260, 270, True, False),
+                                          (32, 1024, 256, False, True)])
+def test_prepacked_one_and_two_threads_agree(rng, side, m, n, k, ta, tb):
+    a, b, _ = operands(rng, m, n, k, ta, tb, np.float32)
+    c0 = np.zeros((m, n), np.float32)
+    before = pycore.get_num_threads()
+    try:
+        pycore.set_num_threads(1)
+        one = _prepacked(side, a, b, c0, ta, tb, 1.0, 0.0, copies=1)[0]
+        plain = c0.copy()
+        _C.gemm(a, b, plain, ta, tb, 1.0, 0.0)
+        pycore.set_num_threads(2)
+        two = _prepacked(side, a, b, c0, ta, tb, 1.0, 0.0, copies=1)[0]
+    finally:
+        pycore.set_num_threads(before)
+    np.testing.assert_array_equal(one, plain)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_prepacked_refuses_a_bad_side():
+    with pytest.raises(ValueError, match="side"):
+        _C.gemm_prepacked("c", np.ones((2, 2)), np.ones((2, 2)), [np.zeros((2, 2))])
