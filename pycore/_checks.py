@@ -116,3 +116,18 @@ def shape_matches(x, shape, name):
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
+
+
+def gradient_buffer(buf, name, shape, dtype):
+    """A gradient array updated in place: must already be right, since a copy would lose the writes."""
+    if buf is None:
+        return None
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (updated in place) or None, got {type(buf).__name__}")
+    if buf.dtype != dtype:
+        raise TypeError(f"{name}: dtype {buf.dtype} does not match the input's dtype {dtype}")
+    if buf.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {buf.shape}")
+    if not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
+    return buf

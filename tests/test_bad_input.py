@@ -409,6 +409,53 @@ def test_backward_with_a_grad_of_the_wrong_shape(name):
         m.backward(np.ones(y.shape, np.int64))
 
 
+def _functional_backwards():
+    """name -> (backward(grad), the forward output's shape), each from a real forward."""
+    x4, x2 = rand(2, 3, 5, 5), rand(3, 6)
+    _, argmax, geo_max = F.max_pool2d_with_indices(x4, 2)
+    _, geo_avg = F.avg_pool2d_with_geometry(x4, 2)
+    y_soft = F.softmax(x2)
+    _, mask = F.dropout_with_mask(x2, 0.5)
+    _, mean, invstd = F.batch_norm_with_stats(x4, None, None, training=True)
+    return {
+        "conv2d_backward": (lambda g: F.conv2d_backward(g, x4, W_CONV), (2, 4, 3, 3)),
+        "linear_backward": (lambda g: F.linear_backward(g, x2, W_LIN), (3, 5)),
+        "max_pool2d_backward": (lambda g: F.max_pool2d_backward(g, argmax, geo_max), geo_max.output_shape),
+        "avg_pool2d_backward": (lambda g: F.avg_pool2d_backward(g, geo_avg), geo_avg.output_shape),
+        "relu_backward": (lambda g: F.relu_backward(g, x2), (3, 6)),
+        "softmax_backward": (lambda g: F.softmax_backward(g, y_soft), (3, 6)),
+        "dropout_backward": (lambda g: F.dropout_backward(g, mask), (3, 6)),
+        "batch_norm_backward": (lambda g: F.batch_norm_backward(g, x4, mean, invstd), x4.shape),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_functional_backwards()))
+def test_functional_backwards_check_the_gradient(name):
+    backward, shape = _functional_backwards()[name]
+    assert backward(np.ones(shape, np.float32)).dtype == np.float32
+    wrong = shape[:-1] + (shape[-1] + 1,)
+    with pytest.raises(ValueError, match=r"grad.*" + re.escape(str(wrong))):
+        backward(np.ones(wrong, np.float32))
+    with pytest.raises(TypeError, match=r"grad.*float64"):
+        backward(np.ones(shape, np.float64))
+
+
+def test_linear_backward_checks_its_gradient_buffers():
+    x, gy = rand(3, 6), rand(3, 5)
+    with pytest.raises(ValueError, match=r"grad_weight: expected shape \(5, 6\), got \(5, 5\)"):
+        F.linear_backward(gy, x, W_LIN, np.zeros((5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"grad_bias: expected shape \(5,\), got \(4,\)"):
+        F.linear_backward(gy, x, W_LIN, None, np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match=r"grad_weight: dtype float64 does not match the input's dtype float32"):
+        F.linear_backward(gy, x, W_LIN, np.zeros((5, 6)))
+    with pytest.raises(ValueError, match=r"input: expected shape \(\*, 6\) to match weight of shape \(5, 6\), got \(3, 4\)"):
+        F.linear_backward(gy, rand(3, 4), W_LIN)
+    # strided x gives what the contiguous x gives
+    wide = np.zeros((3, 12), np.float32)
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(F.linear_backward(gy, wide[:, ::2], W_LIN), F.linear_backward(gy, x, W_LIN))
+
+
 def test_losses_backward_before_forward():
     for loss in (nn.CrossEntropyLoss(), nn.MSELoss(), nn.BCEWithLogitsLoss()):
         with pytest.raises(RuntimeError, match=r"backward: no forward to differentiate"):

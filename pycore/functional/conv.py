@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import fits_int64, float_array, int_pair, integer
+from .._checks import fits_int64, float_array, gradient_buffer, int_pair, integer
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
 Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
@@ -139,21 +139,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo))
 
 
-def _gradient_buffer(buf, name, shape, dtype):
-    """A gradient array updated in place: must already be right, since a copy would lose the writes."""
-    if buf is None:
-        return None
-    if not isinstance(buf, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array (updated in place) or None, got {type(buf).__name__}")
-    if buf.dtype != dtype:
-        raise TypeError(f"{name}: dtype {buf.dtype} does not match the input's dtype {dtype}")
-    if buf.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {buf.shape}")
-    if not buf.flags.c_contiguous or not buf.flags.writeable:
-        raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
-    return buf
-
-
 def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
                     dilation=1, groups=1, need_input_grad=True):
     """Gradients of conv2d(x, weight, bias, stride, padding, dilation, groups).
@@ -172,8 +157,8 @@ def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, st
         raise TypeError(f"grad_output: dtype {grad_output.dtype} does not match the input's dtype {x.dtype}")
     if grad_output.shape != geo.output_shape:
         raise ValueError(f"grad_output: expected shape {geo.output_shape} (the output's), got {grad_output.shape}")
-    grad_weight = _gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
-    grad_bias = _gradient_buffer(grad_bias, "grad_bias", (weight.shape[0],), x.dtype)
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    grad_bias = gradient_buffer(grad_bias, "grad_bias", (weight.shape[0],), x.dtype)
     grad_input = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     _C.conv2d_backward(grad_input, grad_weight, grad_bias, grad_output, x, weight, *_kernel_args(geo))
     return grad_input

@@ -3,7 +3,7 @@ __all__ = ["gemm", "matmul", "linear", "linear_backward"]
 import numpy as np
 
 from .. import _C
-from .._checks import fits_int64, float_array, is_float_dtype, same_dtype
+from .._checks import fits_int64, float_array, gradient_buffer, is_float_dtype, same_dtype
 
 
 def _checked_2d(x, name):
@@ -107,8 +107,18 @@ def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_in
     grad_bias (when given, in place); returns dL/dx = grad_y @ weight, or None when
     need_input_grad is False.
     """
+    x = float_array(x, "input")
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)")
     out_features, in_features = weight.shape
-    gy2 = np.ascontiguousarray(grad_y).reshape(-1, out_features)
+    if x.ndim < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"input: expected shape (*, {in_features}) to match weight of shape {weight.shape}, "
+                         f"got {x.shape}")
+    grad_y = float_array(grad_y, "grad_y", dtype=x.dtype)
+    if grad_y.shape != x.shape[:-1] + (out_features,):
+        raise ValueError(f"grad_y: expected shape {x.shape[:-1] + (out_features,)} (the output's), got {grad_y.shape}")
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    grad_bias = gradient_buffer(grad_bias, "grad_bias", (out_features,), x.dtype)
+    gy2 = grad_y.reshape(-1, out_features)
     x2 = x.reshape(-1, in_features)
     if grad_weight is not None:
         _C.gemm(gy2, x2, grad_weight, True, False, 1.0, 1.0)
