@@ -90,8 +90,9 @@ def test_wrong_dtype_is_a_type_error_naming_the_dtype(name, dtype):
         call(x.astype(dtype))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in ENTRY_POINTS if n.startswith("nn.") and "Loss" not in n))
+@pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.RNN", "nn.LSTM", "nn.GRU"])
 def test_a_float64_batch_for_a_float32_module_is_a_type_error(name):
+    """A layer with weights demands its own dtype: no silent casts (weightless layers take either)."""
     call, x = ENTRY_POINTS[name]
     with pytest.raises(TypeError, match=r"input: dtype float64 does not match the expected dtype float32"):
         call(x.astype(np.float64))
