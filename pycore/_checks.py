@@ -5,9 +5,12 @@ mistake raises an exception that names the argument, what was expected and what
 was received: TypeError for a wrong type or dtype, ValueError for a wrong shape or
 value. Arrays leave these helpers C-contiguous, which is what the kernels read.
 """
+import math
 import numbers
 
 import numpy as np
+
+INT64_MAX = 2 ** 63 - 1
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -28,8 +31,11 @@ def float_dtype(dtype, name="dtype"):
     return dt
 
 
-def float_array(x, name, dtype=None, ndim=None, layout=None):
+def float_array(x, name, dtype=None, ndim=None, layout=None, contiguous=True):
     """Return `x` as a C-contiguous float32/float64 ndarray.
+
+    contiguous=False checks without copying (the caller checks the sizes it will
+    allocate first, then copies with np.ascontiguousarray).
 
     dtype: when given, x must already have it (no silent casts: a float64 batch fed
     to a float32 model is a TypeError, as in PyTorch). ndim: an int or a tuple of
@@ -55,7 +61,17 @@ def float_array(x, name, dtype=None, ndim=None, layout=None):
             ranks = " or ".join(f"{n}-D" for n in allowed)
             where = f" {layout}" if layout else ""
             raise ValueError(f"{name}: expected a {ranks} array{where}, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    # (np.ascontiguousarray would turn a 0-d array into shape (1,).)
+    return x if x.flags.c_contiguous or not contiguous else np.ascontiguousarray(x)
+
+
+def fits_int64(shape, itemsize, what, name):
+    """Raise ValueError unless an array of `shape` fits in int64 bytes (checked from the
+    shape in Python ints, before anything is allocated or handed to C++)."""
+    count = math.prod(int(s) for s in shape)
+    if count * itemsize > INT64_MAX:
+        raise ValueError(f"{name}: the {what} would hold {count} elements ({count * itemsize} bytes) "
+                         f"for shape {tuple(int(s) for s in shape)}, more than int64 can index")
 
 
 def same_dtype(arrays, names, what):
@@ -100,3 +116,18 @@ def shape_matches(x, shape, name):
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
+
+
+def gradient_buffer(buf, name, shape, dtype):
+    """A gradient array updated in place: must already be right, since a copy would lose the writes."""
+    if buf is None:
+        return None
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (updated in place) or None, got {type(buf).__name__}")
+    if buf.dtype != dtype:
+        raise TypeError(f"{name}: dtype {buf.dtype} does not match the input's dtype {dtype}")
+    if buf.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {buf.shape}")
+    if not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
+    return buf

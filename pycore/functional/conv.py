@@ -14,9 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, int_pair, integer
-
-_INT64_MAX = 2 ** 63 - 1
+from .._checks import fits_int64, float_array, gradient_buffer, int_pair, integer
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
 Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
@@ -63,6 +61,9 @@ def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, 
     """
     n, c_in, h, w = (int(s) for s in input_shape)
     c_out, c_per_group, kh, kw = (int(s) for s in weight_shape)
+    if min(c_in, h, w) < 1:
+        raise ValueError(f"input: expected non-empty channel and spatial axes (only the batch axis may be 0), "
+                         f"got shape {tuple(input_shape)}")
     stride = int_pair(stride, "stride", minimum=1)
     dilation = int_pair(dilation, "dilation", minimum=1)
     groups = integer(groups, "groups", minimum=1)
@@ -87,12 +88,8 @@ def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, 
                          f"(input shape {tuple(input_shape)}, padding {pads}); the output would be "
                          f"({h_out}, {w_out})")
     # Sizes the kernel allocates or indexes: the output and one image's column matrix.
-    for what, count in (("output", n * c_out * h_out * w_out),
-                        ("column buffer", c_per_group * kh * kw * h_out * w_out)):
-        if count * itemsize > _INT64_MAX:
-            raise ValueError(f"input: the {what} would hold {count} elements ({count * itemsize} bytes), "
-                             f"more than int64 can index (input shape {tuple(input_shape)}, "
-                             f"weight shape {tuple(weight_shape)}, padding {pads}, stride {stride})")
+    fits_int64((n, c_out, h_out, w_out), itemsize, "output", "input")
+    fits_int64((c_per_group * kh * kw, h_out * w_out), itemsize, "column buffer", "input")
     return Conv2dGeometry(stride, pads, dilation, groups, (n, c_out, h_out, w_out))
 
 
@@ -102,8 +99,9 @@ def _kernel_args(geo):
 
 
 def _inputs(x, weight):
-    x = float_array(x, "input", ndim=4, layout="(N, C_in, H, W)")
-    weight = float_array(weight, "weight", ndim=4, layout="(C_out, C_in/groups, kH, kW)")
+    """Checked but not yet copied: the caller checks the geometry first, then copies."""
+    x = float_array(x, "input", ndim=4, layout="(N, C_in, H, W)", contiguous=False)
+    weight = float_array(weight, "weight", ndim=4, layout="(C_out, C_in/groups, kH, kW)", contiguous=False)
     if weight.dtype != x.dtype:
         raise TypeError(f"weight: dtype {weight.dtype} does not match the input's dtype {x.dtype}")
     return x, weight
@@ -136,23 +134,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             raise ValueError(f"bias: expected shape ({weight.shape[0]},) (one per output channel), "
                              f"got {bias.shape}")
     geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     out = np.empty(geo.output_shape, dtype=x.dtype)
     return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo))
-
-
-def _gradient_buffer(buf, name, shape, dtype):
-    """A gradient array updated in place: must already be right, since a copy would lose the writes."""
-    if buf is None:
-        return None
-    if not isinstance(buf, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array (updated in place) or None, got {type(buf).__name__}")
-    if buf.dtype != dtype:
-        raise TypeError(f"{name}: dtype {buf.dtype} does not match the input's dtype {dtype}")
-    if buf.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {buf.shape}")
-    if not buf.flags.c_contiguous or not buf.flags.writeable:
-        raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
-    return buf
 
 
 def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
@@ -167,13 +151,14 @@ def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, st
     """
     x, weight = _inputs(x, weight)
     geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     grad_output = float_array(grad_output, "grad_output", ndim=4, layout="(N, C_out, H_out, W_out)")
     if grad_output.dtype != x.dtype:
         raise TypeError(f"grad_output: dtype {grad_output.dtype} does not match the input's dtype {x.dtype}")
     if grad_output.shape != geo.output_shape:
         raise ValueError(f"grad_output: expected shape {geo.output_shape} (the output's), got {grad_output.shape}")
-    grad_weight = _gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
-    grad_bias = _gradient_buffer(grad_bias, "grad_bias", (weight.shape[0],), x.dtype)
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    grad_bias = gradient_buffer(grad_bias, "grad_bias", (weight.shape[0],), x.dtype)
     grad_input = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     _C.conv2d_backward(grad_input, grad_weight, grad_bias, grad_output, x, weight, *_kernel_args(geo))
     return grad_input

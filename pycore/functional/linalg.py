@@ -3,23 +3,28 @@ __all__ = ["gemm", "matmul", "linear", "linear_backward"]
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, is_float_dtype, same_dtype
+from .._checks import fits_int64, float_array, gradient_buffer, is_float_dtype, same_dtype
 
 
-def _operand(x, name):
-    """A 2-D float array the GEMM can read in place, or a copy of it.
+def _checked_2d(x, name):
+    """x as a 2-D float ndarray (native byte order), not yet copied to a readable layout."""
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    if not is_float_dtype(x.dtype) or not x.dtype.isnative:
+        x = float_array(x, name, contiguous=False)  # raises the TypeError naming the dtype, or fixes the byte order
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
+    return x
+
+
+def _operand(x):
+    """A checked 2-D float array (_checked_2d) the GEMM can read in place, or a copy of it.
 
     Read in place: C- or Fortran-ordered arrays (a transposed view is read as its
     transpose) and row or column slices of them (one unit stride, the other a positive
     leading dimension). Anything else (negative or other strides, broadcast views,
     misaligned buffers) is copied. This runs on every call, so it stays cheap.
     """
-    if type(x) is not np.ndarray:
-        x = np.asarray(x)
-    if not is_float_dtype(x.dtype) or not x.dtype.isnative:
-        x = float_array(x, name)  # raises the TypeError naming the dtype, or fixes the byte order
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {x.shape}")
     flags = x.flags
     if not flags.aligned:
         return np.ascontiguousarray(x)
@@ -40,7 +45,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     (it must be a C-contiguous, writeable (M, N) array of the operands' dtype) and
     returned; otherwise a new array is returned (and beta is ignored).
     """
-    a, b = _operand(a, "a"), _operand(b, "b")
+    a, b = _checked_2d(a, "a"), _checked_2d(b, "b")
     if a.dtype != b.dtype:
         same_dtype((a, b), ("a", "b"), "gemm")  # raises the TypeError naming both
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -49,6 +54,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         raise ValueError(f"gemm: shapes {a.shape} and {b.shape} do not align "
                          f"(op(a) is ({m}, {k}), op(b) is ({kb}, {n}); trans_a={trans_a}, trans_b={trans_b})")
     if c is None:
+        fits_int64((m, n), a.itemsize, "output", "gemm")
         c, beta = np.empty((m, n), dtype=a.dtype), 0.0
     else:
         if not isinstance(c, np.ndarray):
@@ -59,7 +65,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
             raise ValueError(f"c: expected shape {(m, n)}, got {c.shape}")
         if not c.flags.c_contiguous or not c.flags.writeable:
             raise ValueError("c: must be C-contiguous and writeable (it is updated in place)")
-    return _C.gemm(a, b, c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+    return _C.gemm(_operand(a), _operand(b), c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
 
 
 def matmul(a, b, trans_a=False, trans_b=False):
@@ -73,11 +79,14 @@ def linear(x, weight, bias=None):
     x: (*, in_features); weight: (out_features, in_features); bias: (out_features,).
     Returns (*, out_features).
     """
-    x = float_array(x, "input")
-    weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)")
+    x = float_array(x, "input", contiguous=False)
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)",
+                         contiguous=False)
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {x.shape[-1] if x.ndim else 0} features (shape {x.shape}) "
                          f"but weight expects {weight.shape[1]} (shape {weight.shape})")
+    fits_int64((x.size // max(x.shape[-1], 1), weight.shape[0]), x.itemsize, "output", "linear")
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     x2 = x.reshape(-1, weight.shape[1])
     y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
     if bias is not None:
@@ -98,8 +107,18 @@ def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_in
     grad_bias (when given, in place); returns dL/dx = grad_y @ weight, or None when
     need_input_grad is False.
     """
+    x = float_array(x, "input")
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)")
     out_features, in_features = weight.shape
-    gy2 = np.ascontiguousarray(grad_y).reshape(-1, out_features)
+    if x.ndim < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"input: expected shape (*, {in_features}) to match weight of shape {weight.shape}, "
+                         f"got {x.shape}")
+    grad_y = float_array(grad_y, "grad_y", dtype=x.dtype)
+    if grad_y.shape != x.shape[:-1] + (out_features,):
+        raise ValueError(f"grad_y: expected shape {x.shape[:-1] + (out_features,)} (the output's), got {grad_y.shape}")
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    grad_bias = gradient_buffer(grad_bias, "grad_bias", (out_features,), x.dtype)
+    gy2 = grad_y.reshape(-1, out_features)
     x2 = x.reshape(-1, in_features)
     if grad_weight is not None:
         _C.gemm(gy2, x2, grad_weight, True, False, 1.0, 1.0)

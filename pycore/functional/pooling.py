@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _pool2d
-from .._checks import float_array, int_pair
+from .._checks import fits_int64, float_array, int_pair
 
 # Everything the kernels need besides the arrays; forward returns it so backward reuses it.
 PoolGeometry = namedtuple("PoolGeometry", ["input_shape", "output_shape", "kernel", "stride", "padding", "dtype"])
@@ -51,6 +51,8 @@ def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
     if min(out) < 1:
         raise ValueError(f"{op}: input of height x width {H}x{W} gives output size {out[0]}x{out[1]} "
                          f"with kernel_size={kernel}, stride={stride}, padding={padding}: too small")
+    # max pooling also keeps an int64 argmax per output
+    fits_int64(x_shape[:-2] + out, max(x.dtype.itemsize, 8), "output", op)
     return PoolGeometry(x_shape, x_shape[:-2] + out, kernel, stride, padding, x.dtype)
 
 
@@ -60,7 +62,8 @@ def _planes(a):
 
 
 def _input(x):
-    return float_array(x, "input", ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
+    """Checked but not yet copied: pool_geometry checks the sizes first."""
+    return float_array(x, "input", ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)", contiguous=False)
 
 
 def _grad_output(grad_output, geometry):
@@ -78,6 +81,7 @@ def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     """
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    x = np.ascontiguousarray(x)
     y = np.empty(g.output_shape, dtype=x.dtype)
     argmax = np.empty(g.output_shape, dtype=np.int64)
     _pool2d.max_pool2d_forward(_planes(y), _planes(argmax), _planes(x),
@@ -126,6 +130,7 @@ def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=F
     """avg_pool2d returning (y, geometry) for avg_pool2d_backward."""
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
+    x = np.ascontiguousarray(x)
     y = np.empty(g.output_shape, dtype=x.dtype)
     _pool2d.avg_pool2d_forward(_planes(y), _planes(x), *g.kernel, *g.stride, *g.padding,
                                bool(count_include_pad))

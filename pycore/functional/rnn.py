@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, shape_matches
+from .._checks import fits_int64, float_array, shape_matches
 
 # mode name -> (kernel id, gate blocks G)
 RNN_MODES = {
@@ -64,7 +64,7 @@ def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
     h_n = y[-1] and c_n (LSTM's final cell, else None), both (N, H).
     """
     kernel_mode, gates = _mode(mode)
-    x = float_array(x, "input", ndim=3, layout="(T, N, input_size)")
+    x = float_array(x, "input", ndim=3, layout="(T, N, input_size)", contiguous=False)
     w_hh = float_array(w_hh, "w_hh", dtype=x.dtype, ndim=2, layout="(G*H, H)")
     hidden = w_hh.shape[1]
     if w_hh.shape[0] != gates * hidden:
@@ -72,6 +72,8 @@ def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
     steps, batch, input_size = x.shape
     if steps < 1 or batch < 1:
         raise ValueError(f"input: expected at least one step and one sequence, got shape {x.shape}")
+    fits_int64((steps, batch, gates * hidden), x.itemsize, "gates", "input")  # the largest buffer
+    x = np.ascontiguousarray(x)
     w_ih = float_array(w_ih, "w_ih", dtype=x.dtype)
     shape_matches(w_ih, (gates * hidden, input_size), "w_ih")
     b_ih = _optional(b_ih, "b_ih", x.dtype, (gates * hidden,))

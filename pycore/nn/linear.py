@@ -58,6 +58,8 @@ class Flatten(Module):
 
     def forward(self, x):
         x = self._check_input(x)
+        if x.ndim < 1:
+            raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {x.shape}")
         start = self.start_dim % x.ndim
         end = self.end_dim % x.ndim
         shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
