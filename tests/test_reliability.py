@@ -45,7 +45,9 @@ def test_eight_threads_get_exactly_their_serial_results():
 
 def test_kernels_release_the_gil():
     """While one thread is inside a long GEMM, another thread keeps running Python."""
-    a = np.random.default_rng(0).standard_normal((900, 900))
+    # The sanitizer build's GEMM is several times slower: a smaller product lasts as long.
+    n = 450 if pycore._C.sanitize_build else 900
+    a = np.random.default_rng(0).standard_normal((n, n))
     before = pycore.get_num_threads()
     pycore.set_num_threads(1)
     inside, done = threading.Event(), threading.Event()
@@ -66,7 +68,7 @@ def test_kernels_release_the_gil():
         t.join()
     finally:
         pycore.set_num_threads(before)
-    # Six 900^3 float64 products take a good fraction of a second; with the GIL held
+    # Six n^3 float64 products take a good fraction of a second; with the GIL held
     # this loop could run only in the few switch intervals between calls.
     assert count > 10_000, count
 
@@ -87,7 +89,7 @@ def test_set_num_threads_from_another_thread_does_not_corrupt_a_kernel():
     flipper = threading.Thread(target=flip)
     flipper.start()
     try:
-        for _ in range(200):
+        for _ in range(30 if pycore._C.sanitize_build else 200):
             np.testing.assert_array_equal(F.matmul(a, b), expected)
     finally:
         stop.set()
