@@ -111,17 +111,36 @@ PYCORE_INLINE float tanh(float x) {
     constexpr int32_t kSmallBits = 0x3F200000;  // 0.625f
     const int32_t x_bits = bits_of(x);
     const int32_t abs_bits = x_bits & kAbsMask;
-    const float z = x * x;
+    const float a = float_of(abs_bits);
+    const float z = a * a;
     float p = -5.70498872745e-3f;
     p = p * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
-    const float near_zero = x + x * z * p;
-    const float e = exp(-2.0f * float_of(abs_bits));
-    const float magnitude = (1.0f - e) / (1.0f + e);
-    const float far = float_of(bits_of(magnitude) | (x_bits & kSignBit));
-    return select(mask_if(abs_bits < kSmallBits), near_zero, far);
+    const float near_zero = a + a * z * p;
+    const float e = exp(-2.0f * a);
+    const float far = (1.0f - e) / (1.0f + e);
+    // tanh(|x|), then the sign of x (so that tanh(-0) = -0)
+    const float magnitude = select(mask_if(abs_bits < kSmallBits), near_zero, far);
+    return float_of(bits_of(magnitude) | (x_bits & kSignBit));
+}
+
+// x > 0 ? a : 0, from the sign and magnitude bits of x, so that loops with it vectorise
+// (relu and its derivative). A NaN x counts as positive when its sign bit is clear.
+PYCORE_INLINE float where_positive(float x, float a) {
+    using namespace detail;
+    return float_of(bits_of(a) & mask_if(bits_of(x) > 0));
+}
+
+PYCORE_INLINE double where_positive(double x, double a) {
+    int64_t x_bits, a_bits;
+    std::memcpy(&x_bits, &x, sizeof x_bits);
+    std::memcpy(&a_bits, &a, sizeof a_bits);
+    a_bits &= -static_cast<int64_t>(x_bits > 0);
+    double result;
+    std::memcpy(&result, &a_bits, sizeof result);
+    return result;
 }
 
 PYCORE_INLINE double exp(double x) { return std::exp(x); }

@@ -68,7 +68,7 @@ struct RnnForwardStep {
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
                 const T v = a[j] + b[j];
-                out[j] = kRelu ? (v > T(0) ? v : T(0)) : Act<T>::tanh(v);
+                out[j] = kRelu ? fastmath::where_positive(v, v) : Act<T>::tanh(v);
             }
         }
     }
@@ -89,7 +89,7 @@ struct RnnBackwardStep {
             T* PYCORE_RESTRICT out = dgates + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j)
-                out[j] = kRelu ? (hv[j] > T(0) ? d[j] : T(0)) : d[j] * (T(1) - hv[j] * hv[j]);
+                out[j] = kRelu ? fastmath::where_positive(hv[j], d[j]) : d[j] * (T(1) - hv[j] * hv[j]);
         }
     }
 };
