@@ -177,7 +177,7 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
         for (int64_t j = 0; j < width; ++j) max[j] = -std::numeric_limits<T>::infinity();
         for (int64_t d = 0; d < dim; ++d) {
             const T* PYCORE_RESTRICT xr = x + base + d * inner;
-            for (int64_t j = 0; j < width; ++j) max[j] = std::max(max[j], xr[j]);
+            for (int64_t j = 0; j < width; ++j) max[j] = fastmath::max(max[j], xr[j]);
         }
         // pass 2: sum of exp(x - max); the exponentials go to y (log_softmax: as scratch)
         for (int64_t j = 0; j < width; ++j) sum[j] = 0.0;

@@ -152,24 +152,50 @@ PYCORE_INLINE double sigmoid(double x) {
 
 PYCORE_INLINE double tanh(double x) { return std::tanh(x); }
 
+// max(a, b); a NaN with its sign bit clear wins (so a NaN reaches a row's max and
+// poisons a softmax row, as in PyTorch). float compares order-preserving integer keys
+// of the bits, so that loops with it vectorise without float comparisons.
+PYCORE_INLINE float max(float a, float b) {
+    using namespace detail;
+    const int32_t a_bits = bits_of(a), b_bits = bits_of(b);
+    const int32_t a_key = a_bits ^ ((a_bits >> 31) & kAbsMask);
+    const int32_t b_key = b_bits ^ ((b_bits >> 31) & kAbsMask);
+    return select(mask_if(a_key > b_key), a, b);
+}
+
+PYCORE_INLINE double max(double a, double b) { return a > b || a != a ? a : b; }
+
 // Row reductions for softmax-like loops: the max, and sums accumulated in double, each
 // over kLanes independent partial results. One running max or sum is a chain of
 // dependent operations that waits on each step's latency; separate lanes overlap (and
 // vectorise). The results do not depend on the instruction set.
 constexpr int64_t kLanes = 8;
 
-// max_c x[c] (NaNs are skipped; -inf for n == 0).
+// max_c x[c] (see max for NaNs; -inf for n == 0).
 template <typename T>
 PYCORE_INLINE T row_max(const T* x, int64_t n) {
     T lanes[kLanes];
     for (int64_t j = 0; j < kLanes; ++j) lanes[j] = -std::numeric_limits<T>::infinity();
     int64_t c = 0;
     for (; c + kLanes <= n; c += kLanes)
-        for (int64_t j = 0; j < kLanes; ++j) lanes[j] = std::max(lanes[j], x[c + j]);
-    for (; c < n; ++c) lanes[0] = std::max(lanes[0], x[c]);
+        for (int64_t j = 0; j < kLanes; ++j) lanes[j] = max(lanes[j], x[c + j]);
+    for (; c < n; ++c) lanes[0] = max(lanes[0], x[c]);
     T result = lanes[0];
-    for (int64_t j = 1; j < kLanes; ++j) result = std::max(result, lanes[j]);
+    for (int64_t j = 1; j < kLanes; ++j) result = max(result, lanes[j]);
     return result;
+}
+
+// float: an integer max over the order-preserving keys of max(float, float) (the key
+// map is its own inverse), a reduction the compiler vectorises.
+template <>
+PYCORE_INLINE float row_max<float>(const float* x, int64_t n) {
+    using namespace detail;
+    int32_t key_max = bits_of(-std::numeric_limits<float>::infinity()) ^ kAbsMask;
+    for (int64_t c = 0; c < n; ++c) {
+        const int32_t b = bits_of(x[c]);
+        key_max = std::max(key_max, b ^ ((b >> 31) & kAbsMask));
+    }
+    return float_of(key_max ^ ((key_max >> 31) & kAbsMask));
 }
 
 // sum_c x[c] * y[c] in double (y == nullptr: sum_c x[c]).
