@@ -106,19 +106,20 @@ namespace {
 constexpr int64_t kInnerBlock = 256;
 
 // slab(base, width, sum, peak) for every (outer, inner block) task; sum and peak are
-// per-thread scratch of kInnerBlock entries.
+// per-thread scratch of `width` (<= kInnerBlock) entries.
 template <class T, class F>
 void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
+    // blocks of equal width (784 = 4 x 196, not 3 x 256 + 16)
     const int64_t blocks = (inner + kInnerBlock - 1) / kInnerBlock;
     const int64_t tasks = outer * blocks;
-    const int64_t block = std::min(inner, kInnerBlock);
+    const int64_t block = (inner + blocks - 1) / blocks;
     const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim * block));
     simd::parallel_run(tasks, threads_for(tasks, grain), [=](int64_t t0, int64_t t1) PYCORE_LAMBDA_INLINE {
         std::vector<double> sum(static_cast<size_t>(block));
         std::vector<T> peak(static_cast<size_t>(block));
         for (int64_t t = t0; t < t1; ++t) {
-            const int64_t o = t / blocks, i0 = (t % blocks) * kInnerBlock;
-            slab(o * dim * inner + i0, std::min(kInnerBlock, inner - i0), sum.data(), peak.data());
+            const int64_t o = t / blocks, i0 = (t % blocks) * block;
+            slab(o * dim * inner + i0, std::min(block, inner - i0), sum.data(), peak.data());
         }
     });
 }
@@ -139,8 +140,7 @@ void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) 
         T* PYCORE_RESTRICT yr = y + base;
         const T max = fastmath::row_max(xr, dim);
         // the exponentials go to y (log_softmax: as scratch), their sum in double
-        for (int64_t d = 0; d < dim; ++d) yr[d] = fastmath::exp(xr[d] - max);
-        const double sum = fastmath::row_sum(yr, dim);
+        const double sum = fastmath::row_exp_sum(yr, xr, max, dim);
         if (log_output) {
             const double log_sum = double(max) + std::log(sum);
             for (int64_t d = 0; d < dim; ++d) yr[d] = T(double(xr[d]) - log_sum);

@@ -185,17 +185,14 @@ PYCORE_INLINE T row_max(const T* x, int64_t n) {
     return result;
 }
 
-// float: an integer max over the order-preserving keys of max(float, float) (the key
-// map is its own inverse), a reduction the compiler vectorises.
+// float: one running max that `omp simd` may split into vector lanes (MAXPS). A NaN
+// may be dropped from the max; it still poisons the row through exp(NaN - max).
 template <>
 PYCORE_INLINE float row_max<float>(const float* x, int64_t n) {
-    using namespace detail;
-    int32_t key_max = bits_of(-std::numeric_limits<float>::infinity()) ^ kAbsMask;
-    for (int64_t c = 0; c < n; ++c) {
-        const int32_t b = bits_of(x[c]);
-        key_max = std::max(key_max, b ^ ((b >> 31) & kAbsMask));
-    }
-    return float_of(key_max ^ ((key_max >> 31) & kAbsMask));
+    float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+    for (int64_t c = 0; c < n; ++c) m = x[c] > m ? x[c] : m;
+    return m;
 }
 
 // sum_c x[c] * y[c] in double (y == nullptr: sum_c x[c]).
@@ -219,6 +216,26 @@ PYCORE_INLINE double row_dot(const T* x, const T* y, int64_t n) {
 
 template <typename T>
 PYCORE_INLINE double row_sum(const T* x, int64_t n) { return row_dot<T>(x, nullptr, n); }
+
+// y[c] = exp(x[c] - shift) for c < n, returning sum_c y[c] (in double, over kLanes
+// lanes, as row_sum): softmax's exponentials and their sum in one pass over the row.
+template <typename T>
+PYCORE_INLINE double row_exp_sum(T* PYCORE_RESTRICT y, const T* PYCORE_RESTRICT x, T shift, int64_t n) {
+    double lanes[kLanes] = {};
+    int64_t c = 0;
+    for (; c + kLanes <= n; c += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) {
+            y[c + j] = exp(x[c + j] - shift);
+            lanes[j] += double(y[c + j]);
+        }
+    for (; c < n; ++c) {
+        y[c] = exp(x[c] - shift);
+        lanes[0] += double(y[c]);
+    }
+    double result = 0.0;
+    for (int64_t j = 0; j < kLanes; ++j) result += lanes[j];
+    return result;
+}
 
 }  // namespace fastmath
 }  // namespace pycore
