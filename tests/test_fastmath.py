@@ -16,7 +16,7 @@ _C.set_simd_path("auto")
 
 # the bounds stated in csrc/fastmath.h
 SIGMOID_ULP = 2.5
-TANH_ULP = 2.0
+TANH_ULP = 1.5
 
 
 @pytest.fixture(params=SIMD_PATHS)
