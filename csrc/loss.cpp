@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -42,41 +41,36 @@ double blocked_sum(int64_t n, Term&& term) {
 // Rows of C classes per thread worth starting a thread for.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(C, 1)); }
 
-using fastmath::row_max;
-using fastmath::row_sum;
+// The two loops that dominate cross entropy, one row at a time, run through simd::run
+// (compiled for the baseline and for AVX2+FMA, chosen at run time) with fastmath's exp,
+// which vectorises for float (double: the C library).
 
-// The two loops that dominate cross entropy, one row at a time. The float versions run
-// through simd::run (compiled for the baseline and for AVX2+FMA, chosen at run time)
-// with fastmath::exp, which vectorises; the double versions stay with the C library.
-
-// exps[c] = exp(x[c] - shift) for c < C, with shift >= every x[c] (the row max).
-void shifted_exps(float* exps, const float* x, float shift, int64_t C, bool avx2) {
-    simd::run(avx2, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
-        for (int64_t c = c0; c < c1; ++c) exps[c] = fastmath::exp(x[c] - shift);
+// log sum_c exp(x[c]) for one row of C logits, from the row max m as
+// m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
+// would overflow otherwise); the sum runs in double. exps: scratch for C values.
+template <typename T>
+double row_logsumexp(T* exps, const T* x, int64_t C, bool avx2) {
+    double lse = 0.0;
+    simd::run(avx2, [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+        const T max_x = fastmath::row_max(x, C);
+        lse = double(max_x) + std::log(fastmath::row_exp_sum(exps, x, max_x, C));
     }, 0, C);
-}
-
-void shifted_exps(double* exps, const double* x, double shift, int64_t C, bool) {
-    for (int64_t c = 0; c < C; ++c) exps[c] = std::exp(x[c] - shift);
+    return lse;
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
 // x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
-void softmax_gradient_row(float* dx, const float* x, double lse, float p_scale, float offset,
-                          const float* weight, int64_t C, bool avx2) {
+template <typename T>
+void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight, int64_t C,
+                          bool avx2) {
     simd::run(avx2, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
         if (weight) {
             for (int64_t c = c0; c < c1; ++c)
-                dx[c] = p_scale * fastmath::exp(float(double(x[c]) - lse)) - offset * weight[c];
+                dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
         } else {
-            for (int64_t c = c0; c < c1; ++c) dx[c] = p_scale * fastmath::exp(float(double(x[c]) - lse)) - offset;
+            for (int64_t c = c0; c < c1; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset;
         }
     }, 0, C);
-}
-
-void softmax_gradient_row(double* dx, const double* x, double lse, double p_scale, double offset,
-                          const double* weight, int64_t C, bool) {
-    for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * std::exp(x[c] - lse) - offset * (weight ? weight[c] : 1.0);
 }
 
 // A per-thread row buffer (kernels may run on several Python threads at once).
@@ -107,14 +101,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
             continue;
         }
         const T* x = logits + r * C;
-        // pass 1: the row max, so that exp never sees a positive argument (logits of
-        // 1e4 would overflow otherwise)
-        const T max_x = row_max(x, C);
-        // pass 2: log-sum-exp; the exps first (a loop the compiler vectorizes), then their
-        // sum in double
-        T* exps = row_scratch<T>(C);
-        shifted_exps(exps, x, max_x, C, avx2);
-        const double lse = double(max_x) + std::log(row_sum(exps, C));
+        const double lse = row_logsumexp(row_scratch<T>(C), x, C, avx2);
         // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
