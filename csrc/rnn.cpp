@@ -37,14 +37,9 @@ int64_t rnn_gate_count(int mode) {
 namespace {
 
 // ---------------------------------------------------------------------------------
-// 1. Nonlinearities: fastmath.h's sigmoid and tanh (float: vectorisable, <= 2 ulp;
-// double: the C library, which the float64 finite-difference checks run on).
-
-template <typename T>
-struct Act {
-    static PYCORE_INLINE T sigmoid(T x) { return fastmath::sigmoid(x); }
-    static PYCORE_INLINE T tanh(T x) { return fastmath::tanh(x); }
-};
+// 1. Nonlinearities: fastmath::sigmoid and fastmath::tanh (fastmath.h). float: no
+// branch and no library call, so the passes below vectorise; within 2.4 and 1.5 ulp.
+// double: the C library, which the float64 finite-difference checks run on.
 
 // ---------------------------------------------------------------------------------
 // 2. Fused elementwise passes for one time step, over batch rows [n0, n1).
@@ -68,7 +63,7 @@ struct RnnForwardStep {
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
                 const T v = a[j] + b[j];
-                out[j] = kRelu ? fastmath::where_positive(v, v) : Act<T>::tanh(v);
+                out[j] = kRelu ? fastmath::where_positive(v, v) : fastmath::tanh(v);
             }
         }
     }
@@ -123,12 +118,12 @@ struct LstmForwardStep {
             T* PYCORE_RESTRICT hv = h + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T i = Act<T>::sigmoid(gi[j] + bi[j]);
-                const T f = Act<T>::sigmoid(gf[j] + bf[j]);
-                const T g = Act<T>::tanh(gg[j] + bg[j]);
-                const T o = Act<T>::sigmoid(go[j] + bo[j]);
+                const T i = fastmath::sigmoid(gi[j] + bi[j]);
+                const T f = fastmath::sigmoid(gf[j] + bf[j]);
+                const T g = fastmath::tanh(gg[j] + bg[j]);
+                const T o = fastmath::sigmoid(go[j] + bo[j]);
                 const T ct = f * cp[j] + i * g;
-                const T tct = Act<T>::tanh(ct);
+                const T tct = fastmath::tanh(ct);
                 gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
                 c[j] = ct;
                 tc[j] = tct;
@@ -210,10 +205,10 @@ struct GruForwardStep {
             T* PYCORE_RESTRICT hv = h + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T r = Act<T>::sigmoid(gr[j] + hr[j] + br[j]);
-                const T z = Act<T>::sigmoid(gz[j] + hz[j] + bz[j]);
+                const T r = fastmath::sigmoid(gr[j] + hr[j] + br[j]);
+                const T z = fastmath::sigmoid(gz[j] + hz[j] + bz[j]);
                 const T hn = hnn[j] + bhn[j];
-                const T nv = Act<T>::tanh(gn[j] + bn[j] + r * hn);
+                const T nv = fastmath::tanh(gn[j] + bn[j] + r * hn);
                 gr[j] = r, gz[j] = z, gn[j] = nv;
                 hno[j] = hn;
                 hv[j] = nv + z * (hp[j] - nv);
