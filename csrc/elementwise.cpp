@@ -142,8 +142,12 @@ void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) 
         // the exponentials go to y (log_softmax: as scratch), their sum in double
         const double sum = fastmath::row_exp_sum(yr, xr, max, dim);
         if (log_output) {
-            const double log_sum = double(max) + std::log(sum);
-            for (int64_t d = 0; d < dim; ++d) yr[d] = T(double(xr[d]) - log_sum);
+            // y = x - lse with lse = hi + lo split into two T values: two T subtractions,
+            // each rounding by at most half an ulp of y (lo is tiny), instead of a pass in
+            // double
+            const double lse = double(max) + std::log(sum);
+            const T hi = T(lse), lo = T(lse - double(hi));
+            for (int64_t d = 0; d < dim; ++d) yr[d] = (xr[d] - hi) - lo;
         } else {
             const T inv = T(1.0 / sum);
             for (int64_t d = 0; d < dim; ++d) yr[d] *= inv;
@@ -191,11 +195,17 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
         }
         // pass 3: normalise
         if (log_output) {
-            for (int64_t j = 0; j < width; ++j) sum[j] = double(max[j]) + std::log(sum[j]);  // log-sum-exp
+            // y = x - lse, lse = hi + lo in two T values (as in softmax_rows): hi goes to
+            // max[], lo stays in sum[]
+            for (int64_t j = 0; j < width; ++j) {
+                const double lse = double(max[j]) + std::log(sum[j]);
+                max[j] = T(lse);
+                sum[j] = lse - double(max[j]);
+            }
             for (int64_t d = 0; d < dim; ++d) {
                 const T* PYCORE_RESTRICT xr = x + base + d * inner;
                 T* PYCORE_RESTRICT yr = y + base + d * inner;
-                for (int64_t j = 0; j < width; ++j) yr[j] = T(double(xr[j]) - sum[j]);
+                for (int64_t j = 0; j < width; ++j) yr[j] = (xr[j] - max[j]) - T(sum[j]);
             }
         } else {
             for (int64_t j = 0; j < width; ++j) sum[j] = 1.0 / sum[j];
