@@ -183,14 +183,18 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
             const T* PYCORE_RESTRICT xr = x + base + d * inner;
             for (int64_t j = 0; j < width; ++j) max[j] = fastmath::max(max[j], xr[j]);
         }
-        // pass 2: sum of exp(x - max); the exponentials go to y (log_softmax: as scratch)
+        // pass 2: sum of exp(x - max); softmax keeps the exponentials in y
         for (int64_t j = 0; j < width; ++j) sum[j] = 0.0;
         for (int64_t d = 0; d < dim; ++d) {
             const T* PYCORE_RESTRICT xr = x + base + d * inner;
             T* PYCORE_RESTRICT yr = y + base + d * inner;
-            for (int64_t j = 0; j < width; ++j) {
-                yr[j] = fastmath::exp(xr[j] - max[j]);
-                sum[j] += double(yr[j]);
+            if (log_output) {
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp(xr[j] - max[j]));
+            } else {
+                for (int64_t j = 0; j < width; ++j) {
+                    yr[j] = fastmath::exp(xr[j] - max[j]);
+                    sum[j] += double(yr[j]);
+                }
             }
         }
         // pass 3: normalise
