@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "fastmath.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -14,13 +16,22 @@ namespace {
 // Elements per thread below which another thread costs more than it saves: cheap
 // arithmetic needs more work per thread than a transcendental function does.
 constexpr int64_t kGrainCheap = 1 << 15;
-constexpr int64_t kGrainTranscendental = 1 << 12;
+constexpr int64_t kGrainTranscendental = 1 << 13;
 
 // out[i] = f(i) for i in [0, n), split evenly over the threads.
 template <class F>
 void for_each_index(int64_t n, int64_t grain, F f) {
 #pragma omp parallel for num_threads(threads_for(n, grain)) schedule(static)
     for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// y[i] = f(x[i]) for i in [0, n), split over the threads, with f from fastmath.h: the
+// loop is compiled for the baseline and for AVX2+FMA and picked at run time (simd.h).
+template <class T, class F>
+void map_vectorised(T* y, const T* x, int64_t n, F f) {
+    simd::parallel_run(n, threads_for(n, kGrainTranscendental), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
+        for (int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
+    });
 }
 
 }  // namespace
@@ -57,8 +68,8 @@ void leaky_relu_backward(T* dx, const T* dy, const T* x, T slope, int64_t n) {
 
 template <class T>
 void sigmoid_forward(T* y, const T* x, int64_t n) {
-    // exp(-x) overflows to inf for very negative x, and 1 / (1 + inf) = 0: still exact.
-    for_each_index(n, kGrainTranscendental, [=](int64_t i) { y[i] = T(1) / (T(1) + std::exp(-x[i])); });
+    // fastmath::sigmoid takes exp(-|x|) <= 1: no overflow, full precision down to subnormals.
+    map_vectorised(y, x, n, [](T v) PYCORE_LAMBDA_INLINE { return fastmath::sigmoid(v); });
 }
 
 template <class T>
@@ -71,7 +82,7 @@ void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t n) {
 
 template <class T>
 void tanh_forward(T* y, const T* x, int64_t n) {
-    for_each_index(n, kGrainTranscendental, [=](int64_t i) { y[i] = std::tanh(x[i]); });
+    map_vectorised(y, x, n, [](T v) PYCORE_LAMBDA_INLINE { return fastmath::tanh(v); });
 }
 
 template <class T>
@@ -86,56 +97,58 @@ void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
 // values per task. Any other axis is split into tasks of (one outer index, a block of up
 // to kInnerBlock inner indices); a task walks its (dim, block) slab row by row, keeping
 // one running value per inner index, so that its inner loops also run over contiguous
-// memory. Exponentials are taken in T; sums are accumulated in double, so a float32
-// softmax over thousands of classes matches a float64 reference to float32 rounding.
+// memory. Exponentials are fastmath::exp in T (vectorised for float); sums are
+// accumulated in double, so a float32 softmax over thousands of classes matches a
+// float64 reference to float32 rounding. Every task loop runs through simd (simd.h).
 
 namespace {
 
 constexpr int64_t kInnerBlock = 256;
 
-template <class F>
+// slab(base, width, sum, peak) for every (outer, inner block) task; sum and peak are
+// per-thread scratch of `width` (<= kInnerBlock) entries.
+template <class T, class F>
 void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
+    // blocks of equal width (784 = 4 x 196, not 3 x 256 + 16)
     const int64_t blocks = (inner + kInnerBlock - 1) / kInnerBlock;
     const int64_t tasks = outer * blocks;
-    const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim * std::min(inner, kInnerBlock)));
-#pragma omp parallel num_threads(threads_for(tasks, grain))
-    {
-        std::vector<double> acc(std::min(inner, kInnerBlock));
-        std::vector<double> peak(std::min(inner, kInnerBlock));
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t o = t / blocks, i0 = (t % blocks) * kInnerBlock;
-            const int64_t width = std::min(kInnerBlock, inner - i0);
-            slab(o * dim * inner + i0, width, acc.data(), peak.data());
+    const int64_t block = (inner + blocks - 1) / blocks;
+    const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim * block));
+    simd::parallel_run(tasks, threads_for(tasks, grain), [=](int64_t t0, int64_t t1) PYCORE_LAMBDA_INLINE {
+        std::vector<double> sum(static_cast<size_t>(block));
+        std::vector<T> peak(static_cast<size_t>(block));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t o = t / blocks, i0 = (t % blocks) * block;
+            slab(o * dim * inner + i0, std::min(block, inner - i0), sum.data(), peak.data());
         }
-    }
+    });
 }
 
 // The same for the last axis: row(base) for each of the `rows` rows of length dim.
 template <class F>
 void for_each_row(int64_t rows, int64_t dim, F row) {
     const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim));
-#pragma omp parallel for num_threads(threads_for(rows, grain)) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) row(r * dim);
+    simd::parallel_run(rows, threads_for(rows, grain), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+        for (int64_t r = r0; r < r1; ++r) row(r * dim);
+    });
 }
 
 template <class T>
 void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) {
-    for_each_row(rows, dim, [=](int64_t base) {
-        const T* xr = x + base;
-        T* yr = y + base;
-        T max = -std::numeric_limits<T>::infinity();
-        for (int64_t d = 0; d < dim; ++d) max = xr[d] > max ? xr[d] : max;
-        double sum = 0.0;
+    for_each_row(rows, dim, [=](int64_t base) PYCORE_LAMBDA_INLINE {
+        const T* PYCORE_RESTRICT xr = x + base;
+        T* PYCORE_RESTRICT yr = y + base;
+        const T max = fastmath::row_max(xr, dim);
+        // the exponentials go to y (log_softmax: as scratch), their sum in double
+        const double sum = fastmath::row_exp_sum(yr, xr, max, dim);
         if (log_output) {
-            for (int64_t d = 0; d < dim; ++d) sum += std::exp(xr[d] - max);
-            const double log_sum = double(max) + std::log(sum);
-            for (int64_t d = 0; d < dim; ++d) yr[d] = T(double(xr[d]) - log_sum);
+            // y = x - lse with lse = hi + lo split into two T values: two T subtractions,
+            // each rounding by at most half an ulp of y (lo is tiny), instead of a pass in
+            // double
+            const double lse = double(max) + std::log(sum);
+            const T hi = T(lse), lo = T(lse - double(hi));
+            for (int64_t d = 0; d < dim; ++d) yr[d] = (xr[d] - hi) - lo;
         } else {
-            for (int64_t d = 0; d < dim; ++d) {
-                yr[d] = std::exp(xr[d] - max);
-                sum += yr[d];
-            }
             const T inv = T(1.0 / sum);
             for (int64_t d = 0; d < dim; ++d) yr[d] *= inv;
         }
@@ -144,18 +157,15 @@ void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) 
 
 template <class T>
 void softmax_rows_backward(T* dx, const T* dy, const T* y, int64_t rows, int64_t dim, bool log_output) {
-    for_each_row(rows, dim, [=](int64_t base) {
-        const T* gr = dy + base;
-        const T* yr = y + base;
-        T* gx = dx + base;
-        double sum = 0.0;
+    for_each_row(rows, dim, [=](int64_t base) PYCORE_LAMBDA_INLINE {
+        const T* PYCORE_RESTRICT gr = dy + base;
+        const T* PYCORE_RESTRICT yr = y + base;
+        T* PYCORE_RESTRICT gx = dx + base;
         if (log_output) {
-            for (int64_t d = 0; d < dim; ++d) sum += gr[d];
-            const T s = T(sum);
-            for (int64_t d = 0; d < dim; ++d) gx[d] = gr[d] - std::exp(yr[d]) * s;
+            const T s = T(fastmath::row_sum(gr, dim));
+            for (int64_t d = 0; d < dim; ++d) gx[d] = gr[d] - fastmath::exp(yr[d]) * s;
         } else {
-            for (int64_t d = 0; d < dim; ++d) sum += double(gr[d]) * yr[d];
-            const T s = T(sum);
+            const T s = T(fastmath::row_dot(gr, yr, dim));
             for (int64_t d = 0; d < dim; ++d) gx[d] = yr[d] * (gr[d] - s);
         }
     });
@@ -166,36 +176,45 @@ void softmax_rows_backward(T* dx, const T* dy, const T* y, int64_t rows, int64_t
 template <class T>
 void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner, bool log_output) {
     if (inner == 1) return softmax_rows(y, x, outer, dim, log_output);
-    for_each_slab(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, double* max) {
+    for_each_slab<T>(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, T* max) PYCORE_LAMBDA_INLINE {
         // pass 1: the maximum of each column of the slab
-        for (int64_t j = 0; j < width; ++j) max[j] = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < width; ++j) max[j] = -std::numeric_limits<T>::infinity();
         for (int64_t d = 0; d < dim; ++d) {
-            const T* xr = x + base + d * inner;
-            for (int64_t j = 0; j < width; ++j) max[j] = std::max<double>(max[j], xr[j]);
+            const T* PYCORE_RESTRICT xr = x + base + d * inner;
+            for (int64_t j = 0; j < width; ++j) max[j] = fastmath::max(max[j], xr[j]);
         }
-        // pass 2: sum of exp(x - max); softmax stores the exponentials on the way
+        // pass 2: sum of exp(x - max); softmax keeps the exponentials in y
         for (int64_t j = 0; j < width; ++j) sum[j] = 0.0;
         for (int64_t d = 0; d < dim; ++d) {
-            const T* xr = x + base + d * inner;
-            T* yr = y + base + d * inner;
-            for (int64_t j = 0; j < width; ++j) {
-                const double e = std::exp(double(xr[j]) - max[j]);
-                sum[j] += e;
-                if (!log_output) yr[j] = T(e);
+            const T* PYCORE_RESTRICT xr = x + base + d * inner;
+            T* PYCORE_RESTRICT yr = y + base + d * inner;
+            if (log_output) {
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp(xr[j] - max[j]));
+            } else {
+                for (int64_t j = 0; j < width; ++j) {
+                    yr[j] = fastmath::exp(xr[j] - max[j]);
+                    sum[j] += double(yr[j]);
+                }
             }
         }
         // pass 3: normalise
         if (log_output) {
-            for (int64_t j = 0; j < width; ++j) sum[j] = max[j] + std::log(sum[j]);  // log-sum-exp
+            // y = x - lse, lse = hi + lo in two T values (as in softmax_rows): hi goes to
+            // max[], lo stays in sum[]
+            for (int64_t j = 0; j < width; ++j) {
+                const double lse = double(max[j]) + std::log(sum[j]);
+                max[j] = T(lse);
+                sum[j] = lse - double(max[j]);
+            }
             for (int64_t d = 0; d < dim; ++d) {
-                const T* xr = x + base + d * inner;
-                T* yr = y + base + d * inner;
-                for (int64_t j = 0; j < width; ++j) yr[j] = T(double(xr[j]) - sum[j]);
+                const T* PYCORE_RESTRICT xr = x + base + d * inner;
+                T* PYCORE_RESTRICT yr = y + base + d * inner;
+                for (int64_t j = 0; j < width; ++j) yr[j] = (xr[j] - max[j]) - T(sum[j]);
             }
         } else {
             for (int64_t j = 0; j < width; ++j) sum[j] = 1.0 / sum[j];
             for (int64_t d = 0; d < dim; ++d) {
-                T* yr = y + base + d * inner;
+                T* PYCORE_RESTRICT yr = y + base + d * inner;
                 for (int64_t j = 0; j < width; ++j) yr[j] = T(double(yr[j]) * sum[j]);
             }
         }
@@ -206,23 +225,27 @@ template <class T>
 void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim, int64_t inner,
                       bool log_output) {
     if (inner == 1) return softmax_rows_backward(dx, dy, y, outer, dim, log_output);
-    for_each_slab(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, double*) {
+    for_each_slab<T>(outer, dim, inner, [=](int64_t base, int64_t width, double* sum, T*) PYCORE_LAMBDA_INLINE {
         // pass 1: softmax: s = sum_j dy_j y_j;  log_softmax: s = sum_j dy_j
         for (int64_t j = 0; j < width; ++j) sum[j] = 0.0;
         for (int64_t d = 0; d < dim; ++d) {
-            const T* gr = dy + base + d * inner;
-            const T* yr = y + base + d * inner;
-            for (int64_t j = 0; j < width; ++j) sum[j] += log_output ? double(gr[j]) : double(gr[j]) * yr[j];
+            const T* PYCORE_RESTRICT gr = dy + base + d * inner;
+            const T* PYCORE_RESTRICT yr = y + base + d * inner;
+            if (log_output) {
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(gr[j]);
+            } else {
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(gr[j]) * double(yr[j]);
+            }
         }
         // pass 2: the gradient
         for (int64_t d = 0; d < dim; ++d) {
-            const T* gr = dy + base + d * inner;
-            const T* yr = y + base + d * inner;
-            T* gx = dx + base + d * inner;
+            const T* PYCORE_RESTRICT gr = dy + base + d * inner;
+            const T* PYCORE_RESTRICT yr = y + base + d * inner;
+            T* PYCORE_RESTRICT gx = dx + base + d * inner;
             if (log_output) {
-                for (int64_t j = 0; j < width; ++j) gx[j] = T(gr[j] - std::exp(double(yr[j])) * sum[j]);
+                for (int64_t j = 0; j < width; ++j) gx[j] = T(double(gr[j]) - double(fastmath::exp(yr[j])) * sum[j]);
             } else {
-                for (int64_t j = 0; j < width; ++j) gx[j] = T(yr[j] * (gr[j] - sum[j]));
+                for (int64_t j = 0; j < width; ++j) gx[j] = T(double(yr[j]) * (double(gr[j]) - sum[j]));
             }
         }
     });

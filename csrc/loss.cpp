@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "fastmath.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -40,113 +41,36 @@ double blocked_sum(int64_t n, Term&& term) {
 // Rows of C classes per thread worth starting a thread for.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(C, 1)); }
 
-// exp(x) for x <= 0 (a logit minus its row's max or log-sum-exp), in float arithmetic
-// the compiler vectorizes (std::exp is a library call it cannot): Cody-Waite reduction
-// x = n ln2 + r with |r| <= ln2/2, a degree-7 Taylor polynomial for exp(r), and 2^n
-// added straight into the exponent bits. Measured error: under 1.6 ulp (9.2e-8
-// relative) on [-87, 0]. Results below about 2^-126 (x < -87) flush to 0, which a
-// probability sum cannot tell apart; NaN stays NaN. Always inlined, so that it is
-// compiled for the instruction set of each clone of its callers (below).
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((always_inline))
-#endif
-inline float softmax_exp(float x) {
-    constexpr float kLog2e = 1.44269504088896341f;
-    constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo, hi exact in 9 bits
-    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: t = y + kRound holds round(y) in its low bits
-    constexpr int32_t kRoundBits = 0x4B400000;
-    const float t = x * kLog2e + kRound;
-    const float n = t - kRound;
-    int32_t n_bits;
-    std::memcpy(&n_bits, &t, sizeof n_bits);
-    const uint32_t exponent = uint32_t(n_bits - kRoundBits) << 23;  // n, shifted into the exponent field
-    const float r = (x - n * kLn2Hi) - n * kLn2Lo;
-    float poly = 1.0f / 5040.0f;
-    poly = poly * r + 1.0f / 720.0f;
-    poly = poly * r + 1.0f / 120.0f;
-    poly = poly * r + 1.0f / 24.0f;
-    poly = poly * r + 1.0f / 6.0f;
-    poly = poly * r + 0.5f;
-    poly = poly * r + 1.0f;
-    poly = poly * r + 1.0f;
-    // 2^n * poly, then the two special cases, selected with bit masks (a ?: on floats
-    // would keep the compiler from vectorizing the loop)
-    uint32_t bits, x_bits;
-    std::memcpy(&bits, &poly, sizeof bits);
-    std::memcpy(&x_bits, &x, sizeof x_bits);
-    bits += exponent;
-    const uint32_t not_underflow = 0u - uint32_t(x_bits <= 0xC2AE0000u);       // x >= -87 (bits of -87.0f)
-    const uint32_t is_nan = 0u - uint32_t((x_bits & 0x7FFFFFFFu) > 0x7F800000u);
-    bits = (bits & not_underflow & ~is_nan) | (x_bits & is_nan);
-    float result;
-    std::memcpy(&result, &bits, sizeof result);
-    return result;
-}
+// The two loops that dominate cross entropy, one row at a time, run through simd::run
+// (compiled for the baseline and for AVX2+FMA, chosen at run time) with fastmath's exp,
+// which vectorises for float (double: the C library).
 
-// The max and the (double) sum of a row, each over kLanes independent partial results:
-// one running max or sum is a chain of dependent operations that waits on each step's
-// latency; separate lanes overlap (and the sum's lanes vectorize).
-constexpr int64_t kLanes = 8;
-
+// log sum_c exp(x[c]) for one row of C logits, from the row max m as
+// m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
+// would overflow otherwise); the sum runs in double. exps: scratch for C values.
 template <typename T>
-T row_max(const T* x, int64_t C) {
-    T lanes[kLanes];
-    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = -std::numeric_limits<T>::infinity();
-    int64_t c = 0;
-    for (; c + kLanes <= C; c += kLanes)
-        for (int64_t j = 0; j < kLanes; ++j) lanes[j] = std::max(lanes[j], x[c + j]);
-    for (; c < C; ++c) lanes[0] = std::max(lanes[0], x[c]);
-    T result = lanes[0];
-    for (int64_t j = 1; j < kLanes; ++j) result = std::max(result, lanes[j]);
-    return result;
-}
-
-template <typename T>
-double row_sum(const T* x, int64_t C) {
-    double lanes[kLanes] = {};
-    int64_t c = 0;
-    for (; c + kLanes <= C; c += kLanes)
-        for (int64_t j = 0; j < kLanes; ++j) lanes[j] += double(x[c + j]);
-    for (; c < C; ++c) lanes[0] += double(x[c]);
-    double result = 0.0;
-    for (int64_t j = 0; j < kLanes; ++j) result += lanes[j];
-    return result;
-}
-
-// The two loops that dominate cross entropy, one row at a time. The float versions are
-// compiled twice, for AVX2+FMA (Haswell and later) and for baseline x86-64, and the
-// loader picks one for the CPU it runs on (GCC's target_clones, on Linux): twice the
-// vector width where AVX2 is there, and a build that still runs everywhere. Other
-// compilers build the baseline version only.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define PYCORE_AVX2_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define PYCORE_AVX2_CLONES
-#endif
-
-// exps[c] = exp(x[c] - shift) for c < C, with shift >= every x[c] (the row max).
-PYCORE_AVX2_CLONES void shifted_exps(float* exps, const float* x, float shift, int64_t C) {
-    for (int64_t c = 0; c < C; ++c) exps[c] = softmax_exp(x[c] - shift);
-}
-
-void shifted_exps(double* exps, const double* x, double shift, int64_t C) {
-    for (int64_t c = 0; c < C; ++c) exps[c] = std::exp(x[c] - shift);
+double row_logsumexp(T* exps, const T* x, int64_t C, bool avx2) {
+    double lse = 0.0;
+    simd::run(avx2, [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+        const T max_x = fastmath::row_max(x, C);
+        lse = double(max_x) + std::log(fastmath::row_exp_sum(exps, x, max_x, C));
+    }, 0, C);
+    return lse;
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
 // x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
-PYCORE_AVX2_CLONES void softmax_gradient_row(float* dx, const float* x, double lse, float p_scale, float offset,
-                                             const float* weight, int64_t C) {
-    if (weight) {
-        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * softmax_exp(float(double(x[c]) - lse)) - offset * weight[c];
-    } else {
-        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * softmax_exp(float(double(x[c]) - lse)) - offset;
-    }
-}
-
-void softmax_gradient_row(double* dx, const double* x, double lse, double p_scale, double offset,
-                          const double* weight, int64_t C) {
-    for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * std::exp(x[c] - lse) - offset * (weight ? weight[c] : 1.0);
+template <typename T>
+void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight, int64_t C,
+                          bool avx2) {
+    simd::run(avx2, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
+        if (weight) {
+            for (int64_t c = c0; c < c1; ++c)
+                dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
+        } else {
+            for (int64_t c = c0; c < c1; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset;
+        }
+    }, 0, C);
 }
 
 // A per-thread row buffer (kernels may run on several Python threads at once).
@@ -167,6 +91,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                            const T* class_weight, double label_smoothing, int64_t ignore_index,
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
+    const bool avx2 = simd::use_avx2();
 #pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
     for (int64_t r = 0; r < R; ++r) {
         const int64_t t = targets[r];
@@ -176,14 +101,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
             continue;
         }
         const T* x = logits + r * C;
-        // pass 1: the row max, so that exp never sees a positive argument (logits of
-        // 1e4 would overflow otherwise)
-        const T max_x = row_max(x, C);
-        // pass 2: log-sum-exp; the exps first (a loop the compiler vectorizes), then their
-        // sum in double
-        T* exps = row_scratch<T>(C);
-        shifted_exps(exps, x, max_x, C);
-        const double lse = double(max_x) + std::log(row_sum(exps, C));
+        const double lse = row_logsumexp(row_scratch<T>(C), x, C, avx2);
         // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
@@ -211,6 +129,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         weight_total = 0.0;
         for (int64_t c = 0; c < C; ++c) weight_total += double(class_weight[c]);
     }
+    const bool avx2 = simd::use_avx2();
 #pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
     for (int64_t r = 0; r < R; ++r) {
         T* dx = dlogits + r * C;
@@ -225,7 +144,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
         const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
-        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C);
+        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C, avx2);
         dx[t] = T(double(dx[t]) - g * (1.0 - eps) * w_t);
     }
 }

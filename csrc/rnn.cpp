@@ -6,15 +6,6 @@
 //   3. running a pass over the batch rows: SIMD variant and threads;
 //   4. rnn_forward / rnn_backward: the GEMMs and the time loops.
 
-// GCC keeps a float comparison (the clamp in exp_fast) as a branch when it must assume
-// that comparisons can raise floating-point exceptions, and then a loop with two of them
-// does not vectorise. pycore never reads the exception flags, so this file tells GCC
-// they do not matter (Clang's default already). The numbers computed are unchanged:
-// this is not -ffast-math.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
 #include "rnn.h"
 
 #include <algorithm>
@@ -23,35 +14,13 @@
 #include <memory>
 #include <vector>
 
+#include "fastmath.h"
 #include "gemm.h"
+#include "simd.h"
 #include "threads.h"
 
-// The elementwise passes are compiled twice: for the build's baseline and, on x86-64
-// with GCC or Clang, for AVX2+FMA (8 floats per instruction), chosen at run time like
-// the GEMM micro-kernels. Each pass is an always-inline functor, so the same source is
-// inlined into both a plain and an AVX2-targeted caller.
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define PYCORE_RNN_HAVE_AVX2 1
-#define PYCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define PYCORE_RNN_HAVE_AVX2 0
-#endif
-// PYCORE_IVDEP: the gate blocks of a row are slices of one buffer at offsets of H,
-// which the compilers cannot prove disjoint from restrict-qualified locals; the pragma
-// says the iterations of the loop after it are independent, so that it vectorises.
-#if defined(__clang__)
-#define PYCORE_INLINE inline __attribute__((always_inline))
-#define PYCORE_RESTRICT __restrict__
-#define PYCORE_IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define PYCORE_INLINE inline __attribute__((always_inline))
-#define PYCORE_RESTRICT __restrict__
-#define PYCORE_IVDEP _Pragma("GCC ivdep")
-#else
-#define PYCORE_INLINE inline
-#define PYCORE_RESTRICT
-#define PYCORE_IVDEP
-#endif
+// The elementwise passes (sections 2-3) are functors with always-inline bodies, compiled
+// for the baseline and for AVX2+FMA and chosen at run time by simd::run (simd.h).
 
 namespace pycore {
 
@@ -68,50 +37,9 @@ int64_t rnn_gate_count(int mode) {
 namespace {
 
 // ---------------------------------------------------------------------------------
-// 1. Nonlinearities.
-//
-// float: exp from Cephes' expf (x = k ln2 + r, |r| <= ln2/2, a degree-6 polynomial for
-// e^r, 2^k built in the exponent bits), relative error about 2e-7 on [-87, 88], with no
-// branch and no library call so that the loops around it vectorise. Then
-//   sigmoid(x) = 1 / (1 + e^-x),   tanh(x) = 2 sigmoid(2x) - 1
-// (absolute error below 3e-7 for both; NaN in gives NaN out).
-// double: the C library's exp and tanh, exact to the last bit or so; the float64 path
-// is the one finite-difference checks run on, so it favours accuracy over speed.
-
-PYCORE_INLINE float exp_fast(float x) {
-    x = std::min(std::max(x, -87.0f), 88.0f);
-    // k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out of the mantissa.
-    const float shifter = 12582912.0f;
-    const float k = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = x - k * 0.693359375f;  // ln 2 split in two so that k * ln2 is exact enough
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float er = p * r * r + r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;  // 2^k, k in [-126, 127]
-    float two_k;
-    std::memcpy(&two_k, &bits, sizeof two_k);
-    return er * two_k;
-}
-
-template <typename T>
-struct Act;
-
-template <>
-struct Act<float> {
-    static PYCORE_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
-    static PYCORE_INLINE float tanh(float x) { return 2.0f / (1.0f + exp_fast(-2.0f * x)) - 1.0f; }
-};
-
-template <>
-struct Act<double> {
-    static PYCORE_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-    static PYCORE_INLINE double tanh(double x) { return std::tanh(x); }
-};
+// 1. Nonlinearities: fastmath::sigmoid and fastmath::tanh (fastmath.h). float: no
+// branch and no library call, so the passes below vectorise; within 2.4 and 1.5 ulp.
+// double: the C library, which the float64 finite-difference checks run on.
 
 // ---------------------------------------------------------------------------------
 // 2. Fused elementwise passes for one time step, over batch rows [n0, n1).
@@ -135,7 +63,7 @@ struct RnnForwardStep {
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
                 const T v = a[j] + b[j];
-                out[j] = kRelu ? (v > T(0) ? v : T(0)) : Act<T>::tanh(v);
+                out[j] = kRelu ? fastmath::where_positive(v, v) : fastmath::tanh(v);
             }
         }
     }
@@ -156,7 +84,7 @@ struct RnnBackwardStep {
             T* PYCORE_RESTRICT out = dgates + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j)
-                out[j] = kRelu ? (hv[j] > T(0) ? d[j] : T(0)) : d[j] * (T(1) - hv[j] * hv[j]);
+                out[j] = kRelu ? fastmath::where_positive(hv[j], d[j]) : d[j] * (T(1) - hv[j] * hv[j]);
         }
     }
 };
@@ -190,12 +118,12 @@ struct LstmForwardStep {
             T* PYCORE_RESTRICT hv = h + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T i = Act<T>::sigmoid(gi[j] + bi[j]);
-                const T f = Act<T>::sigmoid(gf[j] + bf[j]);
-                const T g = Act<T>::tanh(gg[j] + bg[j]);
-                const T o = Act<T>::sigmoid(go[j] + bo[j]);
+                const T i = fastmath::sigmoid(gi[j] + bi[j]);
+                const T f = fastmath::sigmoid(gf[j] + bf[j]);
+                const T g = fastmath::tanh(gg[j] + bg[j]);
+                const T o = fastmath::sigmoid(go[j] + bo[j]);
                 const T ct = f * cp[j] + i * g;
-                const T tct = Act<T>::tanh(ct);
+                const T tct = fastmath::tanh(ct);
                 gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
                 c[j] = ct;
                 tc[j] = tct;
@@ -277,10 +205,10 @@ struct GruForwardStep {
             T* PYCORE_RESTRICT hv = h + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T r = Act<T>::sigmoid(gr[j] + hr[j] + br[j]);
-                const T z = Act<T>::sigmoid(gz[j] + hz[j] + bz[j]);
+                const T r = fastmath::sigmoid(gr[j] + hr[j] + br[j]);
+                const T z = fastmath::sigmoid(gz[j] + hz[j] + bz[j]);
                 const T hn = hnn[j] + bhn[j];
-                const T nv = Act<T>::tanh(gn[j] + bn[j] + r * hn);
+                const T nv = fastmath::tanh(gn[j] + bn[j] + r * hn);
                 gr[j] = r, gz[j] = z, gn[j] = nv;
                 hno[j] = hn;
                 hv[j] = nv + z * (hp[j] - nv);
@@ -335,27 +263,9 @@ struct GruBackwardStep {
 // ---------------------------------------------------------------------------------
 // 3. Running a pass over the batch rows.
 
-template <class Step>
-void run_rows_baseline(const Step& step, int64_t n0, int64_t n1) {
-    step(n0, n1);
-}
-
-#if PYCORE_RNN_HAVE_AVX2
-template <class Step>
-PYCORE_TARGET_AVX2 void run_rows_avx2(const Step& step, int64_t n0, int64_t n1) {
-    step(n0, n1);
-}
-#endif
-
-// The AVX2 passes run whenever the GEMM uses AVX2 or AVX-512 micro-kernels (so the
-// CPU has AVX2+FMA); forcing the GEMM to "generic" forces these to the baseline too.
-bool use_avx2() {
-#if PYCORE_RNN_HAVE_AVX2
-    return std::strcmp(gemm_simd_path(), "generic") != 0;
-#else
-    return false;
-#endif
-}
+// The AVX2 passes run whenever the GEMM uses AVX2 or AVX-512 micro-kernels; forcing
+// the GEMM to "generic" forces these to the baseline too.
+using simd::use_avx2;
 
 // Elementwise work (gate elements) one thread should get before another one helps:
 // a parallel region costs a few microseconds, a fused pass about a nanosecond per element.
@@ -364,12 +274,7 @@ constexpr int64_t kPointwiseGrain = 16384;
 // Apply `step` to rows [0, rows), split over threads when the step is big enough.
 template <class Step>
 void for_rows(const Step& step, int64_t rows, int64_t work_per_row, bool avx2) {
-    auto run = [&](int64_t n0, int64_t n1) {
-#if PYCORE_RNN_HAVE_AVX2
-        if (avx2) return run_rows_avx2(step, n0, n1);
-#endif
-        run_rows_baseline(step, n0, n1);
-    };
+    auto run = [&](int64_t n0, int64_t n1) { simd::run(avx2, step, n0, n1); };
     const int nt = static_cast<int>(
         std::min<int64_t>(rows, threads_for(rows * work_per_row, kPointwiseGrain)));
     if (nt <= 1) return run(0, rows);

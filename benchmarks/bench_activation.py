@@ -1,0 +1,75 @@
+"""Activations: sigmoid, tanh, softmax, log_softmax (forward), and cross entropy.
+
+float32 arrays: (256, 1000), a classifier's logits, with softmax over the last axis; and
+(64, 32, 28, 28), a conv layer's activations, with softmax over the channel axis (dim=1,
+the strided path). pycore.functional against torch's functions on the same data and
+numpy written the obvious way (numpy has no fused softmax). The float32 exp, sigmoid
+and tanh are csrc/fastmath.h's, vectorised (AVX2+FMA where the CPU has it).
+
+"cross_entropy fwd+bwd" is a classifier's loss: forward (the loss and log-sum-exp) and
+the gradient of the logits, (N, C) logits with class indices. items = elements.
+"""
+import numpy as np
+
+from harness import Case
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+import pycore.functional as F
+
+
+def _numpy_softmax(x, dim, log_output):
+    shifted = x - x.max(axis=dim, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=dim, keepdims=True)
+    return shifted - np.log(s) if log_output else e / s
+
+
+def _activation_cases(shape, dim, threads):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 3
+    tx = torch.from_numpy(x) if torch is not None else None
+    label = "x".join(map(str, shape))
+    ops = [
+        ("sigmoid", lambda: F.sigmoid(x), lambda: 1 / (1 + np.exp(-x)), lambda: torch.sigmoid(tx)),
+        ("tanh", lambda: F.tanh(x), lambda: np.tanh(x), lambda: torch.tanh(tx)),
+        (f"softmax dim={dim}", lambda: F.softmax(x, dim=dim), lambda: _numpy_softmax(x, dim, False),
+         lambda: torch.softmax(tx, dim=dim)),
+        (f"log_softmax dim={dim}", lambda: F.log_softmax(x, dim=dim), lambda: _numpy_softmax(x, dim, True),
+         lambda: torch.log_softmax(tx, dim=dim)),
+    ]
+    return [Case(op=name, shape=label, threads=threads, pycore=ours, numpy=numpy_fn,
+                 torch=torch_fn if torch is not None else None, items=float(x.size), items_name="elem/s")
+            for name, ours, numpy_fn, torch_fn in ops]
+
+
+def _cross_entropy_case(rows, classes, threads):
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((rows, classes)).astype(np.float32) * 3
+    target = rng.integers(0, classes, rows)
+
+    def ours():
+        _, lse = F.cross_entropy_forward(logits, target)
+        return F.cross_entropy_backward(1.0, logits, target, lse)
+
+    torch_fn = None
+    if torch is not None:
+        tt = torch.from_numpy(target)
+
+        def torch_fn():
+            tl = torch.from_numpy(logits).requires_grad_(True)
+            torch.nn.functional.cross_entropy(tl, tt).backward()
+            return tl.grad
+
+    return Case(op="cross_entropy fwd+bwd", shape=f"{rows}x{classes}", threads=threads, pycore=ours,
+                torch=torch_fn, items=float(rows * classes), items_name="elem/s")
+
+
+def cases(quick):
+    shapes = [((64, 100), -1), ((4, 8, 14, 14), 1)] if quick else [((256, 1000), -1), ((64, 32, 28, 28), 1)]
+    ce = (64, 100) if quick else (256, 1000)
+    return [case for threads in (1, 2)
+            for case in [c for shape, dim in shapes for c in _activation_cases(shape, dim, threads)]
+            + [_cross_entropy_case(*ce, threads)]]
