@@ -100,15 +100,38 @@ def bench_lenet(torch, args):
           f"{t_epoch / p_epoch:.2f}x as fast (target >= 1.5x) | |")
 
 
+class RandomShift:
+    """Batches of `loader` with each image moved by up to `pixels` in x and y (filled with the background): the
+    classic MNIST augmentation. Deterministic for a seed."""
+
+    def __init__(self, loader, pixels=2, seed=0):
+        self.loader, self.pixels, self.rng = loader, pixels, np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        p = self.pixels
+        for x, y in self.loader:
+            n, _, h, w = x.shape
+            padded = np.full((n, 1, h + 2 * p, w + 2 * p), x.min(), x.dtype)  # the background value
+            padded[:, :, p:p + h, p:p + w] = x
+            dy, dx = self.rng.integers(0, 2 * p + 1, size=(2, n))
+            rows = dy[:, None] + np.arange(h)[None, :]
+            cols = dx[:, None] + np.arange(w)[None, :]
+            yield padded[np.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None], y
+
+
 def bench_lenet_99(args):
-    """A recipe of our choice that reaches >= 99.0% test accuracy within 10 epochs (pycore only)."""
+    """A recipe of our choice that reaches >= 99.0% test accuracy within 10 epochs (pycore only):
+    SGD with momentum, weight decay, a cosine schedule and random shifts of up to 2 pixels."""
     (x_train, y_train), (x_test, y_test), _ = mnist_dataset(data_dir() / "mnist")
     pycore.manual_seed(args.seed)
     model = build_lenet()
-    epochs = 10
-    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    epochs, lr = 10, 0.02
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     schedule = optim.CosineAnnealingLR(opt, T_max=epochs)
-    loader = DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=args.seed)
+    loader = RandomShift(DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=args.seed), 2, args.seed)
     test_loader = DataLoader(x_test, y_test, batch_size=1000)
     start, reached = time.perf_counter(), None
     accuracies = []
@@ -120,8 +143,8 @@ def bench_lenet_99(args):
         if reached is None and accuracies[-1] >= 0.99:
             reached = epoch
     wall = time.perf_counter() - start
-    print("\n### LeNet-5 to 99%: SGD lr 0.05, momentum 0.9, weight decay 5e-4, cosine schedule over 10 epochs, "
-          f"batch 64, {args.threads} threads\n")
+    print(f"\n### LeNet-5 to 99%: SGD lr {lr}, momentum 0.9, weight decay 5e-4, cosine schedule over "
+          f"{epochs} epochs, batch 64, random shifts of up to 2 pixels, {args.threads} threads\n")
     print("| epochs | final test accuracy | best | first epoch >= 99.0% | wall time |")
     print("|---|---|---|---|---|")
     print(f"| {epochs} | {100 * accuracies[-1]:.2f}% | {100 * max(accuracies):.2f}% | {reached or 'not reached'} "
@@ -215,7 +238,7 @@ def bench_char(torch, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["lenet", "char"], help="run one benchmark")
+    p.add_argument("--only", choices=["lenet", "char", "none"], help="run one benchmark ('none' with --long: only the 99%% recipe)")
     p.add_argument("--epochs", type=int, default=2, help="LeNet-5 epochs (target: 2)")
     p.add_argument("--train-samples", type=int, help="use only the first N MNIST training images")
     p.add_argument("--steps", type=int, default=500, help="char-LSTM steps (target: 500)")
@@ -232,8 +255,8 @@ def main(argv=None):
           f"numpy {np.__version__}, Python {platform.python_version()}")
     if args.only in (None, "lenet"):
         bench_lenet(torch, args)
-        if args.long:
-            bench_lenet_99(args)
+    if args.long:
+        bench_lenet_99(args)
     if args.only in (None, "char"):
         bench_char(torch, args)
 

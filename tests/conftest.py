@@ -35,3 +35,12 @@ def data_path(*parts):
     if not path.exists():
         pytest.skip(f"real data not found at {path} (set PYCORE_DATA to the folder holding mnist/ and tinyshakespeare/)")
     return path
+
+
+def child_process_env():
+    """Environment for a test's Python subprocess: it imports the same pycore as this process
+    (the installed package in CI, the in-place build when developing). Run the child with
+    cwd outside the source tree too: `python -m`/`-c` put the working directory first on
+    sys.path, and the source tree's pycore has no compiled module after a plain install."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(pycore.__file__)))
+    return {**os.environ, "PYTHONPATH": package_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}

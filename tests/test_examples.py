@@ -1,6 +1,5 @@
 """The examples end to end in their fast modes, and the character-model pieces they use
 (CharModel and train_char_model against PyTorch, sampling)."""
-import os
 import re
 import subprocess
 import sys
@@ -9,10 +8,10 @@ import numpy as np
 import pytest
 
 import pycore
+from conftest import child_process_env
 from pycore.datasets import CharVocab
 from pycore.train import CharModel, sample, train_char_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_lenet_quick_then_embed(tmp_path, capsys):
@@ -21,9 +20,10 @@ def test_lenet_quick_then_embed(tmp_path, capsys):
     pytest.importorskip("sklearn")
     from pycore.examples import embed, lenet
     path = tmp_path / "lenet.safetensors"
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_process_env()
     result = subprocess.run([sys.executable, "-m", "pycore.examples.lenet", "--quick", "--digits", "--threads", "1",
-                             "--save", str(path)], capture_output=True, text=True, env=env, timeout=120)
+                             "--save", str(path)], capture_output=True, text=True, env=env, timeout=120,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "LeNet-5 on digits: 256 training and 256 test images" in result.stdout
     printed = float(re.search(r"test accuracy ([0-9.]+)%", result.stdout).group(1))

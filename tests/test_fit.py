@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import pycore
+from conftest import child_process_env
 from pycore import nn
 from pycore.data import DataLoader
 from pycore.train import EarlyStopping, ModelCheckpoint, NonFiniteLossError, fit, restore_training_state
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # -- test-local pieces: a loss, an optimizer and an activation written out in numpy, so these
 #    tests exercise fit() itself whatever other parts of pycore have landed ----------------------
@@ -364,9 +364,10 @@ RESUME_SCRIPT = HELPERS + textwrap.dedent('''
 def test_resume_in_a_new_process_is_bit_identical(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_process_env()
     for mode in ("two_epochs", "first_epoch", "resume"):
-        subprocess.run([sys.executable, str(script), mode, str(tmp_path)], check=True, env=env, timeout=120)
+        subprocess.run([sys.executable, str(script), mode, str(tmp_path)], check=True, env=env, timeout=120,
+                       cwd=tmp_path)
     whole, _ = pycore.load(tmp_path / "two_epochs.safetensors")
     resumed, _ = pycore.load(tmp_path / "resumed.safetensors")
     one, _ = pycore.load(tmp_path / "epoch1.safetensors")

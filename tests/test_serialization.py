@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import pycore
+from conftest import child_process_env
 from pycore import nn
 from pycore.serialization import CheckpointError, load, load_safetensors, save, save_safetensors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class TwoDtypes(nn.Module):
@@ -294,12 +294,13 @@ def test_sigkill_during_repeated_saves_never_loses_the_checkpoint(tmp_path):
     """Kill a process that saves in a loop at random moments, ~10 s in all: the file at the
     path always loads, and its weights are one complete save (all equal to its epoch)."""
     path = tmp_path / "ckpt.safetensors"
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_process_env()
     rng = np.random.default_rng(0)
     deadline = time.monotonic() + 8.0
     kills, epochs = 0, set()
     while time.monotonic() < deadline or kills < 5:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, env=env)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, env=env,
+                                 cwd=tmp_path)
         assert child.stdout.readline().strip() == b"ready"
         time.sleep(float(rng.uniform(0.0, 0.15)))
         child.send_signal(signal.SIGKILL)
