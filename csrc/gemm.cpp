@@ -452,37 +452,31 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 }
 
 template <typename T>
-PackedMatrix<T> PackedMatrix<T>::pack_a(bool trans, int64_t M, int64_t K, const T* A, int64_t lda) {
+PackedMatrix<T> PackedMatrix<T>::pack(Side side, bool trans, int64_t rows, int64_t cols, int64_t outer,
+                                      int64_t K, const T* src, int64_t ld) {
     PackedMatrix<T> p;
-    p.side_ = Side::kA;
-    p.rows_ = std::max<int64_t>(M, 0), p.cols_ = std::max<int64_t>(K, 0);
+    p.side_ = side;
+    p.rows_ = std::max<int64_t>(rows, 0), p.cols_ = std::max<int64_t>(cols, 0);
     p.kernel_ = current_kernel<T>();
-    p.trans_ = trans, p.source_ = A, p.ld_ = lda;
+    p.trans_ = trans, p.source_ = src, p.ld_ = ld;
     if (p.rows_ > 0 && p.cols_ > 0) {
-        const int mr = p.kernel_->mr;
-        const size_t count = size_t((M + mr - 1) / mr) * mr * size_t(K);
+        const int width = side == Side::kA ? p.kernel_->mr : p.kernel_->nr;
+        const size_t count = size_t((outer + width - 1) / width) * width * size_t(K);
         p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
         if (!p.panels_) throw std::bad_alloc();
-        pack_whole(true, trans, A, lda, M, K, mr, p.panels_.get());
+        pack_whole(side == Side::kA, trans, src, ld, outer, K, width, p.panels_.get());
     }
     return p;
 }
 
 template <typename T>
+PackedMatrix<T> PackedMatrix<T>::pack_a(bool trans, int64_t M, int64_t K, const T* A, int64_t lda) {
+    return pack(Side::kA, trans, M, K, M, K, A, lda);
+}
+
+template <typename T>
 PackedMatrix<T> PackedMatrix<T>::pack_b(bool trans, int64_t K, int64_t N, const T* B, int64_t ldb) {
-    PackedMatrix<T> p;
-    p.side_ = Side::kB;
-    p.rows_ = std::max<int64_t>(K, 0), p.cols_ = std::max<int64_t>(N, 0);
-    p.kernel_ = current_kernel<T>();
-    p.trans_ = trans, p.source_ = B, p.ld_ = ldb;
-    if (p.rows_ > 0 && p.cols_ > 0) {
-        const int nr = p.kernel_->nr;
-        const size_t count = size_t((N + nr - 1) / nr) * nr * size_t(K);
-        p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
-        if (!p.panels_) throw std::bad_alloc();
-        pack_whole(false, trans, B, ldb, N, K, nr, p.panels_.get());
-    }
-    return p;
+    return pack(Side::kB, trans, K, N, N, K, B, ldb);
 }
 
 template <typename T>

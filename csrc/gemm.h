@@ -79,6 +79,10 @@ private:
     struct Free {
         void operator()(T* p) const { std::free(p); }
     };
+    // Both sides pack the same way: `outer` panels of `width` (MR for A, NR for B) along
+    // the dimension that is not K.
+    static PackedMatrix pack(Side side, bool trans, int64_t rows, int64_t cols, int64_t outer, int64_t K,
+                             const T* src, int64_t ld);
     template <typename U>
     friend void gemm_packed_a(const PackedMatrix<U>&, bool, int64_t, U, const U*, int64_t, U, U*, int64_t);
     template <typename U>

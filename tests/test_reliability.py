@@ -15,34 +15,6 @@ def small_model(dtype=np.float32):
     return nn.Sequential(nn.Linear(32, 64, dtype=dtype), nn.Linear(64, 10, dtype=dtype))
 
 
-def test_eight_threads_get_exactly_their_serial_results():
-    model = small_model().eval()
-    inputs = [np.random.default_rng(i).standard_normal((16 + i, 32)).astype(np.float32) for i in range(8)]
-    with pycore.no_grad():
-        alone = [model(x) for x in inputs]
-    results = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def work(i):
-        barrier.wait()
-        for _ in range(30):
-            with pycore.no_grad():
-                y = model(inputs[i])
-            if results[i] is None:
-                results[i] = y
-            elif not np.array_equal(results[i], y):
-                results[i] = "changed between calls"
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(8):
-        assert isinstance(results[i], np.ndarray), results[i]
-        np.testing.assert_array_equal(results[i], alone[i])
-
-
 def test_kernels_release_the_gil():
     """While one thread is inside a long GEMM, another thread keeps running Python."""
     # The sanitizer build's GEMM is several times slower: a smaller product lasts as long.
