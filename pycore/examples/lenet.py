@@ -1,6 +1,6 @@
 """LeNet-5 on handwritten digits: pycore's main job.
 
-    pip install ".[examples]" && python -m pycore.examples.lenet
+    pip install -e ".[examples]" && python -m pycore.examples.lenet
 
 With no arguments it trains on scikit-learn's 8x8 digits (1797 real scans that come with
 the `examples` extra; upsampled 3x and padded to the network's 28x28 input), offline, in
