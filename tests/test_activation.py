@@ -3,6 +3,7 @@ gradients), float64 finite differences, overflow, statistics and reproducibility
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 import pycore
 import pycore.functional as F
 import pycore.nn as nn
@@ -25,20 +26,6 @@ ACTIVATIONS = {
     "log_softmax_last": (lambda dt: nn.LogSoftmax(-1, dtype=dt), lambda t: torch.log_softmax(t, -1)),
     "log_softmax_1": (lambda dt: nn.LogSoftmax(1, dtype=dt), lambda t: torch.log_softmax(t, 1)),
 }
-
-
-def numeric_grad(f, x, gy, eps=1e-6):
-    """d/dx of sum(f(x) * gy) by central differences (float64)."""
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        plus = np.sum(f(x) * gy)
-        x[idx] = old - eps
-        minus = np.sum(f(x) * gy)
-        x[idx] = old
-        g[idx] = (plus - minus) / (2 * eps)
-    return g
 
 
 def torch_forward_backward(fn, x, gy):

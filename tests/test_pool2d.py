@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import numeric_grad
 import pycore
 import pycore.functional as F
 import pycore.nn as nn
@@ -52,20 +53,6 @@ def naive_pool(x, k, s, p, ceil_mode, mode, count_include_pad=True):
                     else:
                         y[n, c, i, j] = total / (count_pad if count_include_pad else count_in)
     return y, arg
-
-
-def numeric_grad(f, x, gy, eps=1e-6):
-    """d/dx of sum(f(x) * gy) by central differences (float64)."""
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        plus = np.sum(f(x) * gy)
-        x[idx] = old - eps
-        minus = np.sum(f(x) * gy)
-        x[idx] = old
-        g[idx] = (plus - minus) / (2 * eps)
-    return g
 
 
 def torch_pool(x, gy, mode, **kw):

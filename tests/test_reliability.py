@@ -69,51 +69,9 @@ def test_set_num_threads_from_another_thread_does_not_corrupt_a_kernel():
         pycore.set_num_threads(before)
 
 
-def _forward_in_child(x):
-    model = small_model()
-    with pycore.no_grad():
-        return float(model(x).sum())
-
-
-def test_training_then_forking_a_pool_does_not_hang():
-    pycore.set_num_threads(2)
-    model = small_model()
-    x = np.random.default_rng(2).standard_normal((256, 32)).astype(np.float32)
-    for _ in range(3):
-        y = model(x)
-        model.backward(np.ones_like(y))
-    with pycore.no_grad():
-        expected = float(small_model()(x[:8]).sum())
-    ctx = mp.get_context("fork")
-    with ctx.Pool(2) as pool:
-        result = pool.map_async(_forward_in_child, [x[:8]] * 4)
-        values = result.get(timeout=60)
-    np.testing.assert_allclose(values, expected, rtol=1e-6)
-
-
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
-
-
-@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
-@pytest.mark.skipif(pycore._C.sanitize_build, reason="AddressSanitizer holds freed memory in quarantine")
-def test_ten_thousand_forward_backward_calls_do_not_leak():
-    model = small_model()
-    x = np.random.default_rng(3).standard_normal((16, 32)).astype(np.float32)
-    g = np.ones((16, 10), np.float32)
-
-    def step():
-        model(x)
-        model.backward(g)
-
-    for _ in range(1000):
-        step()
-    start = _rss_bytes()
-    for _ in range(10_000):
-        step()
-    grown = _rss_bytes() - start
-    assert grown < 4 * 2**20, f"resident memory grew by {grown / 2**20:.1f} MiB"
 
 
 def test_debug_mode_names_the_first_layer_with_a_nan():
