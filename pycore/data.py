@@ -30,12 +30,15 @@ class DataLoader:
         drop_last: skip the last batch when it has fewer than batch_size samples.
         seed: seed of the shuffling generator. None draws one from pycore's generator
             (so `pycore.manual_seed` makes the run reproducible).
+        sampler: an alternative to shuffle: an object whose iteration yields the sample
+            indices of an epoch and whose len() is their count, e.g.
+            pycore.distributed.DistributedSampler (call its set_epoch each epoch).
 
     Iterating yields, per batch, a tuple with one slice per array (for a single
     array, the slice itself). len(loader) is the number of batches in an epoch.
     """
 
-    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None):
+    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None, sampler=None):
         if not arrays:
             raise ValueError("DataLoader: expected at least one array, got none")
         checked = []
@@ -52,6 +55,10 @@ class DataLoader:
         self.batch_size = integer(batch_size, "batch_size", minimum=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        if sampler is not None and (self.shuffle or not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__")):
+            raise ValueError("sampler: expected an iterable of indices with len(), and shuffle=False with it "
+                             f"(the sampler decides the order), got {type(sampler).__name__} and shuffle={shuffle}")
+        self.sampler = sampler
         if seed is None:
             seed = int(default_generator().integers(2**63))
         self.seed = integer(seed, "seed", minimum=0)
@@ -63,7 +70,7 @@ class DataLoader:
 
     @property
     def num_samples(self):
-        return len(self.arrays[0])
+        return len(self.arrays[0]) if self.sampler is None else len(self.sampler)
 
     def __len__(self):
         full, rest = divmod(self.num_samples, self.batch_size)
@@ -72,6 +79,8 @@ class DataLoader:
     def __iter__(self):
         self._epoch_start_state = self._generator.bit_generator.state
         order = self._generator.permutation(self.num_samples) if self.shuffle else None
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64, count=len(self.sampler))
         start_batch, self._resume_at = self._resume_at, 0
         self._epochs_started += 1
         self._batches_done = start_batch

@@ -8,14 +8,23 @@ own .py sources (the first few hundred KB, files in sorted order), so it runs of
 The text is split 90/10 into training and validation, laid out as --batch-size parallel
 streams, and cut into --seq-len character chunks; the LSTM state is carried from chunk to
 chunk and gradients stop at chunk boundaries. Validation loss is in nats per character.
+
+Data-parallel over MPI (pip install ".[distributed]"): the --batch-size streams are split
+over the ranks (rank r takes its consecutive share of them), gradients are averaged, so
+the run follows the single-process one; rank 0 prints, samples and saves.
+
+    mpiexec -n 2 python -m pycore.examples.char_lstm --distributed
 """
 import argparse
+import math
 import os
 import sysconfig
+import time
 
 import pycore
-from pycore.datasets import CharVocab, split_corpus
-from pycore.train import CharModel, sample, train_char_model
+import pycore.distributed as dist
+from pycore.datasets import CharVocab, StreamBatches, split_corpus
+from pycore.train import CharModel, evaluate_char_model, sample, train_char_model
 
 
 def stdlib_corpus(max_chars=400_000):
@@ -59,12 +68,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int)
     p.add_argument("--save", metavar="PATH", help="save the model, optimizer and vocabulary here")
     p.add_argument("--quick", action="store_true", help="a smoke test: a tiny model, 10 steps")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N` (threads default to each rank's share)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
+    if args.distributed:
+        dist.init(threads=args.threads)
+    elif args.threads:
         pycore.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.hidden, args.layers, args.embedding = 10, 32, 1, 16
@@ -81,6 +94,8 @@ def main(argv=None):
     vocab = CharVocab(text)
     train_ids, val_ids = split_corpus(vocab.encode(text), val_fraction=0.1)
     prompt = args.prompt or text.split("\n", 1)[0][:40] or text[:1]
+    if args.distributed:
+        return train_distributed(args, vocab, train_ids, val_ids, prompt, source)
     print(f"char-LSTM on {source}: {len(text):,} characters, {len(vocab)} distinct; "
           f"{args.layers} layers of {args.hidden}, seq {args.seq_len}, batch {args.batch_size}, "
           f"Adam {args.lr}, {pycore.get_num_threads()} threads", flush=True)
@@ -106,6 +121,57 @@ def main(argv=None):
                              "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr})
         print(f"saved to {os.path.abspath(args.save)}")
     return history
+
+
+def train_distributed(args, vocab, train_ids, val_ids, prompt, source):
+    """train_char_model's loop data-parallel: each rank its share of the streams, DDP, Adam,
+    clipping (the averaged gradients are identical on every rank, so is the clipping)."""
+    ranks = dist.world_size()
+    dist.print_main(f"char-LSTM on {source}: {len(train_ids) + len(val_ids):,} characters, {len(vocab)} distinct; "
+                    f"{args.layers} layers of {args.hidden}, seq {args.seq_len}, batch {args.batch_size} = "
+                    f"{ranks} ranks x {args.batch_size // ranks}, Adam {args.lr}, "
+                    f"{pycore.get_num_threads()} threads per rank")
+    model = dist.DistributedDataParallel(CharModel(len(vocab), args.hidden, args.layers, args.embedding))
+    optimizer = pycore.optim.Adam(model.parameters(), lr=args.lr)
+    loss_fn = pycore.nn.CrossEntropyLoss()
+    streams = StreamBatches(dist.shard_stream(train_ids, args.batch_size), args.batch_size // ranks, args.seq_len)
+    my_val_ids = dist.shard_stream(val_ids, args.batch_size)  # equal shares: the mean of means is the mean
+    step, train_seconds, chars, val_loss = 0, 0.0, 0, float("nan")
+    while step < args.steps:
+        state = None
+        for x, y in streams:
+            if step >= args.steps:
+                break
+            started = time.perf_counter()
+            logits, state = model(x, state)
+            loss = float(loss_fn(logits, y))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"char_lstm: the loss is {loss} at step {step + 1} on rank {dist.rank()}")
+            optimizer.zero_grad()
+            model.backward(loss_fn.backward())
+            pycore.optim.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            step += 1
+            train_seconds += time.perf_counter() - started
+            chars += y.size * ranks
+            if step % args.eval_every == 0 or step == args.steps:
+                val_loss = dist.allreduce_mean(evaluate_char_model(model, my_val_ids, args.batch_size // ranks,
+                                                                   args.seq_len))
+                dist.print_main(f"step {step}/{args.steps}  loss {dist.allreduce_mean(loss):.4f}  val_loss "
+                                f"{val_loss:.4f} nats/char  {chars / train_seconds:,.0f} chars/s")
+    dist.print_main(f"validation loss {val_loss:.4f} nats/char after {args.steps} steps; {chars / train_seconds:,.0f} "
+                    f"training chars/s on {ranks} ranks (all-reduce "
+                    f"{100 * model.communication_seconds / train_seconds:.0f}% of the training time)")
+    if dist.is_main():
+        print(f"--- sample (temperature {args.temperature}) ---")
+        print(sample(model.module, vocab, prompt, args.sample_length, args.temperature, seed=args.seed), flush=True)
+        if args.save:
+            pycore.save(args.save, model, optimizer, vocab=vocab.state_dict(), step=args.steps, val_loss=val_loss,
+                        hparams={"hidden": args.hidden, "layers": args.layers, "embedding": args.embedding,
+                                 "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr,
+                                 "ranks": ranks})
+            print(f"saved to {os.path.abspath(args.save)}", flush=True)
+    return val_loss
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ are in $PYCORE_DATA/mnist or the cache (~/.cache/pycore/mnist), it trains on ful
     python -m pycore.examples.lenet --data ~/mnist --epochs 2 --save lenet.safetensors
     python -m pycore.examples.embed --model lenet.safetensors
 
+Data-parallel over MPI (pip install ".[distributed]"): each rank trains on its shard with
+--batch-size / ranks images per step, gradients averaged, so the run follows the
+single-process recipe; rank 0 prints and saves.
+
+    mpiexec -n 2 python -m pycore.examples.lenet --distributed
+
 The network (LeCun et al. 1998, with ReLU and max pooling as is usual today):
 
     (N, 1, 28, 28) -> conv5x5 6 (pad 2) -> relu -> maxpool 2 -> (N, 6, 14, 14)
@@ -23,6 +29,7 @@ import time
 import numpy as np
 
 import pycore
+import pycore.distributed as dist
 from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
@@ -101,12 +108,16 @@ def parse_args(argv=None):
     p.add_argument("--plot", metavar="PNG", help="save the learning curves (needs matplotlib)")
     p.add_argument("--quick", action="store_true", help="a smoke test: 256 training images, 1 epoch")
     p.add_argument("--verbose", action="store_true", help="report every epoch even when not on a terminal")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N` (threads default to each rank's share)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
+    if args.distributed:
+        dist.init(threads=args.threads)
+    elif args.threads:
         pycore.set_num_threads(args.threads)
     pycore.manual_seed(args.seed)
     if args.data is not None or (not args.digits and mnist_available()):
@@ -117,6 +128,8 @@ def main(argv=None):
         epochs = args.epochs or 15
     if args.quick:
         x_train, y_train, x_test, y_test, epochs = x_train[:256], y_train[:256], x_test[:256], y_test[:256], 1
+    if args.distributed:
+        return train_distributed(args, (x_train, y_train), (x_test, y_test), info, epochs)
     print(f"LeNet-5 on {info['dataset']}: {len(x_train)} training and {len(x_test)} test images, "
           f"{epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} momentum {args.momentum}, "
           f"{pycore.get_num_threads()} threads", flush=True)
@@ -140,6 +153,57 @@ def main(argv=None):
                              "seed": args.seed}, rng_state=pycore.get_rng_state(),
                     loader_state=train_loader.state_dict())
         print(f"saved to {os.path.abspath(args.save)}  (serve it: python -m pycore.examples.embed --model {args.save})")
+    return test_accuracy
+
+
+def train_distributed(args, train, test, info, epochs):
+    """The same recipe data-parallel: DDP + DistributedSampler, metrics averaged over ranks.
+
+    --batch-size is the global batch (each rank takes batch_size / ranks of it), so the
+    learning rate and the number of steps are those of one process."""
+    ranks = dist.world_size()
+    if args.batch_size % ranks:
+        raise ValueError(f"--batch-size {args.batch_size} must be a multiple of the {ranks} ranks")
+    dist.print_main(f"LeNet-5 on {info['dataset']}: {len(train[0])} training and {len(test[0])} test images, "
+                    f"{epochs} epochs, batch {args.batch_size} = {ranks} ranks x {args.batch_size // ranks}, "
+                    f"SGD lr {args.lr} momentum {args.momentum}, {pycore.get_num_threads()} threads per rank")
+    model = dist.DistributedDataParallel(build_lenet())  # every rank starts from rank 0's weights
+    model.requires_input_grad = False
+    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    loss_fn = nn.CrossEntropyLoss()
+    sampler = dist.DistributedSampler(len(train[0]), seed=args.seed)
+    train_loader = DataLoader(*train, batch_size=args.batch_size // ranks, sampler=sampler)
+    # Evaluation needs no equal shards (no gradient collective): a plain split, no padding.
+    mine = np.array_split(np.arange(len(test[0])), ranks)[dist.rank()]
+    test_loader = DataLoader(test[0][mine], test[1][mine], batch_size=500)
+    train_seconds, images = 0.0, 0
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        loss_sum = 0.0
+        for xb, yb in train_loader:
+            loss_sum += float(loss_fn(model(xb), yb))
+            optimizer.zero_grad()
+            model.backward(loss_fn.backward())
+            optimizer.step()
+        train_seconds += time.perf_counter() - started
+        images += len(train_loader) * args.batch_size
+        # Means over ranks of each rank's sums over its own test images: weight by the count.
+        loss, accuracy = evaluate(model, loss_fn, test_loader)
+        total_loss, total_correct, count = dist.allreduce_mean(np.array([loss, accuracy, 1.0]) * len(mine))
+        train_loss = dist.allreduce_mean(loss_sum / len(train_loader))
+        dist.print_main(f"epoch {epoch + 1}/{epochs}  loss {train_loss:.4f}  val_loss {total_loss / count:.4f}  "
+                        f"val_accuracy {100 * total_correct / count:.2f}%  {images / train_seconds:,.0f} images/s")
+    test_accuracy = total_correct / count
+    dist.print_main(f"test accuracy {100 * test_accuracy:.2f}%  (test loss {total_loss / count:.4f}; "
+                    f"{ranks} ranks, {images / train_seconds:,.0f} images/s, all-reduce "
+                    f"{100 * model.communication_seconds / train_seconds:.0f}% of the training time)")
+    if args.save and dist.is_main():
+        pycore.save(args.save, model, optimizer, arch=ARCH, epoch=epochs, step=len(train_loader) * epochs,
+                    dataset=info["dataset"], mean=info["mean"], std=info["std"], test_accuracy=test_accuracy,
+                    hparams={"lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
+                             "seed": args.seed, "ranks": ranks})
+        print(f"saved to {os.path.abspath(args.save)}", flush=True)
     return test_accuracy
 
 

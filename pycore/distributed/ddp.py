@@ -1,0 +1,228 @@
+"""DistributedDataParallel: one model replica per rank, gradients averaged in backward.
+
+    model = dist.DistributedDataParallel(build_model())   # every rank now holds rank 0's weights
+    optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    dist.broadcast_optimizer_state(optimizer)             # when it was loaded from a checkpoint
+    for xb, yb in loader:                                 # each rank its own shard (DistributedSampler)
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad()
+        model.backward(loss_fn.backward())                # returns with gradients averaged over ranks
+        optimizer.step()                                  # same gradients, same weights on every rank
+
+Buckets. At construction every parameter's .grad is replaced by a view into a flat
+bucket buffer (PyTorch's gradient_as_bucket_view=True), parameters taken in reverse
+order, the order backward produces them, a bucket closed when it reaches bucket_cap_mb
+or its dtype changes. A bucket is then all-reduced in place (MPI_IN_PLACE), one
+MPI call for all of its tensors and no copies, and divided by the world size.
+
+Overlap. For a Sequential (nested ones are flattened) backward runs the layers itself,
+in reverse; as soon as the layers behind a bucket have produced its gradients the
+bucket's non-blocking all-reduce (MPI_Iallreduce) starts, and the remaining layers'
+backward runs while it travels. MPI progresses a non-blocking collective only inside MPI
+calls (no progress thread: it would take a core from the kernels), so after every layer
+a MPI_Testall moves the pending ones on. Any other model runs its own backward, after
+which all buckets are started together and waited for.
+
+Identical ranks. All ranks must end every step with the same bits, or their weights
+drift apart. MPI does not promise that an all-reduce gives every rank the same bits, but
+MPICH's and Open MPI's algorithms do: recursive doubling (small messages) forms a + b on
+one partner and b + a on the other, which IEEE addition makes equal; reduce-scatter +
+allgather and ring (large messages) reduce each element on one rank and copy it to the
+others. So one Iallreduce is used, not a reduce + broadcast (which would double the
+latency and funnel all traffic through rank 0); tests/test_distributed.py checks the
+bits on 2 and 3 ranks.
+
+BatchNorm keeps per-rank batch statistics (PyTorch DDP's default): each rank normalises
+with its own shard's mean and variance and its running statistics stay its own; rank 0's
+are the ones a checkpoint saves.
+"""
+__all__ = ["DistributedDataParallel"]
+
+import time
+
+import numpy as np
+
+from .._checks import FLOAT_DTYPES
+from ..nn.module import Module, Sequential
+from . import world as _world
+
+
+class _Bucket:
+    """A flat buffer holding the gradients of `params` back to back, and its pending request."""
+
+    __slots__ = ("buffer", "params", "views", "request")
+
+    def __init__(self, params):
+        self.params = params
+        self.buffer = np.zeros(sum(p.size for p in params), dtype=params[0].dtype)
+        self.views, offset = [], 0
+        for p in params:
+            view = self.buffer[offset: offset + p.size].reshape(p.shape)
+            view[...] = p.grad
+            p.grad = view
+            self.views.append(view)
+            offset += p.size
+        self.request = None
+
+    def rebind(self):
+        """Put back any gradient array that was replaced (e.g. by module.to()) as a view into the buffer."""
+        for i, (p, view) in enumerate(zip(self.params, self.views)):
+            if p.grad is not view:
+                if p.grad is None or p.grad.shape != view.shape or p.grad.dtype != view.dtype:
+                    raise RuntimeError("DistributedDataParallel: a parameter's shape or dtype changed after "
+                                       "wrapping; wrap the model after converting it")
+                view[...] = p.grad
+                p.grad = view
+
+
+def _stages(module):
+    """The modules whose backward runs one after the other (in reverse) for `module`."""
+    if isinstance(module, Sequential):
+        for child in module.children():
+            yield from _stages(child)
+    else:
+        yield module
+
+
+class DistributedDataParallel:
+    """Data-parallel wrapper of a pycore model (PyTorch's name and role).
+
+    Args:
+        module: the model; every rank must build the same architecture.
+        bucket_cap_mb: a bucket is closed once it holds this many MB of gradients. Small
+            (0.1 MB), since CPU models carry a few MB of gradients: LeNet-5's 0.25 MB
+            make 2 buckets, the first (the fully connected layers) travelling while
+            the convolutions' backward runs.
+        broadcast_buffers: also copy rank 0's buffers (BatchNorm running statistics) at
+            construction. Parameters are always copied from rank 0.
+
+    forward, backward, parameters(), named_parameters(), state_dict() and
+    load_state_dict() pass through to `.module`, without PyTorch's "module." prefix on
+    the names, so a checkpoint written from a wrapped model loads into a bare one.
+    `communication_seconds` accumulates the time backward spent in MPI calls.
+    """
+
+    def __init__(self, module, bucket_cap_mb=0.1, broadcast_buffers=True):
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel: module must be a pycore Module, got {type(module).__name__}")
+        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+            raise ValueError(f"bucket_cap_mb: expected a positive number, got {bucket_cap_mb!r}")
+        world = _world._current()
+        self.__dict__.update(module=module, world=world, communication_seconds=0.0)
+        params = module.parameters()
+        for name, p in module.named_parameters():
+            if p.data.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"DistributedDataParallel: parameter {name} is {p.data.dtype}, "
+                                "expected float32 or float64")
+        if world.comm is not None:
+            if broadcast_buffers:
+                _world.broadcast_parameters(module)
+            else:
+                _world._check_same_structure(world, {k: (p.shape, str(p.dtype)) for k, p in
+                                                     module.named_parameters()}, "the model")
+                for p in params:
+                    world.comm.Bcast(p.data, root=0)
+        self.__dict__["_stages"] = list(_stages(module))
+        owner = {id(p): s for s, stage in enumerate(self._stages) for p in stage.parameters()}
+        unowned = [p for p in params if id(p) not in owner]
+        for p in unowned:  # parameters not in any stage: their gradient is final only at the end
+            owner[id(p)] = 0
+        # Reverse order of stages = the order backward finishes them; a bucket is ready
+        # after the earliest (lowest-index) stage among its parameters ran backward.
+        ordered = sorted(params, key=lambda p: -owner[id(p)])
+        cap = bucket_cap_mb * 2**20
+        buckets, current = [], []
+        for p in ordered:
+            if current and (p.dtype != current[0].dtype or sum(q.grad.nbytes for q in current) >= cap):
+                buckets.append(current)
+                current = []
+            current.append(p)
+        if current:
+            buckets.append(current)
+        self.__dict__["_buckets"] = [_Bucket(b) for b in buckets]
+        ready_after = {}
+        for b, bucket in enumerate(self._buckets):
+            ready_after.setdefault(min(owner[id(p)] for p in bucket.params), []).append(bucket)
+        self.__dict__["_ready_after"] = ready_after
+
+    # -- passing through -----------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.module.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        return self.module.forward(*args, **kwargs)
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def named_parameters(self, prefix=""):
+        return self.module.named_parameters(prefix)
+
+    def state_dict(self):
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict, strict=True):
+        return self.module.load_state_dict(state_dict, strict=strict)
+
+    def train(self, mode=True):
+        self.module.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __getattr__(self, name):  # training, requires_input_grad, zero_grad, named_modules, ...
+        module = self.__dict__.get("module")
+        if module is None:
+            raise AttributeError(name)
+        return getattr(module, name)
+
+    def __setattr__(self, name, value):  # model.requires_input_grad = False reaches the module
+        setattr(self.module, name, value)
+
+    def __repr__(self):
+        return f"DistributedDataParallel(world_size={self.world.size}, buckets={len(self._buckets)},\n  " + \
+            repr(self.module).replace("\n", "\n  ") + "\n)"
+
+    # -- backward with averaging -----------------------------------------------------
+    def backward(self, grad, *args, **kwargs):
+        """The module's backward, then every gradient averaged over the ranks (in place).
+
+        Returns what the module's backward returns (the input gradient, or None)."""
+        for bucket in self._buckets:
+            bucket.rebind()
+        comm = self.world.comm
+        if comm is None:
+            return self.module.backward(grad, *args, **kwargs)
+        if len(self._stages) == 1 or args or kwargs:
+            result = self.module.backward(grad, *args, **kwargs)
+            self._start(self._buckets)
+        else:
+            result = grad
+            for s in range(len(self._stages) - 1, -1, -1):
+                if result is not None or s == len(self._stages) - 1:
+                    result = self._stages[s].backward(result)
+                self._start(self._ready_after.get(s, ()))
+            self._start([b for b in self._buckets if b.request is None])
+        self._finish()
+        return result
+
+    def _start(self, buckets):
+        from mpi4py import MPI
+        started = time.perf_counter()
+        comm = self.world.comm
+        for bucket in buckets:
+            bucket.request = comm.Iallreduce(MPI.IN_PLACE, bucket.buffer, op=MPI.SUM)
+        pending = [b.request for b in self._buckets if b.request is not None]
+        if pending:
+            MPI.Request.Testall(pending)  # move the pending all-reduces on (see the module docstring)
+        self.__dict__["communication_seconds"] += time.perf_counter() - started
+
+    def _finish(self):
+        from mpi4py import MPI
+        started = time.perf_counter()
+        MPI.Request.Waitall([b.request for b in self._buckets])
+        for bucket in self._buckets:
+            bucket.request = None
+            bucket.buffer /= self.world.size
+        self.__dict__["communication_seconds"] += time.perf_counter() - started

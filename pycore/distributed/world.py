@@ -1,0 +1,249 @@
+"""The process group: who am I, how many are we, and the collectives pycore needs.
+
+    import pycore.distributed as dist
+    dist.init()                  # under mpiexec: MPI; under plain `python`: a world of one
+    dist.rank(), dist.world_size(), dist.is_main()
+    loss = dist.allreduce_mean(loss)      # the same number on every rank
+    dist.print_main("epoch", epoch)       # printed once, by rank 0
+
+Launch detection. A script must run unchanged with and without mpiexec, and a plain
+`python script.py` must never need MPI. So before importing mpi4py we look for the
+variables an MPI launcher puts in every rank's environment: PMI_SIZE (MPICH's hydra,
+Intel MPI, srun --mpi=pmi2), OMPI_COMM_WORLD_SIZE (Open MPI), PMIX_RANK (PMIx launchers),
+MV2_COMM_WORLD_SIZE (MVAPICH2). PYCORE_DISTRIBUTED=1 forces MPI (a launcher that sets
+none of these), PYCORE_DISTRIBUTED=0 forces a world of one.
+
+Failure. A rank that raises while the others wait in a collective would hang the job
+forever, so init() installs a sys.excepthook that prints the traceback (prefixed with the
+rank) and calls MPI_Abort, which the launcher turns into the end of every rank with a
+non-zero exit status, within a second or so.
+
+Threads. N ranks on one machine, each running OpenMP kernels on every core, would run
+N times more threads than cores. init() gives each rank its share of the CPUs it may use
+(os.sched_getaffinity) among the ranks on the same node that share those CPUs
+(MPI_COMM_TYPE_SHARED); OMP_NUM_THREADS or init(threads=...) overrides it.
+"""
+__all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_world_size", "is_main",
+           "barrier", "allreduce_mean", "broadcast_object", "broadcast_parameters",
+           "broadcast_optimizer_state", "print_main", "launched_under_mpi"]
+
+import os
+import sys
+
+import numpy as np
+
+from .._checks import integer
+from .._threads import set_num_threads
+
+# Variables an MPI launcher sets in each rank's environment (see the module docstring).
+_LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
+
+_INSTALL_HINT = ('pip install "pycore[distributed]" (mpi4py and MPICH from the package index), or on a '
+                 "cluster mpi4py built against its own MPI: pip install --no-binary mpi4py mpi4py")
+
+
+class _World:
+    """The communicator and this process' place in it; comm is None in a world of one."""
+
+    def __init__(self, comm=None, local_comm=None):
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+        self.local_rank = 0 if local_comm is None else local_comm.Get_rank()
+        self.local_size = 1 if local_comm is None else local_comm.Get_size()
+        self.local_comm = local_comm
+
+
+_world = None
+
+
+def launched_under_mpi():
+    """True when this process was started by an MPI launcher (or PYCORE_DISTRIBUTED=1)."""
+    forced = os.environ.get("PYCORE_DISTRIBUTED")
+    if forced is not None and forced.strip() in ("0", "1"):
+        return forced.strip() == "1"
+    return any(name in os.environ for name in _LAUNCHER_VARIABLES)
+
+
+def init(threads=None):
+    """Join the MPI job this process was launched in (a world of one otherwise); idempotent.
+
+    threads: OpenMP threads per rank. None keeps OMP_NUM_THREADS when it is set, else
+        gives this rank its share of the CPUs it may use among the ranks of its node that
+        may use the same CPUs (2 ranks on 16 allowed CPUs: 8 threads each).
+    Returns the world size. Under MPI, an uncaught exception then aborts the whole job.
+    """
+    global _world
+    if threads is not None:
+        threads = integer(threads, "threads", minimum=1)
+    if _world is None:
+        if launched_under_mpi():
+            try:
+                from mpi4py import MPI
+            except ImportError as err:
+                raise ImportError(f"pycore.distributed: this process was started by an MPI launcher, but "
+                                  f"mpi4py cannot be imported ({err}). Install it: {_INSTALL_HINT}") from err
+            # A private copy of COMM_WORLD: the user's own MPI traffic can never match ours.
+            comm = MPI.COMM_WORLD.Dup()
+            _world = _World(comm, comm.Split_type(MPI.COMM_TYPE_SHARED))
+            _install_abort_on_exception(comm)
+        else:
+            _world = _World()
+        if threads is None and _world.comm is not None and "OMP_NUM_THREADS" not in os.environ:
+            threads = _cpu_share(_world)
+    if threads is not None:
+        set_num_threads(threads)
+    return _world.size
+
+
+def is_initialized():
+    return _world is not None
+
+
+def _current():
+    if _world is None:
+        init()
+    return _world
+
+
+def _cpu_share(world):
+    """CPUs this process may use, divided among the ranks of this node allowed the same CPUs."""
+    try:
+        mine = frozenset(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        mine = frozenset(range(os.cpu_count() or 1))
+    sharing = 1
+    if world.local_comm is not None:
+        sharing = sum(1 for cpus in world.local_comm.allgather(mine) if cpus == mine)
+    return max(1, len(mine) // sharing)
+
+
+def _install_abort_on_exception(comm):
+    """Make an uncaught exception on any rank end the whole job instead of hanging the others."""
+    previous = sys.excepthook
+
+    def abort_job(kind, value, traceback):
+        try:
+            sys.stderr.write(f"pycore.distributed: rank {comm.Get_rank()} of {comm.Get_size()} raised an "
+                             "uncaught exception; aborting the MPI job\n")
+            previous(kind, value, traceback)
+            sys.stderr.flush()
+            sys.stdout.flush()
+        finally:
+            comm.Abort(1)
+
+    sys.excepthook = abort_job
+
+
+def rank():
+    """This process' rank, 0 .. world_size() - 1."""
+    return _current().rank
+
+
+def world_size():
+    """Number of processes in the job (1 without MPI)."""
+    return _current().size
+
+
+def local_rank():
+    """This process' rank among the ranks on its node."""
+    return _current().local_rank
+
+
+def local_world_size():
+    """Number of ranks on this process' node."""
+    return _current().local_size
+
+
+def is_main():
+    """True on rank 0, the rank that prints, logs and writes checkpoints."""
+    return _current().rank == 0
+
+
+def barrier():
+    """Wait until every rank got here."""
+    world = _current()
+    if world.comm is not None:
+        world.comm.Barrier()
+
+
+def print_main(*args, **kwargs):
+    """print() on rank 0 only (flushed, so that lines from a job arrive as they happen)."""
+    if is_main():
+        kwargs.setdefault("flush", True)
+        print(*args, **kwargs)
+
+
+def allreduce_mean(value):
+    """The mean over ranks of a number or an array, identical on every rank.
+
+    A Python/numpy number gives a Python float; an array gives a new float64 array of
+    its shape (sum in float64, so that averaging float32 metrics adds no rounding).
+    """
+    world = _current()
+    is_scalar = np.ndim(value) == 0
+    try:
+        total = np.array(value, dtype=np.float64, order="C", ndmin=1)
+    except (TypeError, ValueError):
+        raise TypeError(f"allreduce_mean: expected a number or a numeric array, got {type(value).__name__}") from None
+    if world.comm is not None:
+        world.comm.Allreduce(_in_place(), total)
+        total /= world.size
+    return float(total[0]) if is_scalar else total.reshape(np.shape(value))
+
+
+def broadcast_object(obj, root=0):
+    """Rank root's `obj` (any picklable value) on every rank."""
+    world = _current()
+    root = _root(root, world)
+    return obj if world.comm is None else world.comm.bcast(obj, root=root)
+
+
+def broadcast_parameters(module, root=0):
+    """Copy rank root's parameters and buffers (the module's state_dict) into every rank's, in place."""
+    world = _current()
+    root = _root(root, world)
+    if world.comm is None:
+        return
+    _check_same_structure(world, {k: (v.shape, str(v.dtype)) for k, v in module.state_dict().items()},
+                          "the model")
+    for array in module.state_dict().values():
+        if array.flags.c_contiguous and array.flags.writeable:
+            world.comm.Bcast(array, root=root)
+        else:
+            copy = np.ascontiguousarray(array)
+            world.comm.Bcast(copy, root=root)
+            array[...] = copy
+
+
+def broadcast_optimizer_state(optimizer, root=0):
+    """Give every rank rank root's optimizer hyperparameters and state (momentum, Adam moments)."""
+    world = _current()
+    root = _root(root, world)
+    if world.comm is None:
+        return
+    state = world.comm.bcast(optimizer.state_dict() if world.rank == root else None, root=root)
+    if world.rank != root:
+        optimizer.load_state_dict(state)
+
+
+def _root(root, world):
+    root = integer(root, "root", minimum=0)
+    if root >= world.size:
+        raise ValueError(f"root: expected a rank below the world size {world.size}, got {root}")
+    return root
+
+
+def _check_same_structure(world, description, what):
+    """ValueError on every rank (so that none is left waiting) when the ranks' descriptions differ."""
+    descriptions = world.comm.allgather(description)
+    for other_rank, other in enumerate(descriptions):
+        if other != description:
+            differing = sorted(k for k in set(description) | set(other) if description.get(k) != other.get(k))
+            raise ValueError(f"pycore.distributed: {what} differs between rank {world.rank} and rank "
+                             f"{other_rank} (entries {differing[:5]}); every rank must build the same one")
+
+
+def _in_place():
+    from mpi4py import MPI
+    return MPI.IN_PLACE

@@ -1,0 +1,210 @@
+"""pycore.distributed under real MPI: `mpiexec -n N` processes launched from the test.
+
+The programs live in mpi_scenarios.py; each rank writes its results to a folder and the
+tests compare them with each other (bit for bit) and with one process (world of one)
+that runs the same training in this test process, with the whole batch.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pycore
+import pycore.distributed as dist
+from conftest import child_process_env
+from pycore.data import DataLoader
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _mpiexec_path():
+    """The mpiexec next to this interpreter (the mpich wheel's, in a virtual environment), else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
+def _mpi_missing():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install \".[distributed]\")"
+    if _mpiexec_path() is None:
+        return "no mpiexec beside the interpreter or on PATH (pip install \".[distributed]\" brings MPICH's)"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
+
+
+def mpiexec(ranks, scenario, out, timeout=90):
+    """Run mpi_scenarios.py `scenario` on `ranks` processes; returns (CompletedProcess, seconds)."""
+    env = child_process_env()
+    env["PYTHONPATH"] = HERE + os.pathsep + env["PYTHONPATH"]
+    # MPICH's hydra refuses nothing as root, but Open MPI's mpiexec does without these.
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+    env.pop("PYCORE_DISTRIBUTED", None)
+    started = time.perf_counter()
+    result = subprocess.run([_mpiexec_path(), "-n", str(ranks), sys.executable, os.path.join(HERE, "mpi_scenarios.py"),
+                             scenario, str(out)], capture_output=True, text=True, env=env, timeout=timeout)
+    return result, time.perf_counter() - started
+
+
+def load_ranks(out, name, ranks):
+    return [dict(np.load(out / f"{name}.rank{r}.npz")) for r in range(ranks)]
+
+
+@needs_mpi
+def test_two_ranks_train_like_one_process_with_the_whole_batch(tmp_path):
+    """K steps of SGD-momentum and Adam, CNN (Sequential: overlapped buckets) and char-LSTM
+    (one backward, then all buckets), float32 and float64: 2 ranks x batch B/2 give one
+    process' weights and optimizer state with batch B, and the ranks agree bit for bit.
+    Each rank builds its model from a different seed, so only the broadcast makes them agree."""
+    import mpi_scenarios
+    result, _ = mpiexec(2, "train", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, kind, optimizer, dtype in mpi_scenarios.CASES:
+        rank0, rank1 = load_ranks(tmp_path, name, 2)
+        single = mpi_scenarios.train(kind, optimizer, dtype)  # this process: a world of one
+        assert set(rank0) == set(single) and len(single) > 4
+        for key in single:
+            np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=f"{name} {key}: ranks differ")
+            tolerance = 1e-12 if dtype == np.float64 else 2e-5
+            np.testing.assert_allclose(rank0[key], single[key], rtol=tolerance, atol=tolerance,
+                                       err_msg=f"{name} {key}: 2 ranks vs 1 process")
+
+        # rank 0's checkpoint loads on a single rank: same weights and optimizer state
+        model = mpi_scenarios.build(kind, dtype)
+        optimizer_ = mpi_scenarios.make_optimizer(optimizer, model.parameters())
+        metadata = pycore.load(tmp_path / f"{name}.safetensors", model, optimizer_)
+        assert metadata["step"] == mpi_scenarios.STEPS
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, rank0[f"w.{key}"])
+        for index, entries in optimizer_.state_dict()["state"].items():
+            for key, value in entries.items():
+                np.testing.assert_array_equal(np.asarray(value), rank0[f"opt.{index}.{key}"])
+
+
+@needs_mpi
+def test_three_ranks_reduce_to_the_same_bits_and_shard_uneven_data(tmp_path):
+    """All-reduce of 7 / 5000 / 300001 values (MPICH changes algorithm with the size) is the
+    float64-accurate mean and bit-identical on 3 ranks; allreduce_mean; DistributedSampler
+    on 10 samples over 3 ranks: padded to 4 each or cut to 3 each, equal batch counts."""
+    result, _ = mpiexec(3, "collectives", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = load_ranks(tmp_path, "collectives", 3)
+    for key in (k for k in ranks[0] if not k.startswith("shard")):  # shards differ by design
+        for other in ranks[1:]:
+            np.testing.assert_array_equal(ranks[0][key], other[key], err_msg=f"{key}: ranks differ")
+    generators = [np.random.default_rng(r) for r in range(3)]
+    for size in (7, 5000, 300_001):
+        for dtype in (np.float32, np.float64):
+            draws = [g.standard_normal(size).astype(dtype) for g in generators]
+            expected = np.mean(np.stack(draws).astype(np.float64), axis=0)
+            tolerance = 1e-6 if dtype == np.float32 else 1e-14
+            np.testing.assert_allclose(ranks[0][f"grad_{size}_{np.dtype(dtype).name}"], expected,
+                                       rtol=tolerance, atol=tolerance)
+    assert ranks[0]["mean_scalar"] == pytest.approx((0 + 1 + 2) / 9)
+    np.testing.assert_allclose(ranks[0]["mean_array"], np.arange(3) * 1.0)
+
+    order = np.random.default_rng(5 + 2).permutation(10)  # seed + epoch, as every rank draws it
+    padded = [np.concatenate([order, order[:2]])[r::3] for r in range(3)]
+    shards = [ranks[r]["shard_drop0"] for r in range(3)]
+    for r in range(3):
+        np.testing.assert_array_equal(shards[r], padded[r])
+    assert set(np.concatenate(shards)) == set(range(10))
+    cut = [ranks[r]["shard_drop1"] for r in range(3)]
+    assert [len(c) for c in cut] == [3, 3, 3] and len(set(np.concatenate(cut))) == 9
+    for r in range(3):
+        np.testing.assert_array_equal(cut[r], order[:9][r::3])
+        assert ranks[r]["batches_drop0"].tolist() == [2, 2] and ranks[r]["batches_drop1"].tolist() == [1, 1]
+
+
+@needs_mpi
+def test_an_exception_on_one_rank_ends_the_job(tmp_path):
+    """Rank 1 raises while rank 0 waits in a barrier: non-zero exit and the traceback, not a hang."""
+    result, seconds = mpiexec(2, "raise", tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert "deliberate failure on rank 1" in result.stderr
+    assert "rank 1 of 2 raised" in result.stderr
+    print(f"job ended {seconds:.1f} s after launch")
+
+
+@needs_mpi
+def test_lenet_example_runs_under_mpiexec(tmp_path):
+    """`mpiexec -n 2 python -m pycore.examples.lenet --distributed` as the README shows (--quick)."""
+    pytest.importorskip("sklearn")
+    env = child_process_env()
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run([_mpiexec_path(), "-n", "2", sys.executable, "-m", "pycore.examples.lenet", "--distributed",
+                             "--quick", "--digits"], capture_output=True, text=True, env=env, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("test accuracy") == 1  # printed by rank 0 only
+    assert "2 ranks" in result.stdout
+
+
+# -- without MPI: a world of one, and the pieces that need no second process ------------------
+def test_world_of_one_without_a_launcher(monkeypatch):
+    for name in dist.world._LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert not dist.launched_under_mpi()
+    assert dist.world_size() == 1 and dist.rank() == 0 and dist.is_main()
+    assert dist.allreduce_mean(2.5) == 2.5
+    np.testing.assert_array_equal(dist.allreduce_mean(np.array([1.0, 2.0])), [1.0, 2.0])
+    dist.barrier()
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert dist.launched_under_mpi()
+    monkeypatch.setenv("PYCORE_DISTRIBUTED", "0")
+    assert not dist.launched_under_mpi()
+
+
+def test_sampler_matches_pytorch_semantics():
+    """Disjoint strided shards of one permutation per epoch, padded by repetition; the order
+    changes with set_epoch and is the same for every rank given the same seed and epoch."""
+    n, ranks = 11, 4
+    samplers = [dist.DistributedSampler(n, num_replicas=ranks, rank=r, seed=9) for r in range(ranks)]
+    shards = [s.indices() for s in samplers]
+    assert [len(s) for s in samplers] == [3] * ranks
+    together = np.stack(shards, axis=1).ravel()  # interleaved back into the permutation order
+    np.testing.assert_array_equal(together[:n], np.random.default_rng(9).permutation(n))
+    np.testing.assert_array_equal(together[n:], together[:1])  # 12 - 11 = 1 padded from the start
+    first = samplers[0].indices()
+    samplers[0].set_epoch(1)
+    assert not np.array_equal(first, samplers[0].indices())
+    plain = dist.DistributedSampler(n, num_replicas=2, rank=1, shuffle=False, drop_last=True)
+    np.testing.assert_array_equal(plain.indices(), [1, 3, 5, 7, 9])
+    loader = DataLoader(np.arange(n) * 10, batch_size=2, sampler=plain)
+    assert len(loader) == 3 and np.concatenate(list(loader)).tolist() == [10, 30, 50, 70, 90]
+
+
+def test_shard_stream_splits_the_streams_of_one_process():
+    """Rank r's StreamBatches(B / R streams) are rows r*B/R.. of the single process' B streams."""
+    ids = np.arange(103)
+    whole = pycore.datasets.StreamBatches(ids, 4, seq_len=5)
+    parts = [pycore.datasets.StreamBatches(dist.shard_stream(ids, 4, num_replicas=2, rank=r), 2, seq_len=5)
+             for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(whole)
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
+        np.testing.assert_array_equal(x, np.concatenate([x0, x1]))
+        np.testing.assert_array_equal(y, np.concatenate([y0, y1]))
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="rank"):
+        dist.DistributedSampler(10, num_replicas=2, rank=2)
+    with pytest.raises(TypeError, match="dataset"):
+        dist.DistributedSampler(object())
+    with pytest.raises(ValueError, match="multiple of 2"):
+        dist.shard_stream(np.arange(100), 3, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match="shuffle=False"):
+        DataLoader(np.arange(4), sampler=dist.DistributedSampler(4, num_replicas=1, rank=0), shuffle=True)
+    with pytest.raises(TypeError, match="pycore Module"):
+        dist.DistributedDataParallel(object())
+    with pytest.raises(ValueError, match="bucket_cap_mb"):
+        dist.DistributedDataParallel(pycore.nn.Linear(2, 2), bucket_cap_mb=0)
+    with pytest.raises(ValueError, match="threads"):
+        dist.init(threads=0)
