@@ -162,6 +162,25 @@ def test_world_of_one_without_a_launcher(monkeypatch):
     assert not dist.launched_under_mpi()
 
 
+def test_pycore_imports_and_trains_without_mpi4py():
+    """With mpi4py unimportable: a world of one without a launcher; an ImportError that says what
+    to install under one (PMI_SIZE set, as mpiexec does)."""
+    program = ("import sys; sys.modules['mpi4py'] = None\n"
+               "import numpy as np, pycore, pycore.distributed as dist\n"
+               "model = dist.DistributedDataParallel(pycore.nn.Linear(3, 2))\n"
+               "model(np.ones((4, 3), np.float32)); model.backward(np.ones((4, 2), np.float32))\n"
+               "assert dist.world_size() == 1 and model.weight.grad[0, 0] == 4\n"
+               "print('ok')\n")
+    env = child_process_env()
+    for name in dist.world._LAUNCHER_VARIABLES + ("PYCORE_DISTRIBUTED",):
+        env.pop(name, None)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    env["PMI_SIZE"] = "2"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode != 0 and "pip install" in result.stderr and "mpi4py" in result.stderr
+
+
 def test_sampler_matches_pytorch_semantics():
     """Disjoint strided shards of one permutation per epoch, padded by repetition; the order
     changes with set_epoch and is the same for every rank given the same seed and epoch."""
