@@ -38,27 +38,36 @@ def make_optimizer(name, params):
     return optim.Adam(params, lr=0.01)
 
 
-def batches(kind, dtype):
+def batches(kind, dtype, global_batch=GLOBAL_BATCH, epoch=0):
     """This rank's STEPS batches; together over the ranks, the single process' batches."""
     rng = np.random.default_rng(7)
     if kind == "cnn":
         x = rng.standard_normal((40, 1, 8, 8)).astype(dtype)
         y = rng.integers(0, 10, 40)
         sampler = dist.DistributedSampler(len(x), shuffle=True, seed=3)
-        loader = DataLoader(x, y, batch_size=GLOBAL_BATCH // dist.world_size(), sampler=sampler)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(x, y, batch_size=global_batch // dist.world_size(), sampler=sampler)
         return list(loader)[:STEPS]
     ids = dist.shard_stream(rng.integers(0, 12, 400), GLOBAL_BATCH)
     streams = pycore.datasets.StreamBatches(ids, GLOBAL_BATCH // dist.world_size(), seq_len=5)
     return list(streams)[:STEPS]
 
 
-def train(kind, opt_name, dtype, checkpoint=None):
-    """STEPS steps of DDP training; returns {name: array} of the final weights and optimizer state."""
-    model = dist.DistributedDataParallel(build(kind, dtype), bucket_cap_mb=0.0005)  # several buckets
+def train(kind, opt_name, dtype, checkpoint=None, resume=None, global_batch=GLOBAL_BATCH, epoch=0):
+    """STEPS steps of DDP training, from scratch or from the checkpoint `resume` (read by rank 0
+    only, then broadcast); returns {name: array} of the final weights and optimizer state."""
+    module = build(kind, dtype)
+    if resume is not None and dist.is_main():
+        pycore.load(resume, module)
+    model = dist.DistributedDataParallel(module, bucket_cap_mb=0.0005)  # several buckets
     optimizer = make_optimizer(opt_name, model.parameters())
+    if resume is not None:
+        if dist.is_main():
+            pycore.load(resume, optimizer=optimizer)
+        dist.broadcast_optimizer_state(optimizer)
     loss_fn = nn.CrossEntropyLoss()
     state = None
-    for x, y in batches(kind, dtype):
+    for x, y in batches(kind, dtype, global_batch, epoch):
         if kind == "cnn":
             loss = loss_fn(model(x), y)
         else:
@@ -81,9 +90,17 @@ def scenario_train(out):
         np.savez(os.path.join(out, f"{name}.rank{dist.rank()}.npz"), **train(kind, opt_name, dtype, checkpoint))
 
 
+RESUMED = [("cnn_sgd", "cnn", "sgd", np.float32), ("cnn_adam64", "cnn", "adam", np.float64)]
+
+
 def scenario_collectives(out):
     """Raw all-reduce bits on every rank (small: recursive doubling; large: reduce-scatter),
-    allreduce_mean, and sampler shards of a dataset that the ranks do not divide."""
+    allreduce_mean, sampler shards of a dataset that the ranks do not divide, and training
+    resumed from the 2-rank checkpoints that scenario_train left in `out` (global batch 6)."""
+    for name, kind, opt_name, dtype in RESUMED:
+        result = train(kind, opt_name, dtype, resume=os.path.join(out, f"{name}.safetensors"), global_batch=6,
+                       epoch=1)
+        np.savez(os.path.join(out, f"resumed_{name}.rank{dist.rank()}.npz"), **result)
     rng = np.random.default_rng(dist.rank())
     results = {}
     for size in (7, 5000, 300_001):
@@ -108,15 +125,23 @@ def scenario_collectives(out):
     np.savez(os.path.join(out, f"collectives.rank{dist.rank()}.npz"), **results)
 
 
-def scenario_raise(out):
+def scenario_raise_after_init(out):
     """Rank 1 raises while rank 0 waits in a collective: the job must end, not hang."""
-    dist.init()
     if dist.rank() == 1:
         raise RuntimeError("deliberate failure on rank 1")
     dist.barrier()
 
 
+def scenario_raise_before_init(out):
+    """Rank 1 raises before it joined MPI (rank 0 waits for it in a collective)."""
+    if os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK")) == "1":
+        raise RuntimeError("deliberate failure on rank 1")
+    dist.init()
+    dist.barrier()
+
+
 if __name__ == "__main__":
     name, folder = sys.argv[1], sys.argv[2]
-    dist.init(threads=1)
+    if name != "raise_before_init":
+        dist.init(threads=1)
     globals()[f"scenario_{name}"](folder)

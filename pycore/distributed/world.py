@@ -14,9 +14,11 @@ MV2_COMM_WORLD_SIZE (MVAPICH2). PYCORE_DISTRIBUTED=1 forces MPI (a launcher that
 none of these), PYCORE_DISTRIBUTED=0 forces a world of one.
 
 Failure. A rank that raises while the others wait in a collective would hang the job
-forever, so init() installs a sys.excepthook that prints the traceback (prefixed with the
-rank) and calls MPI_Abort, which the launcher turns into the end of every rank with a
-non-zero exit status, within a second or so.
+forever, so under an MPI launcher importing pycore installs a sys.excepthook that prints
+the traceback (prefixed with the rank) and calls MPI_Abort (initialising MPI first if
+init() has not run yet), which the launcher turns into the end of every rank with a
+non-zero exit status, within a second or so. sys.exit() is not an exception: a rank that
+must stop the job calls abort().
 
 Threads. N ranks on one machine, each running OpenMP kernels on every core, would run
 N times more threads than cores. init() gives each rank its share of the CPUs it may use
@@ -24,7 +26,7 @@ N times more threads than cores. init() gives each rank its share of the CPUs it
 (MPI_COMM_TYPE_SHARED); OMP_NUM_THREADS or init(threads=...) overrides it.
 """
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_world_size", "is_main",
-           "barrier", "allreduce_mean", "broadcast_object", "broadcast_parameters",
+           "barrier", "abort", "allreduce_mean", "broadcast_object", "broadcast_parameters",
            "broadcast_optimizer_state", "print_main", "launched_under_mpi"]
 
 import os
@@ -86,7 +88,6 @@ def init(threads=None):
             # A private copy of COMM_WORLD: the user's own MPI traffic can never match ours.
             comm = MPI.COMM_WORLD.Dup()
             _world = _World(comm, comm.Split_type(MPI.COMM_TYPE_SHARED))
-            _install_abort_on_exception(comm)
         else:
             _world = _World()
         if threads is None and _world.comm is not None and "OMP_NUM_THREADS" not in os.environ:
@@ -118,21 +119,35 @@ def _cpu_share(world):
     return max(1, len(mine) // sharing)
 
 
-def _install_abort_on_exception(comm):
+def abort(exit_code=1):
+    """End every rank of the job now with `exit_code` (MPI_Abort); in a world of one, sys.exit."""
+    exit_code = integer(exit_code, "exit_code", minimum=0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not launched_under_mpi():
+        sys.exit(exit_code)
+    from mpi4py import MPI
+    (MPI.COMM_WORLD if _world is None or _world.comm is None else _world.comm).Abort(exit_code)
+
+
+def _install_abort_on_exception():
     """Make an uncaught exception on any rank end the whole job instead of hanging the others."""
     previous = sys.excepthook
 
     def abort_job(kind, value, traceback):
+        where = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMIX_RANK", "?")))
+        sys.stderr.write(f"pycore.distributed: rank {where} raised an uncaught exception; aborting the MPI job\n")
+        previous(kind, value, traceback)
         try:
-            sys.stderr.write(f"pycore.distributed: rank {comm.Get_rank()} of {comm.Get_size()} raised an "
-                             "uncaught exception; aborting the MPI job\n")
-            previous(kind, value, traceback)
-            sys.stderr.flush()
-            sys.stdout.flush()
-        finally:
-            comm.Abort(1)
+            abort(1)
+        except ImportError:  # no mpi4py: this process ends with the exception's status anyway
+            pass
 
     sys.excepthook = abort_job
+
+
+if launched_under_mpi():
+    _install_abort_on_exception()
 
 
 def rank():
