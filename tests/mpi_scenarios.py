@@ -60,6 +60,7 @@ def train(kind, opt_name, dtype, checkpoint=None, resume=None, global_batch=GLOB
     if resume is not None and dist.is_main():
         pycore.load(resume, module)
     model = dist.DistributedDataParallel(module, bucket_cap_mb=0.0005)  # several buckets
+    model.requires_input_grad = kind != "cnn"  # the CNN's first layer returns None, as under fit()
     optimizer = make_optimizer(opt_name, model.parameters())
     if resume is not None:
         if dist.is_main():

@@ -58,7 +58,8 @@ class _Bucket:
         self.views, offset = [], 0
         for p in params:
             view = self.buffer[offset: offset + p.size].reshape(p.shape)
-            view[...] = p.grad
+            if p.grad is not None:
+                view[...] = p.grad
             p.grad = view
             self.views.append(view)
             offset += p.size
@@ -109,7 +110,7 @@ class DistributedDataParallel:
             raise ValueError(f"bucket_cap_mb: expected a positive number, got {bucket_cap_mb!r}")
         world = _world._current()
         self.__dict__.update(module=module, world=world, communication_seconds=0.0)
-        params = module.parameters()
+        params = list({id(p): p for p in module.parameters()}.values())  # a shared (tied) one once
         for name, p in module.named_parameters():
             if p.data.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"DistributedDataParallel: parameter {name} is {p.data.dtype}, "
@@ -123,26 +124,27 @@ class DistributedDataParallel:
                 for p in params:
                     world.comm.Bcast(p.data, root=0)
         self.__dict__["_stages"] = list(_stages(module))
-        owner = {id(p): s for s, stage in enumerate(self._stages) for p in stage.parameters()}
-        unowned = [p for p in params if id(p) not in owner]
-        for p in unowned:  # parameters not in any stage: their gradient is final only at the end
-            owner[id(p)] = 0
-        # Reverse order of stages = the order backward finishes them; a bucket is ready
-        # after the earliest (lowest-index) stage among its parameters ran backward.
-        ordered = sorted(params, key=lambda p: -owner[id(p)])
+        # A parameter's gradient is final once the earliest stage that uses it ran backward.
+        # One that no stage owns is final only at the end (stage 0).
+        owner = {}
+        for s, stage in enumerate(self._stages):
+            for p in stage.parameters():
+                owner.setdefault(id(p), s)
+        # Backward finishes the stages in reverse order: fill buckets in that order.
+        ordered = sorted(params, key=lambda p: -owner.get(id(p), 0))
         cap = bucket_cap_mb * 2**20
         buckets, current = [], []
         for p in ordered:
-            if current and (p.dtype != current[0].dtype or sum(q.grad.nbytes for q in current) >= cap):
+            if current and (p.dtype != current[0].dtype or sum(q.data.nbytes for q in current) >= cap):
                 buckets.append(current)
                 current = []
             current.append(p)
         if current:
             buckets.append(current)
         self.__dict__["_buckets"] = [_Bucket(b) for b in buckets]
-        ready_after = {}
-        for b, bucket in enumerate(self._buckets):
-            ready_after.setdefault(min(owner[id(p)] for p in bucket.params), []).append(bucket)
+        ready_after = {}  # stage index -> the buckets whose last gradient that stage produces
+        for bucket in self._buckets:
+            ready_after.setdefault(min(owner.get(id(p), 0) for p in bucket.params), []).append(bucket)
         self.__dict__["_ready_after"] = ready_after
 
     # -- passing through -----------------------------------------------------------
@@ -178,7 +180,10 @@ class DistributedDataParallel:
         return getattr(module, name)
 
     def __setattr__(self, name, value):  # model.requires_input_grad = False reaches the module
-        setattr(self.module, name, value)
+        if name in self.__dict__:
+            self.__dict__[name] = value
+        else:
+            setattr(self.module, name, value)
 
     def __repr__(self):
         return f"DistributedDataParallel(world_size={self.world.size}, buckets={len(self._buckets)},\n  " + \
@@ -200,9 +205,10 @@ class DistributedDataParallel:
         else:
             result = grad
             for s in range(len(self._stages) - 1, -1, -1):
-                if result is not None or s == len(self._stages) - 1:
-                    result = self._stages[s].backward(result)
+                result = self._stages[s].backward(result)
                 self._start(self._ready_after.get(s, ()))
+                if result is None:  # no input gradient: the earlier layers have nothing to do (as Sequential)
+                    break
             self._start([b for b in self._buckets if b.request is None])
         self._finish()
         return result
@@ -216,7 +222,7 @@ class DistributedDataParallel:
         pending = [b.request for b in self._buckets if b.request is not None]
         if pending:
             MPI.Request.Testall(pending)  # move the pending all-reduces on (see the module docstring)
-        self.__dict__["communication_seconds"] += time.perf_counter() - started
+        self.communication_seconds += time.perf_counter() - started
 
     def _finish(self):
         from mpi4py import MPI
@@ -225,4 +231,4 @@ class DistributedDataParallel:
         for bucket in self._buckets:
             bucket.request = None
             bucket.buffer /= self.world.size
-        self.__dict__["communication_seconds"] += time.perf_counter() - started
+        self.communication_seconds += time.perf_counter() - started
