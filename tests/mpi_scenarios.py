@@ -113,6 +113,7 @@ def scenario_collectives(out):
             ddp._start(ddp._buckets)
             ddp._finish()
             results[f"grad_{size}_{np.dtype(dtype).name}"] = model.weight.grad[:, 0].copy()
+    results["cpu_share"] = np.array([dist.world._cpu_share(dist.world._current()), len(os.sched_getaffinity(0))])
     results["mean_scalar"] = np.array(dist.allreduce_mean(float(dist.rank()) / 3))
     results["mean_array"] = dist.allreduce_mean(np.arange(3, dtype=np.float32) * dist.rank())
     for drop_last in (False, True):
