@@ -113,6 +113,11 @@ def scenario_collectives(out):
             ddp._start(ddp._buckets)
             ddp._finish()
             results[f"grad_{size}_{np.dtype(dtype).name}"] = model.weight.grad[:, 0].copy()
+    try:  # rank 2 builds a different model: every rank must raise, none may hang
+        dist.DistributedDataParallel(nn.Linear(3 if dist.rank() == 2 else 2, 2))
+        results["mismatch_raised"] = np.array(False)
+    except ValueError as err:
+        results["mismatch_raised"] = np.array("differs between rank" in str(err))
     results["cpu_share"] = np.array([dist.world._cpu_share(dist.world._current()), len(os.sched_getaffinity(0))])
     results["mean_scalar"] = np.array(dist.allreduce_mean(float(dist.rank()) / 3))
     results["mean_array"] = dist.allreduce_mean(np.arange(3, dtype=np.float32) * dist.rank())

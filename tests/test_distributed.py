@@ -108,7 +108,8 @@ def test_three_ranks_resume_reduce_to_the_same_bits_and_shard_uneven_data(two_ra
     optimizer state) train like one process resumed from them. All-reduce of 7 / 5000 /
     300001 values (MPICH changes algorithm with the size) is the float64-accurate mean and
     bit-identical on 3 ranks; allreduce_mean; DistributedSampler on 10 samples over 3 ranks:
-    padded to 4 each or cut to 3 each, equal batch counts; each rank's default thread share."""
+    padded to 4 each or cut to 3 each, equal batch counts; each rank's default thread share;
+    a model that differs on one rank raises ValueError on every rank."""
     import mpi_scenarios
     tmp_path = two_rank_run
     result, _ = mpiexec(3, "collectives", tmp_path)
@@ -129,6 +130,7 @@ def test_three_ranks_resume_reduce_to_the_same_bits_and_shard_uneven_data(two_ra
             tolerance = 1e-6 if dtype == np.float32 else 1e-14
             np.testing.assert_allclose(ranks[0][f"grad_{size}_{np.dtype(dtype).name}"], expected,
                                        rtol=tolerance, atol=tolerance)
+    assert all(r["mismatch_raised"] for r in ranks)
     share, cpus = ranks[0]["cpu_share"]  # mpiexec binds no rank: all 3 share the same CPUs
     assert share == max(1, cpus // 3)
     assert ranks[0]["mean_scalar"] == pytest.approx((0 + 1 + 2) / 9)
