@@ -73,7 +73,8 @@ def init(threads=None):
     threads: OpenMP threads per rank. None keeps OMP_NUM_THREADS when it is set, else
         gives this rank its share of the CPUs it may use among the ranks of its node that
         may use the same CPUs (2 ranks on 16 allowed CPUs: 8 threads each).
-    Returns the world size. Under MPI, an uncaught exception then aborts the whole job.
+    Returns the world size. (Under a launcher, an uncaught exception on any rank aborts the
+    whole job from the moment pycore is imported; see the module docstring.)
     """
     global _world
     if threads is not None:
