@@ -484,3 +484,19 @@ def test_threads_saving_to_one_path_all_succeed(tmp_path):
     state, meta = load(path)
     assert np.all(state["w"] == meta["writer"]) and meta["i"] == 14
     assert temp_files(tmp_path) == []
+
+
+def test_state_too_large_for_the_header_goes_to_tensors_with_a_warning(tmp_path, monkeypatch, rng):
+    """Past safetensors' header limit the optimizer/metadata arrays become tensors (the earlier
+    layout), with a warning naming the consequence; the file still round-trips."""
+    import pycore.serialization as serialization
+    monkeypatch.setattr(serialization, "INLINE_BUDGET", 100)
+    path = tmp_path / "big.safetensors"
+    with pytest.warns(UserWarning, match="strict load_state_dict"):
+        model, opt = make_checkpoint(path, rng)
+    tensors, _ = load_safetensors(path)
+    assert "optimizer/state/0/exp_avg" in tensors and "metadata/mask" in tensors
+    again = DictOptimizer()
+    meta = load(path, TwoDtypes(), again)
+    np.testing.assert_array_equal(again.state["state"][0]["exp_avg"], opt.state["state"][0]["exp_avg"])
+    assert meta["mask"].tolist() == [True, False]

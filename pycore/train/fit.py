@@ -377,7 +377,7 @@ def _train_epoch(trainer, epoch, batches, config, progress):
         for cb in trainer.callbacks:
             _call(cb, "on_batch_end", trainer, index, {"loss": loss, "size": n})
         if sums.samples:
-            progress.update(index, sums.results(), sums.samples / max(time.perf_counter() - start, 1e-9))
+            progress.update(index, sums, start)
     if group:  # an unfinished accumulation group at the end of the epoch still steps
         problem = _finish_group(trainer, config, group)
         if problem is not None:
@@ -660,20 +660,22 @@ class _Progress:
             parts.append(f"{rate:,.0f} samples/s")
         return "  ".join(parts)
 
-    def update(self, step, results, rate):
+    def update(self, step, sums, start):
+        """After a batch: redraw at most every REFRESH_S with the running results (sums, a
+        _MetricSums) and the rate since `start` (perf_counter at the epoch's start)."""
         if self.mode in ("quiet", "lines"):
             return
         now = time.perf_counter()
         last = self.total is not None and step == self.total
         if self.mode == "tqdm":
             self.bar.update(step - self.bar.n)
-            if now - self.last_draw >= self.REFRESH_S or last:
-                self.bar.set_postfix_str(self._stats(results, rate), refresh=False)
-                self.last_draw = now
-            return
         if now - self.last_draw < self.REFRESH_S and not last:
             return
         self.last_draw = now
+        results, rate = sums.results(), sums.samples / max(now - start, 1e-9)
+        if self.mode == "tqdm":
+            self.bar.set_postfix_str(self._stats(results, rate), refresh=False)
+            return
         if self.total:
             filled = int(20 * step / self.total)
             where = f"{step}/{self.total} [{'=' * filled}{' ' * (20 - filled)}]"
