@@ -116,6 +116,10 @@ def test_one_shot_generators():
         fit(model, nn.CrossEntropyLoss(), opt, batches(5), 2, steps_per_epoch=4, verbose=0)
     with pytest.raises(ValueError, match="no batches"):
         fit(model, nn.CrossEntropyLoss(), opt, [], 1, verbose=0)
+    with pytest.raises(TypeError, match="val_loader is a one-shot"):
+        fit(model, nn.CrossEntropyLoss(), opt, DataLoader(x, y), 3, val_loader=batches(3), verbose=0)
+    assert fit(model, nn.CrossEntropyLoss(), opt, DataLoader(x, y), 3, val_loader=batches(3), initial_epoch=2,
+               verbose=0).epochs == 1  # one epoch left: a one-shot validation iterator is enough
     # a re-iterable with steps_per_epoch continues across epochs and restarts when a pass ends
     seen = []
 

@@ -205,9 +205,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     if not callable(getattr(loss_fn, "backward", None)):
         raise TypeError(f"fit: loss_fn must have backward() returning the gradient of the logits, "
                         f"got {type(loss_fn).__name__}")
-    _check_loader(train_loader, "train_loader", epochs - initial_epoch, steps_per_epoch)
-    if val_loader is not None:
-        _check_loader(val_loader, "val_loader", epochs - initial_epoch, None)
+    if resume is None:  # with resume, once the checkpoint says how many epochs remain
+        _check_loaders(train_loader, val_loader, epochs - initial_epoch, steps_per_epoch)
 
     model.requires_input_grad = False
     params = model.parameters()
@@ -222,6 +221,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
         if initial_epoch not in (0, trainer.epoch):
             raise ValueError(f"fit: initial_epoch={initial_epoch} but the checkpoint {resume!r} was written "
                              f"after epoch {trainer.epoch}; pass one of them")
+        _check_loaders(train_loader, val_loader, epochs - trainer.epoch, steps_per_epoch)
     step_config = _StepConfig(params, clip, float(clip_grad_norm or 0), metric_fns, on_nonfinite, accumulate,
                               _model_dtype(params), scheduler if scheduler_interval == "step" else None,
                               steps_per_epoch)
@@ -269,6 +269,12 @@ def _is_plateau(scheduler):
 
 def _plateau_monitor(scheduler, val_loader):
     return scheduler.monitor or ("val_loss" if val_loader is not None else "loss")
+
+
+def _check_loaders(train_loader, val_loader, epochs, steps_per_epoch):
+    _check_loader(train_loader, "train_loader", epochs, steps_per_epoch)
+    if val_loader is not None:
+        _check_loader(val_loader, "val_loader", epochs, None)
 
 
 def _check_loader(loader, name, epochs, steps_per_epoch):
