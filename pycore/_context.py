@@ -1,5 +1,6 @@
 """Process-wide switches: gradient mode, the random generator, debug (anomaly) mode."""
 import contextlib
+import copy
 import threading
 
 import numpy as np
@@ -44,10 +45,31 @@ def get_rng_state():
 
 
 def set_rng_state(state):
+    """Put pycore's generator in `state` (from get_rng_state()); ValueError, with nothing
+    changed, for a state that is not one of numpy's bit generators."""
     global _generator
-    bit_gen = getattr(np.random, state["bit_generator"])()
-    bit_gen.state = state
-    _generator = np.random.Generator(bit_gen)
+    _generator = generator_from_state(state, "rng_state")
+
+
+# The bit generators a saved state may name. A state read from a file picks its class from
+# this table: never getattr(np.random, name), which would call e.g. np.random.seed.
+_BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937,
+                                                 np.random.Philox, np.random.SFC64)}
+
+
+def generator_from_state(state, what):
+    """A new numpy Generator set to `state` (a bit_generator.state dict); ValueError naming
+    `what` when the state is malformed. Nothing global is touched."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if not isinstance(name, str) or name not in _BIT_GENERATORS:
+        raise ValueError(f"{what}: expected a numpy bit generator state with 'bit_generator' one of "
+                         f"{sorted(_BIT_GENERATORS)}, got {name if isinstance(name, str) else state!r:.100}")
+    bit_generator = _BIT_GENERATORS[name]()
+    try:
+        bit_generator.state = copy.deepcopy(state)
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{what}: invalid {name} state ({err!s:.200})") from None
+    return np.random.Generator(bit_generator)
 
 
 _debug = False

@@ -9,6 +9,15 @@ seeded loader gives the same batches in every run. `state_dict()` captures where
 loader stands (the generator state and how far into the current epoch it got) as
 plain Python values that a checkpoint stores; `load_state_dict()` puts a fresh loader
 back there, so a resumed run sees exactly the batches the uninterrupted run would have.
+
+Batches are always copies (as PyTorch's loader gives): normalising a batch in place never
+changes the dataset. Two hooks shape the batches:
+
+    transform(inputs, rng) -> inputs      e.g. random shifts for augmentation; rng is a numpy
+                                          Generator seeded from (seed, epoch, batch index), so
+                                          a resumed run draws the same shifts
+    collate_fn(*arrays) -> batch          what the loader yields, e.g.
+                                          lambda x, side, y: ((x, side), y)
 """
 __all__ = ["DataLoader"]
 
@@ -17,7 +26,7 @@ import copy
 import numpy as np
 
 from ._checks import integer
-from ._context import default_generator
+from ._context import default_generator, generator_from_state
 
 
 class DataLoader:
@@ -33,12 +42,18 @@ class DataLoader:
         sampler: an alternative to shuffle: an object whose iteration yields the sample
             indices of an epoch and whose len() is their count, e.g.
             pycore.distributed.DistributedSampler (call its set_epoch each epoch).
+        transform: None or a function (inputs batch, rng) -> inputs batch, applied to the
+            first array's batch (e.g. augmentation); rng is a numpy Generator seeded from
+            (seed, epoch, batch index), so the draws survive a resume.
+        collate_fn: None or a function (*batch arrays) -> the value yielded.
 
-    Iterating yields, per batch, a tuple with one slice per array (for a single
-    array, the slice itself). len(loader) is the number of batches in an epoch.
+    Iterating yields, per batch, a tuple with one copy per array (for a single array,
+    the array itself), or collate_fn's value. len(loader) is the number of batches in an
+    epoch.
     """
 
-    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None, sampler=None):
+    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None,
+                 transform=None, collate_fn=None, sampler=None):
         if not arrays:
             raise ValueError("DataLoader: expected at least one array, got none")
         checked = []
@@ -62,6 +77,10 @@ class DataLoader:
         if seed is None:
             seed = int(default_generator().integers(2**63))
         self.seed = integer(seed, "seed", minimum=0)
+        for name, hook in (("transform", transform), ("collate_fn", collate_fn)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"DataLoader: {name} must be a function or None, got {type(hook).__name__}")
+        self.transform, self.collate_fn = transform, collate_fn
         self._generator = np.random.default_rng(self.seed)
         self._epoch_start_state = self._generator.bit_generator.state  # before this epoch's shuffle
         self._epochs_started = 0
@@ -86,11 +105,15 @@ class DataLoader:
         self._batches_done = start_batch
         for b in range(start_batch, len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples)
-            # Without shuffling a batch is a view (no copy); with it, a gather.
-            index = slice(lo, hi) if order is None else order[lo:hi]
-            batch = tuple(a[index] for a in self.arrays)
+            # a copy either way (a slice's .copy(), or a gather): the dataset is never handed out
+            batch = [a[lo:hi].copy() for a in self.arrays] if order is None else [a[order[lo:hi]] for a in self.arrays]
+            if self.transform is not None:
+                batch[0] = self.transform(batch[0], np.random.default_rng((self.seed, self._epochs_started, b)))
             self._batches_done = b + 1
-            yield batch[0] if len(batch) == 1 else batch
+            if self.collate_fn is not None:
+                yield self.collate_fn(*batch)
+            else:
+                yield batch[0] if len(batch) == 1 else tuple(batch)
         self._batches_done = 0
 
     # -- resuming --------------------------------------------------------------------
@@ -118,18 +141,15 @@ class DataLoader:
         if done > len(self):
             raise ValueError(f"DataLoader.load_state_dict: batches_done={done} is more than the "
                              f"{len(self)} batches of an epoch (was the data or batch size changed?)")
-        generator = state["generator"]
-        try:
-            bit_generator = getattr(np.random, generator["bit_generator"])()
-            bit_generator.state = copy.deepcopy(generator)
-        except (AttributeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"DataLoader.load_state_dict: invalid generator state ({err})") from None
-        self._generator = np.random.Generator(bit_generator)
+        generator = generator_from_state(state["generator"], "DataLoader.load_state_dict: state['generator']")
+        epochs = integer(state["epoch"], "state['epoch']", minimum=0)
+        seed = integer(state.get("seed", self.seed), "state['seed']", minimum=0)
+        self._generator = generator
         self._epoch_start_state = self._generator.bit_generator.state
-        self._epochs_started = integer(state["epoch"], "state['epoch']", minimum=0)
+        self._epochs_started = epochs
         self._batches_done = 0
         self._resume_at = done
-        self.seed = state.get("seed", self.seed)
+        self.seed = seed
 
     def __repr__(self):
         shapes = ", ".join(str(a.shape) for a in self.arrays)

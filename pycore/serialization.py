@@ -29,6 +29,7 @@ save are removed by the next save to the same path.
 """
 __all__ = ["save", "load", "save_safetensors", "load_safetensors", "CheckpointError"]
 
+import base64
 import hashlib
 import json
 import math
@@ -36,6 +37,8 @@ import numbers
 import os
 import re
 import struct
+import threading
+import warnings
 
 import numpy as np
 
@@ -170,8 +173,9 @@ def _read_container(path):
         if entry["dtype"] not in _DTYPES:
             raise bad(f"tensor {tname!r}: unknown dtype {entry['dtype']!r}")
         shape, offsets = entry["shape"], entry["data_offsets"]
-        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            raise bad(f"tensor {tname!r}: shape must be a list of non-negative ints, got {shape!r:.200}")
+        problem = _shape_problem(shape, _DTYPES[entry["dtype"]])
+        if problem:
+            raise bad(f"tensor {tname!r}: {problem}")
         if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
                 or offsets[0] > offsets[1]):
             raise bad(f"tensor {tname!r}: data_offsets must be [begin, end] with 0 <= begin <= end, "
@@ -211,10 +215,30 @@ def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+MAX_DIMS = 64  # numpy's limit on the number of axes
+MAX_NBYTES = 2**62  # beyond any file; numpy refuses sizes near 2**63 even with a zero axis
+
+
+def _shape_problem(shape, dtype):
+    """Why `shape` (read from a file) cannot be an array of `dtype`, or None when it can.
+    An empty tensor still needs a shape numpy accepts: (0, 2**70) or 100 axes are refused."""
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        return f"shape must be a list of non-negative ints, got {shape!r:.200}"
+    if len(shape) > MAX_DIMS:
+        return f"shape has {len(shape)} dimensions, more than numpy's {MAX_DIMS}"
+    if math.prod(d for d in shape if d) * dtype.itemsize > MAX_NBYTES:
+        return f"shape {shape!r:.200} is too large for an array (more than 2**62 bytes, ignoring zero axes)"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # atomic writes
 # ---------------------------------------------------------------------------------------------
 _TEMP_SUFFIX = ".pycore-tmp"
+# Temp files this process is writing right now (several threads may save to one path at
+# once): the stale-temp clean-up must never delete one of them.
+_in_flight = set()
+_in_flight_lock = threading.Lock()
 
 
 def _temp_pattern(base):
@@ -229,6 +253,8 @@ def _atomic_write(path, chunks):
         raise IsADirectoryError(f"save: {path!r} is a directory")
     _remove_stale_temps(directory, base)
     temp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(6).hex()}{_TEMP_SUFFIX}")
+    with _in_flight_lock:
+        _in_flight.add(temp)
     try:
         with open(temp, "xb") as f:
             for chunk in chunks:
@@ -242,6 +268,9 @@ def _atomic_write(path, chunks):
         except OSError:
             pass
         raise
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(temp)
     _fsync_directory(directory)
 
 
@@ -254,16 +283,20 @@ def _remove_stale_temps(directory, base):
         return
     for entry in names:
         match = pattern.match(entry)
+        temp = os.path.join(directory, entry)
         if match and not _process_alive(int(match.group(1))):
+            with _in_flight_lock:
+                if temp in _in_flight:  # another thread of this process is writing it
+                    continue
             try:
-                os.unlink(os.path.join(directory, entry))
+                os.unlink(temp)
             except OSError:
                 pass
 
 
 def _process_alive(pid):
     if pid == os.getpid():
-        return False  # our own leftovers (an earlier save in this process was interrupted)
+        return False  # our own leftovers, unless still in _in_flight (checked by the caller)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -290,18 +323,35 @@ def _fsync_directory(directory):
 
 
 # ---------------------------------------------------------------------------------------------
-# nested values (optimizer state, metadata) <-> JSON + named tensors
+# nested values (optimizer state, metadata) <-> JSON
 # ---------------------------------------------------------------------------------------------
-# JSON has no arrays, tuples or non-string dict keys, so three tagged objects carry them:
-#   {"__tensor__": "optimizer/state/0/momentum_buffer"}   an array, stored as that tensor
+# JSON has no arrays, tuples or non-string dict keys, so tagged objects carry them:
+#   {"__array__": {"dtype": "F32", "shape": [4, 3], "data": base64}}  an array, inside the JSON
+#   {"__tensor__": "optimizer/state/0/momentum_buffer"}   an array stored as a tensor of the file
+#                                                         (files of pycore <= 0.x; large states)
 #   {"__tuple__": [...]}                                   a tuple (e.g. Adam's betas)
 #   {"__items__": [[key, value], ...]}                     a dict with non-string keys
+# Arrays go inside the JSON, so the file's tensors are exactly the model's state_dict and
+# PyTorch's strict load_state_dict(safetensors.torch.load_file(path)) accepts it.
 # Decoding only ever builds these plain values: nothing in a file can name code to run.
-_TAGS = ("__tensor__", "__tuple__", "__items__")
+_TAGS = ("__array__", "__tensor__", "__tuple__", "__items__")
+MAX_NESTING = 64  # levels of lists/dicts in metadata; deeper is refused (it would exhaust the stack)
+# safetensors (Rust, hence PyTorch) refuses headers over 100,000,000 bytes: optimizer and
+# metadata arrays that would push the header past this budget are stored as tensors instead.
+INLINE_BUDGET = 90_000_000
 
 
-def _encode(value, prefix, tensors, where):
+def _encode(value, prefix, tensors, where, inline, depth=0):
+    if depth > MAX_NESTING:
+        raise ValueError(f"save: {where} is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, np.ndarray):
+        key = (value.dtype.kind, value.dtype.itemsize)
+        if key not in _NAMES:
+            raise TypeError(f"save: {where} has dtype {value.dtype}, which a checkpoint cannot store")
+        if inline:
+            data = np.ascontiguousarray(value, dtype=_DTYPES[_NAMES[key]]).tobytes()
+            return {"__array__": {"dtype": _NAMES[key], "shape": list(value.shape),
+                                  "data": base64.b64encode(data).decode("ascii")}}
         name = prefix.rstrip("/") or prefix
         if name in tensors:
             raise ValueError(f"save: {where} would be stored as tensor {name!r}, which is already taken "
@@ -317,43 +367,71 @@ def _encode(value, prefix, tensors, where):
     if isinstance(value, numbers.Real):
         return float(value)
     if isinstance(value, (list, tuple)):
-        items = [_encode(v, f"{prefix}{i}/", tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_encode(v, f"{prefix}{i}/", tensors, f"{where}[{i}]", inline, depth + 1)
+                 for i, v in enumerate(value)]
         return {"__tuple__": items} if isinstance(value, tuple) else items
     if isinstance(value, dict):
         plain = all(isinstance(k, str) for k in value) and not any(t in value for t in _TAGS)
         if plain:
-            return {k: _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]") for k, v in value.items()}
+            return {k: _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]", inline, depth + 1)
+                    for k, v in value.items()}
         items = []
         for k, v in value.items():
             if not (k is None or isinstance(k, (bool, str, numbers.Integral, numbers.Real))):
                 raise TypeError(f"save: {where} has a key of type {type(k).__name__}; checkpoint dict keys "
                                 "must be strings or numbers")
-            items.append([_encode(k, "", {}, where), _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]")])
+            items.append([_encode(k, "", {}, where, inline, depth + 1),
+                          _encode(v, f"{prefix}{k}/", tensors, f"{where}[{k!r}]", inline, depth + 1)])
         return {"__items__": items}
     raise TypeError(f"save: {where} is a {type(value).__name__}; a checkpoint stores only arrays, numbers, "
                     "strings, None, lists, tuples and dicts")
 
 
-def _decode(value, tensors, source):
+def _decode(value, tensors, source, depth=0):
+    if depth > MAX_NESTING:
+        raise CheckpointError(f"{source}: the metadata is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, list):
-        return [_decode(v, tensors, source) for v in value]
+        return [_decode(v, tensors, source, depth + 1) for v in value]
     if isinstance(value, dict):
+        if len(value) == 1 and "__array__" in value:
+            return _decode_array(value["__array__"], source)
         if len(value) == 1 and "__tensor__" in value:
             name = value["__tensor__"]
             if not isinstance(name, str) or name not in tensors:
-                raise CheckpointError(f"{source}: metadata refers to a missing tensor {name!r}")
+                raise CheckpointError(f"{source}: metadata refers to a missing tensor {name!r:.100}")
             return tensors[name]
         if len(value) == 1 and "__tuple__" in value and isinstance(value["__tuple__"], list):
-            return tuple(_decode(v, tensors, source) for v in value["__tuple__"])
+            return tuple(_decode(v, tensors, source, depth + 1) for v in value["__tuple__"])
         if len(value) == 1 and "__items__" in value and isinstance(value["__items__"], list):
             out = {}
             for pair in value["__items__"]:
                 if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], (list, dict)):
                     raise CheckpointError(f"{source}: malformed dict entry {pair!r:.100} in the metadata")
-                out[pair[0]] = _decode(pair[1], tensors, source)
+                out[pair[0]] = _decode(pair[1], tensors, source, depth + 1)
             return out
-        return {k: _decode(v, tensors, source) for k, v in value.items()}
+        return {k: _decode(v, tensors, source, depth + 1) for k, v in value.items()}
     return value
+
+
+def _decode_array(entry, source):
+    """An {"__array__": ...} value, checked like a tensor of the header before numpy sees it."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data"}:
+        raise CheckpointError(f"{source}: malformed array in the metadata: expected dtype, shape and data, "
+                              f"got {entry!r:.100}")
+    if entry["dtype"] not in _DTYPES or not isinstance(entry["data"], str):
+        raise CheckpointError(f"{source}: array in the metadata with unknown dtype {entry['dtype']!r:.50}")
+    dtype = _DTYPES[entry["dtype"]]
+    problem = _shape_problem(entry["shape"], dtype)
+    if problem:
+        raise CheckpointError(f"{source}: array in the metadata: {problem}")
+    try:
+        data = base64.b64decode(entry["data"], validate=True)
+    except ValueError:
+        raise CheckpointError(f"{source}: array in the metadata whose data is not base64") from None
+    if len(data) != math.prod(entry["shape"]) * dtype.itemsize:
+        raise CheckpointError(f"{source}: array in the metadata of shape {entry['shape']} and dtype "
+                              f"{entry['dtype']} holds {len(data)} bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(entry["shape"]).astype(np.dtype(dtype.char), copy=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +447,13 @@ def save(path, model, optimizer=None, **metadata):
         **metadata: e.g. epoch=3, step=1200, rng_state=pycore.get_rng_state(),
             loader_state=loader.state_dict(), hparams={...}: values made of arrays, numbers,
             strings, None, lists, tuples and dicts.
+
+    The file's tensors are the model's state_dict and nothing else (PyTorch's strict
+    load_state_dict accepts safetensors.torch.load_file(path)); the optimizer state and the
+    metadata, arrays included, are JSON in the safetensors __metadata__ ("optimizer" and
+    "metadata" entries), which safetensors.torch does not return. Only when they would make
+    the header larger than safetensors accepts (~90 MB) are their arrays stored as tensors
+    named "optimizer/..." and "metadata/..." instead, with a warning.
     """
     state = model.state_dict() if hasattr(model, "state_dict") else model
     if not hasattr(state, "items"):
@@ -385,49 +470,92 @@ def save(path, model, optimizer=None, **metadata):
     except ImportError:  # pragma: no cover - a partially built package
         pass
     info["model_keys"] = json.dumps(list(tensors))
+    opt_state = None
     if optimizer is not None:
         opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
-        info["optimizer"] = json.dumps(_encode(opt_state, _OPTIMIZER_PREFIX, tensors, "optimizer state"))
-    info["metadata"] = json.dumps({k: _encode(v, f"{_METADATA_PREFIX}{k}/", tensors, f"metadata {k!r}")
-                                   for k, v in metadata.items()})
-    save_safetensors(path, tensors, info)
+    for inline in (True, False):
+        extra = dict(tensors)
+        if opt_state is not None:
+            info["optimizer"] = json.dumps(_encode(opt_state, _OPTIMIZER_PREFIX, extra, "optimizer state", inline))
+        info["metadata"] = json.dumps({k: _encode(v, f"{_METADATA_PREFIX}{k}/", extra, f"metadata {k!r}", inline)
+                                       for k, v in metadata.items()})
+        if not inline or len(info.get("optimizer", "")) + len(info["metadata"]) <= INLINE_BUDGET:
+            break
+        warnings.warn(f"save: the optimizer state and metadata are too large for the safetensors header "
+                      f"({len(info.get('optimizer', '')) + len(info['metadata'])} bytes of JSON); their arrays "
+                      f"are stored as 'optimizer/...' and 'metadata/...' tensors, which PyTorch's strict "
+                      f"load_state_dict will reject as unexpected keys", stacklevel=2)
+    save_safetensors(path, extra, info)
 
 
 def load(path, model=None, optimizer=None, strict=True):
-    """Load a checkpoint written by save().
+    """Load a checkpoint written by save() (by this or an earlier version of pycore).
 
     With a model: copies the weights into it (load_state_dict, strict by default) and, with
     an optimizer, its state; returns the metadata dict. Without a model: returns
     (state_dict, metadata). Raises CheckpointError (a ValueError) for a file that is
-    truncated, corrupted, modified or not a pycore checkpoint; nothing is changed then.
+    truncated, corrupted, modified or not a pycore checkpoint. Loading is all-or-nothing:
+    when anything does not fit (a shape, the optimizer's state, a read-only parameter),
+    neither the model nor the optimizer is changed.
     """
+    source = os.fspath(path)
+    state_dict, opt_state, metadata = read_checkpoint(source)
+    if model is None:
+        if optimizer is not None:
+            _require_optimizer_state(opt_state, source)
+            optimizer.load_state_dict(opt_state)
+        return state_dict, metadata
+    load_state(model, state_dict, optimizer, opt_state, source, strict)
+    return metadata
+
+
+def read_checkpoint(path):
+    """Read and validate a checkpoint without changing anything: (model state_dict,
+    optimizer state or None, metadata dict)."""
     source = os.fspath(path)
     tensors, info, had_checksum = _read_container(source)
     if info.get("format") != FORMAT_NAME or not had_checksum:
         raise CheckpointError(f"{source}: a safetensors file, but not a pycore checkpoint (no pycore "
                               "metadata or checksum); read its tensors with pycore.load_safetensors()")
     if info.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format version {info.get('format_version')!r}, "
+        raise CheckpointError(f"{source}: checkpoint format version {info.get('format_version')!r:.50}, "
                               f"this pycore reads version {FORMAT_VERSION}")
     try:
         model_keys = json.loads(info["model_keys"])
         metadata = _decode(json.loads(info.get("metadata", "{}")), tensors, source)
         opt_state = (_decode(json.loads(info["optimizer"]), tensors, source)
                      if "optimizer" in info else None)
-    except (KeyError, json.JSONDecodeError, TypeError) as err:
-        raise CheckpointError(f"{source}: malformed pycore metadata ({err})") from None
+    except (KeyError, json.JSONDecodeError, TypeError, RecursionError) as err:
+        raise CheckpointError(f"{source}: malformed pycore metadata ({type(err).__name__}: {err!s:.200})") from None
     if not isinstance(model_keys, list) or not all(isinstance(k, str) and k in tensors for k in model_keys):
         raise CheckpointError(f"{source}: the model key list does not match the stored tensors")
     if not isinstance(metadata, dict):
         raise CheckpointError(f"{source}: malformed pycore metadata (not a dict)")
-    state_dict = {k: tensors[k] for k in model_keys}
-    if optimizer is not None and opt_state is None:
+    return {k: tensors[k] for k in model_keys}, opt_state, metadata
+
+
+def _require_optimizer_state(opt_state, source):
+    if opt_state is None:
         raise ValueError(f"load: {source} holds no optimizer state, but an optimizer was given")
-    if model is None:
-        if optimizer is not None:
-            optimizer.load_state_dict(opt_state)
-        return state_dict, metadata
-    model.load_state_dict(state_dict, strict=strict)
+
+
+def load_state(model, state_dict, optimizer=None, opt_state=None, source="load", strict=True):
+    """Load weights and optimizer state all-or-nothing: read-only targets are refused before
+    anything is written, and if the optimizer refuses its state the weights are put back."""
     if optimizer is not None:
+        _require_optimizer_state(opt_state, source)
+    current = model.state_dict() if hasattr(model, "state_dict") else {}
+    read_only = [k for k, v in current.items()
+                 if k in state_dict and isinstance(v, np.ndarray) and not v.flags.writeable]
+    if read_only:
+        raise ValueError(f"{source}: cannot load into read-only array(s) {read_only[:5]} of the model; "
+                         "nothing was changed")
+    backup = {k: np.array(v, copy=True) for k, v in current.items()} if optimizer is not None else None
+    model.load_state_dict(state_dict, strict=strict)
+    if optimizer is None:
+        return
+    try:
         optimizer.load_state_dict(opt_state)
-    return metadata
+    except BaseException:
+        model.load_state_dict(backup, strict=False)
+        raise

@@ -87,3 +87,24 @@ def test_bad_arguments(rng):
         clip_grad_value_(ours, -1.0)
     with pytest.raises(TypeError, match="clip_value"):
         clip_grad_value_(ours, None)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
+def test_parameters_without_gradient_are_skipped_like_torch(rng, norm_type):
+    """grad None (never computed, or set to None): skipped in the norm and left None, as in PyTorch."""
+    ours, ref = pair(rng, np.float64)
+    ours[1].grad, ref[1].grad = None, None
+    total = clip_grad_norm_(ours, max_norm=0.5, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(ref, max_norm=0.5, norm_type=norm_type)
+    assert total == pytest.approx(float(expected), rel=1e-12)
+    assert ours[1].grad is None
+    for p, t in zip(ours, ref):
+        if p.grad is not None:
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12)
+    clip_grad_value_(ours, 0.01)
+    torch.nn.utils.clip_grad_value_(ref, 0.01)
+    assert ours[1].grad is None
+    np.testing.assert_array_equal(ours[0].grad, ref[0].grad.numpy())
+    only_none = Parameter(np.zeros(3))
+    only_none.grad = None
+    assert clip_grad_norm_([only_none], 1.0) == 0.0

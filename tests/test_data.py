@@ -98,3 +98,58 @@ def test_errors_name_the_problem():
         DataLoader(np.zeros(3), batch_size=0)
     with pytest.raises(ValueError, match="batches_done"):
         DataLoader(np.zeros(3)).load_state_dict({"epoch": 0, "batches_done": 9, "generator": {}})
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_are_copies_not_views(shuffle):
+    """Normalising a batch in place must not change the dataset (PyTorch's loader copies)."""
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10)
+    original = x.copy()
+    for xb, yb in DataLoader(x, y, batch_size=4, shuffle=shuffle, seed=0):
+        assert not np.shares_memory(xb, x) and not np.shares_memory(yb, y)
+        xb -= xb.mean()
+        yb[...] = -1
+    np.testing.assert_array_equal(x, original)
+    np.testing.assert_array_equal(y, np.arange(10))
+    (single,) = [next(iter(DataLoader(x, batch_size=3)))]
+    assert not np.shares_memory(single, x)
+
+
+def shift(xb, rng):
+    """A random roll of each row by -1, 0 or 1 (augmentation)."""
+    return np.stack([np.roll(row, rng.integers(-1, 2)) for row in xb])
+
+
+def test_transform_and_collate_hooks_are_resumable():
+    """transform gets the inputs and a generator seeded from (seed, epoch, batch); collate_fn
+    shapes what is yielded. A loader restored mid-epoch gives the same batches, augmentation
+    included, as the uninterrupted one."""
+    x = np.arange(60, dtype=np.float32).reshape(12, 5)
+    y = np.arange(12)
+    side = -np.arange(12)
+
+    def make():
+        return DataLoader(x, side, y, batch_size=5, shuffle=True, seed=4, transform=shift,
+                          collate_fn=lambda a, b, c: ((a, b), c))
+
+    loader = make()
+    first, second = list(loader), list(loader)
+    assert all(isinstance(b[0], tuple) and len(b[0]) == 2 for b in first)
+    (a, b), c = first[0]
+    np.testing.assert_array_equal(np.sort(a, axis=1), np.sort(x[c], axis=1))  # rolled rows of the right samples
+    np.testing.assert_array_equal(b, side[c])
+    assert not all(np.array_equal(a, x[c]) for (a, _), c in first + second)  # some rows did move
+    resumed = make()
+    iterator = iter(resumed)
+    next(iterator)
+    state = json.loads(json.dumps(resumed.state_dict()))
+    again = make()
+    again.load_state_dict(state)
+    for got, want in zip(list(again) + list(again), first[1:] + second):
+        for u, v in zip((got[0][0], got[0][1], got[1]), (want[0][0], want[0][1], want[1])):
+            np.testing.assert_array_equal(u, v)
+    with pytest.raises(TypeError, match="transform"):
+        DataLoader(x, transform=3)
+    with pytest.raises(ValueError, match="bit_generator"):
+        again.load_state_dict({**state, "generator": {**state["generator"], "bit_generator": "seed"}})

@@ -171,3 +171,19 @@ def test_split_corpus_on_tiny_shakespeare():
     train, val = split_corpus(vocab.encode(text), val_fraction=0.1)
     assert len(train) + len(val) == len(text)
     assert vocab.decode(val[-10:]) == text[-10:]
+
+
+def test_char_vocab_with_lone_surrogates(tmp_path):
+    """Text decoded with errors='surrogateescape' holds lone surrogates: they are characters
+    like any other, in encode, decode, and a checkpoint of the vocabulary."""
+    import pycore
+    text = b"ab\xffc\xfe".decode("utf-8", errors="surrogateescape")
+    vocab = CharVocab(text)
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == text
+    np.testing.assert_array_equal(ids, [vocab.chars.index(c) for c in text])
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        vocab.encode("\ud800")
+    path = tmp_path / "vocab.safetensors"
+    pycore.save(path, {}, vocab=vocab.state_dict())
+    assert CharVocab.from_state_dict(pycore.load(path)[1]["vocab"]).encode(text).tolist() == ids.tolist()

@@ -129,7 +129,7 @@ def test_history_matches_a_hand_written_loop():
     logits = ref_model(x[:32])
     np.testing.assert_allclose(history["val_loss"][-1], SoftmaxCrossEntropy()(logits, y[:32]), rtol=1e-5)
     np.testing.assert_allclose(history["val_accuracy"][-1], np.mean(logits.argmax(1) == y[:32]))
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "time", "samples_per_s"}
+    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time", "samples_per_s"}
     assert history.epochs == 3 and all(t > 0 for t in history["time"])
     assert model.training and model.requires_input_grad is False
     assert history["loss"][-1] < history["loss"][0]
@@ -275,13 +275,15 @@ def test_ctrl_c_during_a_step_is_held_until_the_step_ends():
 def test_progress_output(capsys):
     x, y = make_data(n=32)
     model = make_model()
-    fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2)
-    assert capsys.readouterr().out == ""  # not a terminal: quiet by default
     fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2,
-        verbose=True)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "samples/s" in lines[1]
-    assert "acc" in lines[1]
+        verbose=0)
+    assert capsys.readouterr().out == ""  # verbose=0: silent
+    for verbose in (None, True, 2):  # not a terminal: one line per epoch (a batch job's log)
+        fit(model, SoftmaxCrossEntropy(), MomentumSGD(model.parameters(), 0.1), DataLoader(x, y, batch_size=8), 2,
+            verbose=verbose, val_loader=DataLoader(x, y, batch_size=8), metrics=["accuracy", "top2"])
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "samples/s" in lines[1]
+        assert " acc " in lines[1] and " top2 " in lines[1] and "val_top2" in lines[1] and "val_loss" in lines[1]
 
 
 def test_learning_curve_png(tmp_path):
@@ -302,7 +304,7 @@ def test_model_checkpoint_best_only(tmp_path):
         epochs=3, callbacks=[ckpt])
     assert [os.path.basename(p) for p in ckpt.saved] == [f"best-{e}.safetensors" for e in (1, 2, 3)]
     state, meta = pycore.load(ckpt.saved[-1])
-    assert meta["epoch"] == 3 and meta["step"] == 18 and len(meta["history"]["loss"]) == 3
+    assert meta["epoch"] == 3 and meta["step"] == 18 and len(meta["history"]["epochs"]["loss"]) == 3
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(state[k], v)
 
@@ -312,12 +314,15 @@ def test_model_checkpoint_never_saves_nan_weights(tmp_path):
     model = make_model()
     path = tmp_path / "ckpt.safetensors"
     ckpt = ModelCheckpoint(path, monitor="loss")
-    trainer = pycore.train.Trainer(model, None, MomentumSGD(model.parameters(), 0.1), DataLoader(x, y), {})
+    trainer = pycore.train.Trainer(model, None, MomentumSGD(model.parameters(), 0.1), DataLoader(x, y),
+                                   pycore.train.History())
     ckpt.on_epoch_end(trainer, 1, {"loss": 1.0})
+    ckpt.on_checkpoint(trainer, 1, {"loss": 1.0})
     good = path.read_bytes()
     model[2].bias.data[1] = np.nan
     with pytest.raises(NonFiniteLossError, match="2.bias"):
         ckpt.on_epoch_end(trainer, 2, {"loss": 0.5})
+    ckpt.on_checkpoint(trainer, 2, {"loss": 0.5})
     assert path.read_bytes() == good
 
 
@@ -327,53 +332,87 @@ def test_bad_arguments():
     opt = MomentumSGD(model.parameters(), 0.1)
     with pytest.raises(ValueError, match="on_nonfinite"):
         fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), 1, on_nonfinite="ignore")
-    with pytest.raises(ValueError, match="metrics"):
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
         fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), 1, metrics=("f1",))
     with pytest.raises(ValueError, match="epochs"):
         fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x, y), -1)
-    with pytest.raises(ValueError, match="pair"):
+    with pytest.raises(ValueError, match="each batch must be"):
         fit(model, SoftmaxCrossEntropy(), opt, DataLoader(x), 1)
 
 
 RESUME_SCRIPT = HELPERS + textwrap.dedent('''
-    import sys
+    import json, sys
     import pycore
+    from pycore import optim
     from pycore.data import DataLoader
-    from pycore.train import ModelCheckpoint, fit, restore_training_state
+    from pycore.train import EarlyStopping, ModelCheckpoint, fit
 
-    mode, folder = sys.argv[1], sys.argv[2]
-    pycore.manual_seed(0)
-    model = make_model()
+    epochs, folder, resume = int(sys.argv[1]), sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else None)
+    pycore.manual_seed(0 if resume is None else 12345)  # a resumed process starts from another state
+    model = nn.Sequential(nn.Linear(6, 16), Tanh(), nn.Dropout(0.2), nn.Linear(16, 3))  # dropout: pycore's RNG
     x, y = make_data(n=80)
-    loader = DataLoader(x, y, batch_size=16, shuffle=True)   # seed drawn from pycore's generator
-    opt = MomentumSGD(model.parameters(), lr=0.1)
-    if mode == "two_epochs":
-        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=2)
-        pycore.save(folder + "/two_epochs.safetensors", model)
-    elif mode == "first_epoch":
-        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=1,
-            callbacks=[ModelCheckpoint(folder + "/epoch1.safetensors", monitor="loss")])
-    else:
-        pycore.manual_seed(12345)          # a different process state, overwritten by the checkpoint
-        meta = restore_training_state(folder + "/epoch1.safetensors", model, opt, loader)
-        fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=2 - meta["epoch"])
-        pycore.save(folder + "/resumed.safetensors", model)
+    jitter = lambda xb, rng: xb + rng.normal(0, 0.05, xb.shape).astype(xb.dtype)   # augmentation
+    loader = DataLoader(x, y, batch_size=16, shuffle=True, seed=3, transform=jitter)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = optim.OneCycleLR(opt, max_lr=0.3, total_steps=4 * 5)
+    stopper = EarlyStopping(monitor="val_loss", patience=10)
+    every = ModelCheckpoint("ep{epoch}-{val_loss:.4f}.safetensors")   # relative to the run's folder
+    best = ModelCheckpoint("best.safetensors", monitor="val_accuracy", save_best_only=True)
+    history = fit(model, SoftmaxCrossEntropy(), opt, loader, epochs=epochs, verbose=0,
+                  val_loader=DataLoader(x[:40], y[:40], batch_size=20), metrics=["accuracy", "top2"],
+                  scheduler=scheduler, scheduler_interval="step", callbacks=[stopper, every, best],
+                  resume=resume, plot=folder + "/curve.png")
+    pycore.save(folder + "/final.safetensors", model)
+    json.dump({"history": {k: v for k, v in history.items() if k not in ("time", "samples_per_s")},
+               "step_loss": history.step_loss, "saved": every.saved, "best_saved": best.saved,
+               "best": best.state_dict()["best"], "stopper": [stopper.best, stopper.best_epoch, stopper.wait]},
+              open(folder + "/result.json", "w"))
 ''')
 
 
-def test_resume_in_a_new_process_is_bit_identical(tmp_path):
+def test_resume_in_new_processes_equals_one_run(tmp_path):
+    """4 epochs in one process == 2 epochs, then resume to 3, then resume to 4 (each a new
+    process): weights bit for bit, checkpoint file names and contents, history, per-step
+    loss, callback states, the best checkpoint and the plot. With dropout, a shuffled and
+    augmented loader, a per-step OneCycleLR, and SGD momentum."""
+    import json
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
     env = child_process_env()
-    for mode in ("two_epochs", "first_epoch", "resume"):
-        subprocess.run([sys.executable, str(script), mode, str(tmp_path)], check=True, env=env, timeout=120,
-                       cwd=tmp_path)
-    whole, _ = pycore.load(tmp_path / "two_epochs.safetensors")
-    resumed, _ = pycore.load(tmp_path / "resumed.safetensors")
-    one, _ = pycore.load(tmp_path / "epoch1.safetensors")
-    for key in whole:
-        assert whole[key].tobytes() == resumed[key].tobytes(), key
-        assert not np.array_equal(whole[key], one[key])
+    straight, pieces = tmp_path / "straight", tmp_path / "pieces"
+    straight.mkdir(), pieces.mkdir()
+
+    def run(folder, *args):
+        subprocess.run([sys.executable, str(script), *args[:1], str(folder), *args[1:]], check=True, env=env,
+                       timeout=120, cwd=folder)
+        return json.loads((folder / "result.json").read_text())
+
+    whole = run(straight, "4")
+    run(pieces, "2")
+    after2 = sorted(os.listdir(pieces))
+    checkpoint2 = [n for n in after2 if n.startswith("ep2-")][0]
+    run(pieces, "3", str(pieces / checkpoint2))
+    checkpoint3 = [n for n in os.listdir(pieces) if n.startswith("ep3-")][0]
+    resumed = run(pieces, "4", str(pieces / checkpoint3))
+    assert resumed == whole
+    assert len(whole["history"]["loss"]) == 4 and whole["history"]["epoch"] == [1, 2, 3, 4]
+    assert len(whole["step_loss"]) == 20 and len(whole["history"]["top2"]) == 4
+    assert sorted(os.listdir(pieces)) == sorted(os.listdir(straight))
+    timings = ("time", "samples_per_s")  # the only values that differ between runs
+    for name in os.listdir(straight):
+        if name.endswith(".safetensors"):
+            (ours, ours_opt, ours_meta), (theirs, theirs_opt, theirs_meta) = (
+                pycore.serialization.read_checkpoint(folder / name) for folder in (straight, pieces))
+            for key in ours:
+                assert ours[key].tobytes() == theirs[key].tobytes(), (name, key)
+            for meta in (ours_meta, theirs_meta):
+                for key in timings:
+                    meta.get("history", {}).get("epochs", {}).pop(key, None)
+                    meta.get("logs", {}).pop(key, None)
+            assert repr(ours_meta) == repr(theirs_meta) and repr(ours_opt) == repr(theirs_opt), name
+    assert (straight / "curve.png").read_bytes() == (pieces / "curve.png").read_bytes()
+    meta = pycore.load(pieces / [n for n in os.listdir(pieces) if n.startswith("ep4-")][0])[1]
+    assert meta["epoch"] == 4 and meta["step"] == 20
 
 
 def test_clip_grad_norm_rescales_before_the_step():

@@ -381,3 +381,112 @@ def test_scheduler_bad_arguments():
     scheduler = optim.StepLR(opt, step_size=2)
     with pytest.raises(ValueError, match=r"missing entries \['gamma'\]"):
         scheduler.load_state_dict({k: v for k, v in scheduler.state_dict().items() if k != "gamma"})
+
+
+# Each builder makes a scheduler from a module (pycore.optim or torch.optim.lr_scheduler) and an
+# optimizer with two param groups (lr 0.1 and 0.3, momentum 0.9).
+BUILDERS = {
+    "MultiStepLR": lambda m, o: m.MultiStepLR(o, [2, 5, 5, 9], gamma=0.5),
+    "LinearLR": lambda m, o: m.LinearLR(o, start_factor=0.1, total_iters=4),
+    "LambdaLR": lambda m, o: m.LambdaLR(o, [lambda e: 0.95 ** e, lambda e: 1 / (1 + e)]),
+    "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=[1.0, 2.0], total_steps=20),
+    "OneCycleLR-3phase-linear": lambda m, o: m.OneCycleLR(o, max_lr=1.0, total_steps=20, three_phase=True,
+                                                          anneal_strategy="linear", pct_start=0.25),
+    "SequentialLR": lambda m, o: m.SequentialLR(o, [m.LinearLR(o, start_factor=0.1, total_iters=3),
+                                                    m.CosineAnnealingLR(o, T_max=6), m.StepLR(o, 2)],
+                                                milestones=[3, 8]),
+    "SequentialLR-MultiStep-Lambda": lambda m, o: m.SequentialLR(
+        o, [m.LambdaLR(o, lambda e: e / 3), m.MultiStepLR(o, [2, 4])], milestones=[4]),
+    "ChainedScheduler": lambda m, o: m.ChainedScheduler([m.LinearLR(o, start_factor=0.1, total_iters=3),
+                                                         m.StepLR(o, 2, 0.5)]),
+    "ReduceLROnPlateau": lambda m, o: m.ReduceLROnPlateau(o, patience=1, cooldown=1, factor=0.5, min_lr=0.02),
+    "ReduceLROnPlateau-max-abs": lambda m, o: m.ReduceLROnPlateau(o, mode="max", threshold=0.05,
+                                                                  threshold_mode="abs", patience=0),
+}
+PLATEAU_VALUES = [1, 0.9, 0.95, 0.95, 0.95, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.91, 0.9, 0.9]
+
+
+def built_rates(module, opt_cls, make_param, name, steps=19, reload_at=None):
+    """Rates and momenta per step; with reload_at, the optimizer and scheduler are rebuilt
+    there from their state_dicts passed through a checkpoint's JSON."""
+    def fresh():
+        opt = opt_cls([{"params": [make_param()]}, {"params": [make_param()], "lr": 0.3}], lr=0.1, momentum=0.9)
+        return opt, BUILDERS[name](module, opt)
+
+    opt, scheduler = fresh()
+    rows = [scheduler.get_last_lr() + [g["momentum"] for g in opt.param_groups]]
+    for i in range(steps):
+        if i == reload_at:
+            saved = through_checkpoint({"optimizer": opt.state_dict(), "scheduler": scheduler.state_dict()})
+            opt, scheduler = fresh()
+            opt.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        opt.step()
+        scheduler.step(PLATEAU_VALUES[i]) if "Plateau" in name else scheduler.step()
+        rows.append(scheduler.get_last_lr() + [g["momentum"] for g in opt.param_groups])
+        assert [g["lr"] for g in opt.param_groups] == rows[-1][:2]
+    return np.array(rows)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_more_schedulers_match_torch_and_resume(name):
+    """Rates (and OneCycleLR's momenta) equal torch's value for value, and a scheduler rebuilt
+    mid-way from its state_dict (through JSON) continues with the same values."""
+    ours = built_rates(optim, optim.SGD, lambda: Parameter(np.zeros(2)), name)
+    theirs = built_rates(torch.optim.lr_scheduler, torch.optim.SGD, lambda: torch.zeros(2, requires_grad=True), name)
+    np.testing.assert_array_equal(ours, theirs)
+    resumed = built_rates(optim, optim.SGD, lambda: Parameter(np.zeros(2)), name, reload_at=7)
+    np.testing.assert_array_equal(resumed, ours)
+
+
+def test_one_cycle_cycles_adam_beta1_like_torch():
+    ours = optim.Adam([Parameter(np.zeros(2))], lr=0.1)
+    theirs = torch.optim.Adam([torch.zeros(2, requires_grad=True)], lr=0.1)
+    a, b = optim.OneCycleLR(ours, max_lr=0.5, total_steps=10), torch.optim.lr_scheduler.OneCycleLR(
+        theirs, max_lr=0.5, total_steps=10)
+    for _ in range(9):
+        ours.step(), theirs.step(), a.step(), b.step()
+        assert ours.param_groups[0]["betas"] == theirs.param_groups[0]["betas"]
+        assert a.get_last_lr() == b.get_last_lr()
+
+
+def test_lambda_lr_state_dict_holds_no_function():
+    """A function cannot go into a checkpoint: the state holds None per group (as PyTorch does
+    for plain functions); the re-created scheduler brings its function back."""
+    opt = optim.SGD([Parameter(np.zeros(2))], lr=0.1)
+    scheduler = optim.LambdaLR(opt, lambda e: 0.5 ** e)
+    for _ in range(3):
+        scheduler.step()
+    state = scheduler.state_dict()
+    assert state["lr_lambdas"] == [None] and state["last_epoch"] == 3
+    assert allowed_types_only({k: v for k, v in state.items() if k != "lr_lambdas"})
+    again = optim.LambdaLR(optim.SGD([Parameter(np.zeros(2))], lr=0.1), lambda e: 0.5 ** e)
+    again.load_state_dict(through_checkpoint(state))
+    again.step()
+    assert again.get_last_lr() == [0.1 * 0.5 ** 4]
+
+
+def test_new_scheduler_bad_arguments():
+    opt = optim.SGD([Parameter(np.zeros(2))], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="start_factor"):
+        optim.LinearLR(opt, start_factor=0)
+    with pytest.raises(TypeError, match="milestones"):
+        optim.MultiStepLR(opt, milestones=3)
+    with pytest.raises(ValueError, match="total_steps"):
+        optim.OneCycleLR(opt, max_lr=1.0)
+    with pytest.raises(ValueError, match="factor"):
+        optim.ReduceLROnPlateau(opt, factor=1.5)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau"):
+        optim.SequentialLR(opt, [optim.ReduceLROnPlateau(opt)], milestones=[])
+    with pytest.raises(ValueError, match="milestones"):
+        optim.SequentialLR(opt, [optim.StepLR(opt, 2), optim.StepLR(opt, 3)], milestones=[])
+    with pytest.raises(TypeError, match="lr_lambda"):
+        optim.LambdaLR(opt, 0.5)
+    one_cycle = optim.OneCycleLR(opt, max_lr=1.0, total_steps=2)
+    one_cycle.step()
+    with pytest.raises(ValueError, match="total_steps=2"):
+        one_cycle.step(), one_cycle.step()
+    with pytest.raises(ValueError, match="best"):
+        plateau = optim.ReduceLROnPlateau(opt)
+        plateau.load_state_dict({**plateau.state_dict(), "best": "low"})

@@ -111,7 +111,8 @@ def test_file_is_plain_safetensors(tmp_path, rng):
     np.testing.assert_array_equal(got, model.a.weight.data)
     assert header["b.weight"]["dtype"] == "F64" and header["counts"]["dtype"] == "I64"
     assert all(isinstance(v, str) for v in header["__metadata__"].values())
-    assert "optimizer/state/0/exp_avg" in header
+    # the tensors are the model's state_dict alone; optimizer and metadata arrays are in the JSON
+    assert set(header) - {"__metadata__"} == set(model.state_dict())
 
 
 def test_pytorch_safetensors_reads_it(tmp_path, rng):
@@ -314,3 +315,188 @@ def test_sigkill_during_repeated_saves_never_loses_the_checkpoint(tmp_path):
     assert kills >= 5 and len(epochs) > 1
     save(path, TwoDtypes())  # the next save removes what the killed ones left
     assert temp_files(tmp_path) == []
+
+
+# -- the weights are all PyTorch sees; files of the previous layout still load ------------------
+def test_pytorch_strict_load_state_dict_with_optimizer_state(tmp_path):
+    """A checkpoint saved with its optimizer: safetensors.torch returns the weights alone, so a
+    torch model with the same keys loads it strictly; pycore gets the optimizer back."""
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    pycore.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = pycore.optim.Adam(model.parameters(), lr=0.01)
+    out = model(np.ones((2, 3), np.float32))
+    model.backward(np.ones_like(out))
+    opt.step()
+    path = tmp_path / "ckpt.safetensors"
+    pycore.save(path, model, opt, epoch=1, mask=np.array([True, False]))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    theirs.load_state_dict(safetensors_torch.load_file(str(path)), strict=True)
+    np.testing.assert_array_equal(theirs[2].weight.detach().numpy(), model[2].weight.data)
+    again = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    again_opt = pycore.optim.Adam(again.parameters(), lr=0.01)
+    meta = pycore.load(path, again, again_opt)
+    assert meta["epoch"] == 1 and meta["mask"].tolist() == [True, False]
+    for p, q in zip(model.parameters(), again.parameters()):
+        np.testing.assert_array_equal(opt.state[p]["exp_avg"], again_opt.state[q]["exp_avg"])
+
+
+def test_file_written_by_the_previous_layout_still_loads():
+    """tests/fixtures: written by pycore's writer before this layout (optimizer and metadata
+    arrays as 'optimizer/...' and 'metadata/...' tensors). Checked against PyTorch's reader."""
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "checkpoint_v1_written_by_pycore_0.safetensors")
+    raw = {k: v.numpy() for k, v in safetensors_torch.load_file(path).items()}
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = pycore.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    meta = load(path, model, opt)
+    assert meta["epoch"] == 2 and meta["step"] == 7 and meta["rng_state"]["bit_generator"] == "PCG64"
+    np.testing.assert_array_equal(meta["mask"], raw["metadata/mask"])
+    for i, (key, p) in enumerate(zip(["0.weight", "0.bias", "2.weight", "2.bias"], model.parameters())):
+        np.testing.assert_array_equal(p.data, raw[key])
+        np.testing.assert_array_equal(opt.state[p]["momentum_buffer"], raw[f"optimizer/state/{i}/momentum_buffer"])
+
+
+# -- crafted files with a valid checksum ---------------------------------------------------------
+def write_crafted(path, tensors, info):
+    """A checkpoint whose header says what the test wants, with a correct checksum."""
+    save_safetensors(path, tensors, {"format": "pycore", "format_version": "1", "model_keys": json.dumps(list(tensors)),
+                                     **info})
+
+
+def test_crafted_checkpoints_are_checkpoint_errors_without_side_effects(tmp_path):
+    path = tmp_path / "crafted.safetensors"
+    deep = "[" * 100000 + "]" * 100000
+    nested = {"a": 1}
+    for _ in range(200):
+        nested = {"a": nested}
+    cases = [
+        ({}, {"metadata": deep}, "malformed pycore metadata"),
+        ({}, {"metadata": "{}", "optimizer": deep}, "malformed pycore metadata"),
+        ({}, {"metadata": json.dumps({"deep": nested})}, "nested more than"),
+        ({}, {"metadata": json.dumps({"a": {"__array__": {"dtype": "F32", "shape": [0, 2**70], "data": ""}}})},
+         "too large"),
+        ({}, {"metadata": json.dumps({"a": {"__array__": {"dtype": "F32", "shape": [0] + [1] * 99, "data": ""}}})},
+         "100 dimensions"),
+        ({}, {"metadata": json.dumps({"a": {"__array__": {"dtype": "F32", "shape": [2], "data": "AAAA"}}})},
+         "holds 3 bytes"),
+        ({}, {"metadata": json.dumps({"a": {"__array__": {"dtype": "O", "shape": [1], "data": ""}}})}, "dtype"),
+    ]
+    for tensors, info, message in cases:
+        write_crafted(path, tensors, info)
+        with pytest.raises(CheckpointError, match=message):
+            load(path)
+    # empty tensors of the header itself, with absurd shapes
+    for shape, message in (([0, 2**70], "too large"), ([0] * 100, "100 dimensions")):
+        header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+        path.write_bytes(struct.pack("<Q", len(header)) + header)
+        with pytest.raises(CheckpointError, match=f"'w'.*{message}"):
+            load_safetensors(path)
+
+
+@pytest.mark.parametrize("name", ["seed", "random", "default_rng", "PCG64 ", "__class__"])
+def test_rng_state_naming_a_function_is_refused_untouched(tmp_path, name):
+    """A bit-generator name read from a file is never looked up: np.random.seed is not called,
+    numpy's and pycore's generators and the model are unchanged, and the error is a CheckpointError."""
+    from pycore.train import restore_training_state
+    model = nn.Sequential(nn.Linear(3, 2))
+    path = tmp_path / "ckpt.safetensors"
+    save(path, model, epoch=1, rng_state={"bit_generator": name, "state": {}})
+    np.random.seed(7)
+    global_before = np.random.get_state()[1].copy()
+    pycore.manual_seed(3)
+    target = nn.Sequential(nn.Linear(3, 2))
+    weights_before = target[0].weight.data.copy()
+    ours_before = pycore.get_rng_state()
+    with pytest.raises(CheckpointError, match="bit_generator"):
+        restore_training_state(path, target)
+    assert np.array_equal(np.random.get_state()[1], global_before)
+    assert pycore.get_rng_state() == ours_before
+    np.testing.assert_array_equal(target[0].weight.data, weights_before)
+    with pytest.raises(ValueError, match="bit_generator"):
+        pycore.set_rng_state({"bit_generator": name, "state": {}})
+    assert pycore.get_rng_state() == ours_before
+
+
+# -- all-or-nothing loads ------------------------------------------------------------------------
+def test_load_is_all_or_nothing(tmp_path):
+    pycore.manual_seed(1)
+    source = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    opt = pycore.optim.SGD(source.parameters(), lr=0.1, momentum=0.9)
+    out = source(np.ones((2, 3), np.float32))
+    source.backward(np.ones_like(out))
+    opt.step()
+    path = tmp_path / "ckpt.safetensors"
+    save(path, source, opt)
+
+    def fresh():
+        pycore.manual_seed(2)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+        return model, [p.data.copy() for p in model.parameters()]
+
+    # the optimizer's state does not fit (Adam's state into SGD with momentum): weights untouched
+    model, before = fresh()
+    adam_path = tmp_path / "adam.safetensors"
+    adam = pycore.optim.Adam(source.parameters())
+    adam.step()
+    save(adam_path, source, adam)
+    with pytest.raises(ValueError, match="state"):
+        load(adam_path, model, pycore.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    assert all(np.array_equal(p.data, b) for p, b in zip(model.parameters(), before))
+    # one read-only parameter (the last): nothing is written, not even the first layers
+    model, before = fresh()
+    model[1].bias.data.flags.writeable = False
+    for call in (lambda: load(path, model), lambda: load(path, model, pycore.optim.SGD(model.parameters(), lr=0.1))):
+        with pytest.raises(ValueError, match="read-only"):
+            call()
+        assert all(np.array_equal(p.data, b) for p, b in zip(model.parameters(), before))
+    model, _ = fresh()
+    load(path, model, pycore.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    saved, _ = load(path)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, saved[key])
+
+
+# -- concurrent saves ----------------------------------------------------------------------------
+def test_threads_saving_to_one_path_all_succeed(tmp_path):
+    """Three threads save to the same path 15 times each: every save succeeds, the file is
+    one complete save (last one wins), no temp file is left, and no writer deletes another's."""
+    import threading
+    path = tmp_path / "ckpt.safetensors"
+    errors, barrier = [], threading.Barrier(3)
+
+    def writer(value):
+        model = {"w": np.full((64, 64), value, np.float32)}
+        barrier.wait()
+        for i in range(15):
+            try:
+                save(path, model, writer=value, i=i)
+            except Exception as err:  # noqa: BLE001 - collected and reported below
+                errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(v,)) for v in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    state, meta = load(path)
+    assert np.all(state["w"] == meta["writer"]) and meta["i"] == 14
+    assert temp_files(tmp_path) == []
+
+
+def test_state_too_large_for_the_header_goes_to_tensors_with_a_warning(tmp_path, monkeypatch, rng):
+    """Past safetensors' header limit the optimizer/metadata arrays become tensors (the earlier
+    layout), with a warning naming the consequence; the file still round-trips."""
+    import pycore.serialization as serialization
+    monkeypatch.setattr(serialization, "INLINE_BUDGET", 100)
+    path = tmp_path / "big.safetensors"
+    with pytest.warns(UserWarning, match="strict load_state_dict"):
+        model, opt = make_checkpoint(path, rng)
+    tensors, _ = load_safetensors(path)
+    assert "optimizer/state/0/exp_avg" in tensors and "metadata/mask" in tensors
+    again = DictOptimizer()
+    meta = load(path, TwoDtypes(), again)
+    np.testing.assert_array_equal(again.state["state"][0]["exp_avg"], opt.state["state"][0]["exp_avg"])
+    assert meta["mask"].tolist() == [True, False]

@@ -32,6 +32,12 @@ def _parameters(parameters, name="parameters"):
     return params
 
 
+def _with_grads(parameters):
+    """The parameters that have a gradient: one whose .grad is None (never computed, or set
+    to None by the set-to-none idiom) is skipped, as PyTorch skips it."""
+    return [p for p in _parameters(parameters) if p.grad is not None]
+
+
 def _real(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
@@ -44,12 +50,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     total = || (||g_1||_p, ||g_2||_p, ...) ||_p over every parameter's .grad (p = norm_type,
     which may be float('inf') for the largest absolute value); then, as PyTorch does,
     every grad is multiplied in place by min(1, max_norm / (total + 1e-6)).
-    parameters: a Parameter or an iterable of them (e.g. model.parameters()).
+    parameters: a Parameter or an iterable of them (e.g. model.parameters()); those whose
+    .grad is None (PyTorch's set-to-none idiom) are skipped, as in PyTorch.
     error_if_nonfinite: raise RuntimeError (and leave the grads alone) when total is NaN
     or infinite; otherwise such a total scales the grads to NaN, as in PyTorch.
     Returns the total norm before clipping, as a float.
     """
-    params = _parameters(parameters)
+    params = _with_grads(parameters)
     max_norm = _real(max_norm, "max_norm")
     norm_type = _real(norm_type, "norm_type")
     if norm_type <= 0 and not math.isinf(norm_type):
@@ -74,9 +81,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient element into [-clip_value, clip_value], in place.
 
-    parameters: a Parameter or an iterable of them. clip_value: a number >= 0.
+    parameters: a Parameter or an iterable of them (grad None is skipped). clip_value: a number >= 0.
     """
-    params = _parameters(parameters)
+    params = _with_grads(parameters)
     clip_value = _real(clip_value, "clip_value")
     if clip_value < 0:
         raise ValueError(f"clip_value: expected a number >= 0, got {clip_value}")

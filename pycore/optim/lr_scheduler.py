@@ -1,4 +1,6 @@
-"""StepLR, CosineAnnealingLR: learning-rate schedules with torch.optim.lr_scheduler's values.
+"""Learning-rate schedules with torch.optim.lr_scheduler's values: StepLR, MultiStepLR,
+CosineAnnealingLR, LinearLR (warm-up), LambdaLR, OneCycleLR, ReduceLROnPlateau, and the
+combinators SequentialLR and ChainedScheduler.
 
     scheduler = StepLR(optimizer, step_size=10, gamma=0.1)
     for epoch in range(epochs):
@@ -8,10 +10,15 @@
 Creating a scheduler records each group's 'initial_lr' and sets epoch 0; every step()
 moves to the next epoch and writes the new rates into the optimizer's param_groups.
 The rates are computed with PyTorch's recursive formulas (each from the previous
-rate), so they equal torch's to the last bit, epoch by epoch.
+rate), so they equal torch's to the last bit, epoch by epoch. ReduceLROnPlateau.step takes
+the monitored value: scheduler.step(val_loss). pycore.train.fit(scheduler=...) steps a
+scheduler per epoch or per optimizer step (scheduler_interval).
 """
-__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR"]
+__all__ = ["LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR", "LambdaLR", "OneCycleLR",
+           "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler"]
+import bisect
 import math
+import numbers
 
 from .._checks import integer
 from .optimizer import Optimizer, _number
@@ -51,13 +58,28 @@ class LRScheduler:
         """Advance one epoch and set every group's 'lr' to the schedule's value for it."""
         self._step_count += 1
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self._next_lrs()):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._set_lrs(self._next_lrs())
 
     def get_last_lr(self):
         """The rates the last step() set, one per param group."""
         return list(self._last_lr)
+
+    def _set_lrs(self, lrs):
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _initial_step(self):
+        """The step a scheduler takes when created (SequentialLR replays it at a milestone)."""
+        self._step_count = 0
+        self._is_initial = True
+        self.step()
+        self._is_initial = False
+
+    def _restart(self):
+        """Jump to epoch 0 with the closed form where there is one (torch's _update_lr(0))."""
+        self.last_epoch = 0
+        self._set_lrs(self._closed_form_lrs() if hasattr(self, "_closed_form_lrs") else self._next_lrs())
 
     def _current_lrs(self):
         return [group["lr"] for group in self.optimizer.param_groups]
@@ -127,6 +149,9 @@ class StepLR(LRScheduler):
             return self._current_lrs()
         return [lr * self.gamma for lr in self._current_lrs()]
 
+    def _closed_form_lrs(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
 
 class CosineAnnealingLR(LRScheduler):
     """Anneal each group's rate along a cosine from its initial value to eta_min over
@@ -162,3 +187,414 @@ class CosineAnnealingLR(LRScheduler):
                     for lr, base in zip(self._current_lrs(), self.base_lrs)]
         return [(1 + math.cos(math.pi * epoch / T_max)) / (1 + math.cos(math.pi * (epoch - 1) / T_max))
                 * (lr - eta_min) + eta_min for lr in self._current_lrs()]
+
+    def _closed_form_lrs(self):
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base in self.base_lrs]
+
+
+def _real(values, name, low, high, low_open=False):
+    """values[name] as a float in [low, high] ((low, high] with low_open); ValueError naming it."""
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (low < value if low_open else low <= value) or not value <= high:
+        raise ValueError(f"{name}: expected a value in {'(' if low_open else '['}{low}, {high}], got {value}")
+    values[name] = value
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply each group's rate by gamma at each milestone epoch (twice at a milestone
+    listed twice): lr(epoch) = initial_lr * gamma ** (number of milestones <= epoch).
+
+    Args: optimizer, milestones (ints >= 0), gamma=0.1, last_epoch=-1.
+    """
+
+    _hyperparameters = ("milestones", "gamma")
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        values = {"milestones": milestones, "gamma": gamma}
+        self._check_hyperparameters(values)
+        self.milestones, self.gamma = values["milestones"], values["gamma"]
+        super().__init__(optimizer, last_epoch)
+
+    def _check_hyperparameters(self, values):
+        if isinstance(values["milestones"], (str, bytes)) or not hasattr(values["milestones"], "__iter__"):
+            raise TypeError(f"milestones: expected a list of ints, got {type(values['milestones']).__name__}")
+        values["milestones"] = sorted(integer(m, "milestones", minimum=0) for m in values["milestones"])
+        _number(values, "gamma")
+
+    def _next_lrs(self):
+        hits = self.milestones.count(self.last_epoch)
+        if not hits:
+            return self._current_lrs()
+        return [lr * self.gamma ** hits for lr in self._current_lrs()]
+
+    def _closed_form_lrs(self):
+        return [base * self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch) for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """Warm-up: scale each group's rate by a factor going linearly from start_factor to
+    end_factor over total_iters steps, then keep it:
+
+        lr(epoch) = initial_lr * (start + (end - start) * min(epoch, total_iters) / total_iters)
+
+    (computed recursively, as in PyTorch). Args: optimizer, start_factor=1/3 (in (0, 1]),
+    end_factor=1.0 (in [0, 1]), total_iters=5, last_epoch=-1.
+    """
+
+    _hyperparameters = ("start_factor", "end_factor", "total_iters")
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+        values = {"start_factor": start_factor, "end_factor": end_factor, "total_iters": total_iters}
+        self._check_hyperparameters(values)
+        self.start_factor, self.end_factor, self.total_iters = (values["start_factor"], values["end_factor"],
+                                                                values["total_iters"])
+        super().__init__(optimizer, last_epoch)
+
+    def _check_hyperparameters(self, values):
+        _real(values, "start_factor", 0.0, 1.0, low_open=True)
+        _real(values, "end_factor", 0.0, 1.0)
+        values["total_iters"] = integer(values["total_iters"], "total_iters", minimum=1)
+
+    def _next_lrs(self):
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in self._current_lrs()]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self._current_lrs()
+        change = self.end_factor - self.start_factor
+        return [lr * (1.0 + change / (self.total_iters * self.start_factor + (self.last_epoch - 1) * change))
+                for lr in self._current_lrs()]
+
+    def _closed_form_lrs(self):
+        return [base * (self.start_factor + (self.end_factor - self.start_factor)
+                        * min(self.total_iters, self.last_epoch) / self.total_iters) for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    """lr(epoch) = initial_lr * lr_lambda(epoch), one function for all groups or one per group.
+
+    A function cannot be stored in a checkpoint (no pickle): state_dict() holds the
+    counters and rates and 'lr_lambdas': [None, ...] (as PyTorch does for plain functions);
+    re-create the scheduler with the same function(s) and then load_state_dict().
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+        functions = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
+        if isinstance(lr_lambda, (list, tuple)) and len(functions) != groups:
+            raise ValueError(f"lr_lambda: expected {groups} functions (one per param group), got {len(functions)}")
+        for i, fn in enumerate(functions):
+            if not callable(fn):
+                raise TypeError(f"lr_lambda[{i}]: expected a function of the epoch, got {type(fn).__name__}")
+        self.lr_lambdas = functions
+        super().__init__(optimizer, last_epoch)
+
+    def _next_lrs(self):
+        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+
+    def state_dict(self):
+        """The base state and 'lr_lambdas': one None per group (the functions are not saved)."""
+        return {**super().state_dict(), "lr_lambdas": [None] * len(self.lr_lambdas)}
+
+    def _check_hyperparameters(self, values):
+        pass
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy, per optimizer step: the rate rises from max_lr/div_factor to max_lr
+    over pct_start of total_steps, then anneals to max_lr/(div_factor*final_div_factor)
+    (three_phase: back to the start first); momentum (or Adam's beta1) moves the other way
+    between max_momentum and base_momentum. Same arguments and values as PyTorch's; the
+    per-group 'initial_lr', 'max_lr', 'min_lr', 'max_momentum', 'base_momentum' live in the
+    optimizer's param_groups (and so in its state_dict), as in PyTorch.
+    """
+
+    _hyperparameters = ("total_steps", "pct_start", "anneal_strategy", "cycle_momentum", "div_factor",
+                        "final_div_factor", "three_phase", "use_beta1")
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
+                 anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+                 div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected a pycore.optim.Optimizer, got {type(optimizer).__name__}")
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError("OneCycleLR: pass total_steps, or epochs and steps_per_epoch")
+            total_steps = integer(epochs, "epochs", minimum=1) * integer(steps_per_epoch, "steps_per_epoch", minimum=1)
+        use_beta1 = "betas" in optimizer.defaults
+        if cycle_momentum and "momentum" not in optimizer.defaults and not use_beta1:
+            raise ValueError("OneCycleLR: cycle_momentum=True needs an optimizer with momentum or betas")
+        values = {"total_steps": total_steps, "pct_start": pct_start, "anneal_strategy": anneal_strategy,
+                  "cycle_momentum": cycle_momentum, "div_factor": div_factor,
+                  "final_div_factor": final_div_factor, "three_phase": three_phase, "use_beta1": use_beta1}
+        self._check_hyperparameters(values)
+        groups = len(optimizer.param_groups)
+        max_lrs = self._per_group(max_lr, "max_lr", groups)
+        momenta = (self._per_group(max_momentum, "max_momentum", groups),
+                   self._per_group(base_momentum, "base_momentum", groups))
+        for name, value in values.items():
+            setattr(self, name, value)
+        if last_epoch == -1:
+            for group, top in zip(optimizer.param_groups, max_lrs):
+                group["initial_lr"] = top / self.div_factor
+                group["max_lr"] = top
+                group["min_lr"] = group["initial_lr"] / self.final_div_factor
+            if self.cycle_momentum:
+                for group, high, low in zip(optimizer.param_groups, *momenta):
+                    if self.use_beta1:
+                        group["betas"] = (high, *group["betas"][1:])
+                    else:
+                        group["momentum"] = high
+                    group["max_momentum"], group["base_momentum"] = high, low
+        super().__init__(optimizer, last_epoch)
+
+    @staticmethod
+    def _per_group(value, name, groups):
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * groups
+        if len(values) != groups:
+            raise ValueError(f"{name}: expected {groups} values (one per param group), got {len(values)}")
+        for v in values:
+            _number({name: v}, name)
+        return [float(v) for v in values]
+
+    def _check_hyperparameters(self, values):
+        values["total_steps"] = integer(values["total_steps"], "total_steps", minimum=1)
+        _real(values, "pct_start", 0.0, 1.0)
+        if values["anneal_strategy"] not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy: expected 'cos' or 'linear', got {values['anneal_strategy']!r}")
+        for name in ("div_factor", "final_div_factor"):
+            _real(values, name, 0.0, math.inf, low_open=True)
+        for name in ("cycle_momentum", "three_phase", "use_beta1"):
+            if not isinstance(values[name], bool):
+                raise TypeError(f"{name}: expected True or False, got {values[name]!r}")
+
+    def _phases(self):
+        """(end step, start key, end key, start momentum key, end momentum key) per phase."""
+        total, pct = self.total_steps, self.pct_start
+        if self.three_phase:
+            return [(float(pct * total) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                    (float(2 * pct * total) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                    (total - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        return [(float(pct * total) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (total - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+
+    def _anneal(self, start, end, pct):
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def _next_lrs(self):
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, more than total_steps={self.total_steps}")
+        phases = self._phases()
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, (end_step, lr_from, lr_to, m_from, m_to) in enumerate(phases):
+                if step <= end_step or i == len(phases) - 1:
+                    pct = (step - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(group[lr_from], group[lr_to], pct))
+                    if self.cycle_momentum:
+                        momentum = self._anneal(group[m_from], group[m_to], pct)
+                        if self.use_beta1:
+                            group["betas"] = (momentum, *group["betas"][1:])
+                        else:
+                            group["momentum"] = momentum
+                    break
+                start_step = end_step
+        return lrs
+
+
+class ReduceLROnPlateau:
+    """Multiply the rates by `factor` when a monitored value has stopped improving for
+    `patience` epochs; step(value) once per epoch with that value (e.g. the validation loss).
+    Same arguments and values as PyTorch's. `monitor` (pycore only) names the history key
+    fit(scheduler=...) passes: by default "val_loss" with a val_loader, else "loss".
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8, monitor=None):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected a pycore.optim.Optimizer, got {type(optimizer).__name__}")
+        groups = len(optimizer.param_groups)
+        values = {"mode": mode, "factor": factor, "patience": patience, "threshold": threshold,
+                  "threshold_mode": threshold_mode, "cooldown": cooldown, "eps": eps,
+                  "min_lrs": list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups}
+        self._check(values, groups)
+        if monitor is not None and not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected a history key such as 'val_loss', got {monitor!r}")
+        self.optimizer, self.monitor = optimizer, monitor
+        self.__dict__.update(values)
+        self.last_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    _STATE = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "eps", "min_lrs",
+              "last_epoch", "best", "num_bad_epochs", "cooldown_counter", "_last_lr")
+
+    @staticmethod
+    def _check(values, groups):
+        if values["mode"] not in ("min", "max"):
+            raise ValueError(f"mode: expected 'min' or 'max', got {values['mode']!r}")
+        if values["threshold_mode"] not in ("rel", "abs"):
+            raise ValueError(f"threshold_mode: expected 'rel' or 'abs', got {values['threshold_mode']!r}")
+        _number(values, "factor", below=1.0)
+        _number(values, "threshold")
+        _number(values, "eps")
+        values["patience"] = integer(values["patience"], "patience", minimum=0)
+        values["cooldown"] = integer(values["cooldown"], "cooldown", minimum=0)
+        if len(values["min_lrs"]) != groups:
+            raise ValueError(f"min_lr: expected {groups} values (one per param group), got {len(values['min_lrs'])}")
+        for i, v in enumerate(values["min_lrs"]):
+            entry = {f"min_lr[{i}]": v}
+            _number(entry, f"min_lr[{i}]")
+            values["min_lrs"][i] = entry[f"min_lr[{i}]"]
+
+    def _better(self, value):
+        if self.mode == "min":
+            return value < (self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold)
+        return value > (self.best * (self.threshold + 1.0) if self.threshold_mode == "rel" else self.best + self.threshold)
+
+    def step(self, metrics):
+        """One epoch with monitored value `metrics` (a number)."""
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._better(current):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, floor in zip(self.optimizer.param_groups, self.min_lrs):
+                new_lr = max(float(group["lr"]) * self.factor, floor)
+                if float(group["lr"]) - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Hyperparameters, best value, counters and rates: numbers, strings and lists."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in ((k, getattr(self, k)) for k in self._STATE)}
+
+    def load_state_dict(self, state_dict):
+        name = "ReduceLROnPlateau.load_state_dict"
+        if not isinstance(state_dict, dict) or any(k not in state_dict for k in self._STATE):
+            raise ValueError(f"{name}: expected a dict with {list(self._STATE)}")
+        values = {k: state_dict[k] for k in self._STATE}
+        values["min_lrs"] = list(values["min_lrs"]) if isinstance(values["min_lrs"], (list, tuple)) else None
+        if values["min_lrs"] is None:
+            raise ValueError(f"{name}: 'min_lrs' must be a list")
+        self._check(values, len(self.optimizer.param_groups))
+        for key in ("last_epoch", "num_bad_epochs", "cooldown_counter"):
+            values[key] = integer(values[key], key, minimum=0)
+        for key in ("best",):
+            if isinstance(values[key], bool) or not isinstance(values[key], numbers.Real):
+                raise ValueError(f"{name}: 'best' must be a number, got {values[key]!r}")
+            values[key] = float(values[key])
+        self.__dict__.update(values)
+
+
+class _Combined(LRScheduler):
+    """Shared checks and state of SequentialLR and ChainedScheduler."""
+
+    def _check_children(self, schedulers, optimizer):
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError(f"{type(self).__name__}: expected at least one scheduler")
+        for i, child in enumerate(schedulers):
+            if not isinstance(child, LRScheduler):
+                kind = "ReduceLROnPlateau (it needs a value at each step)" if isinstance(child, ReduceLROnPlateau) \
+                    else type(child).__name__
+                raise TypeError(f"{type(self).__name__}: schedulers[{i}] must be an epoch scheduler, got {kind}")
+            if child.optimizer is not optimizer:
+                raise ValueError(f"{type(self).__name__}: schedulers[{i}] belongs to another optimizer")
+        return schedulers
+
+    def state_dict(self):
+        """Own counters and '_schedulers': each child's state_dict."""
+        return {**{k: getattr(self, k) for k in self._own_state},
+                "_last_lr": list(self._last_lr), "_schedulers": [c.state_dict() for c in self._schedulers]}
+
+    def load_state_dict(self, state_dict):
+        name = f"{type(self).__name__}.load_state_dict"
+        if (not isinstance(state_dict, dict) or not isinstance(state_dict.get("_schedulers"), list)
+                or len(state_dict["_schedulers"]) != len(self._schedulers)):
+            raise ValueError(f"{name}: expected a dict with '_schedulers', one state per scheduler "
+                             f"({len(self._schedulers)})")
+        own = {k: integer(state_dict.get(k), k, minimum=-1) for k in self._own_state}
+        # validate all children before writing any: each child's load_state_dict validates first
+        # then writes, so load into copies of their current states, restoring on a failure
+        saved = [c.state_dict() for c in self._schedulers]
+        try:
+            for child, state in zip(self._schedulers, state_dict["_schedulers"]):
+                child.load_state_dict(state)
+        except BaseException:
+            for child, state in zip(self._schedulers, saved):
+                child.load_state_dict(state)
+            raise
+        self.__dict__.update(own)
+        self._last_lr = [float(v) for v in state_dict.get("_last_lr", self._last_lr)]
+
+
+class SequentialLR(_Combined):
+    """Run schedulers one after another: schedulers[i] from epoch milestones[i-1] on, each
+    restarted at its milestone (e.g. LinearLR warm-up, then CosineAnnealingLR). As PyTorch's."""
+
+    _own_state = ("last_epoch",)
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected a pycore.optim.Optimizer, got {type(optimizer).__name__}")
+        schedulers = self._check_children(schedulers, optimizer)
+        milestones = [integer(m, "milestones", minimum=0) for m in milestones]
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for {len(schedulers)} "
+                             f"schedulers, got {len(milestones)}")
+        self.optimizer, self._schedulers, self._milestones = optimizer, schedulers, milestones
+        self.last_epoch = integer(last_epoch, "last_epoch", minimum=-1) + 1
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        for child in schedulers:  # undo the step each child took when it was created
+            child.last_epoch -= 1
+        first = schedulers[bisect.bisect_right(milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    def step(self):
+        self.last_epoch += 1
+        index = bisect.bisect_right(self._milestones, self.last_epoch)
+        child = self._schedulers[index]
+        if index > 0 and self._milestones[index - 1] == self.last_epoch:
+            child._restart()
+        else:
+            child.step()
+        self._last_lr = child.get_last_lr()
+
+
+class ChainedScheduler(_Combined):
+    """Step every scheduler at each step(), in order; their effects on the rate compound."""
+
+    _own_state = ()
+
+    def __init__(self, schedulers, optimizer=None):
+        schedulers = list(schedulers)
+        optimizer = optimizer if optimizer is not None else getattr(schedulers[0], "optimizer", None) if schedulers else None
+        self._schedulers = self._check_children(schedulers, optimizer)
+        self.optimizer = optimizer
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self):
+        for child in self._schedulers:
+            child.step()
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -23,6 +23,11 @@ import numpy as np
 from .._checks import FLOAT_DTYPES
 
 
+# Entries the schedulers keep in a param group (PyTorch's names), saved and restored with it:
+# 'initial_lr' by every scheduler, the others by OneCycleLR.
+SCHEDULER_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+
+
 def _number(group, name, minimum=0.0, below=None):
     """group[name] as a Python float in [minimum, below); TypeError/ValueError naming it."""
     value = group[name]
@@ -91,7 +96,7 @@ class Optimizer:
                 raise TypeError(f"params[{i}]: expected float32 or float64 data, got "
                                 f"{getattr(p.data, 'dtype', type(p.data).__name__)}")
         group = {**self.defaults, **param_group, "params": params}
-        unknown = sorted(k for k in group if k not in self.defaults and k not in ("params", "initial_lr"))
+        unknown = sorted(k for k in group if k not in self.defaults and k not in ("params", *SCHEDULER_GROUP_KEYS))
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown hyperparameter(s) {unknown}; "
                             f"expected some of {sorted(self.defaults)}")
@@ -207,8 +212,11 @@ class Optimizer:
             if missing:
                 raise ValueError(f"{name}: param_groups[{g}] lacks the hyperparameter(s) {missing}")
             new_group = {k: saved[k] for k in self.defaults}
-            if "initial_lr" in saved:
-                new_group["initial_lr"] = saved["initial_lr"]
+            for key in SCHEDULER_GROUP_KEYS:
+                if key in saved:
+                    if isinstance(saved[key], bool) or not isinstance(saved[key], numbers.Real):
+                        raise ValueError(f"{name}: param_groups[{g}][{key!r}]: expected a number, got {saved[key]!r:.50}")
+                    new_group[key] = float(saved[key])
             if isinstance(new_group.get("betas"), list):
                 new_group["betas"] = tuple(new_group["betas"])
             try:

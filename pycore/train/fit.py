@@ -13,8 +13,21 @@ A non-finite loss or gradient stops training with an error naming the epoch and 
 either way the weights keep their values from before the step. A KeyboardInterrupt
 (Ctrl-C) arriving during an optimizer step is held back until the step has finished, so
 an interrupted run never has half-updated weights: save them and resume.
+
+Inputs: a loader may be any re-iterable (pycore.data.DataLoader, a list of batches, ...)
+yielding `(x, y)`, `((a, b), y)` (several model inputs: model(a, b)) or `(a, b, y)`. A
+one-shot iterator or generator can only feed one epoch, unless `steps_per_epoch` says how
+many batches make an epoch (then fit draws that many from it per epoch, Keras-style; an
+endless generator is the usual use). Float inputs and float targets are cast to the
+model's dtype.
+
+Resuming: ModelCheckpoint writes everything fit needs to continue (weights, optimizer,
+scheduler, loader position, pycore's random generator, counters, history and every
+callback's state_dict()), and `fit(..., epochs=total, resume=path)` puts it all back and
+runs the remaining epochs, so that a run interrupted and resumed any number of times ends
+exactly where one uninterrupted run ends.
 """
-__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_history"]
+__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_history", "METRICS"]
 
 import math
 import numbers
@@ -29,7 +42,8 @@ import numpy as np
 from .._checks import integer
 from .._context import no_grad
 
-METRICS = ("accuracy",)
+METRICS = ("accuracy", "topK (e.g. top5)", "a function (logits, target) -> float")
+SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -39,10 +53,16 @@ class NonFiniteLossError(FloatingPointError):
 class History(dict):
     """Per-epoch results: a dict of lists, one entry per epoch.
 
-    Keys: loss, accuracy (when computed), val_loss and val_accuracy (with a val_loader),
-    time (seconds of training in the epoch), samples_per_s, skipped (batches skipped for
-    a non-finite loss, with on_nonfinite="skip").
+    Keys: epoch (its number), loss and each metric (accuracy, top5, a function's name), the same with "val_"
+    with a val_loader, lr (the first param group's rate during the epoch's last step),
+    time (seconds of training in the epoch), samples_per_s, skipped (batches skipped for a
+    non-finite loss, with on_nonfinite="skip"). `step_loss` lists the loss of every
+    optimizer step, for curves within an epoch.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_loss = []
 
     @property
     def epochs(self):
@@ -52,62 +72,130 @@ class History(dict):
         """The latest epoch's values as a dict."""
         return {k: v[-1] for k, v in self.items() if v}
 
+    def state_dict(self):
+        return {"epochs": {k: list(v) for k, v in self.items()}, "step_loss": list(self.step_loss)}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        if (not isinstance(state, dict) or not isinstance(state.get("epochs"), dict)
+                or not isinstance(state.get("step_loss"), list)
+                or not all(isinstance(v, list) for v in state["epochs"].values())):
+            raise ValueError(f"history: expected {{'epochs': {{key: list}}, 'step_loss': list}}, got {state!r:.100}")
+        history = cls({str(k): list(v) for k, v in state["epochs"].items()})
+        history.step_loss = list(state["step_loss"])
+        return history
+
 
 class Trainer:
     """What callbacks see: the objects being trained and where training stands.
 
-    Attributes: model, loss_fn, optimizer, train_loader, history, epoch (epochs completed),
-    step (optimizer steps taken), stop_training (set True to stop after this epoch).
+    Attributes: model, loss_fn, optimizer, train_loader, scheduler, callbacks, history,
+    epoch (epochs completed), step (optimizer steps taken), stop_training (set True to stop
+    after this epoch), log_keys (the keys each epoch's logs will hold).
     """
 
-    def __init__(self, model, loss_fn, optimizer, train_loader, history):
+    def __init__(self, model, loss_fn, optimizer, train_loader, history, scheduler=None, callbacks=()):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.train_loader, self.history = train_loader, history
+        self.scheduler, self.callbacks = scheduler, list(callbacks)
         self.epoch = 0
         self.step = 0
         self.stop_training = False
+        self.log_keys = ()
+
+    def training_state(self):
+        """Everything a resumed fit() needs, as checkpoint metadata (pycore.save(**state))."""
+        from .. import _context
+        state = {"epoch": self.epoch, "step": self.step, "rng_state": _context.get_rng_state(),
+                 "history": self.history.state_dict(), "logs": self.history.last(),
+                 "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(self.callbacks)
+                               if callable(getattr(cb, "state_dict", None))}}
+        if callable(getattr(self.train_loader, "state_dict", None)):
+            state["loader_state"] = self.train_loader.state_dict()
+        if self.scheduler is not None:
+            state["scheduler_state"] = self.scheduler.state_dict()
+        return state
+
+
+def _callback_keys(callbacks):
+    """(key, callback): the key names the class and its rank among callbacks of that class
+    ("ModelCheckpoint#0"), so a resumed run matches each saved state to its callback."""
+    seen = {}
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, -1) + 1
+        yield f"{name}#{seen[name]}", cb
 
 
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
-        clip_grad_norm=None, metrics=("accuracy",), on_nonfinite="raise", verbose=None, plot=None):
-    """Train `model` for `epochs` passes over `train_loader`; returns a History.
+        clip_grad_norm=None, metrics=("accuracy",), on_nonfinite="raise", verbose=None, plot=None,
+        scheduler=None, scheduler_interval="epoch", accumulate=1, steps_per_epoch=None,
+        initial_epoch=0, resume=None):
+    """Train `model` until epoch `epochs` over `train_loader`; returns a History.
 
     Args:
-        model: a pycore Module (forward(x) -> logits, backward(grad_logits)).
+        model: a pycore Module (forward(*inputs) -> logits, backward(grad_logits)).
         loss_fn: loss = loss_fn(logits, target) -> float; loss_fn.backward() -> dL/dlogits.
         optimizer: zero_grad() and step() over the model's parameters.
-        train_loader, val_loader: iterables of (inputs, targets) batches (pycore.data.DataLoader).
-        epochs: number of passes over train_loader.
+        train_loader, val_loader: re-iterables of batches (see the module docstring).
+        epochs: the epoch to train up to (Keras): with initial_epoch=2 or a resume from a
+            checkpoint of epoch 2, epochs=4 runs epochs 3 and 4.
         callbacks: Callback objects (EarlyStopping, ModelCheckpoint, ...).
         clip_grad_norm: when set, rescale the gradients so that their global L2 norm is at
             most this (pycore.optim.clip_grad_norm_), before each step.
-        metrics: ("accuracy",) or (): accuracy is computed for integer class targets
-            (argmax over the last axis; negative targets, e.g. ignore_index, are not counted)
-            and for binary float targets of the logits' shape (logit > 0).
+        metrics: names or functions, computed on training and validation batches:
+            "accuracy" (integer class targets: argmax over the last axis, negative targets
+            such as ignore_index not counted; binary float targets: logit > 0), "top5" (any
+            "topK": the target among the K largest logits), or a function
+            f(logits, target) -> float (its __name__ is the history key), averaged over
+            samples. A metric that does not apply to the targets (accuracy on regression)
+            is left out.
         on_nonfinite: "raise" (stop with NonFiniteLossError naming the epoch and step) or
-            "skip" (skip that batch's update and count it in history["skipped"]).
-        verbose: None shows a progress bar on a terminal and nothing otherwise; True always
-            reports (a bar on a terminal, one line per epoch otherwise); False never does.
+            "skip" (skip that update and count it in history["skipped"]).
+        verbose: None: a progress bar on a terminal, one line per epoch otherwise (a batch
+            job's log); 0/False: silent; 1/True: as None; 2: one line per epoch always.
         plot: a PNG path: a learning-curve plot saved after training (needs matplotlib).
+        scheduler: a pycore.optim scheduler, stepped after every epoch or every optimizer
+            step (scheduler_interval "epoch" or "step"); ReduceLROnPlateau is stepped per
+            epoch with its monitor (val_loss with a val_loader, else loss).
+        accumulate: k >= 1: add the gradients of k batches and take one optimizer step,
+            which equals one step on a k-times-larger batch for a mean-reduced loss (the
+            k gradients are weighted by their batch sizes).
+        steps_per_epoch: batches per epoch, drawn from one iteration that continues across
+            epochs (and restarts a re-iterable loader when it ends); needed for a one-shot
+            iterator or generator over more than one epoch.
+        initial_epoch: the number of epochs already done (Keras): epochs initial_epoch+1
+            .. epochs run, and are numbered so.
+        resume: a checkpoint written by ModelCheckpoint: restores the weights, optimizer,
+            scheduler, loader position, random generator, counters, history and callback
+            states, then continues; the returned History holds every epoch from the first.
 
     The model's input gradient is switched off (requires_input_grad = False): data needs
     none. Training runs in train() mode; validation in eval() mode under pycore.no_grad().
     """
     epochs = integer(epochs, "epochs", minimum=0)
+    initial_epoch = integer(initial_epoch, "initial_epoch", minimum=0)
+    accumulate = integer(accumulate, "accumulate", minimum=1)
+    if steps_per_epoch is not None:
+        steps_per_epoch = integer(steps_per_epoch, "steps_per_epoch", minimum=1)
     if on_nonfinite not in ("raise", "skip"):
         raise ValueError(f"fit: on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-    metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"fit: unknown metrics {unknown}; available: {list(METRICS)}")
+    if scheduler_interval not in SCHEDULER_INTERVALS:
+        raise ValueError(f"fit: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"fit: scheduler must have step(), got {type(scheduler).__name__}")
+    if _is_plateau(scheduler) and scheduler_interval != "epoch":
+        raise ValueError("fit: ReduceLROnPlateau needs scheduler_interval='epoch' (it compares epoch results)")
+    metric_fns = _metric_functions(metrics)
     clip = None
     if clip_grad_norm is not None:
         if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not clip_grad_norm > 0:
             raise ValueError(f"fit: clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
         clip = _clip_function()
+    callbacks = list(callbacks)
     for cb in callbacks:
         if not hasattr(cb, "on_epoch_end"):
             raise TypeError(f"fit: callbacks must be Callback objects, got {type(cb).__name__}")
@@ -117,29 +205,49 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     if not callable(getattr(loss_fn, "backward", None)):
         raise TypeError(f"fit: loss_fn must have backward() returning the gradient of the logits, "
                         f"got {type(loss_fn).__name__}")
+    if resume is None:  # with resume, once the checkpoint says how many epochs remain
+        _check_loaders(train_loader, val_loader, epochs - initial_epoch, steps_per_epoch)
 
     model.requires_input_grad = False
     params = model.parameters()
-    history = History()
-    trainer = Trainer(model, loss_fn, optimizer, train_loader, history)
-    progress = _Progress(verbose, epochs)
+    trainer = Trainer(model, loss_fn, optimizer, train_loader, History(), scheduler, callbacks)
+    trainer.epoch = initial_epoch
+    trainer.log_keys = _log_keys(metric_fns, val_loader is not None, on_nonfinite)
     for cb in callbacks:
         _call(cb, "on_train_begin", trainer)
+    if resume is not None:
+        from .callbacks import restore_trainer
+        restore_trainer(resume, trainer)
+        if initial_epoch not in (0, trainer.epoch):
+            raise ValueError(f"fit: initial_epoch={initial_epoch} but the checkpoint {resume!r} was written "
+                             f"after epoch {trainer.epoch}; pass one of them")
+        _check_loaders(train_loader, val_loader, epochs - trainer.epoch, steps_per_epoch)
+    step_config = _StepConfig(params, clip, float(clip_grad_norm or 0), metric_fns, on_nonfinite, accumulate,
+                              _model_dtype(params), scheduler if scheduler_interval == "step" else None,
+                              steps_per_epoch)
+    progress = _Progress(verbose, epochs)
+    batches = _Batches(train_loader, steps_per_epoch)
     try:
-        for epoch in range(1, epochs + 1):
-            logs = _train_epoch(trainer, epoch, params, clip, float(clip_grad_norm or 0), metrics,
-                                on_nonfinite, progress)
+        for epoch in range(trainer.epoch + 1, epochs + 1):
+            for cb in callbacks:
+                _call(cb, "on_epoch_begin", trainer, epoch)
+            logs = _train_epoch(trainer, epoch, batches, step_config, progress)
             if val_loader is not None:
-                val_loss, val_acc = evaluate(model, loss_fn, val_loader, metrics)
-                logs["val_loss"] = val_loss
-                if val_acc is not None:
-                    logs["val_accuracy"] = val_acc
+                logs.update(_evaluate(model, loss_fn, val_loader, metric_fns, step_config.dtype, prefix="val_"))
             for key, value in logs.items():
-                history.setdefault(key, []).append(value)
+                trainer.history.setdefault(key, []).append(value)
+            trainer.history.setdefault("epoch", []).append(epoch)
             trainer.epoch = epoch
+            if scheduler is not None and scheduler_interval == "epoch":
+                if _is_plateau(scheduler):
+                    scheduler.step(logs[_plateau_monitor(scheduler, val_loader)])
+                else:
+                    scheduler.step()
             progress.end_epoch(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(trainer, epoch, logs)
+            for cb in callbacks:  # the epoch's state is final: checkpoints are written now
+                _call(cb, "on_checkpoint", trainer, epoch, logs)
             if trainer.stop_training:
                 break
     except KeyboardInterrupt:
@@ -150,98 +258,260 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     for cb in callbacks:
         _call(cb, "on_train_end", trainer)
     if plot is not None:
-        plot_history(history, plot)
-    return history
+        plot_history(trainer.history, plot)
+    return trainer.history
 
 
-def _train_epoch(trainer, epoch, params, clip, max_norm, metrics, on_nonfinite, progress):
+def _is_plateau(scheduler):
+    from ..optim.lr_scheduler import ReduceLROnPlateau
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
+def _plateau_monitor(scheduler, val_loader):
+    return scheduler.monitor or ("val_loss" if val_loader is not None else "loss")
+
+
+def _check_loaders(train_loader, val_loader, epochs, steps_per_epoch):
+    _check_loader(train_loader, "train_loader", epochs, steps_per_epoch)
+    if val_loader is not None:
+        _check_loader(val_loader, "val_loader", epochs, None)
+
+
+def _check_loader(loader, name, epochs, steps_per_epoch):
+    try:
+        iterator = iter(loader)
+    except TypeError:
+        raise TypeError(f"fit: {name} must be iterable (a DataLoader, a list of batches, ...), "
+                        f"got {type(loader).__name__}") from None
+    if iterator is loader and epochs > 1 and steps_per_epoch is None:
+        raise TypeError(f"fit: {name} is a one-shot iterator ({type(loader).__name__}), exhausted after one "
+                        f"epoch, but {epochs} epochs were asked for; pass a re-iterable (a DataLoader or a "
+                        "list of batches)" + (", or steps_per_epoch= with an endless generator"
+                                              if name == "train_loader" else ""))
+
+
+def _model_dtype(params):
+    dtypes = {p.data.dtype for p in params if p.data.dtype.kind == "f"}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _log_keys(metric_fns, validation, on_nonfinite):
+    names = ["loss"] + list(metric_fns)
+    keys = names + (["val_" + k for k in names] if validation else []) + ["lr", "time", "samples_per_s"]
+    return tuple(keys + (["skipped"] if on_nonfinite == "skip" else []) + ["epoch"])
+
+
+class _StepConfig:
+    """The per-step settings of one fit() call."""
+
+    def __init__(self, params, clip, max_norm, metric_fns, on_nonfinite, accumulate, dtype, step_scheduler,
+                 steps_per_epoch):
+        self.params, self.clip, self.max_norm = params, clip, max_norm
+        self.metric_fns, self.on_nonfinite, self.accumulate = metric_fns, on_nonfinite, accumulate
+        self.dtype, self.step_scheduler, self.steps_per_epoch = dtype, step_scheduler, steps_per_epoch
+
+
+class _Batches:
+    """The batches of each epoch. Without steps_per_epoch: one full pass over the loader per
+    epoch. With it: that many batches from one iteration that continues across epochs, and
+    restarts a re-iterable loader when a pass ends (a one-shot iterator running out is an error)."""
+
+    def __init__(self, loader, steps_per_epoch):
+        self.loader, self.steps_per_epoch = loader, steps_per_epoch
+        self.iterator = None
+
+    def epoch(self, epoch):
+        if self.steps_per_epoch is None:
+            yield from self.loader
+            return
+        for _ in range(self.steps_per_epoch):
+            if self.iterator is None:
+                self.iterator = iter(self.loader)
+            try:
+                yield next(self.iterator)
+            except StopIteration:
+                if self.iterator is self.loader:
+                    raise ValueError(f"fit: the training iterator ran out during epoch {epoch}; a one-shot "
+                                     "iterator with steps_per_epoch must yield at least steps_per_epoch * epochs "
+                                     "batches (or be endless)") from None
+                self.iterator = iter(self.loader)
+                try:
+                    yield next(self.iterator)
+                except StopIteration:
+                    raise ValueError("fit: train_loader yields no batches") from None
+
+
+def _train_epoch(trainer, epoch, batches, config, progress):
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     model.train()
-    try:
-        total = len(trainer.train_loader)
-    except TypeError:
-        total = None
+    total = config.steps_per_epoch
+    if total is None:
+        try:
+            total = len(trainer.train_loader)
+        except TypeError:
+            total = None
     progress.start_epoch(epoch, total)
-    loss_sum, samples, correct, counted, skipped = 0.0, 0, 0, 0, 0
+    sums = _MetricSums(config.metric_fns)
+    skipped, group, index = 0, [], 0
     start = time.perf_counter()
-    for step, batch in enumerate(trainer.train_loader, 1):
-        x, target = _split_batch(batch)
-        logits = model(x)
+    for index, batch in enumerate(batches.epoch(epoch), 1):
+        for cb in trainer.callbacks:
+            _call(cb, "on_batch_begin", trainer, index)
+        inputs, target, n = _split_batch(batch, config.dtype)
+        logits = model(*inputs)
         loss = float(loss_fn(logits, target))
+        if not group:
+            optimizer.zero_grad()
+        group.append((loss, n))
         problem = None if math.isfinite(loss) else f"the loss is {loss}"
         if problem is None:
-            optimizer.zero_grad()
-            model.backward(loss_fn.backward())
-            norm = clip(params, max_norm) if clip is not None else None
-            if norm is not None and not math.isfinite(float(norm)):
-                problem = f"the gradient norm is {float(norm)}"
-            elif norm is None and not all(np.isfinite(p.grad).all() for p in params):
-                problem = "a gradient is NaN or Inf"
+            grad = loss_fn.backward()
+            if config.accumulate > 1 and getattr(loss_fn, "reduction", "mean") != "sum":
+                grad = grad * grad.dtype.type(n)  # weighted by batch size; divided by the group's total below
+            model.backward(grad)
+            sums.add(loss, logits, target, n)
+        if problem is None and (len(group) == config.accumulate or index == total):
+            problem = _finish_group(trainer, config, group)
         if problem is not None:
-            if on_nonfinite == "raise":
+            if config.on_nonfinite == "raise":
                 raise NonFiniteLossError(
-                    f"fit: {problem} at epoch {epoch}, step {step} (optimizer step {trainer.step + 1}); "
+                    f"fit: {problem} at epoch {epoch}, step {index} (optimizer step {trainer.step + 1}); "
                     "the weights keep their values from before this step. Lower the learning rate, "
                     "clip gradients (clip_grad_norm=1.0) or pass on_nonfinite='skip'.")
-            skipped += 1
-            continue
-        with _deferred_keyboard_interrupt():
-            optimizer.step()
-        trainer.step += 1
-        n = len(x)
-        loss_sum += loss * n
-        samples += n
-        if metrics:
-            hits = _correct(logits, target)
-            if hits is not None:
-                correct += hits[0]
-                counted += hits[1]
-        progress.update(step, loss_sum / samples, correct / counted if counted else None,
-                        samples / max(time.perf_counter() - start, 1e-9))
+            skipped += len(group)
+            group = []
+        for cb in trainer.callbacks:
+            _call(cb, "on_batch_end", trainer, index, {"loss": loss, "size": n})
+        if sums.samples:
+            progress.update(index, sums, start)
+    if group:  # an unfinished accumulation group at the end of the epoch still steps
+        problem = _finish_group(trainer, config, group)
+        if problem is not None:
+            if config.on_nonfinite == "raise":
+                raise NonFiniteLossError(f"fit: {problem} at the end of epoch {epoch}")
+            skipped += len(group)
+    if index == 0:
+        raise ValueError(f"fit: train_loader yielded no batches in epoch {epoch}")
     elapsed = time.perf_counter() - start
-    logs = {"loss": loss_sum / samples if samples else float("nan")}
-    if counted:
-        logs["accuracy"] = correct / counted
+    logs = sums.results()
+    logs["lr"] = _current_lr(optimizer)
     logs["time"] = elapsed
-    logs["samples_per_s"] = samples / elapsed if elapsed > 0 else float("nan")
-    if on_nonfinite == "skip":
+    logs["samples_per_s"] = sums.samples / elapsed if elapsed > 0 else float("nan")
+    if config.on_nonfinite == "skip":
         logs["skipped"] = skipped
     return logs
 
 
-def evaluate(model, loss_fn, loader, metrics=("accuracy",)):
+def _finish_group(trainer, config, group):
+    """Scale the accumulated gradients, check and clip them, and step; the problem or None."""
+    params = config.params
+    if config.accumulate > 1 and getattr(trainer.loss_fn, "reduction", "mean") != "sum":
+        total = sum(n for _, n in group)
+        for p in params:
+            if p.grad is not None:
+                p.grad *= p.grad.dtype.type(1.0 / total)
+    norm = config.clip(params, config.max_norm) if config.clip is not None else None
+    if norm is not None and not math.isfinite(float(norm)):
+        return f"the gradient norm is {float(norm)}"
+    if norm is None and not all(np.isfinite(p.grad).all() for p in params if p.grad is not None):
+        return "a gradient is NaN or Inf"
+    with _deferred_keyboard_interrupt():
+        trainer.optimizer.step()
+    trainer.step += 1
+    trainer.history.step_loss.append(sum(loss * n for loss, n in group) / sum(n for _, n in group))
+    group.clear()
+    if config.step_scheduler is not None:
+        config.step_scheduler.step()
+    return None
+
+
+def _current_lr(optimizer):
+    groups = getattr(optimizer, "param_groups", None)
+    if groups and isinstance(groups[0], dict) and "lr" in groups[0]:
+        return float(groups[0]["lr"])
+    lr = getattr(optimizer, "lr", None)
+    return float(lr) if isinstance(lr, numbers.Real) else float("nan")
+
+
+def evaluate(model, loss_fn, loader, metrics=("accuracy",), return_dict=False):
     """Mean loss (weighted by batch size) and accuracy (None if not computed) over a loader,
-    in eval mode under pycore.no_grad(); the model's previous mode is restored."""
+    in eval mode under pycore.no_grad(); the model's previous mode is restored. With
+    return_dict=True: {"loss": ..., metric name: value, ...} for every metric (as fit's)."""
+    results = _evaluate(model, loss_fn, loader, _metric_functions(metrics), _model_dtype(model.parameters()),
+                        prefix="")
+    return results if return_dict else (results["loss"], results.get("accuracy"))
+
+
+def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix):
     was_training = model.training
     model.eval()
-    loss_sum, samples, correct, counted = 0.0, 0, 0, 0
+    sums = _MetricSums(metric_fns)
     try:
         with no_grad():
             for batch in loader:
-                x, target = _split_batch(batch)
-                logits = model(x)
-                loss_sum += float(loss_fn(logits, target)) * len(x)
-                samples += len(x)
-                if metrics:
-                    hits = _correct(logits, target)
-                    if hits is not None:
-                        correct += hits[0]
-                        counted += hits[1]
+                inputs, target, n = _split_batch(batch, dtype)
+                logits = model(*inputs)
+                sums.add(float(loss_fn(logits, target)), logits, target, n)
     finally:
         model.train(was_training)
-    return (loss_sum / samples if samples else float("nan")), (correct / counted if counted else None)
+    return sums.results(prefix)
 
 
-def _split_batch(batch):
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise ValueError("fit: each batch must be a pair (inputs, targets); build the loader as "
-                     f"DataLoader(x, y, ...), got {type(batch).__name__}"
-                     + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+# ---------------------------------------------------------------------------------------------
+# batches and metrics
+# ---------------------------------------------------------------------------------------------
+def _split_batch(batch, dtype):
+    """(model inputs tuple, target, number of samples), float arrays cast to the model's dtype."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise ValueError("fit: each batch must be (inputs, targets), ((a, b), targets) or (a, b, targets); build "
+                         f"the loader as DataLoader(x, y, ...), got {type(batch).__name__}"
+                         + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+    inputs, target = batch[:-1], batch[-1]
+    if len(inputs) == 1 and isinstance(inputs[0], (tuple, list)):
+        inputs = inputs[0]
+    inputs = tuple(_cast(x, dtype) for x in inputs)
+    if not inputs:
+        raise ValueError("fit: a batch has an empty tuple of inputs")
+    first = inputs[0]
+    n = len(first) if hasattr(first, "__len__") else 1
+    return inputs, _cast(target, dtype), n
 
 
-def _correct(logits, target):
-    """(number correct, number counted), or None when accuracy does not apply to these targets."""
+def _cast(value, dtype):
+    if dtype is not None and isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != dtype:
+        return value.astype(dtype)
+    return value
+
+
+def _metric_functions(metrics):
+    """{name: f(logits, target) -> (sum, count) or None}, from fit's metrics argument."""
+    if isinstance(metrics, (str, bytes)) or callable(metrics):
+        metrics = (metrics,)
+    try:
+        metrics = tuple(metrics)
+    except TypeError:
+        raise TypeError(f"fit: metrics must be a list of names and functions, got {type(metrics).__name__}") from None
+    out = {}
+    for m in metrics:
+        if isinstance(m, str) and m == "accuracy":
+            name, fn = m, _accuracy
+        elif isinstance(m, str) and m.startswith("top") and m[3:].isdigit() and int(m[3:]) >= 1:
+            name, fn = m, _top_k(int(m[3:]))
+        elif callable(m) and not isinstance(m, str):
+            name = getattr(m, "__name__", None)
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"fit: a metric function needs a name for the history (def my_metric(...), "
+                                 f"not a lambda), got {m!r}")
+            fn = _user_metric(m)
+        else:
+            raise ValueError(f"fit: unknown metric {m!r}; available: {list(METRICS)}")
+        if name in out or name == "loss":
+            raise ValueError(f"fit: metric name {name!r} is used twice (or is 'loss')")
+        out[name] = fn
+    return out
+
+
+def _accuracy(logits, target):
     logits, target = np.asarray(logits), np.asarray(target)
     if target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape:
         valid = target >= 0
@@ -253,6 +523,59 @@ def _correct(logits, target):
     return None
 
 
+def _top_k(k):
+    def top_k(logits, target):
+        logits, target = np.asarray(logits), np.asarray(target)
+        if not (target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape):
+            return None
+        if logits.shape[-1] < k:
+            raise ValueError(f"fit: metric top{k} needs at least {k} classes, the logits have {logits.shape[-1]}")
+        valid = target >= 0
+        # the target is among the k largest when fewer than k logits are larger than its own
+        own = np.take_along_axis(logits, np.where(valid, target, 0)[..., None], axis=-1)
+        hits = ((logits > own).sum(axis=-1) < k) & valid
+        return int(hits.sum()), int(valid.sum())
+    return top_k
+
+
+def _user_metric(fn):
+    def metric(logits, target):
+        value = fn(logits, target)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"fit: metric {fn.__name__} must return a number, got {type(value).__name__}") from None
+        n = len(logits) if hasattr(logits, "__len__") else 1
+        return value * n, n
+    return metric
+
+
+class _MetricSums:
+    """Running sums of the loss and each metric over an epoch: the one place where per-epoch
+    results are computed (fit's training loop and evaluate both use it)."""
+
+    def __init__(self, metric_fns):
+        self.metric_fns = metric_fns
+        self.loss_sum, self.samples = 0.0, 0
+        self.sums = {name: [0.0, 0] for name in metric_fns}
+
+    def add(self, loss, logits, target, n):
+        self.loss_sum += loss * n
+        self.samples += n
+        for name, fn in self.metric_fns.items():
+            got = fn(logits, target)
+            if got is not None:
+                self.sums[name][0] += got[0]
+                self.sums[name][1] += got[1]
+
+    def results(self, prefix=""):
+        out = {prefix + "loss": self.loss_sum / self.samples if self.samples else float("nan")}
+        for name, (total, count) in self.sums.items():
+            if count:
+                out[prefix + name] = total / count
+        return out
+
+
 def _clip_function():
     try:
         from ..optim import clip_grad_norm_
@@ -262,10 +585,10 @@ def _clip_function():
     return clip_grad_norm_
 
 
-def _call(callback, hook, trainer):
+def _call(callback, hook, trainer, *args):
     method = getattr(callback, hook, None)
     if method is not None:
-        method(trainer)
+        method(trainer, *args)
 
 
 class _deferred_keyboard_interrupt:
@@ -299,16 +622,18 @@ class _deferred_keyboard_interrupt:
 # progress
 # ---------------------------------------------------------------------------------------------
 class _Progress:
-    """A progress bar on a terminal (tqdm when installed, a one-line fallback otherwise),
-    one line per epoch when verbose=True off a terminal, and silence otherwise."""
+    """All of fit's printing: a progress bar on a terminal (tqdm when installed, a one-line
+    fallback otherwise), one line per epoch off a terminal, silence with verbose=0."""
 
     REFRESH_S = 0.1
 
     def __init__(self, verbose, epochs):
+        if verbose is not None and verbose not in (0, 1, 2):  # True == 1 and False == 0
+            raise ValueError(f"fit: verbose must be None, 0, 1 or 2 (or a bool), got {verbose!r}")
         tty = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
-        if verbose is False or (verbose is None and not tty):
+        if verbose == 0 and verbose is not None:
             self.mode = "quiet"
-        elif not tty:
+        elif not tty or verbose == 2:
             self.mode = "lines"
         else:
             try:
@@ -329,43 +654,46 @@ class _Progress:
                                   leave=True, dynamic_ncols=True)
 
     @staticmethod
-    def _stats(loss, accuracy, rate):
-        text = f"loss {loss:.4f}"
-        if accuracy is not None:
-            text += f"  acc {100 * accuracy:.2f}%"
-        return text + f"  {rate:,.0f} samples/s"
+    def _stats(results, rate=None):
+        parts = []
+        for key, value in results.items():
+            if key in _NOT_PLOTTED:
+                continue
+            short = key.replace("accuracy", "acc")
+            is_fraction = key.endswith("accuracy") or key.split("_")[-1].startswith("top")
+            parts.append(f"{short} {100 * value:.2f}%" if is_fraction else f"{short} {value:.4f}")
+        if rate is not None:
+            parts.append(f"{rate:,.0f} samples/s")
+        return "  ".join(parts)
 
-    def update(self, step, loss, accuracy, rate):
+    def update(self, step, sums, start):
+        """After a batch: redraw at most every REFRESH_S with the running results (sums, a
+        _MetricSums) and the rate since `start` (perf_counter at the epoch's start)."""
         if self.mode in ("quiet", "lines"):
             return
         now = time.perf_counter()
         last = self.total is not None and step == self.total
         if self.mode == "tqdm":
             self.bar.update(step - self.bar.n)
-            if now - self.last_draw >= self.REFRESH_S or last:
-                self.bar.set_postfix_str(self._stats(loss, accuracy, rate), refresh=False)
-                self.last_draw = now
-            return
         if now - self.last_draw < self.REFRESH_S and not last:
             return
         self.last_draw = now
+        results, rate = sums.results(), sums.samples / max(now - start, 1e-9)
+        if self.mode == "tqdm":
+            self.bar.set_postfix_str(self._stats(results, rate), refresh=False)
+            return
         if self.total:
             filled = int(20 * step / self.total)
             where = f"{step}/{self.total} [{'=' * filled}{' ' * (20 - filled)}]"
         else:
             where = f"{step}"
-        sys.stdout.write(f"\repoch {self.epoch}/{self.epochs} {where} {self._stats(loss, accuracy, rate)}")
+        sys.stdout.write(f"\repoch {self.epoch}/{self.epochs} {where} {self._stats(results, rate)}")
         sys.stdout.flush()
 
     def end_epoch(self, epoch, logs):
         if self.mode == "quiet":
             return
-        line = self._stats(logs["loss"], logs.get("accuracy"), logs["samples_per_s"])
-        if "val_loss" in logs:
-            line += f"  val_loss {logs['val_loss']:.4f}"
-        if "val_accuracy" in logs:
-            line += f"  val_acc {100 * logs['val_accuracy']:.2f}%"
-        line += f"  ({logs['time']:.1f} s)"
+        line = self._stats(logs, logs["samples_per_s"]) + f"  ({logs['time']:.1f} s)"
         if self.mode == "tqdm":
             self.bar.set_postfix_str(line, refresh=True)
             self.bar.close()
@@ -388,9 +716,13 @@ class _Progress:
             self.bar = None
 
 
+_NOT_PLOTTED = ("epoch", "lr", "time", "samples_per_s", "skipped")
+
+
 def plot_history(history, path):
-    """Save learning curves (loss, and accuracy when recorded) as a PNG; needs matplotlib.
-    Without matplotlib it warns and returns False."""
+    """Save learning curves as a PNG: the loss (per epoch, validation, and per optimizer
+    step as a thin line) and one panel per metric. Needs matplotlib; without it, it warns
+    and returns False."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -399,15 +731,21 @@ def plot_history(history, path):
         warnings.warn("fit(plot=...): matplotlib is not installed, no learning curve saved "
                       '(pip install "pycore[examples]")', stacklevel=3)
         return False
-    panels = [("loss", "val_loss")] + ([("accuracy", "val_accuracy")] if "accuracy" in history else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
-    epochs = range(1, history.epochs + 1)
-    for ax, keys in zip(axes[0], panels):
-        for key in keys:
+    names = [k for k in history if not k.startswith("val_") and k not in _NOT_PLOTTED]
+    names = ["loss"] + [k for k in names if k != "loss"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    epochs = history.get("epoch") or list(range(1, history.epochs + 1))
+    for ax, name in zip(axes[0], names):
+        if name == "loss" and history.step_loss and epochs:
+            # steps spread evenly over the epochs they belong to
+            first, count = epochs[0] - 1, len(history.step_loss)
+            x = [first + (i + 1) * len(epochs) / count for i in range(count)]
+            ax.plot(x, history.step_loss, linewidth=0.6, alpha=0.5, label="loss per step")
+        for key in (name, "val_" + name):
             if key in history:
-                ax.plot(list(epochs)[:len(history[key])], history[key], marker="o", label=key)
+                ax.plot(epochs[:len(history[key])], history[key], marker="o", label=key)
         ax.set_xlabel("epoch")
-        ax.set_title(keys[0])
+        ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
