@@ -13,12 +13,31 @@ counted and are never touched.
 """
 __all__ = ["stats", "cache_limit", "set_cache_limit", "empty_cache", "handler_name"]
 
+import functools
+
 from . import _C
 from ._checks import integer
 
 # Used by nn.Module around every forward/backward: enter() -> token, leave(token).
 enter = _C.memory_enter
 leave = _C.memory_leave
+
+
+
+def pooled(function):
+    """Decorator for pycore's own functions (the functional API): the arrays `function`
+    creates come from the pool."""
+
+    @functools.wraps(function)
+    def run_pooled(*args, **kwargs):
+        token = enter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            leave(token)
+
+    return run_pooled
+
 
 #: What numpy reports for a pool-backed array: np.lib.array_utils... get_handler_name(a).
 handler_name = _C.memory_handler_name

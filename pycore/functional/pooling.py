@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _pool2d
 from .._checks import fits_int64, float_array, int_pair
+from ..memory import pooled
 
 # Everything the kernels need besides the arrays; forward returns it so backward reuses it.
 PoolGeometry = namedtuple("PoolGeometry", ["input_shape", "output_shape", "kernel", "stride", "padding", "dtype"])
@@ -82,17 +83,20 @@ def _matches_geometry(x, geometry):
     return x
 
 
-def max_pool2d_forward(x, geometry, relu=False):
+@pooled
+def max_pool2d_forward(x, geometry, relu=False, with_indices=True):
     """(y, argmax) of max pooling x with a PoolGeometry from pool_geometry, which a layer
-    computes once per input shape; relu=True pools relu(x) in the same pass."""
+    computes once per input shape; relu=True pools relu(x) in the same pass.
+    with_indices=False: argmax is None (not computed: inference needs no backward)."""
     x = _matches_geometry(float_array(x, "input"), geometry)
     y = np.empty(geometry.output_shape, dtype=x.dtype)
-    argmax = np.empty(geometry.output_shape, dtype=np.int64)
-    _pool2d.max_pool2d_forward(_planes(y), _planes(argmax), _planes(x),
+    argmax = np.empty(geometry.output_shape, dtype=np.int64) if with_indices else None
+    _pool2d.max_pool2d_forward(_planes(y), None if argmax is None else _planes(argmax), _planes(x),
                                *geometry.kernel, *geometry.stride, *geometry.padding, relu)
     return y, argmax
 
 
+@pooled
 def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """max_pool2d that also returns what the backward needs: (y, argmax, geometry).
 
@@ -104,6 +108,7 @@ def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     return (*max_pool2d_forward(x, g), g)
 
 
+@pooled
 def relu_max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """max_pool2d(relu(x)) in one pass over x: (y, argmax, geometry) for relu_max_pool2d_backward.
 
@@ -118,6 +123,7 @@ def relu_max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mo
     return y, argmax, g
 
 
+@pooled
 def relu_max_pool2d_backward(grad_output, y, argmax, geometry):
     """dL/dx of relu_max_pool2d: each output with y > 0 sends its gradient to its maximum,
     as max_pool2d_backward followed by relu_backward does."""
@@ -128,6 +134,7 @@ def relu_max_pool2d_backward(grad_output, y, argmax, geometry):
     return _max_pool_backward(grad_output, argmax, geometry, y)
 
 
+@pooled
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """2-D max pooling over (N, C, H, W) or (C, H, W).
 
@@ -137,9 +144,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     Args: kernel_size (int or (kh, kw)); stride (default kernel_size); padding (int or
     pair, at most half the kernel); ceil_mode (round the output size up, see module doc).
     """
-    return max_pool2d_with_indices(x, kernel_size, stride, padding, ceil_mode)[0]
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    return max_pool2d_forward(x, g, with_indices=False)[0]
 
 
+@pooled
 def max_pool2d_backward(grad_output, argmax, geometry):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
     maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
@@ -157,6 +167,7 @@ def _max_pool_backward(grad_output, argmax, geometry, relu_output):
     return grad_x
 
 
+@pooled
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """2-D average pooling over (N, C, H, W) or (C, H, W).
 
@@ -168,6 +179,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return avg_pool2d_with_geometry(x, kernel_size, stride, padding, ceil_mode, count_include_pad)[0]
 
 
+@pooled
 def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """avg_pool2d returning (y, geometry) for avg_pool2d_backward."""
     x = _input(x)
@@ -175,6 +187,7 @@ def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=F
     return avg_pool2d_forward(x, g, count_include_pad), g
 
 
+@pooled
 def avg_pool2d_forward(x, geometry, count_include_pad=True):
     """Average pooling of x with a PoolGeometry from pool_geometry (see max_pool2d_forward)."""
     x = _matches_geometry(float_array(x, "input"), geometry)
@@ -184,6 +197,7 @@ def avg_pool2d_forward(x, geometry, count_include_pad=True):
     return y
 
 
+@pooled
 def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
     """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
     grad_output = _grad_output(grad_output, geometry)

@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import int_pair
+from .._context import is_grad_enabled
 from .module import Module
 
 
@@ -69,7 +70,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         x, geometry = self._input(x)
-        y, argmax = F.max_pool2d_forward(x, geometry)
+        y, argmax = F.max_pool2d_forward(x, geometry, with_indices=is_grad_enabled())
         self._save_for_backward(argmax, geometry)
         return y
 
