@@ -18,7 +18,7 @@ constexpr uint32_t kMagic = 0x70636d6bu;  // "pcmk": catches a pointer that is n
 constexpr size_t kSmallStep = 64;         // classes 64, 128, ..., 1024
 constexpr size_t kSmallLimit = 1024;
 constexpr int kSmallClasses = kSmallLimit / kSmallStep;        // 16
-constexpr int kClassesPerOctave = 4;                           // 25% steps above 1 KiB
+constexpr int kClassesPerOctave = 8;                           // 12.5% steps above 1 KiB
 constexpr int kClasses = kSmallClasses + (63 - 10) * kClassesPerOctave + kClassesPerOctave;
 constexpr size_t kLargest = size_t(1) << 62;                   // larger requests are refused
 
@@ -37,11 +37,11 @@ int size_class(size_t bytes, size_t* cap) {
         *cap = steps * kSmallStep;
         return static_cast<int>(steps) - 1;
     }
-    // 2^k < bytes <= 2^(k+1), k >= 10; the classes are 2^k + j * 2^(k-2), j = 1..4.
+    // 2^k < bytes <= 2^(k+1), k >= 10; the classes are 2^k + j * 2^(k-3), j = 1..8.
     const int k = 63 - __builtin_clzll(static_cast<unsigned long long>(bytes - 1));
-    const size_t base = size_t(1) << k, quarter = base >> 2;
-    const size_t j = (bytes - base + quarter - 1) / quarter;
-    *cap = base + j * quarter;
+    const size_t base = size_t(1) << k, step = base / kClassesPerOctave;
+    const size_t j = (bytes - base + step - 1) / step;
+    *cap = base + j * step;
     return kSmallClasses + (k - 10) * kClassesPerOctave + static_cast<int>(j) - 1;
 }
 

@@ -15,8 +15,9 @@
 //  - kernel scratch in C++: `Scratch<T>` (or allocate/release) instead of std::vector for
 //    anything larger than a few KB that a kernel needs on every call.
 //
-// Size classes: 64-byte steps up to 1 KiB, then four classes per power of two (1024,
-// 1280, 1536, 1792, 2048, ...), so a block is at most 25% larger than asked for. A free
+// Size classes: 64-byte steps up to 1 KiB, then eight classes per power of two (1024,
+// 1152, 1280, ..., 2048, ...), so a block is at most 12.5% larger than asked for (with 25%
+// steps would waste up to twice as much). A free
 // block serves only requests of its own class. Freed blocks are kept until the cache holds
 // `cache_limit()` bytes (default 256 MiB, env PYCORE_MEMORY_CACHE_MB at import, or
 // set_cache_limit); past that a freed block goes back to the system. Thread-safe (one
