@@ -75,12 +75,23 @@ cdef extern from *:
             position[ow] = at;
         }
     }
+
+    // One output row of 2x2 stride-2 average pooling: the window summed in the general
+    // loop's order (starting from 0, so even the sign of a zero agrees), divided by 4.
+    template <class T>
+    __attribute__((noinline)) static void pool2d_avg_row_2x2(T* __restrict y, const T* __restrict top,
+                                                             const T* __restrict bottom, int64_t OW) {
+        for (int64_t ow = 0; ow < OW; ++ow)
+            y[ow] = (((T(0) + top[2 * ow]) + top[2 * ow + 1]) + bottom[2 * ow] + bottom[2 * ow + 1]) / T(4);
+    }
     """
     void running_max_1 "pool2d_running_max<float, 1>"(float* best, int32_t* position, const float* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_1 "pool2d_running_max<double, 1>"(double* best, int32_t* position, const double* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_2 "pool2d_running_max<float, 2>"(float* best, int32_t* position, const float* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_2 "pool2d_running_max<double, 2>"(double* best, int32_t* position, const double* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void max_row_2x2 "pool2d_max_row_2x2"(float* y, int32_t* position, const float* top, const float* bottom, int64_t OW, bint relu) noexcept nogil
+    void avg_row_2x2 "pool2d_avg_row_2x2"(float* y, const float* top, const float* bottom, int64_t OW) noexcept nogil
+    void avg_row_2x2 "pool2d_avg_row_2x2"(double* y, const double* top, const double* bottom, int64_t OW) noexcept nogil
     void max_row_2x2 "pool2d_max_row_2x2"(double* y, int32_t* position, const double* top, const double* bottom, int64_t OW, bint relu) noexcept nogil
 
 ctypedef fused real:
@@ -411,6 +422,10 @@ cdef void avg_pool_plane(real* y, const real* x, const ColumnRange* cols, const 
     cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end, rows
     cdef real* y_row
     cdef const real* x_row
+    if two_by_two(kh, kw, sh, sw, ph, pw, H, W, OH, OW):
+        for oh in range(OH):
+            avg_row_2x2(y + oh * OW, x + 2 * oh * W, x + (2 * oh + 1) * W, OW)
+        return
     for oh in range(OH):
         y_row = y + oh * OW
         row_span(oh, kh, sh, ph, H, &ih0, &ki_begin, &ki_end)
