@@ -99,7 +99,12 @@ ctypedef fused real:
     double
 
 # Input elements per thread below which starting another thread costs more than it saves.
-cdef int64_t GRAIN_ELEMENTS = 16384
+# The vectorised loops take 0.2-0.7 ns per input element on one thread, so 65536 elements
+# are 15-45 us of work: a second thread for less gains a few microseconds on a quiet
+# machine and, on a busy one, can wait a scheduler tick for its core (measured under load
+# with 16384: LeNet's (64, 16, 10, 10) 2x2 max pooling took 27 ms at 2 threads against
+# 0.07 ms at 1). LeNet's conv1 pooling, (64, 6, 28, 28), still gets two threads.
+cdef int64_t GRAIN_ELEMENTS = 65536
 
 
 cdef int threads_for(int64_t planes, int64_t plane_size):
@@ -298,9 +303,8 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
     if P == 0:
         return
     if two_by_two(kh, kw, sh, sw, ph, pw, H, W, OH, OW):
-        # The vectorised 2x2 pass costs ~1/4 of the others per element (1 thread, under
-        # load: (64, 16, 10, 10) in ~10 us of kernel time, where a second thread made the
-        # call slower, 53 -> 91 us), so it takes 4x the grain per thread.
+        # The vectorised 2x2 pass costs ~1/4 of the general one per input element (1 thread:
+        # 57 us against 600 us for k2 s1 on (384, 28, 28)), so it takes 4x the grain.
         nthreads = threads_for(P, H * W // 4)
     cols = column_ranges(kw, sw, pw, W, OW)
     positions = <int32_t*>malloc(nthreads * OW * sizeof(int32_t))

@@ -196,15 +196,17 @@ def test_non_contiguous_read_only_and_fortran_inputs(rng, mode):
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
-def test_one_and_two_threads_identical(rng, mode):
-    x = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
-    gy = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (2, 2, 0)])
+def test_one_and_two_threads_identical(rng, mode, k, s, p):
+    # 524288 elements: enough work for two threads even on the 2x2 path's larger grain
+    x = rng.standard_normal((8, 16, 64, 64)).astype(np.float32)
+    gy = rng.standard_normal(F.max_pool2d(x, k, s, p).shape).astype(np.float32)
     before = pycore.get_num_threads()
     results = []
     try:
         for n in (1, 2):
             pycore.set_num_threads(n)
-            results.append(pycore_pool(x, gy, mode, 3, 1, 1))
+            results.append(pycore_pool(x, gy, mode, k, s, p))
     finally:
         pycore.set_num_threads(before)
     for a, b in zip(*results):
