@@ -22,6 +22,7 @@ import sysconfig
 import tempfile
 import warnings
 
+import numpy
 from Cython.Build import cythonize
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext, naive_recompile
 from setuptools import Extension, setup
@@ -87,7 +88,7 @@ cpp_sources = sorted(glob.glob("csrc/*.cpp"))
 core = Pybind11Extension(
     "pycore._C",
     cpp_sources,
-    include_dirs=["csrc"],
+    include_dirs=["csrc", numpy.get_include()],  # numpy's C API: bind_memory.cpp only
     define_macros=macros,
     extra_compile_args=compile_args,
     extra_link_args=link_args,

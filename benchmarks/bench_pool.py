@@ -1,6 +1,7 @@
 """Pooling benchmarks: pycore against PyTorch's NCHW pooling and a vectorised numpy version.
 
 Shapes from issue 3: (64, 32, 28, 28) with k2 s2, and (64, 64, 32, 32) with k3 s1 p1;
+and LeNet-5's two poolings at batch 64 (issue 9): (64, 6, 28, 28) and (64, 16, 10, 10), k2 s2;
 max and avg; forward alone and forward + backward; 1 and 2 threads. The numpy peer
 below (numpy_pool_forward / numpy_pool_backward) is checked against pycore before any
 case is timed.
@@ -16,7 +17,8 @@ except ImportError:  # run as a script from benchmarks/
 import pycore.functional as F
 import pycore.nn as nn
 
-SHAPES = [((64, 32, 28, 28), 2, 2, 0), ((64, 64, 32, 32), 3, 1, 1)]
+SHAPES = [((64, 32, 28, 28), 2, 2, 0), ((64, 64, 32, 32), 3, 1, 1), ((64, 6, 28, 28), 2, 2, 0),
+          ((64, 16, 10, 10), 2, 2, 0)]
 
 
 # -- the numpy peer: windows as a strided view, reductions over the window axes ---------

@@ -96,5 +96,6 @@ void bind_elementwise(pybind11::module_& m);
 void bind_rnn(pybind11::module_& m);
 void bind_loss(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
+void bind_memory(pybind11::module_& m);
 
 }  // namespace pycore

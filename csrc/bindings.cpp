@@ -11,4 +11,5 @@ PYBIND11_MODULE(_C, m) {
     pycore::bind_rnn(m);
     pycore::bind_loss(m);
     pycore::bind_optim(m);
+    pycore::bind_memory(m);
 }

@@ -41,6 +41,10 @@ def float_array(x, name, dtype=None, ndim=None, layout=None, contiguous=True):
     to a float32 model is a TypeError, as in PyTorch). ndim: an int or a tuple of
     allowed ranks; layout names the expected axes for the message, e.g. "(N, C, H, W)".
     """
+    if (type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and (dtype is None or x.dtype == dtype)
+            and (ndim is None or x.ndim == ndim or (not isinstance(ndim, int) and x.ndim in ndim))
+            and x.flags.c_contiguous):
+        return x  # the common case, once per layer call: nothing to convert or report
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Number, np.generic)):
             x = np.asarray(x)

@@ -196,15 +196,17 @@ def test_non_contiguous_read_only_and_fortran_inputs(rng, mode):
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
-def test_one_and_two_threads_identical(rng, mode):
-    x = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
-    gy = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (2, 2, 0)])
+def test_one_and_two_threads_identical(rng, mode, k, s, p):
+    # 524288 elements: enough work for two threads even on the 2x2 path's larger grain
+    x = rng.standard_normal((8, 16, 64, 64)).astype(np.float32)
+    gy = rng.standard_normal(F.max_pool2d(x, k, s, p).shape).astype(np.float32)
     before = pycore.get_num_threads()
     results = []
     try:
         for n in (1, 2):
             pycore.set_num_threads(n)
-            results.append(pycore_pool(x, gy, mode, 3, 1, 1))
+            results.append(pycore_pool(x, gy, mode, k, s, p))
     finally:
         pycore.set_num_threads(before)
     for a, b in zip(*results):
@@ -287,3 +289,69 @@ def test_forked_child_pools_without_hanging():
         assert queue.get(timeout=5) == float(F.max_pool2d(x, 2).sum() + F.avg_pool2d(x, 3, 1, 1).sum())
     finally:
         pycore.set_num_threads(before)
+
+
+# -- the 2x2 stride-2 path (LeNet's pooling) and ReLU + max pooling fused ---------------
+
+def test_two_by_two_path_ties_infinities_and_odd_sizes_match_torch(rng):
+    """Integer values make ties common; -inf windows and an odd height/width (a last row and
+    column no window covers) take the 2x2 path's edge cases."""
+    x = rng.integers(-2, 3, (2, 3, 9, 7)).astype(np.float32)
+    x[0, 0, :2, :2] = -np.inf
+    x[1, 2, 4, 4] = np.nan
+    for kwargs in (dict(kernel_size=2), dict(kernel_size=2, ceil_mode=True)):
+        y, arg, g = F.max_pool2d_with_indices(x, **kwargs)
+        y_ref, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kwargs)
+        np.testing.assert_array_equal(y, y_ref.numpy())
+        np.testing.assert_array_equal(arg, arg_ref.numpy())
+
+
+FUSED_GEOMETRIES = [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                    dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=(2, 3), stride=(1, 2))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", FUSED_GEOMETRIES)
+def test_relu_max_pool_equals_relu_then_max_pool(rng, dtype, kwargs):
+    x = rng.standard_normal((2, 3, 10, 9)).astype(dtype)
+    x[0, 1, :4, :4] = -1.0  # whole windows below zero: y == 0 and no gradient
+    x[1, 0, 2, 2] = 0.0
+    y, arg, g = F.relu_max_pool2d_with_indices(x, **kwargs)
+    relu_y = F.relu(x)
+    y_ref, arg_ref, g_ref = F.max_pool2d_with_indices(relu_y, **kwargs)
+    np.testing.assert_array_equal(y, y_ref)
+    grad_output = rng.standard_normal(y.shape).astype(dtype)
+    expected = F.relu_backward(F.max_pool2d_backward(grad_output, arg_ref, g_ref), relu_y)
+    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, y, arg, g), expected)
+
+
+def test_relu_max_pool_against_torch(rng):
+    x = rng.standard_normal((3, 6, 28, 28)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.nn.functional.max_pool2d(torch.relu(xt), 2)
+    grad_output = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(grad_output))
+    y, arg, g = F.relu_max_pool2d_with_indices(x, 2)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, y, arg, g), xt.grad.numpy())
+    # A NaN propagates forward as in torch (its gradient follows pycore's relu_backward,
+    # which passes none through a NaN output; the test above checks that rule).
+    x[2, 5, 7, 9] = np.nan
+    y = F.relu_max_pool2d_with_indices(x, 2)[0]
+    np.testing.assert_array_equal(y, torch.nn.functional.max_pool2d(torch.relu(torch.from_numpy(x)), 2).numpy())
+
+
+def test_relu_max_pool_module_matches_the_pair_and_finite_differences(rng):
+    x = rng.standard_normal((2, 2, 6, 6))
+    fused, pair = nn.ReLUMaxPool2d(2, dtype=np.float64), nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    y = fused(x)
+    np.testing.assert_array_equal(y, pair(x))
+    grad_output = rng.standard_normal(y.shape)
+    grad_x = fused.backward(grad_output)
+    np.testing.assert_array_equal(grad_x, pair.backward(grad_output))
+    np.testing.assert_allclose(grad_x, numeric_grad(lambda v: F.max_pool2d(F.relu(v), 2), x.copy(), grad_output),
+                               rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="ReLUMaxPool2d.*too small"):
+        fused(np.zeros((1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="shape"):
+        F.relu_max_pool2d_backward(grad_output, y[:1], *F.relu_max_pool2d_with_indices(x, 2)[1:])

@@ -7,13 +7,15 @@ Inputs are (N, C, H, W) or unbatched (C, H, W), as in PyTorch. Output size per a
           past the input and its left padding                (ceil_mode=True)
 """
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
-           "avg_pool2d_with_geometry", "avg_pool2d_backward"]
+           "avg_pool2d_with_geometry", "avg_pool2d_backward", "relu_max_pool2d_with_indices",
+           "relu_max_pool2d_backward", "pool_geometry", "max_pool2d_forward", "avg_pool2d_forward"]
 from collections import namedtuple
 
 import numpy as np
 
 from .. import _pool2d
 from .._checks import fits_int64, float_array, int_pair
+from ..memory import pooled
 
 # Everything the kernels need besides the arrays; forward returns it so backward reuses it.
 PoolGeometry = namedtuple("PoolGeometry", ["input_shape", "output_shape", "kernel", "stride", "padding", "dtype"])
@@ -73,6 +75,28 @@ def _grad_output(grad_output, geometry):
     return g
 
 
+def _matches_geometry(x, geometry):
+    """x, already checked by float_array, is the input `geometry` was computed for."""
+    if x.shape != geometry.input_shape or x.dtype != geometry.dtype:
+        raise ValueError(f"input: expected shape {geometry.input_shape} and dtype {geometry.dtype} (the "
+                         f"geometry's), got {x.shape} {x.dtype}")
+    return x
+
+
+@pooled
+def max_pool2d_forward(x, geometry, relu=False, with_indices=True):
+    """(y, argmax) of max pooling x with a PoolGeometry from pool_geometry, which a layer
+    computes once per input shape; relu=True pools relu(x) in the same pass.
+    with_indices=False: argmax is None (not computed: inference needs no backward)."""
+    x = _matches_geometry(float_array(x, "input"), geometry)
+    y = np.empty(geometry.output_shape, dtype=x.dtype)
+    argmax = np.empty(geometry.output_shape, dtype=np.int64) if with_indices else None
+    _pool2d.max_pool2d_forward(_planes(y), None if argmax is None else _planes(argmax), _planes(x),
+                               *geometry.kernel, *geometry.stride, *geometry.padding, relu)
+    return y, argmax
+
+
+@pooled
 def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """max_pool2d that also returns what the backward needs: (y, argmax, geometry).
 
@@ -81,14 +105,36 @@ def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     """
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
-    x = np.ascontiguousarray(x)
-    y = np.empty(g.output_shape, dtype=x.dtype)
-    argmax = np.empty(g.output_shape, dtype=np.int64)
-    _pool2d.max_pool2d_forward(_planes(y), _planes(argmax), _planes(x),
-                               *g.kernel, *g.stride, *g.padding)
+    return (*max_pool2d_forward(x, g), g)
+
+
+@pooled
+def relu_max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """max_pool2d(relu(x)) in one pass over x: (y, argmax, geometry) for relu_max_pool2d_backward.
+
+    Since relu is monotonic, max_pool2d(relu(x)) = relu(max_pool2d(x)): the pooled maxima are
+    clipped at 0 as each output row is finished, so relu's full-size output is never written.
+    argmax is that of x (where y == 0 it may differ from max_pool2d(relu(x))'s, whose
+    gradient there is 0 either way). Arguments and shapes as max_pool2d.
+    """
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "relu_max_pool2d")
+    y, argmax = max_pool2d_forward(x, g, relu=True)
     return y, argmax, g
 
 
+@pooled
+def relu_max_pool2d_backward(grad_output, y, argmax, geometry):
+    """dL/dx of relu_max_pool2d: each output with y > 0 sends its gradient to its maximum,
+    as max_pool2d_backward followed by relu_backward does."""
+    grad_output = _grad_output(grad_output, geometry)
+    y = float_array(y, "output", dtype=geometry.dtype)
+    if y.shape != geometry.output_shape:
+        raise ValueError(f"output: expected shape {geometry.output_shape}, got {y.shape}")
+    return _max_pool_backward(grad_output, argmax, geometry, y)
+
+
+@pooled
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """2-D max pooling over (N, C, H, W) or (C, H, W).
 
@@ -98,23 +144,30 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     Args: kernel_size (int or (kh, kw)); stride (default kernel_size); padding (int or
     pair, at most half the kernel); ceil_mode (round the output size up, see module doc).
     """
-    return max_pool2d_with_indices(x, kernel_size, stride, padding, ceil_mode)[0]
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    return max_pool2d_forward(x, g, with_indices=False)[0]
 
 
+@pooled
 def max_pool2d_backward(grad_output, argmax, geometry):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
     maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
-    grad_output = _grad_output(grad_output, geometry)
+    return _max_pool_backward(_grad_output(grad_output, geometry), argmax, geometry, None)
+
+
+def _max_pool_backward(grad_output, argmax, geometry, relu_output):
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64 or argmax.shape != geometry.output_shape:
         raise TypeError(f"argmax: expected an int64 array of shape {geometry.output_shape}, got "
                         f"{getattr(argmax, 'dtype', type(argmax).__name__)} {getattr(argmax, 'shape', '')}")
     argmax = np.ascontiguousarray(argmax)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
-    _pool2d.max_pool2d_backward(_planes(grad_x), _planes(argmax),
-                                _planes(grad_output))
+    _pool2d.max_pool2d_backward(_planes(grad_x), _planes(argmax), _planes(grad_output),
+                                None if relu_output is None else _planes(relu_output))
     return grad_x
 
 
+@pooled
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """2-D average pooling over (N, C, H, W) or (C, H, W).
 
@@ -126,17 +179,25 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return avg_pool2d_with_geometry(x, kernel_size, stride, padding, ceil_mode, count_include_pad)[0]
 
 
+@pooled
 def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """avg_pool2d returning (y, geometry) for avg_pool2d_backward."""
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
-    x = np.ascontiguousarray(x)
-    y = np.empty(g.output_shape, dtype=x.dtype)
-    _pool2d.avg_pool2d_forward(_planes(y), _planes(x), *g.kernel, *g.stride, *g.padding,
+    return avg_pool2d_forward(x, g, count_include_pad), g
+
+
+@pooled
+def avg_pool2d_forward(x, geometry, count_include_pad=True):
+    """Average pooling of x with a PoolGeometry from pool_geometry (see max_pool2d_forward)."""
+    x = _matches_geometry(float_array(x, "input"), geometry)
+    y = np.empty(geometry.output_shape, dtype=x.dtype)
+    _pool2d.avg_pool2d_forward(_planes(y), _planes(x), *geometry.kernel, *geometry.stride, *geometry.padding,
                                bool(count_include_pad))
-    return y, g
+    return y
 
 
+@pooled
 def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
     """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
     grad_output = _grad_output(grad_output, geometry)
