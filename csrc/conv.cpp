@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "omp_guard.h"
 #include "threads.h"
 
 namespace pycore {
@@ -103,8 +104,9 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
     const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * g.OW;
     const int64_t sw = g.stride_w, OW = g.OW;
     const int nt = threads_for(rows * width, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; ++r) errors.run([&] {
         const int64_t c = r / taps, kh = (r % taps) / g.KW, kw = r % g.KW;
         const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
         int64_t oh_lo, oh_hi, ow_lo, ow_hi;
@@ -129,7 +131,8 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
             for (int64_t ow = ow_hi; ow < OW; ++ow) d[ow] = T(0);
         }
         std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
-    }
+    });
+    errors.rethrow();
 }
 
 // img (channels, H, W) = col2im(col): the adjoint of im2col over all output rows, each
@@ -140,8 +143,9 @@ template <typename T>
 void col2im(T* img, const T* col, int64_t ld, int64_t channels, const Conv2dGeometry& g) {
     const int64_t sw = g.stride_w;
     const int nt = threads_for(channels * g.KH * g.KW * g.OH * g.OW, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t c = 0; c < channels; ++c) errors.run([&] {
         T* dst = img + c * g.H * g.W;
         std::fill(dst, dst + g.H * g.W, T(0));
         for (int64_t kh = 0; kh < g.KH; ++kh) {
@@ -165,7 +169,8 @@ void col2im(T* img, const T* col, int64_t ld, int64_t channels, const Conv2dGeom
                 }
             }
         }
-    }
+    });
+    errors.rethrow();
 }
 
 // Threads to spread `items` independent work items over, each item then running its GEMMs
@@ -273,15 +278,17 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     std::vector<PackedMatrix<T>> w_packed;
     for (int64_t grp = 0; grp < g.groups; ++grp)
         w_packed.push_back(PackedMatrix<T>::pack_a(false, d.OCg, d.K, weight + grp * d.OCg * d.K, d.K));
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
+    for (int64_t item = 0; item < items; ++item) errors.run([&] {
         const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
         const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
         const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
         T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
         forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
-    }
+    });
+    errors.rethrow();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -347,12 +354,14 @@ template <typename T>
 void bias_backward(T* dbias, const T* dout, const Conv2dGeometry& g) {
     const int64_t plane = g.OH * g.OW;
     const int nt = threads_for(g.OC * g.N * plane, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t oc = 0; oc < g.OC; ++oc) {
+    for (int64_t oc = 0; oc < g.OC; ++oc) errors.run([&] {
         T total = 0;
         for (int64_t n = 0; n < g.N; ++n) total += sum_of(dout + (n * g.OC + oc) * plane, plane);
         dbias[oc] += total;
-    }
+    });
+    errors.rethrow();
 }
 
 }  // namespace
@@ -385,8 +394,9 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (dinp)
         for (int64_t grp = 0; grp < g.groups; ++grp)
             w_t_packed.push_back(PackedMatrix<T>::pack_a(true, d.K, d.OCg, weight + grp * d.OCg * d.K, d.K));
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < slices; ++s) {
+    for (int64_t s = 0; s < slices; ++s) errors.run([&] {
         const int64_t c0 = s * chunks / slices, c1 = (s + 1) * chunks / slices;
         T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
@@ -396,16 +406,19 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
             const T beta_w = (use_partials && c == c0) ? T(0) : T(1);
             backward_chunk(dinp, dw, beta_w, dout, inp, w_t_packed, g, d, n0, count, col, staging);
         }
-    }
+    });
+    errors.rethrow();
 
     if (use_partials) {
         const int nt_sum = threads_for(slices * weight_size, kCopyGrain);
+        RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt_sum > 1) num_threads(nt_sum) schedule(static)
-        for (int64_t i = 0; i < weight_size; ++i) {
+        for (int64_t i = 0; i < weight_size; ++i) errors.run([&] {
             T total = partials[i];
             for (int64_t s = 1; s < slices; ++s) total += partials[s * weight_size + i];
             dweight[i] += total;
-        }
+        });
+        errors.rethrow();
     }
 }
 

@@ -252,7 +252,9 @@ class CharVocab:
         if not isinstance(text, str):
             raise TypeError(f"CharVocab.encode: expected a str, got {type(text).__name__}")
         if self._table is not None:
-            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+            # surrogatepass: a lone surrogate (text decoded with errors="surrogateescape", say) is
+            # a character like any other, one code point each, as str itself counts it
+            codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
             ids = np.full(codes.shape, -1, dtype=np.int64)
             inside = codes < len(self._table)
             ids[inside] = self._table[codes[inside]]
