@@ -44,6 +44,10 @@ constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
 // values each) together stay within about this many bytes (a typical per-core L2).
 constexpr int64_t kTileBytes = int64_t(1) << 18;
+// One output row is the smallest tile, unless its columns and output pass this many bytes:
+// then the row is cut into segments of output columns (a 60,000-wide image and a 30,000-wide
+// kernel need 3.6 GB for one row; segments keep every thread's buffers near 64 MiB).
+constexpr int64_t kTileMaxBytes = int64_t(1) << 26;
 // The weight gradient is summed over the batch in at most this many slices, each into its
 // own partial buffer, and the partials are added in slice order at the end...
 constexpr int64_t kMaxSlices = 16;
@@ -93,16 +97,18 @@ inline void valid_range(int64_t n, int64_t out, int64_t stride, int64_t offset, 
     *hi = std::max(a, b);
 }
 
-// The im2col columns of output rows [oh_begin, oh_end) of img (channels, H, W): a
-// (channels*KH*KW, (oh_end - oh_begin)*OW) matrix written at col with row stride ld.
+// The im2col columns of the output tile rows [oh_begin, oh_end) x columns [ow_begin, ow_end)
+// of img (channels, H, W): a (channels*KH*KW, (oh_end - oh_begin)*(ow_end - ow_begin))
+// matrix written at col with row stride ld (whole rows: ow_begin = 0, ow_end = OW).
 // Every element is written (padding as zeros), so the buffer needs no clearing. A row is
 // one (c, kh, kw): for each output row a zero run, a contiguous (stride 1) or strided copy,
 // and a zero run, as plain loops (the runs are short: a libc call per run costs more).
 template <typename T>
 void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
-            int64_t oh_end) {
-    const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * g.OW;
-    const int64_t sw = g.stride_w, OW = g.OW;
+            int64_t oh_end, int64_t ow_begin, int64_t ow_end) {
+    const int64_t OW = ow_end - ow_begin;  // the tile's width (g.OW for whole rows)
+    const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * OW;
+    const int64_t sw = g.stride_w;
     const int nt = threads_for(rows * width, kCopyGrain);
     RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
@@ -111,7 +117,9 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
         const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
         int64_t oh_lo, oh_hi, ow_lo, ow_hi;
         valid_range(g.H, g.OH, g.stride_h, h_off, &oh_lo, &oh_hi);
-        valid_range(g.W, OW, sw, w_off, &ow_lo, &ow_hi);
+        valid_range(g.W, g.OW, sw, w_off, &ow_lo, &ow_hi);
+        ow_lo = std::min(std::max(ow_lo, ow_begin), ow_end) - ow_begin;  // from here on relative
+        ow_hi = std::min(std::max(ow_hi, ow_begin + ow_lo), ow_end) - ow_begin;  // to the tile
         oh_lo = std::min(std::max(oh_lo, oh_begin), oh_end);
         oh_hi = std::min(std::max(oh_hi, oh_lo), oh_end);
         const T* src = img + c * g.H * g.W;
@@ -121,11 +129,13 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
             T* __restrict d = dst + (oh - oh_begin) * OW;
             for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
             if (ow_hi > ow_lo) {
-                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
+                // input column: (ow_begin + ow)*sw + w_off = ow*sw + offset
+                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;
+                const int64_t offset = ow_begin * sw + w_off;
                 if (sw == 1) {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + w_off];
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + offset];
                 } else {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + w_off];
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + offset];
                 }
             }
             for (int64_t ow = ow_hi; ow < OW; ++ow) d[ow] = T(0);
@@ -208,16 +218,25 @@ int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_s
     return std::min(g.OH, std::max<int64_t>(1, columns / g.OW));
 }
 
-// One forward work item: output rows [oh_begin, oh_end) of group grp of images
-// [n0, n0 + count). count > 1 only with whole images (oh_begin = 0, oh_end = OH).
+// Output columns per forward tile (see kTileMaxBytes): OW, or fewer when one row is too big
+// (forward_tile_rows then gives 1 row, since kTileMaxBytes > kTileBytes).
+int64_t forward_tile_cols(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
+    if (d.chunk > 1) return g.OW;
+    return std::min(g.OW, std::max<int64_t>(1, kTileMaxBytes / ((d.K + d.OCg) * item_size)));
+}
+
+// One forward work item: output rows [oh_begin, oh_end), columns [ow_begin, ow_end), of
+// group grp of images [n0, n0 + count). count > 1 only with whole images; less than whole
+// rows only within one row (so that the tile's outputs are one contiguous run).
 //   col:     this thread's column buffer (K, count * width); unused when pointwise
 //   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
 //   w_packed: W_g (OCg, K) packed as the GEMMs' left operand, once per call
 template <typename T>
 void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T* bias, const Conv2dGeometry& g,
-                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end, T* col,
-                  T* staging) {
-    const int64_t first = oh_begin * g.OW, width = (oh_end - oh_begin) * g.OW, columns = count * width;
+                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end,
+                  int64_t ow_begin, int64_t ow_end, T* col, T* staging) {
+    const int64_t first = oh_begin * g.OW + ow_begin, width = (oh_end - oh_begin) * (ow_end - ow_begin);
+    const int64_t columns = count * width;
     auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
     auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
 
@@ -225,7 +244,7 @@ void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T
     const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
     int64_t ld_cols = d.plane;
     if (!d.pointwise) {
-        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end);
+        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end, ow_begin, ow_end);
         cols = col;
         ld_cols = columns;
     }
@@ -268,11 +287,12 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
 template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g) {
     const Dims d = dims_of(g);
-    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T));
-    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows;
+    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T)), tile_cols = forward_tile_cols(g, d, sizeof(T));
+    const int64_t col_tiles = (g.OW + tile_cols - 1) / tile_cols;
+    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows * col_tiles;
     const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
     const int64_t items = chunks * g.groups * tiles;
-    const int64_t columns = d.chunk * tile_rows * g.OW;
+    const int64_t columns = d.chunk * tile_rows * tile_cols;
     const int nt = item_threads(items, d.OCg * columns * d.K);
     // Every item of a group multiplies by the same W_g: pack it once here, not per item.
     std::vector<PackedMatrix<T>> w_packed;
@@ -283,10 +303,12 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     for (int64_t item = 0; item < items; ++item) errors.run([&] {
         const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
         const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
-        const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
+        const int64_t oh_begin = tile / col_tiles * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
+        const int64_t ow_begin = tile % col_tiles * tile_cols, ow_end = std::min(g.OW, ow_begin + tile_cols);
         T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
-        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
+        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, ow_begin, ow_end, col,
+                     staging);
     });
     errors.rethrow();
 }
@@ -325,7 +347,7 @@ void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
         if (dw) {
             const T* cols = x_g(n0);  // pointwise (count is 1): the image is its column matrix
             if (!d.pointwise) {
-                for (int64_t i = 0; i < count; ++i) im2col(col + i * d.plane, columns, x_g(n0 + i), d.Cg, g, 0, g.OH);
+                for (int64_t i = 0; i < count; ++i) im2col(col + i * d.plane, columns, x_g(n0 + i), d.Cg, g, 0, g.OH, 0, g.OW);
                 cols = col;
             }
             // dW_g (OCg, K) += dY_g (OCg, columns) @ col^T (columns, K). K (the long side for

@@ -48,11 +48,12 @@ def test_softmax_with_an_empty_later_axis_returns_empty_like_torch(tmp_path):
 # -- no exception out of an OpenMP region; memory-bounded work ------------------------------
 
 @pytest.mark.skipif(_C.sanitize_build, reason="ASan reserves terabytes of address space: RLIMIT_AS cannot apply")
-def test_conv2d_too_wide_for_memory_is_a_memory_error_not_an_abort(tmp_path):
-    # One row of 60,000 pixels, a 30,000-wide kernel: one im2col tile is 30,000 x 30,001
-    # floats (3.6 GB), more than the 3 GiB address space allowed. std::bad_alloc is thrown
-    # on a worker thread; it must come back as MemoryError (not std::terminate), and the
-    # process must go on working.
+def test_conv2d_too_wide_for_memory_computes_or_raises_memory_error(tmp_path):
+    # One row of 60,000 pixels, a 30,000-wide kernel: the im2col columns of one output row
+    # are 30,000 x 30,001 floats (3.6 GB), more than the 3 GiB address space allowed.
+    # Forward cuts the row into segments (kTileMaxBytes) and computes it, as PyTorch does;
+    # backward still needs one image's columns: its std::bad_alloc, thrown on a worker
+    # thread, must come back as MemoryError (not std::terminate), and the process go on.
     code = """
         import resource, numpy as np, pycore, pycore.functional as F
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
@@ -60,11 +61,8 @@ def test_conv2d_too_wide_for_memory_is_a_memory_error_not_an_abort(tmp_path):
         w = np.ones((1, 1, 1, 30000), np.float32)
         for threads in (1, 2):
             pycore.set_num_threads(threads)
-            try:
-                y = F.conv2d(x, w)
-                assert y.shape == (1, 1, 1, 30001) and np.all(y == 30000), "wrong result"
-            except MemoryError:
-                pass
+            y = F.conv2d(x, w)
+            assert y.shape == (1, 1, 1, 30001) and np.all(y == 30000), "wrong result"
             try:
                 F.conv2d_backward(np.ones((1, 1, 1, 30001), np.float32), x, w, np.zeros_like(w))
             except MemoryError:
@@ -75,6 +73,23 @@ def test_conv2d_too_wide_for_memory_is_a_memory_error_not_an_abort(tmp_path):
     """
     rc, out, err = run_child(code, tmp_path, timeout=300)
     assert rc == 0 and out.strip() == "ok", (rc, err[-2000:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_forward_cuts_a_too_long_row_into_segments(dtype):
+    # (K + OC) * OW values per output row = (700*3 + 2) * 8193 floats = 69 MB > the 64 MiB
+    # kTileMaxBytes (float32; float64: twice that): the row is computed in segments.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 700, 1, 16388)).astype(dtype)
+    w = rng.standard_normal((2, 700, 1, 3)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    kwargs = dict(stride=(1, 2), padding=(0, 1), dilation=(1, 2))
+    y = F.conv2d(x, w, b, **kwargs)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                          **kwargs).numpy()
+    assert y.shape == expected.shape == (1, 2, 1, 8193)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
 
 
 # -- sizes that would wrap int64 ------------------------------------------------------------
