@@ -39,6 +39,17 @@ def test_softmax_with_an_empty_later_axis_returns_empty_like_torch(tmp_path):
                 assert y.shape == tuple(ref(torch.from_numpy(x), dim).shape), (shape, dim)
                 assert bwd(y, y, dim).shape == shape
             assert nn.Softmax(dim)(x).shape == shape
+        # the binding's own check: (2**33, 2**31, 1) wraps to 0 elements, "matching" an empty array
+        from pycore import _C
+        empty = np.ones(0, np.float32)
+        for call in (lambda: _C.softmax_forward(empty, empty, 2 ** 33, 2 ** 31, 1, False),
+                     lambda: _C.softmax_backward(empty, empty, empty, 2 ** 33, 2 ** 31, 1, True)):
+            try:
+                call()
+            except ValueError as err:
+                assert "int64" in str(err), err
+            else:
+                raise AssertionError("accepted")
         print("ok")
     """
     rc, out, err = run_child(code, tmp_path)
@@ -384,9 +395,10 @@ def test_outputs_are_read_only_while_gradients_are_on():
     with pycore.no_grad():
         w = model(x)
     w += 1.0  # nothing kept for backward: writeable
-    hs = nn.LSTM(3, 2)(np.ones((2, 1, 3), np.float32))
-    with pytest.raises(ValueError, match="read-only"):
-        hs[0][...] = 0.0
+    y, (h_n, c_n) = nn.LSTM(3, 2)(np.ones((2, 1, 3), np.float32))
+    for array in (y, h_n, c_n):
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0.0
 
 
 def test_read_only_outputs_give_torch_gradients():
@@ -403,3 +415,17 @@ def test_read_only_outputs_give_torch_gradients():
     model.backward(gy)
     numeric = numeric_grad(f, model[0].weight.data, gy)
     np.testing.assert_allclose(model[0].weight.grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_rnn_layer_backward_validates_a_hand_built_cache():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    w_ih, w_hh = rng.standard_normal((9, 4)).astype(np.float32), rng.standard_normal((9, 3)).astype(np.float32)
+    y, _, cache = F.rnn_layer("GRU", x, w_ih, w_hh)
+    grads = (np.zeros_like(w_ih), np.zeros_like(w_hh))
+    with pytest.raises(TypeError, match="cache"):
+        F.rnn_layer_backward(tuple(cache), w_ih, w_hh, *grads, grad_y=np.ones_like(y))
+    for bad in (cache._replace(x=x[:, :, :2]), cache._replace(gates=cache.gates[:1]),
+                cache._replace(y=np.ones((3, 2, 5), np.float32)), cache._replace(x="x")):
+        with pytest.raises((TypeError, ValueError)):
+            F.rnn_layer_backward(bad, w_ih, w_hh, *grads, grad_y=np.ones_like(y))

@@ -113,15 +113,23 @@ def _read_only_when_saved(out):
 
     The next layer keeps it for its backward (Linear its input, ReLU/Sigmoid/Softmax their
     own output): an in-place edit (`y += 1`) before backward would give a silently wrong
-    gradient, so it raises numpy's "assignment destination is read-only" at once. One
-    flag per output, no copy; `.copy()` gives a writeable array. Under no_grad() nothing
+    gradient, so it raises numpy's "assignment destination is read-only" at once (an RNN's
+    final state too: the next chunk of truncated BPTT keeps it as its h_0). One flag per
+    output, no copy; `.copy()` gives a writeable array. Under no_grad() nothing
     is kept and outputs stay writeable.
     """
     if is_grad_enabled():
-        for array in out if type(out) is tuple else (out,):
-            if isinstance(array, np.ndarray):
-                array.setflags(write=False)  # (half the cost of .flags.writeable = False)
+        _set_read_only(out)
     return out
+
+
+def _set_read_only(out):
+    """Every array in out: an array, or a (nested) tuple of them (an RNN's (y, (h_n, c_n)))."""
+    if type(out) is tuple:
+        for item in out:
+            _set_read_only(item)
+    elif isinstance(out, np.ndarray):
+        out.setflags(write=False)  # (half the cost of .flags.writeable = False)
 
 
 class Module:
