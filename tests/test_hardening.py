@@ -59,30 +59,65 @@ def test_softmax_with_an_empty_later_axis_returns_empty_like_torch(tmp_path):
 # -- no exception out of an OpenMP region; memory-bounded work ------------------------------
 
 @pytest.mark.skipif(_C.sanitize_build, reason="ASan reserves terabytes of address space: RLIMIT_AS cannot apply")
-def test_conv2d_too_wide_for_memory_computes_or_raises_memory_error(tmp_path):
+def test_conv2d_too_wide_for_memory_is_computed_in_segments(tmp_path):
     # One row of 60,000 pixels, a 30,000-wide kernel: the im2col columns of one output row
     # are 30,000 x 30,001 floats (3.6 GB), more than the 3 GiB address space allowed.
-    # Forward cuts the row into segments (kTileMaxBytes) and computes it, as PyTorch does;
-    # backward still needs one image's columns: its std::bad_alloc, thrown on a worker
-    # thread, must come back as MemoryError (not std::terminate), and the process go on.
+    # Forward and backward cut the row into segments (kTileMaxBytes) and compute it, as
+    # PyTorch does.
     code = """
         import resource, numpy as np, pycore, pycore.functional as F
-        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, hard))
         x = np.ones((1, 1, 1, 60000), np.float32)
         w = np.ones((1, 1, 1, 30000), np.float32)
+        i = np.arange(60000)
+        # dL/dx[i] with dL/dy = 1: the kernel taps k with output i - k in [0, 30001)
+        expected_dx = np.minimum(np.minimum(i + 1, 60000 - i), 30000).astype(np.float32)
         for threads in (1, 2):
             pycore.set_num_threads(threads)
             y = F.conv2d(x, w)
-            assert y.shape == (1, 1, 1, 30001) and np.all(y == 30000), "wrong result"
-            try:
-                F.conv2d_backward(np.ones((1, 1, 1, 30001), np.float32), x, w, np.zeros_like(w))
-            except MemoryError:
-                pass
+            assert y.shape == (1, 1, 1, 30001) and np.all(y == 30000), "wrong forward"
+            grad_w = np.zeros_like(w)
+            grad_x = F.conv2d_backward(np.ones((1, 1, 1, 30001), np.float32), x, w, grad_w)
+            assert np.all(grad_w == 30001), "wrong weight gradient"
+            assert np.array_equal(grad_x.reshape(-1), expected_dx), "wrong input gradient"
         small = F.conv2d(np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 3, 3), np.float32))
         assert np.all(small == 9)
         print("ok")
     """
     rc, out, err = run_child(code, tmp_path, timeout=300)
+    assert rc == 0 and out.strip() == "ok", (rc, err[-2000:])
+
+
+@pytest.mark.skipif(_C.sanitize_build, reason="ASan reserves terabytes of address space: RLIMIT_AS cannot apply")
+def test_allocation_failure_inside_a_parallel_region_is_a_memory_error(tmp_path):
+    # A per-thread column buffer (64 MiB) that cannot be allocated under a limit of what the
+    # process uses plus 16 MiB: std::bad_alloc inside the OpenMP region (1 thread or 2) must
+    # come back as MemoryError, not std::terminate, and the process go on.
+    code = """
+        import resource, numpy as np, pycore, pycore.functional as F
+        pycore.set_num_threads(2)
+        F.conv2d(np.ones((2, 64, 32, 32)), np.ones((8, 64, 3, 3)))  # start the worker threads
+        x, w = np.ones((1, 700, 1, 16388)), np.ones((2, 700, 1, 3))
+        with open("/proc/self/statm") as f:
+            in_use = int(f.read().split()[0]) * resource.getpagesize()
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (in_use + (16 << 20), hard))
+        for threads in (2, 1):
+            pycore.set_num_threads(threads)
+            for call in (lambda: F.conv2d(x, w, stride=(1, 2)),
+                         lambda: F.conv2d_backward(np.ones((1, 2, 1, 8193)), x, w, np.zeros_like(w), stride=(1, 2))):
+                try:
+                    call()
+                except MemoryError:
+                    pass
+                else:
+                    raise AssertionError("a 64 MiB buffer under a 16 MiB margin did not fail")
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        assert np.all(F.conv2d(x, w, stride=(1, 2)) == 2100)
+        print("ok")
+    """
+    rc, out, err = run_child(code, tmp_path)
     assert rc == 0 and out.strip() == "ok", (rc, err[-2000:])
 
 
@@ -101,6 +136,27 @@ def test_conv2d_forward_cuts_a_too_long_row_into_segments(dtype):
     assert y.shape == expected.shape == (1, 2, 1, 8193)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape, kernel, kwargs", [
+    # one image's columns: 576 x 31,684 floats = 73 MB > 64 MiB: tiles of whole rows
+    ((1, 64, 180, 180), (2, 64, 3, 3), dict(padding=1)),
+    # 2100 x 8193 floats per row = 69 MB: segments of one row
+    ((1, 700, 1, 16388), (2, 700, 1, 3), dict(stride=(1, 2), padding=(0, 1), dilation=(1, 2))),
+])
+def test_conv2d_backward_in_tiles_matches_torch(shape, kernel, kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(kernel).astype(np.float32)
+    xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    yt = torch.nn.functional.conv2d(xt, wt, **kwargs)
+    gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(gy))
+    grad_w, grad_b = np.zeros_like(w), np.zeros(kernel[0], np.float32)
+    grad_x = F.conv2d_backward(gy, x, w, grad_w, grad_b, **kwargs)
+    np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_w, wt.grad.numpy(), rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(grad_b, gy.sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-3)
 
 
 # -- sizes that would wrap int64 ------------------------------------------------------------
