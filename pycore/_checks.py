@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 INT64_MAX = 2 ** 63 - 1
+INT64_MIN = -2 ** 63
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -82,11 +83,11 @@ def same_dtype(arrays, names, what):
         raise TypeError(f"{what}: arrays must share one dtype, got {listed}")
 
 
-def integer(value, name, minimum=None, maximum=INT64_MAX):
+def integer(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     """Return value as a Python int (bool is refused), within [minimum, maximum].
 
-    Every int a user passes ends up in C as an int64_t (or smaller): the default maximum
-    keeps a huge value (2**63) from reaching pybind11 (a signature dump) or Cython (an
+    Every int a user passes ends up in C as an int64_t (or smaller): the default bounds
+    keep a huge value (2**63) from reaching pybind11 (a signature dump) or Cython (an
     OverflowError); callers with a tighter bound (a C int, a product that must not
     wrap) pass it.
     """
@@ -100,7 +101,7 @@ def integer(value, name, minimum=None, maximum=INT64_MAX):
     return value
 
 
-def int_pair(value, name, minimum=None, maximum=INT64_MAX):
+def int_pair(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     """An int or a pair of ints (height, width), as PyTorch's _pair."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:

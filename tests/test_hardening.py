@@ -209,6 +209,19 @@ def test_conv2d_integers_out_of_range_name_the_argument(name, value):
         F.conv2d(x, w, **{name: value})
 
 
+def test_other_integers_out_of_range_name_the_argument():
+    x = np.zeros((2, 3), np.float32)
+    image = np.ones((1, 1, 4, 4), np.float32)
+    cases = [("ignore_index", lambda v: F.cross_entropy(x, np.array([0, 1]), ignore_index=v)),
+             ("dim", lambda v: F.softmax(x, v)), ("stride", lambda v: F.max_pool2d(image, 2, stride=v)),
+             ("padding", lambda v: F.avg_pool2d(image, 2, padding=v)), ("in_features", lambda v: nn.Linear(v, 2)),
+             ("hidden_size", lambda v: nn.LSTM(3, v))]
+    for name, call in cases:
+        for value in (2 ** 63, -2 ** 63 - 1):
+            with pytest.raises(ValueError, match=name):
+                call(value)
+
+
 def test_conv2d_binding_rejects_wrapping_sizes():
     x, w = np.ones((1, 1, 5, 5), np.float32), np.ones((1, 1, 3, 3), np.float32)
     out = np.empty((1, 1, 3, 3), np.float32)
