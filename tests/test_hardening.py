@@ -452,6 +452,11 @@ def test_char_vocab_with_a_lone_surrogate():
 def test_outputs_are_read_only_while_gradients_are_on():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=1))
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    class PassThrough(nn.Module):
+        def forward(self, a):
+            return a
+    PassThrough()(x)
+    x += 0.0  # a module's input handed back is still the caller's own array
     hidden = model[1](model[0](x))
     with pytest.raises(ValueError, match="read-only"):
         hidden += 1.0  # ReLU's backward reads it, the next Linear keeps it

@@ -108,7 +108,7 @@ def _anomaly_checked(method, phase):
     return checked
 
 
-def _read_only_when_saved(out):
+def _read_only_when_saved(out, inputs):
     """A layer's output, made read-only while gradients are on (outside pycore.no_grad()).
 
     The next layer keeps it for its backward (Linear its input, ReLU/Sigmoid/Softmax their
@@ -116,9 +116,10 @@ def _read_only_when_saved(out):
     gradient, so it raises numpy's "assignment destination is read-only" at once (an RNN's
     final state too: the next chunk of truncated BPTT keeps it as its h_0). One flag per
     output, no copy; `.copy()` gives a writeable array. Under no_grad() nothing
-    is kept and outputs stay writeable.
+    is kept and outputs stay writeable. A module that hands back one of its inputs itself
+    (`return x`) leaves it alone: the caller's own array is not frozen.
     """
-    if is_grad_enabled():
+    if is_grad_enabled() and not any(out is x for x in inputs):
         _set_read_only(out)
     return out
 
@@ -169,7 +170,7 @@ class Module:
 
     # -- running -----------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return _read_only_when_saved(self.forward(*args, **kwargs))
+        return _read_only_when_saved(self.forward(*args, **kwargs), args)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
