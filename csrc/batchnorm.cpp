@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "omp_guard.h"
 #include "threads.h"
 
 namespace pycore {
@@ -23,8 +24,9 @@ void batch_norm_forward(T* y, T* mean, T* invstd, const T* x, const T* weight, c
                         bool training, double momentum, double eps) {
     const int64_t M = N * HW;
     const int64_t per_channel = M > 0 ? M : 1;
+    RegionErrors errors;  // (omp_guard.h)
 #pragma omp parallel for num_threads(threads_for(C, kGrain / per_channel + 1)) schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c = 0; c < C; ++c) errors.run([&] {
         double mu, var;
         if (training) {
             // two passes (mean, then squared deviations): no cancellation for large means
@@ -62,7 +64,8 @@ void batch_norm_forward(T* y, T* mean, T* invstd, const T* x, const T* weight, c
             T* yp = y + (n * C + c) * HW;
             for (int64_t i = 0; i < HW; ++i) yp[i] = xp[i] * s + b;
         }
-    }
+    });
+    errors.rethrow();
 }
 
 template <class T>
@@ -71,8 +74,9 @@ void batch_norm_backward(T* dx, T* grad_weight, T* grad_bias, const T* dy, const
                          bool training) {
     const int64_t M = N * HW;
     const int64_t per_channel = M > 0 ? M : 1;
+    RegionErrors errors;  // (omp_guard.h)
 #pragma omp parallel for num_threads(threads_for(C, kGrain / per_channel + 1)) schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c = 0; c < C; ++c) errors.run([&] {
         const double mu = mean[c], inv = invstd[c];
         // sum dy and sum dy * xhat = inv * sum dy * (x - mu)
         double sum_dy = 0.0, sum_dy_xmu = 0.0;
@@ -87,7 +91,7 @@ void batch_norm_backward(T* dx, T* grad_weight, T* grad_bias, const T* dy, const
         const double sum_dy_xhat = sum_dy_xmu * inv;
         if (grad_bias) grad_bias[c] += T(sum_dy);
         if (grad_weight) grad_weight[c] += T(sum_dy_xhat);
-        if (!dx) continue;
+        if (!dx) return;  // (from the lambda: next channel)
         const double w = weight ? double(weight[c]) : 1.0;
         if (training && M > 0) {
             // dx = w inv (dy - mean(dy) - xhat mean(dy xhat)), xhat = (x - mu) inv
@@ -108,7 +112,8 @@ void batch_norm_backward(T* dx, T* grad_weight, T* grad_bias, const T* dy, const
                 for (int64_t i = 0; i < HW; ++i) gx[i] = gp[i] * k;
             }
         }
-    }
+    });
+    errors.rethrow();
 }
 
 template void batch_norm_forward<float>(float*, float*, float*, const float*, const float*, const float*,

@@ -59,7 +59,7 @@ void unary_backward(py::array dx, const py::array& dy, const py::array& saved, K
 void softmax_py(py::array y, const py::array& x, int64_t outer, int64_t dim, int64_t inner, bool log_output) {
     bind::dispatch_float(x, "x", [&](auto tag) {
         using T = decltype(tag);
-        if (outer < 0 || dim < 0 || inner < 0 || outer * dim * inner != static_cast<int64_t>(x.size()))
+        if (bind::size_product({outer, dim, inner}, "softmax") != static_cast<int64_t>(x.size()))
             throw py::value_error("softmax: outer * dim * inner does not match the array size");
         check_size<T>(y, x, "y");
         const T* xp = bind::in_ptr<T>(x, "x");
@@ -73,7 +73,7 @@ void softmax_backward_py(py::array dx, const py::array& dy, const py::array& y, 
                          int64_t inner, bool log_output) {
     bind::dispatch_float(dy, "dy", [&](auto tag) {
         using T = decltype(tag);
-        if (outer < 0 || dim < 0 || inner < 0 || outer * dim * inner != static_cast<int64_t>(dy.size()))
+        if (bind::size_product({outer, dim, inner}, "softmax_backward") != static_cast<int64_t>(dy.size()))
             throw py::value_error("softmax_backward: outer * dim * inner does not match the array size");
         check_size<T>(dx, dy, "dx");
         check_size<T>(y, dy, "y");

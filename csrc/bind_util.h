@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,17 @@ inline void check_shape(const py::array& a, const std::vector<int64_t>& shape, c
         for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
         throw py::value_error(std::string(name) + ": expected shape " + want + "), got " + shape_str(a));
     }
+}
+
+// The product of sizes a caller passed as numbers (not read from an array, whose sizes
+// numpy has already multiplied safely): ValueError naming `what` if one is negative or the
+// product would wrap int64 (2**33 * 2**31 wraps to 0, which an empty array would "match").
+inline int64_t size_product(std::initializer_list<int64_t> sizes, const char* what) {
+    int64_t product = 1;
+    for (int64_t s : sizes)
+        if (s < 0 || __builtin_mul_overflow(product, s, &product))
+            throw py::value_error(std::string(what) + ": sizes must be >= 0 and their product fit in int64");
+    return product;
 }
 
 template <class T>

@@ -12,6 +12,9 @@
 // Column matrices are built a piece at a time, never for the whole batch:
 //   - a large image is cut into tiles of output rows (forward), so that a tile's columns
 //     and its output stay in one core's L2 cache between im2col and the GEMM;
+//   - no thread's buffers pass about kTileMaxBytes (64 MiB): backward cuts an image whose
+//     column matrix is larger into tiles of rows, and both passes cut a row too long for
+//     that into segments of output columns (im2col/col2im take a rectangle of outputs);
 //   - small images are taken a few at a time (a "chunk"), their column matrices side by
 //     side, so that the GEMM gets at least kMinColumns columns (LeNet's 10x10 outputs alone
 //     would leave it short of work per call).
@@ -29,6 +32,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "omp_guard.h"
 #include "threads.h"
 
 namespace pycore {
@@ -43,6 +47,10 @@ constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
 // values each) together stay within about this many bytes (a typical per-core L2).
 constexpr int64_t kTileBytes = int64_t(1) << 18;
+// One output row is the smallest tile, unless its columns and output pass this many bytes:
+// then the row is cut into segments of output columns (a 60,000-wide image and a 30,000-wide
+// kernel need 3.6 GB for one row; segments keep every thread's buffers near 64 MiB).
+constexpr int64_t kTileMaxBytes = int64_t(1) << 26;
 // The weight gradient is summed over the batch in at most this many slices, each into its
 // own partial buffer, and the partials are added in slice order at the end...
 constexpr int64_t kMaxSlices = 16;
@@ -92,24 +100,29 @@ inline void valid_range(int64_t n, int64_t out, int64_t stride, int64_t offset, 
     *hi = std::max(a, b);
 }
 
-// The im2col columns of output rows [oh_begin, oh_end) of img (channels, H, W): a
-// (channels*KH*KW, (oh_end - oh_begin)*OW) matrix written at col with row stride ld.
+// The im2col columns of the output tile rows [oh_begin, oh_end) x columns [ow_begin, ow_end)
+// of img (channels, H, W): a (channels*KH*KW, (oh_end - oh_begin)*(ow_end - ow_begin))
+// matrix written at col with row stride ld (whole rows: ow_begin = 0, ow_end = OW).
 // Every element is written (padding as zeros), so the buffer needs no clearing. A row is
 // one (c, kh, kw): for each output row a zero run, a contiguous (stride 1) or strided copy,
 // and a zero run, as plain loops (the runs are short: a libc call per run costs more).
 template <typename T>
 void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
-            int64_t oh_end) {
-    const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * g.OW;
-    const int64_t sw = g.stride_w, OW = g.OW;
+            int64_t oh_end, int64_t ow_begin, int64_t ow_end) {
+    const int64_t OW = ow_end - ow_begin;  // the tile's width (g.OW for whole rows)
+    const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * OW;
+    const int64_t sw = g.stride_w;
     const int nt = threads_for(rows * width, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; ++r) errors.run([&] {
         const int64_t c = r / taps, kh = (r % taps) / g.KW, kw = r % g.KW;
         const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
         int64_t oh_lo, oh_hi, ow_lo, ow_hi;
         valid_range(g.H, g.OH, g.stride_h, h_off, &oh_lo, &oh_hi);
-        valid_range(g.W, OW, sw, w_off, &ow_lo, &ow_hi);
+        valid_range(g.W, g.OW, sw, w_off, &ow_lo, &ow_hi);
+        ow_lo = std::min(std::max(ow_lo, ow_begin), ow_end) - ow_begin;  // from here on relative
+        ow_hi = std::min(std::max(ow_hi, ow_begin + ow_lo), ow_end) - ow_begin;  // to the tile
         oh_lo = std::min(std::max(oh_lo, oh_begin), oh_end);
         oh_hi = std::min(std::max(oh_hi, oh_lo), oh_end);
         const T* src = img + c * g.H * g.W;
@@ -119,53 +132,65 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
             T* __restrict d = dst + (oh - oh_begin) * OW;
             for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
             if (ow_hi > ow_lo) {
-                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
+                // input column: (ow_begin + ow)*sw + w_off = ow*sw + offset
+                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;
+                const int64_t offset = ow_begin * sw + w_off;
                 if (sw == 1) {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + w_off];
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + offset];
                 } else {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + w_off];
+                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + offset];
                 }
             }
             for (int64_t ow = ow_hi; ow < OW; ++ow) d[ow] = T(0);
         }
         std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
-    }
+    });
+    errors.rethrow();
 }
 
-// img (channels, H, W) = col2im(col): the adjoint of im2col over all output rows, each
-// column entry (row stride ld) added back onto the input position it was read from
-// (padding dropped). img is overwritten. Split over channels: the KH*KW rows of one
+// img (channels, H, W) += col2im(col): the adjoint of im2col over the output tile rows
+// [oh_begin, oh_end) x columns [ow_begin, ow_end) (im2col's layout), each column entry (row
+// stride ld) added back onto the input position it was read from (padding dropped); with
+// `clear`, img is zeroed first (overwritten). Split over channels: the KH*KW rows of one
 // channel all write the same input plane, so a channel belongs to one thread.
 template <typename T>
-void col2im(T* img, const T* col, int64_t ld, int64_t channels, const Conv2dGeometry& g) {
-    const int64_t sw = g.stride_w;
-    const int nt = threads_for(channels * g.KH * g.KW * g.OH * g.OW, kCopyGrain);
+void col2im(T* img, const T* col, int64_t ld, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
+            int64_t oh_end, int64_t ow_begin, int64_t ow_end, bool clear) {
+    const int64_t sw = g.stride_w, OW = ow_end - ow_begin;  // OW: the tile's width
+    const int nt = threads_for(channels * g.KH * g.KW * (oh_end - oh_begin) * OW, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t c = 0; c < channels; ++c) errors.run([&] {
         T* dst = img + c * g.H * g.W;
-        std::fill(dst, dst + g.H * g.W, T(0));
+        if (clear) std::fill(dst, dst + g.H * g.W, T(0));
         for (int64_t kh = 0; kh < g.KH; ++kh) {
             const int64_t h_off = kh * g.dilation_h - g.pad_top;
             int64_t oh_lo, oh_hi;
             valid_range(g.H, g.OH, g.stride_h, h_off, &oh_lo, &oh_hi);
+            oh_lo = std::min(std::max(oh_lo, oh_begin), oh_end);
+            oh_hi = std::min(std::max(oh_hi, oh_lo), oh_end);
             for (int64_t kw = 0; kw < g.KW; ++kw) {
                 const int64_t w_off = kw * g.dilation_w - g.pad_left;
                 int64_t ow_lo, ow_hi;
                 valid_range(g.W, g.OW, sw, w_off, &ow_lo, &ow_hi);
+                ow_lo = std::min(std::max(ow_lo, ow_begin), ow_end) - ow_begin;  // relative to the tile
+                ow_hi = std::min(std::max(ow_hi, ow_begin + ow_lo), ow_end) - ow_begin;
                 if (ow_hi == ow_lo) continue;
                 const T* src = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+                const int64_t offset = ow_begin * sw + w_off;  // input column: ow*sw + offset
                 for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-                    T* d = dst + (oh * g.stride_h + h_off) * g.W;  // input column: ow*sw + w_off
-                    const T* s = src + oh * g.OW;
+                    T* d = dst + (oh * g.stride_h + h_off) * g.W;
+                    const T* s = src + (oh - oh_begin) * OW;
                     if (sw == 1) {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow + w_off] += s[ow];
+                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow + offset] += s[ow];
                     } else {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow * sw + w_off] += s[ow];
+                        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow * sw + offset] += s[ow];
                     }
                 }
             }
         }
-    }
+    });
+    errors.rethrow();
 }
 
 // Threads to spread `items` independent work items over, each item then running its GEMMs
@@ -203,16 +228,25 @@ int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_s
     return std::min(g.OH, std::max<int64_t>(1, columns / g.OW));
 }
 
-// One forward work item: output rows [oh_begin, oh_end) of group grp of images
-// [n0, n0 + count). count > 1 only with whole images (oh_begin = 0, oh_end = OH).
+// Output columns per forward tile (see kTileMaxBytes): OW, or fewer when one row is too big
+// (forward_tile_rows then gives 1 row, since kTileMaxBytes > kTileBytes).
+int64_t forward_tile_cols(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
+    if (d.chunk > 1) return g.OW;
+    return std::min(g.OW, std::max<int64_t>(1, kTileMaxBytes / ((d.K + d.OCg) * item_size)));
+}
+
+// One forward work item: output rows [oh_begin, oh_end), columns [ow_begin, ow_end), of
+// group grp of images [n0, n0 + count). count > 1 only with whole images; less than whole
+// rows only within one row (so that the tile's outputs are one contiguous run).
 //   col:     this thread's column buffer (K, count * width); unused when pointwise
 //   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
 //   w_packed: W_g (OCg, K) packed as the GEMMs' left operand, once per call
 template <typename T>
 void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T* bias, const Conv2dGeometry& g,
-                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end, T* col,
-                  T* staging) {
-    const int64_t first = oh_begin * g.OW, width = (oh_end - oh_begin) * g.OW, columns = count * width;
+                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end,
+                  int64_t ow_begin, int64_t ow_end, T* col, T* staging) {
+    const int64_t first = oh_begin * g.OW + ow_begin, width = (oh_end - oh_begin) * (ow_end - ow_begin);
+    const int64_t columns = count * width;
     auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
     auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
 
@@ -220,7 +254,7 @@ void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T
     const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
     int64_t ld_cols = d.plane;
     if (!d.pointwise) {
-        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end);
+        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end, ow_begin, ow_end);
         cols = col;
         ld_cols = columns;
     }
@@ -263,25 +297,30 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
 template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g) {
     const Dims d = dims_of(g);
-    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T));
-    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows;
+    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T)), tile_cols = forward_tile_cols(g, d, sizeof(T));
+    const int64_t col_tiles = (g.OW + tile_cols - 1) / tile_cols;
+    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows * col_tiles;
     const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
     const int64_t items = chunks * g.groups * tiles;
-    const int64_t columns = d.chunk * tile_rows * g.OW;
+    const int64_t columns = d.chunk * tile_rows * tile_cols;
     const int nt = item_threads(items, d.OCg * columns * d.K);
     // Every item of a group multiplies by the same W_g: pack it once here, not per item.
     std::vector<PackedMatrix<T>> w_packed;
     for (int64_t grp = 0; grp < g.groups; ++grp)
         w_packed.push_back(PackedMatrix<T>::pack_a(false, d.OCg, d.K, weight + grp * d.OCg * d.K, d.K));
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
+    for (int64_t item = 0; item < items; ++item) errors.run([&] {
         const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
         const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
-        const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
+        const int64_t oh_begin = tile / col_tiles * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
+        const int64_t ow_begin = tile % col_tiles * tile_cols, ow_end = std::min(g.OW, ow_begin + tile_cols);
         T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
-        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, col, staging);
-    }
+        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, ow_begin, ow_end, col,
+                     staging);
+    });
+    errors.rethrow();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,16 +328,38 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 
 namespace {
 
+// Backward takes one image's output positions a tile at a time: the whole image, unless its
+// column matrix (K values per position) passes kTileMaxBytes; then whole rows that fit, or
+// segments of one row when a single row does not. Tiles depend on the shapes only.
+struct BackwardTiles {
+    int64_t rows, cols;           // output rows and columns per tile
+    int64_t row_tiles, col_tiles;
+    int64_t positions() const { return rows * cols; }
+};
+
+BackwardTiles backward_tiles(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
+    BackwardTiles t{g.OH, g.OW, 1, 1};
+    const int64_t fit = std::max<int64_t>(1, kTileMaxBytes / (d.K * item_size));  // positions
+    if (d.chunk == 1 && !d.pointwise && fit < d.plane) {
+        t.cols = std::min(g.OW, fit);
+        t.rows = t.cols < g.OW ? 1 : fit / g.OW;
+        t.row_tiles = (g.OH + t.rows - 1) / t.rows;
+        t.col_tiles = (g.OW + t.cols - 1) / t.cols;
+    }
+    return t;
+}
+
 // The gradients from images [n0, n0 + count) (one chunk), for every group.
 //   dw:   (OC, K) buffer the chunk's dW is added into (beta_w = 1) or written to (beta_w = 0);
 //         null to skip the weight gradient.
 //   dinp: (N, C, H, W); images [n0, n0 + count) overwritten with dL/dinp; null to skip.
-//   col:  (K, count*plane) column buffer; staging: (OCg, count*plane), used when count > 1.
+//   col:  (K, count * tiles.positions()) column buffer; staging: (OCg, count*plane), used
+//         when count > 1 (then the tile is the whole image).
 //   w_t_packed: per group, W_g^T (K, OCg) packed as the input-gradient GEMMs' left operand.
 template <typename T>
 void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
                     const std::vector<PackedMatrix<T>>& w_t_packed, const Conv2dGeometry& g, const Dims& d,
-                    int64_t n0, int64_t count, T* col, T* staging) {
+                    const BackwardTiles& tiles, int64_t n0, int64_t count, T* col, T* staging) {
     const int64_t columns = count * d.plane;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
         auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
@@ -315,28 +376,38 @@ void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
             dy = staging;
             ld_dy = columns;
         }
-        if (dw) {
-            const T* cols = x_g(n0);  // pointwise (count is 1): the image is its column matrix
-            if (!d.pointwise) {
-                for (int64_t i = 0; i < count; ++i) im2col(col + i * d.plane, columns, x_g(n0 + i), d.Cg, g, 0, g.OH);
-                cols = col;
+        // One tile (the whole chunk) in the usual case; see backward_tiles for the others.
+        for (int64_t t = 0; t < tiles.row_tiles * tiles.col_tiles; ++t) {
+            const int64_t oh_begin = t / tiles.col_tiles * tiles.rows, oh_end = std::min(g.OH, oh_begin + tiles.rows);
+            const int64_t ow_begin = t % tiles.col_tiles * tiles.cols, ow_end = std::min(g.OW, ow_begin + tiles.cols);
+            const int64_t first = oh_begin * g.OW + ow_begin, width = (oh_end - oh_begin) * (ow_end - ow_begin);
+            const int64_t tile_columns = count * width;  // == columns for a whole-image tile
+            if (dw) {
+                const T* cols = x_g(n0);  // pointwise (count is 1): the image is its column matrix
+                if (!d.pointwise) {
+                    for (int64_t i = 0; i < count; ++i)
+                        im2col(col + i * width, tile_columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end, ow_begin, ow_end);
+                    cols = col;
+                }
+                // dW_g (OCg, K) += dY_g (OCg, columns) @ col^T (columns, K). K (the long side for
+                // every usual layer) is the GEMM's N, its cheap side to pack and to split.
+                gemm<T>(false, true, d.OCg, d.K, tile_columns, T(1), dy + first, ld_dy, cols, tile_columns,
+                        t == 0 ? beta_w : T(1), dw + grp * d.OCg * d.K, d.K);
             }
-            // dW_g (OCg, K) += dY_g (OCg, columns) @ col^T (columns, K). K (the long side for
-            // every usual layer) is the GEMM's N, its cheap side to pack and to split.
-            gemm<T>(false, true, d.OCg, d.K, columns, T(1), dy, ld_dy, cols, columns, beta_w,
-                    dw + grp * d.OCg * d.K, d.K);
-        }
-        if (dinp) {
-            if (d.pointwise) {
-                // dX_g (Cg, H*W) = W_g^T (Cg, OCg) @ dY_g (OCg, H*W), straight into the input grad.
-                T* dx = dinp + (n0 * g.C + grp * d.Cg) * d.in_plane;
-                gemm_packed_a<T>(w_t_packed[grp], false, d.plane, T(1), dy, ld_dy, T(0), dx, d.plane);
-            } else {
-                // dcol (K, columns) = W_g^T (K, OCg) @ dY_g (OCg, columns), then each image's
-                // columns scattered back. The column buffer is free again (dW is done with it).
-                gemm_packed_a<T>(w_t_packed[grp], false, columns, T(1), dy, ld_dy, T(0), col, columns);
-                for (int64_t i = 0; i < count; ++i)
-                    col2im(dinp + ((n0 + i) * g.C + grp * d.Cg) * d.in_plane, col + i * d.plane, columns, d.Cg, g);
+            if (dinp) {
+                if (d.pointwise) {
+                    // dX_g (Cg, H*W) = W_g^T (Cg, OCg) @ dY_g (OCg, H*W), straight into the input grad.
+                    T* dx = dinp + (n0 * g.C + grp * d.Cg) * d.in_plane;
+                    gemm_packed_a<T>(w_t_packed[grp], false, d.plane, T(1), dy, ld_dy, T(0), dx, d.plane);
+                } else {
+                    // dcol (K, columns) = W_g^T (K, OCg) @ dY_g (OCg, columns), then each image's
+                    // columns scattered back. The column buffer is free again (dW is done with it).
+                    gemm_packed_a<T>(w_t_packed[grp], false, tile_columns, T(1), dy + first, ld_dy, T(0), col,
+                                     tile_columns);
+                    for (int64_t i = 0; i < count; ++i)
+                        col2im(dinp + ((n0 + i) * g.C + grp * d.Cg) * d.in_plane, col + i * width, tile_columns,
+                               d.Cg, g, oh_begin, oh_end, ow_begin, ow_end, t == 0);
+                }
             }
         }
     }
@@ -347,12 +418,14 @@ template <typename T>
 void bias_backward(T* dbias, const T* dout, const Conv2dGeometry& g) {
     const int64_t plane = g.OH * g.OW;
     const int nt = threads_for(g.OC * g.N * plane, kCopyGrain);
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t oc = 0; oc < g.OC; ++oc) {
+    for (int64_t oc = 0; oc < g.OC; ++oc) errors.run([&] {
         T total = 0;
         for (int64_t n = 0; n < g.N; ++n) total += sum_of(dout + (n * g.OC + oc) * plane, plane);
         dbias[oc] += total;
-    }
+    });
+    errors.rethrow();
 }
 
 }  // namespace
@@ -363,6 +436,7 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (dbias) bias_backward(dbias, dout, g);
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
+    const BackwardTiles tiles = backward_tiles(g, d, sizeof(T));
     const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
     const int64_t columns = d.chunk * d.plane;
 
@@ -385,27 +459,31 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (dinp)
         for (int64_t grp = 0; grp < g.groups; ++grp)
             w_t_packed.push_back(PackedMatrix<T>::pack_a(true, d.K, d.OCg, weight + grp * d.OCg * d.K, d.K));
+    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < slices; ++s) {
+    for (int64_t s = 0; s < slices; ++s) errors.run([&] {
         const int64_t c0 = s * chunks / slices, c1 = (s + 1) * chunks / slices;
-        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
+        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * d.chunk * tiles.positions());
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
         T* dw = use_partials ? partials.data() + s * weight_size : dweight;
         for (int64_t c = c0; c < c1; ++c) {
             const int64_t n0 = c * d.chunk, count = std::min(d.chunk, g.N - n0);
             const T beta_w = (use_partials && c == c0) ? T(0) : T(1);
-            backward_chunk(dinp, dw, beta_w, dout, inp, w_t_packed, g, d, n0, count, col, staging);
+            backward_chunk(dinp, dw, beta_w, dout, inp, w_t_packed, g, d, tiles, n0, count, col, staging);
         }
-    }
+    });
+    errors.rethrow();
 
     if (use_partials) {
         const int nt_sum = threads_for(slices * weight_size, kCopyGrain);
+        RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt_sum > 1) num_threads(nt_sum) schedule(static)
-        for (int64_t i = 0; i < weight_size; ++i) {
+        for (int64_t i = 0; i < weight_size; ++i) errors.run([&] {
             T total = partials[i];
             for (int64_t s = 1; s < slices; ++s) total += partials[s * weight_size + i];
             dweight[i] += total;
-        }
+        });
+        errors.rethrow();
     }
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastmath.h"
+#include "omp_guard.h"
 #include "simd.h"
 #include "threads.h"
 
@@ -21,8 +22,10 @@ constexpr int64_t kGrainTranscendental = 1 << 13;
 // out[i] = f(i) for i in [0, n), split evenly over the threads.
 template <class F>
 void for_each_index(int64_t n, int64_t grain, F f) {
+    RegionErrors errors;
 #pragma omp parallel for num_threads(threads_for(n, grain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) f(i);
+    for (int64_t i = 0; i < n; ++i) errors.run([&] { f(i); });
+    errors.rethrow();
 }
 
 // y[i] = f(x[i]) for i in [0, n), split over the threads, with f from fastmath.h: the
@@ -109,6 +112,9 @@ constexpr int64_t kInnerBlock = 256;
 // per-thread scratch of `width` (<= kInnerBlock) entries.
 template <class T, class F>
 void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
+    // An empty axis means an empty array: nothing to do (and inner == 0 would give zero
+    // blocks, a division by zero below).
+    if (outer == 0 || dim == 0 || inner == 0) return;
     // blocks of equal width (784 = 4 x 196, not 3 x 256 + 16)
     const int64_t blocks = (inner + kInnerBlock - 1) / kInnerBlock;
     const int64_t tasks = outer * blocks;

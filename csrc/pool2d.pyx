@@ -128,6 +128,19 @@ def _check_planes(outputs, inputs):
                          + ", ".join(str(a.shape) for a in outputs + inputs))
 
 
+def _check_window(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw):
+    """The window's sizes, bounded as pycore.functional.pooling bounds them (MAX_KERNEL_SIDE,
+    MAX_WINDOW, MAX_STRIDE), so that no size product below can wrap: window positions are
+    int32 and the tables hold kw and kh*kw entries."""
+    # (kh*kw is taken only once both are <= 2**16, so that it cannot wrap itself.)
+    if not (1 <= kh <= 65536 and 1 <= kw <= 65536) or kh * kw > 16777216:
+        raise ValueError(f"pool2d: kernel ({kh}, {kw}) must have sides in [1, 2**16] and at most 2**24 elements")
+    if not (1 <= sh <= 2 ** 62 and 1 <= sw <= 2 ** 62):
+        raise ValueError(f"pool2d: stride ({sh}, {sw}) must lie in [1, 2**62]")
+    if not (0 <= ph <= kh // 2 and 0 <= pw <= kw // 2):
+        raise ValueError(f"pool2d: padding ({ph}, {pw}) must lie in [0, kernel // 2]")
+
+
 cdef struct ColumnRange:
     # For one kernel column kj: outputs ow in [begin, end) read an input column inside
     # the image, iw = ow*sw + offset with offset = kj - pw.
@@ -332,6 +345,7 @@ def max_pool2d_forward(y, argmax, x, int64_t kh, int64_t kw, int64_t sh, int64_t
                        bint relu=False):
     """Fill y (P, OH, OW) and argmax (P, OH, OW, int64; None: not wanted) from x (P, H, W),
     all C-contiguous. relu=True: y = max(max_pool(x), 0) = max_pool(relu(x)), in the same pass."""
+    _check_window(kh, kw, sh, sw, ph, pw)
     _check_planes([y] + ([] if argmax is None else [argmax]), [x])
     if x.dtype.itemsize == 4:
         max_pool_forward_impl[float](y, argmax, x, kh, kw, sh, sw, ph, pw, relu)
@@ -507,6 +521,7 @@ cdef void avg_pool_impl(real[:, :, ::1] out, const real[:, :, ::1] inp, bint bac
 def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                        bint count_include_pad):
     """Fill y (P, OH, OW) with the window averages of x (P, H, W), both C-contiguous."""
+    _check_window(kh, kw, sh, sw, ph, pw)
     _check_planes([y], [x])
     if x.dtype.itemsize == 4:
         avg_pool_impl[float](y, x, False, kh, kw, sh, sw, ph, pw, count_include_pad)
@@ -517,6 +532,7 @@ def avg_pool2d_forward(y, x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int
 def avg_pool2d_backward(grad_x, grad_y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                         int64_t pw, bint count_include_pad):
     """Fill grad_x (P, H, W) from grad_y (P, OH, OW): each output spreads grad/divisor over its window."""
+    _check_window(kh, kw, sh, sw, ph, pw)
     _check_planes([grad_y], [grad_x])
     if grad_x.dtype.itemsize == 4:
         avg_pool_impl[float](grad_x, grad_y, True, kh, kw, sh, sw, ph, pw, count_include_pad)

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "gemm.h"
+#include "omp_guard.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define PYCORE_SIMD_HAVE_AVX2 1
@@ -90,8 +91,10 @@ void parallel_run(int64_t n, int threads, const Body& body) {
     const bool avx2 = use_avx2();
     const int nt = static_cast<int>(std::min<int64_t>(std::max<int64_t>(n, 1), std::max(threads, 1)));
     if (nt <= 1) return run(avx2, body, 0, n);
+    RegionErrors errors;  // a body that allocates may throw: never out of the region (omp_guard.h)
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int part = 0; part < nt; ++part) run(avx2, body, n * part / nt, n * (part + 1) / nt);
+    for (int part = 0; part < nt; ++part) errors.run([&] { run(avx2, body, n * part / nt, n * (part + 1) / nt); });
+    errors.rethrow();
 }
 
 }  // namespace simd

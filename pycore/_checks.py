@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 INT64_MAX = 2 ** 63 - 1
+INT64_MIN = -2 ** 63
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -86,23 +87,31 @@ def same_dtype(arrays, names, what):
         raise TypeError(f"{what}: arrays must share one dtype, got {listed}")
 
 
-def integer(value, name, minimum=None):
-    """Return value as a Python int (bool is refused), with an optional lower bound."""
+def integer(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+    """Return value as a Python int (bool is refused), within [minimum, maximum].
+
+    Every int a user passes ends up in C as an int64_t (or smaller): the default bounds
+    keep a huge value (2**63) from reaching pybind11 (a signature dump) or Cython (an
+    OverflowError); callers with a tighter bound (a C int, a product that must not
+    wrap) pass it.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {value}")
     return value
 
 
-def int_pair(value, name, minimum=None):
+def int_pair(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     """An int or a pair of ints (height, width), as PyTorch's _pair."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
-        return (integer(value[0], name, minimum), integer(value[1], name, minimum))
-    v = integer(value, name, minimum)
+        return (integer(value[0], name, minimum, maximum), integer(value[1], name, minimum, maximum))
+    v = integer(value, name, minimum, maximum)
     return (v, v)
 
 

@@ -5,6 +5,10 @@ import sys
 from . import _C
 from ._checks import integer
 
+# set_num_threads' bound, per CPU (os.cpu_count()): oversubscribing a few times can help a
+# machine whose threads wait on memory, beyond that each extra thread only costs.
+MAX_THREADS_PER_CPU = 4
+
 
 def get_num_threads():
     """Threads each kernel uses (default: OMP_NUM_THREADS, else the CPUs this process may use)."""
@@ -17,8 +21,11 @@ def set_num_threads(n):
     A kernel already running keeps the count it started with. In a process forked
     after pycore was imported, kernels run on one thread whatever is asked (GNU
     OpenMP cannot start threads in such a child), and a warning says so.
+
+    At most MAX_THREADS_PER_CPU (4) threads per CPU of the machine: more only adds
+    switching (a count in the thousands would start thousands of OpenMP threads).
     """
-    n = integer(n, "n", minimum=1)
+    n = integer(n, "n", minimum=1, maximum=MAX_THREADS_PER_CPU * (os.cpu_count() or 1))
     if _C.in_forked_child() and n > 1:
         import warnings
         warnings.warn("pycore: in a forked child process kernels run on one thread", RuntimeWarning,

@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import fits_int64, float_array, gradient_buffer, int_pair, integer
+from .._checks import INT64_MAX, fits_int64, float_array, gradient_buffer, int_pair, integer
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
 Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
@@ -80,6 +80,12 @@ def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, 
                          f"weight of shape {tuple(weight_shape)} with groups={groups} for input of shape "
                          f"{tuple(input_shape)} ({c_per_group} * {groups} != {c_in})")
     pads = _padding(padding, (kh, kw), stride, dilation)
+    # The kernel forms H + pad_top + pad_bottom and dilation*(kH - 1) in int64 (and the
+    # same along W): each must fit, or it wraps (a stride of 2**62 leaves a tiny output).
+    for size, k, lo, hi, d in ((h, kh, pads[0], pads[1], dilation[0]), (w, kw, pads[2], pads[3], dilation[1])):
+        if size + lo + hi > INT64_MAX or d * (k - 1) > INT64_MAX:
+            raise ValueError(f"padding, dilation: the padded input ({size} + {lo} + {hi}) or the dilated kernel "
+                             f"({d} * ({k} - 1)) does not fit in int64")
     h_out = _output_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
     w_out = _output_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
     if h_out < 1 or w_out < 1:

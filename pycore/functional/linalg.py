@@ -1,5 +1,7 @@
 """Matrix products through pycore's own GEMM (csrc/gemm.cpp)."""
 __all__ = ["gemm", "matmul", "linear", "linear_backward"]
+import math
+
 import numpy as np
 
 from .. import _C
@@ -38,12 +40,26 @@ def _operand(x):
     return np.ascontiguousarray(x)
 
 
+def _apart_from(x, out):
+    """x, or a copy of it when it may share memory with `out`, which the GEMM writes in
+    blocks while it still reads x (an aliased operand gives wrong numbers above one block).
+    np.may_share_memory compares the memory bounds only: a false alarm costs one copy."""
+    return x.copy() if np.may_share_memory(x, out) else x
+
+
+def _rows(shape):
+    """Rows of the (rows, last axis) matrix a (*, features) array is viewed as (also when
+    the last axis is empty, where reshape(-1, 0) cannot work out the rows)."""
+    return math.prod(shape[:-1])
+
+
 def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     """C = alpha * op(a) @ op(b) + beta * C, where op(x) is x or x.T.
 
     a: op(a) is (M, K); b: op(b) is (K, N). With `c` given, it is updated in place
     (it must be a C-contiguous, writeable (M, N) array of the operands' dtype) and
-    returned; otherwise a new array is returned (and beta is ignored).
+    returned; otherwise a new array is returned (and beta is ignored). A `c` that
+    overlaps a or b (c=a) is allowed: the overlapping operand is copied first.
     """
     a, b = _checked_2d(a, "a"), _checked_2d(b, "b")
     if a.dtype != b.dtype:
@@ -65,6 +81,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
             raise ValueError(f"c: expected shape {(m, n)}, got {c.shape}")
         if not c.flags.c_contiguous or not c.flags.writeable:
             raise ValueError("c: must be C-contiguous and writeable (it is updated in place)")
+        a, b = _apart_from(a, c), _apart_from(b, c)
     return _C.gemm(_operand(a), _operand(b), c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
 
 
@@ -85,9 +102,9 @@ def linear(x, weight, bias=None):
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {x.shape[-1] if x.ndim else 0} features (shape {x.shape}) "
                          f"but weight expects {weight.shape[1]} (shape {weight.shape})")
-    fits_int64((x.size // max(x.shape[-1], 1), weight.shape[0]), x.itemsize, "output", "linear")
+    fits_int64((_rows(x.shape), weight.shape[0]), x.itemsize, "output", "linear")
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    x2 = x.reshape(-1, weight.shape[1])
+    x2 = x.reshape(_rows(x.shape), weight.shape[1])  # in_features == 0: y is the bias (as PyTorch)
     y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
     if bias is not None:
         bias = float_array(bias, "bias", dtype=x.dtype, ndim=1)
@@ -118,10 +135,10 @@ def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_in
         raise ValueError(f"grad_y: expected shape {x.shape[:-1] + (out_features,)} (the output's), got {grad_y.shape}")
     grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
     grad_bias = gradient_buffer(grad_bias, "grad_bias", (out_features,), x.dtype)
-    gy2 = grad_y.reshape(-1, out_features)
-    x2 = x.reshape(-1, in_features)
+    gy2 = grad_y.reshape(_rows(x.shape), out_features)
+    x2 = x.reshape(_rows(x.shape), in_features)
     if grad_weight is not None:
-        _C.gemm(gy2, x2, grad_weight, True, False, 1.0, 1.0)
+        _C.gemm(_apart_from(gy2, grad_weight), _apart_from(x2, grad_weight), grad_weight, True, False, 1.0, 1.0)
     if grad_bias is not None:
         grad_bias += gy2.sum(axis=0)
     if not need_input_grad:

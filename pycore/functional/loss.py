@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 
 from .. import _C
-from .._checks import float_array
+from .._checks import float_array, integer
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -79,9 +79,7 @@ def _cross_entropy_args(input, target, weight, ignore_index, reduction, label_sm
     if target.shape != logits.shape[:-1]:
         raise ValueError(f"target: expected shape {logits.shape[:-1]} to match input of shape {logits.shape} "
                          f"(classes on the last axis), got {target.shape}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__} {ignore_index!r}")
-    ignore_index = int(ignore_index)
+    ignore_index = integer(ignore_index, "ignore_index")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
         raise TypeError(f"label_smoothing: expected a float, got {type(label_smoothing).__name__}")
     if not 0.0 <= float(label_smoothing) <= 1.0:

@@ -9,12 +9,13 @@ Inputs are (N, C, H, W) or unbatched (C, H, W), as in PyTorch. Output size per a
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
            "avg_pool2d_with_geometry", "avg_pool2d_backward", "relu_max_pool2d_with_indices",
            "relu_max_pool2d_backward", "pool_geometry", "max_pool2d_forward", "avg_pool2d_forward"]
+import numbers
 from collections import namedtuple
 
 import numpy as np
 
 from .. import _pool2d
-from .._checks import fits_int64, float_array, int_pair
+from .._checks import INT64_MAX, fits_int64, float_array, float_dtype, int_pair
 from ..memory import pooled
 
 # Everything the kernels need besides the arrays; forward returns it so backward reuses it.
@@ -30,21 +31,39 @@ def _output_size(n, k, s, p, ceil_mode):
     return out
 
 
+# The kernels number a window's positions ki*kW + kj in int32 and allocate per-call tables
+# of kW and kH*kW entries (24 and 8 bytes each): a side of at most 2**16 and a window of at
+# most 2**24 elements (global pooling over a 4096 x 4096 map; a 128 MiB table) keep every
+# size product far from wrapping (a kernel near 2**60 wrapped them) and the tables sane.
+MAX_KERNEL_SIDE = 2 ** 16
+MAX_WINDOW = 2 ** 24
+# Stride bound: ow*stride - padding and (stride - 1) + padding stay inside int64.
+MAX_STRIDE = 2 ** 62
+
+
 def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
     """Validate pooling arguments as PyTorch does and return the PoolGeometry.
 
-    Raises ValueError exactly where PyTorch raises: a kernel or stride < 1, padding < 0
-    or > kernel // 2, an empty channel/height/width, an output size < 1.
+    Raises ValueError where PyTorch raises: a kernel or stride < 1, padding < 0 or
+    > kernel // 2, an empty channel/height/width, an output size < 1; and for a window of
+    more than MAX_WINDOW elements (or a side above MAX_KERNEL_SIDE) or a stride above MAX_STRIDE (sizes PyTorch would
+    not finish computing either).
     """
-    kernel = int_pair(kernel_size, "kernel_size", minimum=1)
+    return _resolve(x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, op)
+
+
+def _resolve(x_shape, dtype, kernel_size, stride, padding, ceil_mode, op):
+    """pool_geometry from the input's shape and dtype."""
+    kernel = int_pair(kernel_size, "kernel_size", minimum=1, maximum=MAX_KERNEL_SIDE)
+    if kernel[0] * kernel[1] > MAX_WINDOW:
+        raise ValueError(f"kernel_size: a window of at most {MAX_WINDOW} elements, got {kernel}")
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
-        else int_pair(stride, "stride", minimum=1)
+        else int_pair(stride, "stride", minimum=1, maximum=MAX_STRIDE)
     padding = int_pair(padding, "padding", minimum=0)
     for k, p in zip(kernel, padding):
         if p > k // 2:
             raise ValueError(f"{op}: padding should be at most half of kernel_size, got padding={padding} "
                              f"and kernel_size={kernel}")
-    x_shape = x.shape
     if any(d == 0 for d in x_shape[-3:]):
         raise ValueError(f"{op}: expected an input with non-empty channel, height and width axes "
                          f"(only the batch axis may be 0), got shape {tuple(x_shape)}")
@@ -54,8 +73,34 @@ def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
         raise ValueError(f"{op}: input of height x width {H}x{W} gives output size {out[0]}x{out[1]} "
                          f"with kernel_size={kernel}, stride={stride}, padding={padding}: too small")
     # max pooling also keeps an int64 argmax per output
-    fits_int64(x_shape[:-2] + out, max(x.dtype.itemsize, 8), "output", op)
-    return PoolGeometry(x_shape, x_shape[:-2] + out, kernel, stride, padding, x.dtype)
+    fits_int64(x_shape[:-2] + out, max(dtype.itemsize, 8), "output", op)
+    return PoolGeometry(x_shape, x_shape[:-2] + out, kernel, stride, padding, dtype)
+
+
+def _checked_geometry(geometry, op):
+    """The geometry a backward was given, checked as its forward checked it: a hand-built
+    or edited one (a zero stride, an output shape that does not follow from the input)
+    raises instead of reaching the kernels."""
+    if not isinstance(geometry, PoolGeometry):
+        raise TypeError(f"geometry: expected the PoolGeometry that {op}'s forward returned, "
+                        f"got {type(geometry).__name__}")
+    shape = tuple(geometry.input_shape)
+    if len(shape) not in (3, 4) or not all(isinstance(s, numbers.Integral) and 0 <= s <= INT64_MAX for s in shape):
+        raise ValueError(f"geometry: input_shape must be 3 or 4 sizes >= 0, got {geometry.input_shape!r}")
+    dtype = float_dtype(geometry.dtype, "geometry.dtype")
+    errors = []
+    for ceil_mode in (False, True):  # the output shape follows from one of the two modes
+        try:
+            resolved = _resolve(shape, dtype, geometry.kernel, geometry.stride, geometry.padding, ceil_mode, op)
+        except ValueError as err:
+            errors.append(err)
+            continue
+        if resolved.output_shape == tuple(geometry.output_shape):
+            return resolved
+    if len(errors) == 2:
+        raise ValueError(f"geometry: {errors[0]}")
+    raise ValueError(f"geometry: output_shape {geometry.output_shape} does not follow from input_shape {shape}, "
+                     f"kernel {geometry.kernel}, stride {geometry.stride} and padding {geometry.padding}")
 
 
 def _planes(a):
@@ -127,6 +172,7 @@ def relu_max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mo
 def relu_max_pool2d_backward(grad_output, y, argmax, geometry):
     """dL/dx of relu_max_pool2d: each output with y > 0 sends its gradient to its maximum,
     as max_pool2d_backward followed by relu_backward does."""
+    geometry = _checked_geometry(geometry, "relu_max_pool2d")
     grad_output = _grad_output(grad_output, geometry)
     y = float_array(y, "output", dtype=geometry.dtype)
     if y.shape != geometry.output_shape:
@@ -153,6 +199,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 def max_pool2d_backward(grad_output, argmax, geometry):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
     maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
+    geometry = _checked_geometry(geometry, "max_pool2d")
     return _max_pool_backward(_grad_output(grad_output, geometry), argmax, geometry, None)
 
 
@@ -200,6 +247,7 @@ def avg_pool2d_forward(x, geometry, count_include_pad=True):
 @pooled
 def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
     """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
+    geometry = _checked_geometry(geometry, "avg_pool2d")
     grad_output = _grad_output(grad_output, geometry)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)
     _pool2d.avg_pool2d_backward(_planes(grad_x), _planes(grad_output),

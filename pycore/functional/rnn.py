@@ -103,8 +103,11 @@ def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, 
     Adds into grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh (in place; biases may be None).
     Returns (grad_x or None when need_input_grad is False, grad_h0, grad_c0 or None).
     """
+    if not isinstance(cache, RnnLayerCache):  # a hand-built stand-in: checked, never trusted
+        raise TypeError(f"cache: expected the RnnLayerCache that rnn_layer returned, got {type(cache).__name__}")
     kernel_mode, _ = _mode(cache.mode)
-    x, y = cache.x, cache.y
+    x = float_array(cache.x, "cache.x", ndim=3, layout="(T, N, input_size)")
+    y = float_array(cache.y, "cache.y", dtype=x.dtype, ndim=3, layout="(T, N, H)")
     steps, batch, _ = x.shape
     hidden = y.shape[2]
     grad_y = _optional(grad_y, "grad_y", x.dtype, (steps, batch, hidden))

@@ -93,11 +93,8 @@ class Conv2d(Module):
     def backward(self, grad_output):
         (x,) = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output", ndim=4, layout="(N, C_out, H_out, W_out)")
-        for p in (self.weight, self.bias):
-            if p is not None and p.grad is None:
-                p.grad = np.zeros_like(p.data)
-        return F.conv2d_backward(grad_output, x, self.weight.data, self.weight.grad,
-                                 None if self.bias is None else self.bias.grad, **self._hyper(),
+        return F.conv2d_backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
+                                 None if self.bias is None else self.bias.grad_buffer(), **self._hyper(),
                                  need_input_grad=self.requires_input_grad)
 
     def extra_repr(self):

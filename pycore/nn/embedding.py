@@ -74,7 +74,7 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = flat_idx != self.padding_idx
             flat_idx, flat_grad = flat_idx[keep], flat_grad[keep]
-        np.add.at(self.weight.grad, flat_idx, flat_grad)
+        np.add.at(self.weight.grad_buffer(), flat_idx, flat_grad)
         return None
 
     def extra_repr(self):

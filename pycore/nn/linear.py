@@ -41,8 +41,8 @@ class Linear(Module):
         if grad_output.shape != x.shape[:-1] + (self.out_features,):
             raise ValueError(f"Linear.backward: grad_output has shape {grad_output.shape}, "
                              f"expected {x.shape[:-1] + (self.out_features,)}")
-        return F.linear_backward(grad_output, x, self.weight.data, self.weight.grad,
-                                 None if self.bias is None else self.bias.grad,
+        return F.linear_backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
+                                 None if self.bias is None else self.bias.grad_buffer(),
                                  need_input_grad=self.requires_input_grad)
 
     def extra_repr(self):
@@ -54,14 +54,21 @@ class Flatten(Module):
 
     def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
         super().__init__(dtype)
-        self.start_dim, self.end_dim = start_dim, end_dim
+        self.start_dim, self.end_dim = integer(start_dim, "start_dim"), integer(end_dim, "end_dim")
 
     def forward(self, x):
         x = self._check_input(x)
         if x.ndim < 1:
             raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {x.shape}")
-        start = self.start_dim % x.ndim
-        end = self.end_dim % x.ndim
+        # PyTorch's rules: each dim in [-ndim, ndim - 1] (IndexError, as torch), start <= end.
+        for name, dim in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -x.ndim <= dim < x.ndim:
+                raise IndexError(f"Flatten: {name}={dim} is out of range for an input of shape {x.shape} "
+                                 f"(expected a value in [{-x.ndim}, {x.ndim - 1}])")
+        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
+        if start > end:
+            raise ValueError(f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                             f"for an input of shape {x.shape}")
         shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
         self._save_for_backward(x.shape)
         return x.reshape(shape)

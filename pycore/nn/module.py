@@ -24,6 +24,9 @@ class Parameter:
     """A trainable array: `.data` (the values) and `.grad` (same shape, starts at zeros).
 
     Backward passes add into `.grad`; `Module.zero_grad()` (or the optimizer's) resets it.
+    `.grad = None` (PyTorch's set_to_none) is allowed everywhere: the next backward that
+    reaches the parameter creates the gradient (grad_buffer), and the optimizers skip a
+    parameter whose gradient is still None.
     """
 
     __slots__ = ("data", "grad")
@@ -31,6 +34,14 @@ class Parameter:
     def __init__(self, data):
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
+
+    def grad_buffer(self):
+        """The array every backward adds this parameter's gradient into: `.grad`, created
+        as zeros first when it is None. The one place that rule lives; a backward never
+        reads `.grad` directly."""
+        if self.grad is None:
+            self.grad = np.zeros_like(self.data)
+        return self.grad
 
     @property
     def shape(self):
@@ -107,6 +118,31 @@ def _anomaly_checked(method, phase):
     return checked
 
 
+def _read_only_when_saved(out, inputs):
+    """A layer's output, made read-only while gradients are on (outside pycore.no_grad()).
+
+    The next layer keeps it for its backward (Linear its input, ReLU/Sigmoid/Softmax their
+    own output): an in-place edit (`y += 1`) before backward would give a silently wrong
+    gradient, so it raises numpy's "assignment destination is read-only" at once (an RNN's
+    final state too: the next chunk of truncated BPTT keeps it as its h_0). One flag per
+    output, no copy; `.copy()` gives a writeable array. Under no_grad() nothing
+    is kept and outputs stay writeable. A module that hands back one of its inputs itself
+    (`return x`) leaves it alone: the caller's own array is not frozen.
+    """
+    if is_grad_enabled() and not any(out is x for x in inputs):
+        _set_read_only(out)
+    return out
+
+
+def _set_read_only(out):
+    """Every array in out: an array, or a (nested) tuple of them (an RNN's (y, (h_n, c_n)))."""
+    if type(out) is tuple:
+        for item in out:
+            _set_read_only(item)
+    elif isinstance(out, np.ndarray):
+        out.setflags(write=False)  # (half the cost of .flags.writeable = False)
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -144,7 +180,7 @@ class Module:
 
     # -- running -----------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        return _read_only_when_saved(self.forward(*args, **kwargs), args)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
@@ -213,13 +249,26 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix="", remove_duplicate=True):
+        """(name, Parameter) pairs in PyTorch's order. A Parameter shared by several
+        attributes (tied weights: `head.weight = emb.weight`) comes once, under its first
+        name, as in PyTorch, so that optimizers and clip_grad_norm_ see it once;
+        state_dict() still has every name."""
+        seen = set()
+        for name, param in self._every_named_parameter(prefix):
+            if remove_duplicate:
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+            yield name, param
+
+    def _every_named_parameter(self, prefix):
         for name, value in vars(self).items():
             full = prefix + name
             if isinstance(value, Parameter):
                 yield full, value
             elif isinstance(value, Module):
-                yield from value.named_parameters(full + ".")
+                yield from value._every_named_parameter(full + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -230,9 +279,15 @@ class Module:
         for name, child in self.named_children():
             yield from child.named_buffers(prefix + name + ".")
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=False):
+        """Reset every parameter's gradient: to zeros in place (the default: pycore's
+        backward adds into the same buffers every step, with no allocation), or with
+        set_to_none=True to None as PyTorch's default does (the next backward recreates it)."""
         for p in self.parameters():
-            p.grad.fill(0)
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.fill(0)
 
     def train(self, mode=True):
         for m in self.modules():
@@ -250,7 +305,7 @@ class Module:
             for value in vars(m).values():
                 if isinstance(value, Parameter) and value.data.dtype != dtype:
                     value.data = value.data.astype(dtype)
-                    value.grad = value.grad.astype(dtype)
+                    value.grad = None if value.grad is None else value.grad.astype(dtype)
             for name in m._buffer_names:
                 buf = getattr(m, name)
                 if isinstance(buf, np.ndarray) and buf.dtype.kind == "f":

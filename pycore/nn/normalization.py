@@ -83,8 +83,8 @@ class BatchNorm2d(Module):
         return F.batch_norm_backward(
             grad_output, x, mean, invstd,
             weight=None if self.weight is None else self.weight.data,
-            grad_weight=None if self.weight is None else self.weight.grad,
-            grad_bias=None if self.bias is None else self.bias.grad,
+            grad_weight=None if self.weight is None else self.weight.grad_buffer(),
+            grad_bias=None if self.bias is None else self.bias.grad_buffer(),
             training=use_batch_stats, need_input_grad=self.requires_input_grad)
 
     def extra_repr(self):

@@ -198,8 +198,8 @@ class _RNNBase(Module):
             w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer)
             need_input_grad = layer > 0 or self.requires_input_grad
             grad_below, grad_h0[layer], grad_c0[layer] = F.rnn_layer_backward(
-                caches[layer], w_ih.data, w_hh.data, w_ih.grad, w_hh.grad,
-                None if b_ih is None else b_ih.grad, None if b_hh is None else b_hh.grad,
+                caches[layer], w_ih.data, w_hh.data, w_ih.grad_buffer(), w_hh.grad_buffer(),
+                None if b_ih is None else b_ih.grad_buffer(), None if b_hh is None else b_hh.grad_buffer(),
                 grad_y=grad_below, grad_h_n=grad_h_n[layer], grad_c_n=grad_c_n[layer],
                 need_input_grad=need_input_grad)
 

@@ -111,11 +111,15 @@ class Optimizer:
         raise NotImplementedError
 
     # -- the update -------------------------------------------------------------
-    def zero_grad(self):
-        """Set every parameter's gradient to zero (in place; pycore's backward adds into .grad)."""
+    def zero_grad(self, set_to_none=False):
+        """Reset every parameter's gradient: to zero in place (the default; pycore's backward
+        adds into .grad), or to None with set_to_none=True (PyTorch's default; the next
+        backward recreates it, and step() skips a parameter whose gradient is None)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
                     p.grad.fill(0)
 
     def step(self, closure=None):
