@@ -150,11 +150,11 @@ static inline void dot_rows(int64_t kc, const typename V::scalar* a, const typen
             acc[r][1] = V::fmadd(a1, V::loadu(b + r * ldb + k + W), acc[r][1]);
         }
     }
+    // The lanes are summed by V::hsum, a fixed tree of shuffles and adds (a few
+    // instructions, against W dependent scalar adds through memory, which cost as much
+    // as the products themselves at K = 256).
     for (int r = 0; r < RB; ++r) {
-        alignas(64) T lanes[W];
-        V::storeu(lanes, V::add(acc[r][0], acc[r][1]));
-        T sum = T(0);
-        for (int l = 0; l < W; ++l) sum += lanes[l];
+        T sum = V::hsum(V::add(acc[r][0], acc[r][1]));
         for (int64_t kk = k; kk < kc; ++kk) sum += a[kk] * b[r * ldb + kk];
         out[r] = sum;
     }
@@ -182,9 +182,13 @@ static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const ty
 }
 
 // Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
-// micro-kernel and the two one-row kernels (8 vector accumulators per column block).
-template <class V, int MR, int NV>
-constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name) {
+// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (8 vector
+// accumulators per column block), and optionally a shorter-tile kernel (see gemm.h).
+template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC>
+constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name,
+                                                          const GemmKernel<typename V::scalar>* short_rows = nullptr) {
+    static_assert(MC % MR == 0, "a row block holds whole MR-tall panels");
+    static_assert(NC % (NV * V::width) == 0, "a column block holds whole NR-wide panels");
     constexpr int kRowVectors = 8;
     return {name,
             MR,
@@ -192,5 +196,9 @@ constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name) {
             micro_kernel<V, MR, NV>,
             kRowVectors * V::width,
             row_times_matrix<V, kRowVectors>,
-            row_times_matrix_t<V>};
+            row_times_matrix_t<V>,
+            MC,
+            KC,
+            NC,
+            short_rows};
 }
