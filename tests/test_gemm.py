@@ -14,7 +14,9 @@ SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29)
           (1, 300, 70), (1, 203, 33), (2, 130, 50),
           # Several row blocks (M > MC), K slices (K > KC), several groups of B panels, a
           # partial last panel: every branch of the packed loops at once.
-          (150, 197, 400)]
+          (150, 197, 400),
+          # The same beyond the AVX-512 float blocking (MC = 432, KC = 512).
+          (440, 37, 530)]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
 _C.set_simd_path("auto")
