@@ -1,6 +1,7 @@
 // AVX2 + FMA micro-kernels, 12 ymm accumulators each: 4 x 24 floats, 6 x 8 doubles.
 // The float tile is 4 rows tall so that batches of 32 or 64 rows (the skinny products
 // of recurrent layers) leave no partial row tiles; 6 x 16 measured ~10% slower there.
+#include <algorithm>
 #include <cstdint>
 
 #include "gemm.h"

@@ -1,4 +1,5 @@
 // AVX-512F micro-kernels: 12 x 32 floats (12 x 16 doubles) held in 24 zmm registers.
+#include <algorithm>
 #include <cstdint>
 
 #include "gemm.h"

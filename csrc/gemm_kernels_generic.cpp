@@ -1,5 +1,6 @@
 // Portable micro-kernels: GCC/Clang vector extensions of 16 bytes, which every
 // x86-64 (SSE2) and ARM64 (NEON) CPU has. No FMA: a multiply and an add.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
