@@ -114,21 +114,21 @@ static void row_times_matrix(int64_t kc, const typename V::scalar* a, const type
             for (int64_t j = j0; j < j1; j += kBlock) {
                 T* part = partial + (j - j0);
                 R acc[NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int v = 0; v < NV; ++v) acc[v] = k0 == 0 ? V::zero() : V::loadu(part + v * W);
                 const T* bj = b + j;
                 for (int64_t k = k0; k < k1; ++k) {
                     const R ak = V::broadcast(a[k]);
                     const T* row = bj + k * ldb;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                     for (int v = 0; v < NV; ++v) acc[v] = V::fmadd(ak, V::loadu(row + v * W), acc[v]);
                 }
                 if (k1 < kc) {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                     for (int v = 0; v < NV; ++v) V::storeu(part + v * W, acc[v]);
                     continue;
                 }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int v = 0; v < NV; ++v) {
                     R r = V::mul(valpha, acc[v]);
                     if (beta != T(0)) r = V::fmadd(vbeta, V::loadu(c + j + v * W), r);
@@ -205,14 +205,15 @@ static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const ty
 }
 
 // Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
-// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (8 vector
-// accumulators per column block), and optionally a shorter-tile kernel (see gemm.h).
-template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC>
+// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (ROW_NV
+// vector accumulators per column block of the GEMV), and optionally a shorter-tile
+// kernel (see gemm.h).
+template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC, int ROW_NV = 8>
 constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name,
                                                           const GemmKernel<typename V::scalar>* short_rows = nullptr) {
     static_assert(MC % MR == 0, "a row block holds whole MR-tall panels");
     static_assert(NC % (NV * V::width) == 0, "a column block holds whole NR-wide panels");
-    constexpr int kRowVectors = 8;
+    constexpr int kRowVectors = ROW_NV;
     return {name,
             MR,
             NV * V::width,
