@@ -85,16 +85,6 @@ const GemmKernel<double>* current_kernel<double>() {
     }
 }
 
-// Cache blocking, measured on Zen3 (32 KiB L1d, 512 KiB L2, 32 MiB L3): an MR x KC
-// panel of A and a KC x NR panel of B near L1 (for float 6 + 36 KiB: the B panel
-// spills a little, which measured better than the extra C passes of KC = 256), the
-// MC x KC block of A in L2, the KC x NC block of B in L3. MC is a multiple of every
-// MR (4, 6, 12) and NC of every NR (4, 8, 16, 24, 32), so only the matrix edges
-// give partial tiles.
-template <typename T> struct Blocking;
-template <> struct Blocking<float> { static constexpr int64_t KC = 384, MC = 144, NC = 4032; };
-template <> struct Blocking<double> { static constexpr int64_t KC = 256, MC = 72, NC = 1024; };
-
 // dst[k*ld_dst + r] = src[r*ld_src + k] for r < rows, k < kc: the transposing copy
 // both packs need (rows of A into an A panel, rows of B into a B panel).
 //
@@ -142,18 +132,27 @@ void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* d
 template <typename T>
 void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             int mr, T* dst) {
-    for (int64_t ir = 0; ir < mc; ir += mr) {
-        const int64_t m = std::min<int64_t>(mr, mc - ir);
-        if (!trans) {
-            // op(A)(i, k) = A[i*lda + k]: the m rows, each read along k, transposed.
-            transpose_rows(A + (i0 + ir) * lda + p0, lda, m, kc, dst, mr);
-        } else {
-            // op(A)(i, k) = A[k*lda + i]: the m values of one k are contiguous.
-            for (int64_t k = 0; k < kc; ++k) {
-                const T* src = A + (p0 + k) * lda + i0 + ir;
-                for (int64_t i = 0; i < m; ++i) dst[k * mr + i] = src[i];
+    if (trans) {
+        // op(A)(i, k) = A[k*lda + i]: the mc values of one k are contiguous. Walk each
+        // row of the stored A once along all of them, as pack_b does, handing MR-long
+        // pieces to the panels: panel by panel instead, every piece of 12 floats came
+        // from a new cache line lda apart (4 KiB for the weight gradients of an LSTM
+        // with H = 256), and that loop took 6% of the layer's fwd+bwd.
+        for (int64_t k = 0; k < kc; ++k) {
+            const T* src = A + (p0 + k) * lda + i0;
+            for (int64_t ir = 0; ir < mc; ir += mr) {
+                const int64_t m = std::min<int64_t>(mr, mc - ir);
+                T* d = dst + (ir / mr) * kc * mr + k * mr;
+                std::memcpy(d, src + ir, sizeof(T) * m);
+                for (int64_t i = m; i < mr; ++i) d[i] = T(0);
             }
         }
+        return;
+    }
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+        const int64_t m = std::min<int64_t>(mr, mc - ir);
+        // op(A)(i, k) = A[i*lda + k]: the m rows, each read along k, transposed.
+        transpose_rows(A + (i0 + ir) * lda + p0, lda, m, kc, dst, mr);
         for (int64_t i = m; i < mr; ++i)
             for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = T(0);
         dst += kc * mr;
@@ -224,11 +223,10 @@ struct Args {
     int64_t M, N, K, lda, ldb, ldc;
 };
 
-// K in equal slices of at most KC (K = 512 as 2 x 256, not 384 + 128): no short
+// K in equal slices of at most KC, the kernel's kc (K = 512 as 2 x 256, not 384 + 128): no short
 // slice that pays a full pass over C for a little work. Returns the slice depth.
-template <typename T>
-int64_t slice_depth(int64_t K) {
-    const int64_t k_slices = (K + Blocking<T>::KC - 1) / Blocking<T>::KC;
+inline int64_t slice_depth(int64_t K, int64_t KC) {
+    const int64_t k_slices = (K + KC - 1) / KC;
     return (K + k_slices - 1) / k_slices;
 }
 
@@ -256,24 +254,24 @@ constexpr int64_t kPanelsPerPack = 4;
 template <typename T>
 void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
                 T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre) {
-    using Blk = Blocking<T>;
     const int mr = kern.mr, nr = kern.nr;
+    const int64_t MC = kern.mc, NC = kern.nc;
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
-    const bool one_row_block = m1 - m0 <= Blk::MC;
-    const int64_t nc_max = std::min<int64_t>(Blk::NC, n1 - n0);
-    const int64_t kc_max = slice_depth<T>(g.K);
+    const bool one_row_block = m1 - m0 <= MC;
+    const int64_t nc_max = std::min<int64_t>(NC, n1 - n0);
+    const int64_t kc_max = slice_depth(g.K, kern.kc);
     const int64_t b_cols = one_row_block ? std::min<int64_t>(group, nc_max) : nc_max;
     const int64_t a_panels = (g.M + mr - 1) / mr, b_panels = (g.N + nr - 1) / nr;
     T* b_buf = pre.b ? nullptr : scratch<T>(kPackedB, size_t(kc_max) * ((b_cols + nr - 1) / nr) * nr);
-    T* a_buf = pre.a ? nullptr : scratch<T>(kPackedA, size_t(kc_max) * Blk::MC);
+    T* a_buf = pre.a ? nullptr : scratch<T>(kPackedA, size_t(kc_max) * MC);
 
-    for (int64_t jc = n0; jc < n1; jc += Blk::NC) {
-        const int64_t nc = std::min<int64_t>(Blk::NC, n1 - jc);
+    for (int64_t jc = n0; jc < n1; jc += NC) {
+        const int64_t nc = std::min<int64_t>(NC, n1 - jc);
         for (int64_t pc = 0; pc < g.K; pc += kc_max) {
             const int64_t kc = std::min<int64_t>(kc_max, g.K - pc);
             const T beta_here = pc == 0 ? beta : T(1);  // later K slices accumulate
-            for (int64_t ic = m0; ic < m1; ic += Blk::MC) {
-                const int64_t mc = std::min<int64_t>(Blk::MC, m1 - ic);
+            for (int64_t ic = m0; ic < m1; ic += MC) {
+                const int64_t mc = std::min<int64_t>(MC, m1 - ic);
                 // ic is a multiple of MR (m0 and MC are), so the block starts at a panel.
                 const T* a_block = pre.a ? pre.a + pc * a_panels * mr + (ic / mr) * kc * mr : a_buf;
                 if (!pre.a) pack_a(A, g.lda, g.trans_a, ic, mc, pc, kc, mr, a_buf);
@@ -379,11 +377,25 @@ inline void split(int64_t total, int64_t step, int parts, int p, int64_t* begin,
     *end = std::min(total, hi * step);
 }
 
-// The whole product once the kernel is chosen: the M == 1 GEMV, or the five loops
-// on one thread or on a grid of threads; `pre` says which operands come prepacked.
+// The tile for an M-row product: the kernel's shorter tile (gemm.h) when M fits one row
+// block and the shorter tile pads it to fewer rows (M = 32 or 64 with tiles of 12 and 8
+// rows: 36 or 72 rows computed against 32 or 64), else the kernel itself. Every
+// element of C is the same sum whichever tile computes it, so the bits do not change.
 template <typename T>
-void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C,
+const GemmKernel<T>& tile_for_rows(const GemmKernel<T>& kern, int64_t M) {
+    const GemmKernel<T>* shorter = kern.short_rows;
+    if (!shorter || M > kern.mc) return kern;
+    const auto padded = [M](int mr) { return (M + mr - 1) / mr * mr; };
+    return padded(shorter->mr) < padded(kern.mr) ? *shorter : kern;
+}
+
+// The whole product once the kernel is chosen: the M == 1 GEMV, or the five loops
+// on one thread or on a grid of threads; `pre` says which operands come prepacked
+// (prepacked A panels are MR tall, so they keep the kernel they were packed for).
+template <typename T>
+void gemm_run(const GemmKernel<T>& packed_kernel, const Args& g, T alpha, const T* A, const T* B, T beta, T* C,
               Prepacked<T> pre) {
+    const GemmKernel<T>& kern = pre.a ? packed_kernel : tile_for_rows(packed_kernel, g.M);
     const int64_t M = g.M, N = g.N, K = g.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
@@ -422,8 +434,9 @@ void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, con
 // panel p holding op(X)'s rows (A) or columns (B) [p*width, (p+1)*width). Threads take
 // runs of panels; every panel is the same copy whichever thread makes it.
 template <typename T>
-void pack_whole(bool side_a, bool trans, const T* X, int64_t ld, int64_t outer, int64_t K, int width, T* dst) {
-    const int64_t kc_max = slice_depth<T>(K);
+void pack_whole(bool side_a, bool trans, const T* X, int64_t ld, int64_t outer, int64_t K, int width,
+                int64_t KC, T* dst) {
+    const int64_t kc_max = slice_depth(K, KC);
     const int64_t count = (outer + width - 1) / width;
     constexpr int64_t kPanelsPerTask = 8;
     const int64_t runs = (count + kPanelsPerTask - 1) / kPanelsPerTask;
@@ -464,7 +477,7 @@ PackedMatrix<T> PackedMatrix<T>::pack(Side side, bool trans, int64_t rows, int64
         const size_t count = size_t((outer + width - 1) / width) * width * size_t(K);
         p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
         if (!p.panels_) throw std::bad_alloc();
-        pack_whole(side == Side::kA, trans, src, ld, outer, K, width, p.panels_.get());
+        pack_whole(side == Side::kA, trans, src, ld, outer, K, width, p.kernel_->kc, p.panels_.get());
     }
     return p;
 }

@@ -42,6 +42,14 @@ struct GemmKernel {
     int row_block;
     void (*row)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);    // op(B)(k, j) = b[k*ldb + j]
     void (*row_t)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, T alpha, T beta, int64_t n);  // op(B)(k, j) = b[j*ldb + k]
+    // Cache blocking for this tile and this ISA's caches (gemm.cpp): K in slices of at
+    // most kc, mc rows of op(A) per packed block, nc columns of op(B) per block.
+    // mc % mr == 0 and nc % nr == 0 (asserted where each kernel is defined).
+    int64_t mc, kc, nc;
+    // Optional: a kernel with fewer rows per tile and the same nr, kc and B panels, for
+    // products with few rows, where a tall tile would compute padding (M = 32 with
+    // MR = 12 pads to 36 rows); gemm.cpp picks it by M. nullptr when there is none.
+    const GemmKernel* short_rows;
 };
 
 // ---------------------------------------------------------------------------------

@@ -88,6 +88,14 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
 // Columns go in blocks of NV vectors held in registers while k runs down the rows;
 // then single vectors, then scalars. A caller that splits n at multiples of NV*W gets
 // the same bits as one call over all n: every full block is computed alike.
+//
+// The full blocks go through B in tiles of kTileRows rows x kTileCols columns, each
+// block's running sums parked in `partial` between row tiles (stored and reloaded
+// exactly, so every sum is the same chain of FMAs as without tiles). Without tiles
+// each 128-column block walked all K rows ldb apart: with K = 4096, N = 1024 (a
+// batch-1 LSTM backward at H = 1024) that touched a new 4 KiB page per row and block
+// and read 35 GB/s against 60 for the transposed layout; a tile reads whole rows'
+// worth of its columns, one page per row for kTileRows rows.
 template <class V, int NV>
 static void row_times_matrix(int64_t kc, const typename V::scalar* a, const typename V::scalar* b,
                              int64_t ldb, typename V::scalar* c, typename V::scalar alpha,
@@ -95,26 +103,41 @@ static void row_times_matrix(int64_t kc, const typename V::scalar* a, const type
     using T = typename V::scalar;
     using R = typename V::reg;
     constexpr int W = V::width;
+    constexpr int64_t kBlock = NV * W, kTileCols = 8 * kBlock, kTileRows = 64;
     const R valpha = V::broadcast(alpha), vbeta = V::broadcast(beta);
-    int64_t j = 0;
-    for (; j + NV * W <= n; j += NV * W) {
-        R acc[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[v] = V::zero();
-        const T* bj = b + j;
-        for (int64_t k = 0; k < kc; ++k) {
-            const R ak = V::broadcast(a[k]);
-            const T* row = bj + k * ldb;
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[v] = V::fmadd(ak, V::loadu(row + v * W), acc[v]);
-        }
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) {
-            R r = V::mul(valpha, acc[v]);
-            if (beta != T(0)) r = V::fmadd(vbeta, V::loadu(c + j + v * W), r);
-            V::storeu(c + j + v * W, r);
+    const int64_t full = n / kBlock * kBlock;
+    alignas(64) T partial[kTileCols];
+    for (int64_t j0 = 0; j0 < full; j0 += kTileCols) {
+        const int64_t j1 = std::min(full, j0 + kTileCols);
+        for (int64_t k0 = 0; k0 < kc; k0 += kTileRows) {
+            const int64_t k1 = std::min(kc, k0 + kTileRows);
+            for (int64_t j = j0; j < j1; j += kBlock) {
+                T* part = partial + (j - j0);
+                R acc[NV];
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; ++v) acc[v] = k0 == 0 ? V::zero() : V::loadu(part + v * W);
+                const T* bj = b + j;
+                for (int64_t k = k0; k < k1; ++k) {
+                    const R ak = V::broadcast(a[k]);
+                    const T* row = bj + k * ldb;
+#pragma GCC unroll 16
+                    for (int v = 0; v < NV; ++v) acc[v] = V::fmadd(ak, V::loadu(row + v * W), acc[v]);
+                }
+                if (k1 < kc) {
+#pragma GCC unroll 16
+                    for (int v = 0; v < NV; ++v) V::storeu(part + v * W, acc[v]);
+                    continue;
+                }
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; ++v) {
+                    R r = V::mul(valpha, acc[v]);
+                    if (beta != T(0)) r = V::fmadd(vbeta, V::loadu(c + j + v * W), r);
+                    V::storeu(c + j + v * W, r);
+                }
+            }
         }
     }
+    int64_t j = full;
     for (; j + W <= n; j += W) {
         R acc = V::zero();
         for (int64_t k = 0; k < kc; ++k) acc = V::fmadd(V::broadcast(a[k]), V::loadu(b + k * ldb + j), acc);
@@ -150,11 +173,11 @@ static inline void dot_rows(int64_t kc, const typename V::scalar* a, const typen
             acc[r][1] = V::fmadd(a1, V::loadu(b + r * ldb + k + W), acc[r][1]);
         }
     }
+    // The lanes are summed by V::hsum, a fixed tree of shuffles and adds (a few
+    // instructions, against W dependent scalar adds through memory, which cost as much
+    // as the products themselves at K = 256).
     for (int r = 0; r < RB; ++r) {
-        alignas(64) T lanes[W];
-        V::storeu(lanes, V::add(acc[r][0], acc[r][1]));
-        T sum = T(0);
-        for (int l = 0; l < W; ++l) sum += lanes[l];
+        T sum = V::hsum(V::add(acc[r][0], acc[r][1]));
         for (int64_t kk = k; kk < kc; ++kk) sum += a[kk] * b[r * ldb + kk];
         out[r] = sum;
     }
@@ -182,15 +205,24 @@ static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const ty
 }
 
 // Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
-// micro-kernel and the two one-row kernels (8 vector accumulators per column block).
-template <class V, int MR, int NV>
-constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name) {
-    constexpr int kRowVectors = 8;
+// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (ROW_NV
+// vector accumulators per column block of the GEMV), and optionally a shorter-tile
+// kernel (see gemm.h).
+template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC, int ROW_NV = 8>
+constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name,
+                                                          const GemmKernel<typename V::scalar>* short_rows = nullptr) {
+    static_assert(MC % MR == 0, "a row block holds whole MR-tall panels");
+    static_assert(NC % (NV * V::width) == 0, "a column block holds whole NR-wide panels");
+    constexpr int kRowVectors = ROW_NV;
     return {name,
             MR,
             NV * V::width,
             micro_kernel<V, MR, NV>,
             kRowVectors * V::width,
             row_times_matrix<V, kRowVectors>,
-            row_times_matrix_t<V>};
+            row_times_matrix_t<V>,
+            MC,
+            KC,
+            NC,
+            short_rows};
 }

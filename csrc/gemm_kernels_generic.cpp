@@ -1,5 +1,6 @@
 // Portable micro-kernels: GCC/Clang vector extensions of 16 bytes, which every
 // x86-64 (SSE2) and ARM64 (NEON) CPU has. No FMA: a multiply and an add.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -21,12 +22,17 @@ struct GenericVec {
     static reg mul(reg a, reg b) { return a * b; }
     static reg add(reg a, reg b) { return a + b; }
     static reg fmadd(reg a, reg b, reg c) { return a * b + c; }
+    static T hsum(reg r) {
+        T sum = r[0];
+        for (int l = 1; l < width; ++l) sum += r[l];
+        return sum;
+    }
 };
 
 #include "gemm_kernels.h"
 
-constexpr GemmKernel<float> kF32 = make_gemm_kernel<GenericVec<float>, 4, 2>("generic");
-constexpr GemmKernel<double> kF64 = make_gemm_kernel<GenericVec<double>, 4, 2>("generic");
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<GenericVec<float>, 4, 2, 144, 384, 4032>("generic");
+constexpr GemmKernel<double> kF64 = make_gemm_kernel<GenericVec<double>, 4, 2, 72, 256, 1024>("generic");
 
 }  // namespace
 

@@ -14,7 +14,9 @@ SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29)
           (1, 300, 70), (1, 203, 33), (2, 130, 50),
           # Several row blocks (M > MC), K slices (K > KC), several groups of B panels, a
           # partial last panel: every branch of the packed loops at once.
-          (150, 197, 400)]
+          (150, 197, 400),
+          # The same beyond the AVX-512 float blocking (MC = 432, KC = 512).
+          (440, 37, 530)]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
 _C.set_simd_path("auto")
@@ -122,10 +124,12 @@ def test_strided_slices_are_read_in_place_correctly(simd_path, rng, ta, tb, m):
     np.testing.assert_allclose(F.matmul(a, b, trans_a=ta, trans_b=tb), ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("m,n,k,tb", [(150, 197, 400, False), (1, 4100, 520, True), (1, 4100, 520, False)])
-def test_one_and_two_threads_agree_on_every_path(rng, m, n, k, tb):
-    # Packed path with several row blocks and K slices, and the M == 1 path split
-    # over columns (large enough that it does use two threads).
+@pytest.mark.parametrize("m,n,k,tb", [(150, 197, 400, False), (32, 1030, 260, True), (1, 4100, 520, True),
+                                      (1, 4100, 520, False)])
+def test_one_and_two_threads_agree_on_every_path(simd_path, rng, m, n, k, tb):
+    # Packed path with several row blocks and K slices, a recurrent step's few rows
+    # (the shorter tile), and the M == 1 path split over columns (all large enough
+    # that they do use two threads).
     a, b, _ = operands(rng, m, n, k, False, tb, np.float32)
     before = pycore.get_num_threads()
     try:
@@ -136,6 +140,19 @@ def test_one_and_two_threads_agree_on_every_path(rng, m, n, k, tb):
     finally:
         pycore.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [8, 16, 20, 32, 64])
+def test_short_row_tile_gives_the_bits_of_the_tall_one(simd_path, rng, m, dtype):
+    # gemm takes the kernel's shorter tile for a few rows where it pads less (8 rows
+    # against 12 on AVX-512: M = 32 or 64, a recurrent layer's batch); a packing of A
+    # keeps the tile it was packed for. Every element is the same sum either way.
+    a, b, ref = operands(rng, m, 100, 400, False, True, dtype)
+    plain = F.matmul(a, b, trans_b=True)
+    tall = _C.gemm_prepacked("a", a, b, [np.zeros_like(plain)], trans_b=True)[0]
+    np.testing.assert_allclose(plain, ref, **TOL[dtype])
+    np.testing.assert_array_equal(plain, tall)
 
 
 @pytest.mark.parametrize("layout", ["transposed", "sliced", "negative", "fortran", "readonly", "broadcast"])
