@@ -340,6 +340,45 @@ def test_pycore_imports_and_trains_without_mpi4py():
     assert result.returncode != 0 and "pip install" in result.stderr and "mpi4py" in result.stderr
 
 
+def test_fit_sets_the_sampler_epoch_from_the_loader_pass_also_after_a_resume(tmp_path):
+    """fit(distributed=True) in a world of one: each pass over the loader uses the order
+    permutation(seed + pass) (steps_per_epoch=2 over 3 batches a pass: passes span epochs),
+    and a resume from a checkpoint written in the middle of pass 0 continues that order."""
+    x, y = np.arange(6, dtype=np.float32)[:, None], np.arange(6)
+    seen = []
+
+    def record(logits, target):  # a metric that sees every training batch's targets
+        seen.append(target.copy())
+        return 0.0
+
+    def run(epochs, **fit_args):
+        pycore.manual_seed(0)
+        model = pycore.nn.Linear(1, 6)
+        loader = DataLoader(x, y, batch_size=2, sampler=dist.DistributedSampler(6, seed=4))
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1), loader,
+                         epochs, metrics=(record,), steps_per_epoch=2, verbose=0, distributed=True, **fit_args)
+
+    run(3)
+    orders = [np.random.default_rng(4 + p).permutation(6) for p in range(2)]
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate(orders))
+    seen.clear()
+    run(1, callbacks=[pycore.train.ModelCheckpoint(tmp_path / "mid.safetensors")])
+    seen.clear()
+    run(3, resume=tmp_path / "mid.safetensors")
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([orders[0][4:], orders[1]]))
+
+
+def test_fit_distributed_refuses_an_unsharded_loader_in_a_world_of_one():
+    model = pycore.nn.Linear(1, 2)
+    loader = DataLoader(np.zeros((4, 1), np.float32), np.zeros(4, np.int64), batch_size=2)
+    with pytest.raises(ValueError, match="train_loader.sampler must be a pycore.distributed.DistributedSampler"):
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1), loader,
+                         1, verbose=0, distributed=True)
+    with pytest.raises(ValueError, match="must be a pycore DataLoader"):
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1),
+                         list(loader), 1, verbose=0, distributed=True)
+
+
 def test_sampler_matches_pytorch_semantics():
     """Disjoint strided shards of one permutation per epoch, padded by repetition; the order
     changes with set_epoch and is the same for every rank given the same seed and epoch."""
