@@ -166,7 +166,7 @@ def fit_distributed(checkpoints, resume=None, shard_val=True, **fit_args):
     history = pycore.train.fit(model, nn.CrossEntropyLoss(), optimizer, train_loader, FIT_EPOCHS,
                                val_loader=val_loader,
                                callbacks=[pycore.train.ModelCheckpoint(checkpoints), early], scheduler=scheduler,
-                               verbose=2, resume=resume, distributed=True, **fit_args)
+                               resume=resume, distributed=True, **{"verbose": 2, **fit_args})
     return history_arrays(model, history)
 
 
@@ -178,9 +178,12 @@ def history_arrays(model, history):
 
 
 def scenario_fit(out):
-    """2 ranks: fit with a sharded validation set, checkpoints fit-1, fit-2, fit-3 in `out`."""
+    """2 ranks: fit with a sharded validation set, checkpoints fit-1, fit-2, fit-3 in `out`;
+    then again with 4 batches per optimizer step (the last group of each epoch has 2)."""
     result = fit_distributed(os.path.join(out, "fit-{epoch}.safetensors"))
     np.savez(os.path.join(out, f"fit.rank{dist.rank()}.npz"), **result)
+    result = fit_distributed(os.path.join(out, "accumulated-{epoch}.safetensors"), accumulate=4, verbose=0)
+    np.savez(os.path.join(out, f"fit_accumulate.rank{dist.rank()}.npz"), **result)
 
 
 def scenario_fit_resume(out):
@@ -220,6 +223,10 @@ def scenario_fit_misuse(out):
     sharded = lambda: DataLoader(x_nan, y, batch_size=3, sampler=dist.DistributedSampler(len(x), seed=FIT_SEED))  # noqa: E731
     attempt("nonfinite_raise", sharded)
     attempt("nonfinite_skip", sharded, on_nonfinite="skip")
+    clean = lambda: DataLoader(x, y, batch_size=3, sampler=dist.DistributedSampler(len(x), seed=FIT_SEED))  # noqa: E731
+    attempt("missing_checkpoint", clean, resume=os.path.join(out, "no-such.safetensors"))
+    attempt("unwritable_checkpoint", clean,
+            callbacks=[pycore.train.ModelCheckpoint(os.path.join(out, "no-such-folder", "ckpt.safetensors"))])
     np.savez(os.path.join(out, f"misuse.rank{dist.rank()}.npz"), **results)
 
 

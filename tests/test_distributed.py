@@ -195,7 +195,7 @@ class _WholeBatches:
             yield self.x[batch], self.y[batch]
 
 
-def _fit_one_process():
+def _fit_one_process(**fit_args):
     """The reference: plain fit (not distributed) of the same model with the whole batch."""
     import mpi_scenarios
     (x, y), (xv, yv) = mpi_scenarios.fit_data()
@@ -203,7 +203,7 @@ def _fit_one_process():
     history = pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), optimizer, _WholeBatches(x, y),
                                mpi_scenarios.FIT_EPOCHS,
                                val_loader=DataLoader(xv, yv, batch_size=len(xv)), callbacks=[early],
-                               scheduler=scheduler, verbose=0)
+                               scheduler=scheduler, verbose=0, **fit_args)
     return mpi_scenarios.history_arrays(model, history)
 
 
@@ -239,13 +239,15 @@ def fit_two_ranks(tmp_path_factory):
 @needs_mpi
 def test_fit_distributed_on_two_ranks_equals_one_process_with_the_whole_batch(fit_two_ranks):
     """fit(distributed=True), 2 ranks x batch 3, validation sharded (13 samples: rank 1's
-    padding left out): the weights and every logged value of one process with batch 6,
+    padding left out): the weights and every logged value of one process with batch 6 (also
+    with accumulate=4, gradients weighted by the group's samples over all ranks),
     identical bits on both ranks; the plateau scheduler and early stopping decide alike;
     only rank 0 prints; rank 0's checkpoint after the last epoch holds the final weights."""
     out, stdout = fit_two_ranks
     single = _fit_one_process()
     ranks = load_ranks(out, "fit", 2)
     assert_fit_matches(ranks, single, "2 ranks")
+    assert_fit_matches(load_ranks(out, "fit_accumulate", 2), _fit_one_process(accumulate=4), "accumulate=4")
     assert [stdout.count(f"epoch {e}/3") for e in (1, 2, 3)] == [1, 1, 1], stdout
     assert single["h.lr"].tolist() == [0.1, 0.1, 0.05]  # the plateau scheduler acted (on val_loss)
     state, metadata = pycore.load(out / "fit-3.safetensors")
@@ -283,7 +285,9 @@ def test_fit_distributed_misuse_raises_on_every_rank(tmp_path):
     """A loader without a DistributedSampler, a sampler for another world size on rank 1
     only, unequal batch counts, a DDP model without distributed=True: the same error on both
     ranks (the job ends normally, nobody hangs). A NaN sample on one rank's shard: both
-    ranks raise NonFiniteLossError, or both skip that batch and stay identical."""
+    ranks raise NonFiniteLossError, or both skip that batch and stay identical. A missing
+    checkpoint to resume (rank 0 reads) and a checkpoint folder that does not exist (rank 0
+    writes): rank 0's error on both ranks."""
     result, _ = mpiexec(2, "fit_misuse", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     ranks = [{k: (str(v) if v.dtype.kind == "U" else v) for k, v in r.items()}
@@ -295,7 +299,9 @@ def test_fit_distributed_misuse_raises_on_every_rank(tmp_path):
                 "unequal_lengths": "ValueError: fit(distributed=True): rank ",
                 "wrapped_not_distributed": "ValueError: fit: model is a DistributedDataParallel in a job of 2 ranks",
                 "nonfinite_raise": "NonFiniteLossError: fit: the loss is ",
-                "nonfinite_skip": "ok skipped=[1]"}
+                "nonfinite_skip": "ok skipped=[1]",
+                "missing_checkpoint": "FileNotFoundError: load: no checkpoint at",
+                "unwritable_checkpoint": "FileNotFoundError: "}
     for name, start in expected.items():
         for rank in ranks:
             assert rank[name].startswith(start), (name, rank[name])

@@ -26,7 +26,8 @@ N times more threads than cores. init() gives each rank its share of the CPUs it
 (MPI_COMM_TYPE_SHARED); OMP_NUM_THREADS or init(threads=...) overrides it.
 """
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_world_size", "is_main",
-           "barrier", "abort", "allreduce_mean", "allreduce_sum", "allgather_object", "broadcast_object",
+           "barrier", "abort", "allreduce_mean", "allreduce_sum", "start_allreduce_sum",
+           "allgather_object", "broadcast_object",
            "broadcast_parameters", "broadcast_optimizer_state", "run_on_main", "print_main", "launched_under_mpi"]
 
 import os
@@ -213,6 +214,22 @@ def allreduce_sum(value):
     if world.comm is not None:
         world.comm.Allreduce(_in_place(), total)
     return float(total[0]) if is_scalar else total.reshape(np.shape(value))
+
+
+def start_allreduce_sum(array):
+    """Start summing a float64 array over ranks without waiting (MPI_Iallreduce); returns
+    finish(), which waits and returns the sum (a new array, identical on every rank). MPI
+    moves it on inside later MPI calls, e.g. DistributedDataParallel's backward."""
+    world = _current()
+    total = np.array(array, dtype=np.float64, order="C")
+    if world.comm is None:
+        return lambda: total
+    request = world.comm.Iallreduce(_in_place(), total)
+
+    def finish():
+        request.Wait()
+        return total
+    return finish
 
 
 def allgather_object(obj):

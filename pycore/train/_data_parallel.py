@@ -8,8 +8,10 @@ the same ValueError on every rank. After that, fit keeps the ranks in step:
 
 - each batch, one all-reduce of [loss * n, n, metric sums..., non-finite flag] gives every
   rank the global batch loss and metric sums, and lets all ranks skip or raise together
-  on a non-finite loss (before backward, whose gradient all-reduce they would otherwise
-  enter a different number of times);
+  on a non-finite loss. It is started before backward and finished after it, so it
+  travels with the gradients and adds no wait of its own; every rank therefore runs
+  backward even after a non-finite loss (all must enter its gradient all-reduce), and
+  the ranks drop that batch's gradients together;
 - the gradients are averaged by DistributedDataParallel's backward, so every rank takes
   the same optimizer step and stays bit-identical;
 - validation over a loader sharded by a DistributedSampler sums the ranks' sums; a loader

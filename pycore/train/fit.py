@@ -421,14 +421,18 @@ def _train_epoch(trainer, epoch, batches, config, progress):
             optimizer.zero_grad()
         measured = sums.measure(loss, logits, target, n) if math.isfinite(loss) else None
         batch_loss, batch_size, problem = loss, n, None if measured is not None else f"the loss is {loss}"
-        if config.world_size is not None:  # every rank must agree before backward's all-reduce
-            measured, batch_loss, batch_size, problem = _share_batch(sums, measured, problem, config.world_size)
-        group.append((batch_loss, batch_size))
-        if problem is None:
+        shared = None if config.world_size is None else _share_batch(sums, measured, problem)
+        if problem is None or shared is not None:
+            # Distributed, every rank runs backward, even after a non-finite loss, so that all
+            # of them enter its gradient all-reduce; the ranks then drop that batch together.
             grad = loss_fn.backward()
             if config.accumulate > 1 and getattr(loss_fn, "reduction", "mean") != "sum":
                 grad = grad * grad.dtype.type(n)  # weighted by batch size; divided by the group's total below
             model.backward(grad)
+        if shared is not None:
+            measured, batch_loss, batch_size, problem = shared(problem, config.world_size)
+        group.append((batch_loss, batch_size))
+        if problem is None:
             sums.add(measured)
         if problem is None and (len(group) == config.accumulate or index == total):
             problem = _finish_group(trainer, config, group)
@@ -465,19 +469,23 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     return logs
 
 
-def _share_batch(sums, measured, problem, world_size):
-    """fit(distributed=True): this batch's sums over all ranks, with one all-reduce of
-    [measured..., 1 if this rank's loss is not finite]. Returns (the global sums, the
-    global batch loss and size, the problem or None), the same on every rank, so that
-    either all ranks run backward or none does."""
+def _share_batch(sums, measured, problem):
+    """fit(distributed=True): start summing [this batch's measured values..., 1 if this
+    rank's loss is not finite] over the ranks (non-blocking: it travels during backward, so
+    it adds no wait of its own). Returns finish(problem, world_size) -> (the global sums,
+    the global batch loss and size, the problem or None), the same on every rank."""
     from .. import distributed as dist
     local = sums.measure_nothing() if measured is None else measured
-    shared = dist.allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
-    measured, bad_ranks = shared[:-1], int(shared[-1])
-    if bad_ranks:
-        return None, float("nan"), int(measured[1]), problem or (
-            f"the loss is NaN or Inf on {bad_ranks} of {world_size} ranks")
-    return measured, float(measured[0] / measured[1]), int(measured[1]), None
+    pending = dist.start_allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
+
+    def finish(problem, world_size):
+        shared = pending()
+        measured, bad_ranks = shared[:-1], int(shared[-1])
+        if bad_ranks:
+            return None, float("nan"), int(measured[1]), problem or (
+                f"the loss is NaN or Inf on {bad_ranks} of {world_size} ranks")
+        return measured, float(measured[0] / measured[1]), int(measured[1]), None
+    return finish
 
 
 def _finish_group(trainer, config, group):
