@@ -421,7 +421,7 @@ def _train_epoch(trainer, epoch, batches, config, progress):
             optimizer.zero_grad()
         measured = sums.measure(loss, logits, target, n) if math.isfinite(loss) else None
         batch_loss, batch_size, problem = loss, n, None if measured is not None else f"the loss is {loss}"
-        shared = None if config.world_size is None else _share_batch(sums, measured, problem)
+        shared = None if config.world_size is None else _share_batch(sums, measured, n, problem)
         if problem is None or shared is not None:
             # Distributed, every rank runs backward, even after a non-finite loss, so that all
             # of them enter its gradient all-reduce; the ranks then drop that batch together.
@@ -469,13 +469,16 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     return logs
 
 
-def _share_batch(sums, measured, problem):
+def _share_batch(sums, measured, n, problem):
     """fit(distributed=True): start summing [this batch's measured values..., 1 if this
     rank's loss is not finite] over the ranks (non-blocking: it travels during backward, so
     it adds no wait of its own). Returns finish(problem, world_size) -> (the global sums,
     the global batch loss and size, the problem or None), the same on every rank."""
     from .. import distributed as dist
-    local = sums.measure_nothing() if measured is None else measured
+    local = measured
+    if local is None:  # this rank's loss is not finite: only its sample count is shared
+        local = sums.measure_nothing()
+        local[1] = n
     pending = dist.start_allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
 
     def finish(problem, world_size):
