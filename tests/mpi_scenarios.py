@@ -132,6 +132,104 @@ def scenario_collectives(out):
     np.savez(os.path.join(out, f"collectives.rank{dist.rank()}.npz"), **results)
 
 
+# -- fit(distributed=True) ----------------------------------------------------------------------
+FIT_SAMPLES, FIT_VAL_SAMPLES, FIT_BATCH, FIT_SEED = 36, 13, 6, 3  # 36 and 6 divide by 1, 2 and 3 ranks
+FIT_EPOCHS = 3  # the plateau scheduler halves the rate for epoch 3
+
+
+def fit_data():
+    """((x, y) training, (x, y) validation): 8x8 images, 10 classes."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((FIT_SAMPLES + FIT_VAL_SAMPLES, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, len(x))
+    return (x[:FIT_SAMPLES], y[:FIT_SAMPLES]), (x[FIT_SAMPLES:], y[FIT_SAMPLES:])
+
+
+def fit_objects():
+    """The CNN (rank-dependent seed: only fit's broadcast can make the ranks agree), SGD with
+    momentum, a plateau scheduler and early stopping: everything with state that a resume restores."""
+    model = build("cnn", np.float32)
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    return model, optimizer, scheduler, pycore.train.EarlyStopping(patience=3)
+
+
+def fit_distributed(checkpoints, resume=None, shard_val=True, **fit_args):
+    """fit(distributed=True) for FIT_EPOCHS epochs of global batch FIT_BATCH, a checkpoint per epoch
+    (template `checkpoints`); returns {name: array} of the weights and the history."""
+    (x, y), (xv, yv) = fit_data()
+    model, optimizer, scheduler, early = fit_objects()
+    train_loader = DataLoader(x, y, batch_size=FIT_BATCH // dist.world_size(),
+                              sampler=dist.DistributedSampler(len(x), seed=FIT_SEED))
+    val_sampler = dist.DistributedSampler(len(xv), shuffle=False) if shard_val else None
+    val_loader = DataLoader(xv, yv, batch_size=4, sampler=val_sampler)
+    history = pycore.train.fit(model, nn.CrossEntropyLoss(), optimizer, train_loader, FIT_EPOCHS,
+                               val_loader=val_loader,
+                               callbacks=[pycore.train.ModelCheckpoint(checkpoints), early], scheduler=scheduler,
+                               resume=resume, distributed=True, **{"verbose": 2, **fit_args})
+    return history_arrays(model, history)
+
+
+def history_arrays(model, history):
+    out = {f"w.{k}": v.copy() for k, v in model.state_dict().items()}
+    out.update({f"h.{k}": np.array(v, dtype=np.float64) for k, v in history.items()})
+    out["h.step_loss"] = np.array(history.step_loss)
+    return out
+
+
+def scenario_fit(out):
+    """2 ranks: fit with a sharded validation set, checkpoints fit-1, fit-2, fit-3 in `out`;
+    then again with 4 batches per optimizer step (the last group of each epoch has 2)."""
+    result = fit_distributed(os.path.join(out, "fit-{epoch}.safetensors"))
+    np.savez(os.path.join(out, f"fit.rank{dist.rank()}.npz"), **result)
+    result = fit_distributed(os.path.join(out, "accumulated-{epoch}.safetensors"), accumulate=4, verbose=0)
+    np.savez(os.path.join(out, f"fit_accumulate.rank{dist.rank()}.npz"), **result)
+
+
+def scenario_fit_resume(out):
+    """Resume the 2-rank run's epoch-1 checkpoint on this job's ranks, validation whole on each rank."""
+    result = fit_distributed(os.path.join(out, f"resumed{dist.world_size()}-{{epoch}}.safetensors"),
+                             resume=os.path.join(out, "fit-1.safetensors"), shard_val=False)
+    np.savez(os.path.join(out, f"fit_resume{dist.world_size()}.rank{dist.rank()}.npz"), **result)
+
+
+def scenario_fit_misuse(out):
+    """Each misuse must raise the same kind of error on every rank (none left waiting); a
+    non-finite loss on one rank only is raised, or skipped, by all ranks together."""
+    (x, y), _ = fit_data()
+    loss_fn = nn.CrossEntropyLoss()
+    results = {}
+
+    def attempt(name, make_loader, model=None, distributed=True, **fit_args):
+        model = model or build("cnn", np.float32)
+        optimizer = optim.SGD(model.parameters(), lr=0.1)
+        try:
+            history = pycore.train.fit(model, loss_fn, optimizer, make_loader(), 1, verbose=0,
+                                       distributed=distributed, **fit_args)
+            results[name] = np.array(f"ok skipped={history.get('skipped')}")
+            results[name + ".weights"] = np.concatenate([v.ravel() for v in model.state_dict().values()])
+        except Exception as err:  # noqa: BLE001 - recorded for the test
+            results[name] = np.array(f"{type(err).__name__}: {err}")
+
+    attempt("plain_loader", lambda: DataLoader(x, y, batch_size=3, shuffle=True))
+    attempt("wrong_replicas", lambda: DataLoader(x, y, batch_size=3, sampler=dist.DistributedSampler(
+        len(x), num_replicas=1 if dist.rank() == 1 else 2, rank=0 if dist.rank() == 1 else None)))
+    attempt("unequal_lengths", lambda: DataLoader(x[:30 if dist.rank() == 1 else 36], y[:30 if dist.rank() == 1 else 36],
+                                                  batch_size=3, sampler=dist.DistributedSampler(30 if dist.rank() == 1 else 36)))
+    attempt("wrapped_not_distributed", lambda: DataLoader(x, y, batch_size=3),
+            model=dist.DistributedDataParallel(build("cnn", np.float32)), distributed=False)
+    x_nan = x.copy()
+    x_nan[7] = np.nan  # in one rank's shard only (the sampler puts each sample on one rank)
+    sharded = lambda: DataLoader(x_nan, y, batch_size=3, sampler=dist.DistributedSampler(len(x), seed=FIT_SEED))  # noqa: E731
+    attempt("nonfinite_raise", sharded)
+    attempt("nonfinite_skip", sharded, on_nonfinite="skip")
+    clean = lambda: DataLoader(x, y, batch_size=3, sampler=dist.DistributedSampler(len(x), seed=FIT_SEED))  # noqa: E731
+    attempt("missing_checkpoint", clean, resume=os.path.join(out, "no-such.safetensors"))
+    attempt("unwritable_checkpoint", clean,
+            callbacks=[pycore.train.ModelCheckpoint(os.path.join(out, "no-such-folder", "ckpt.safetensors"))])
+    np.savez(os.path.join(out, f"misuse.rank{dist.rank()}.npz"), **results)
+
+
 def scenario_raise_after_init(out):
     """Rank 1 raises while rank 0 waits in a collective: the job must end, not hang."""
     if dist.rank() == 1:

@@ -174,6 +174,144 @@ def test_lenet_example_runs_under_mpiexec(tmp_path):
     assert "2 ranks" in result.stdout
 
 
+class _WholeBatches:
+    """One process' batches for the fit tests: FIT_BATCH samples at a time in the order
+    permutation(FIT_SEED + epoch) that every rank draws (PyTorch's DistributedSampler rule),
+    written here without pycore.distributed."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.epoch = x, y, 0
+
+    def __len__(self):
+        import mpi_scenarios
+        return len(self.x) // mpi_scenarios.FIT_BATCH
+
+    def __iter__(self):
+        import mpi_scenarios
+        order = np.random.default_rng(mpi_scenarios.FIT_SEED + self.epoch).permutation(len(self.x))
+        self.epoch += 1
+        for start in range(0, len(order), mpi_scenarios.FIT_BATCH):
+            batch = order[start: start + mpi_scenarios.FIT_BATCH]
+            yield self.x[batch], self.y[batch]
+
+
+def _fit_one_process(**fit_args):
+    """The reference: plain fit (not distributed) of the same model with the whole batch."""
+    import mpi_scenarios
+    (x, y), (xv, yv) = mpi_scenarios.fit_data()
+    model, optimizer, scheduler, early = mpi_scenarios.fit_objects()
+    history = pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), optimizer, _WholeBatches(x, y),
+                               mpi_scenarios.FIT_EPOCHS,
+                               val_loader=DataLoader(xv, yv, batch_size=len(xv)), callbacks=[early],
+                               scheduler=scheduler, verbose=0, **fit_args)
+    return mpi_scenarios.history_arrays(model, history)
+
+
+def assert_fit_matches(ranks, single, what):
+    """Ranks bit-identical (weights and history); weights within float32 rounding of one
+    process; loss values within rounding, accuracies and rates exactly (counts over all ranks)."""
+    for other in ranks[1:]:
+        assert set(other) == set(ranks[0])
+        for key in ranks[0]:
+            np.testing.assert_array_equal(ranks[0][key], other[key], err_msg=f"{what} {key}: ranks differ")
+    got = ranks[0]
+    assert {k for k in single if k not in ("h.time", "h.samples_per_s")} <= set(got)
+    for key in single:
+        if key.startswith("w."):
+            np.testing.assert_allclose(got[key], single[key], rtol=2e-5, atol=2e-5, err_msg=f"{what} {key}")
+    for key in ("h.loss", "h.val_loss", "h.step_loss"):
+        np.testing.assert_allclose(got[key], single[key], rtol=1e-5, err_msg=f"{what} {key}")
+    for key in ("h.accuracy", "h.val_accuracy", "h.lr", "h.epoch"):
+        np.testing.assert_array_equal(got[key], single[key], err_msg=f"{what} {key}")
+    import mpi_scenarios
+    np.testing.assert_allclose(got["h.samples_per_s"] * got["h.time"],
+                               mpi_scenarios.FIT_SAMPLES, rtol=1e-9)  # all ranks' samples per second
+
+
+@pytest.fixture(scope="module")
+def fit_two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit")
+    result, _ = mpiexec(2, "fit", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result.stdout
+
+
+@needs_mpi
+def test_fit_distributed_on_two_ranks_equals_one_process_with_the_whole_batch(fit_two_ranks):
+    """fit(distributed=True), 2 ranks x batch 3, validation sharded (13 samples: rank 1's
+    padding left out): the weights and every logged value of one process with batch 6 (also
+    with accumulate=4, gradients weighted by the group's samples over all ranks),
+    identical bits on both ranks; the plateau scheduler and early stopping decide alike;
+    only rank 0 prints; rank 0's checkpoint after the last epoch holds the final weights."""
+    out, stdout = fit_two_ranks
+    single = _fit_one_process()
+    ranks = load_ranks(out, "fit", 2)
+    assert_fit_matches(ranks, single, "2 ranks")
+    assert_fit_matches(load_ranks(out, "fit_accumulate", 2), _fit_one_process(accumulate=4), "accumulate=4")
+    assert [stdout.count(f"epoch {e}/3") for e in (1, 2, 3)] == [1, 1, 1], stdout
+    assert single["h.lr"].tolist() == [0.1, 0.1, 0.05]  # the plateau scheduler acted (on val_loss)
+    state, metadata = pycore.load(out / "fit-3.safetensors")
+    for key, value in state.items():
+        np.testing.assert_array_equal(value, ranks[0][f"w.{key}"])
+    assert metadata["epoch"] == 3 and metadata["history"]["epochs"]["loss"] == list(ranks[0]["h.loss"])
+
+
+@needs_mpi
+def test_fit_resumes_a_two_rank_checkpoint_on_one_and_three_ranks(fit_two_ranks):
+    """The 2-rank epoch-1 checkpoint (rank 0 reads it and sends it to all) resumed on 3 ranks
+    (validation whole on each rank: rank 0 evaluates it) and on 1 (this process, a world of
+    one) ends where the uninterrupted run ends; epoch 1's history is the checkpoint's, bit for bit."""
+    import mpi_scenarios
+    out, _ = fit_two_ranks
+    result, _ = mpiexec(3, "fit_resume", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("epoch 2/3") == 1 and "epoch 1/3" not in result.stdout
+    uninterrupted = load_ranks(out, "fit", 2)[0]
+    three = load_ranks(out, "fit_resume3", 3)
+    one = mpi_scenarios.fit_distributed(str(out / "resumed1-{epoch}.safetensors"),
+                                        resume=str(out / "fit-1.safetensors"))
+    for what, ranks in (("3 ranks", three), ("1 rank", [one])):
+        assert_fit_matches(ranks, uninterrupted, f"resumed on {what}")
+        for key in uninterrupted:
+            if key.startswith("h.") and key != "h.step_loss":
+                np.testing.assert_array_equal(ranks[0][key][0], uninterrupted[key][0], err_msg=key)
+        first_epoch = len(uninterrupted["h.step_loss"]) // mpi_scenarios.FIT_EPOCHS
+        np.testing.assert_array_equal(ranks[0]["h.step_loss"][:first_epoch],
+                                      uninterrupted["h.step_loss"][:first_epoch])
+
+
+@needs_mpi
+def test_fit_distributed_misuse_raises_on_every_rank(tmp_path):
+    """A loader without a DistributedSampler, a sampler for another world size on rank 1
+    only, unequal batch counts, a DDP model without distributed=True: the same error on both
+    ranks (the job ends normally, nobody hangs). A NaN sample on one rank's shard: both
+    ranks raise NonFiniteLossError, or both skip that batch and stay identical. A missing
+    checkpoint to resume (rank 0 reads) and a checkpoint folder that does not exist (rank 0
+    writes): rank 0's error on both ranks."""
+    result, _ = mpiexec(2, "fit_misuse", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = [{k: (str(v) if v.dtype.kind == "U" else v) for k, v in r.items()}
+             for r in load_ranks(tmp_path, "misuse", 2)]
+    expected = {"plain_loader": "ValueError: fit(distributed=True): train_loader.sampler must be a "
+                                "pycore.distributed.DistributedSampler",
+                "wrong_replicas": "ValueError: fit(distributed=True): train_loader.sampler has num_replicas=1, "
+                                  "but the job has 2 ranks (on rank 1)",
+                "unequal_lengths": "ValueError: fit(distributed=True): rank ",
+                "wrapped_not_distributed": "ValueError: fit: model is a DistributedDataParallel in a job of 2 ranks",
+                "nonfinite_raise": "NonFiniteLossError: fit: the loss is ",
+                "nonfinite_skip": "ok skipped=[1]",
+                "missing_checkpoint": "FileNotFoundError: load: no checkpoint at",
+                "unwritable_checkpoint": "FileNotFoundError: "}
+    for name, start in expected.items():
+        for rank in ranks:
+            assert rank[name].startswith(start), (name, rank[name])
+    assert "len(train_loader): 6 vs 5" in ranks[0]["unequal_lengths"]
+    assert any("nan at epoch 1" in r["nonfinite_raise"] for r in ranks)
+    assert any("on 1 of 2 ranks" in r["nonfinite_raise"] for r in ranks)
+    np.testing.assert_array_equal(ranks[0]["nonfinite_skip.weights"], ranks[1]["nonfinite_skip.weights"])
+    assert np.isfinite(ranks[0]["nonfinite_skip.weights"]).all()
+
+
 # -- without MPI: a world of one, and the pieces that need no second process ------------------
 def test_world_of_one_without_a_launcher(monkeypatch):
     for name in dist.world._LAUNCHER_VARIABLES:
@@ -206,6 +344,45 @@ def test_pycore_imports_and_trains_without_mpi4py():
     env["PMI_SIZE"] = "2"
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode != 0 and "pip install" in result.stderr and "mpi4py" in result.stderr
+
+
+def test_fit_sets_the_sampler_epoch_from_the_loader_pass_also_after_a_resume(tmp_path):
+    """fit(distributed=True) in a world of one: each pass over the loader uses the order
+    permutation(seed + pass) (steps_per_epoch=2 over 3 batches a pass: passes span epochs),
+    and a resume from a checkpoint written in the middle of pass 0 continues that order."""
+    x, y = np.arange(6, dtype=np.float32)[:, None], np.arange(6)
+    seen = []
+
+    def record(logits, target):  # a metric that sees every training batch's targets
+        seen.append(target.copy())
+        return 0.0
+
+    def run(epochs, **fit_args):
+        pycore.manual_seed(0)
+        model = pycore.nn.Linear(1, 6)
+        loader = DataLoader(x, y, batch_size=2, sampler=dist.DistributedSampler(6, seed=4))
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1), loader,
+                         epochs, metrics=(record,), steps_per_epoch=2, verbose=0, distributed=True, **fit_args)
+
+    run(3)
+    orders = [np.random.default_rng(4 + p).permutation(6) for p in range(2)]
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate(orders))
+    seen.clear()
+    run(1, callbacks=[pycore.train.ModelCheckpoint(tmp_path / "mid.safetensors")])
+    seen.clear()
+    run(3, resume=tmp_path / "mid.safetensors")
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([orders[0][4:], orders[1]]))
+
+
+def test_fit_distributed_refuses_an_unsharded_loader_in_a_world_of_one():
+    model = pycore.nn.Linear(1, 2)
+    loader = DataLoader(np.zeros((4, 1), np.float32), np.zeros(4, np.int64), batch_size=2)
+    with pytest.raises(ValueError, match="train_loader.sampler must be a pycore.distributed.DistributedSampler"):
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1), loader,
+                         1, verbose=0, distributed=True)
+    with pytest.raises(ValueError, match="must be a pycore DataLoader"):
+        pycore.train.fit(model, pycore.nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1),
+                         list(loader), 1, verbose=0, distributed=True)
 
 
 def test_sampler_matches_pytorch_semantics():

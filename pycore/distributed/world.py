@@ -26,10 +26,12 @@ N times more threads than cores. init() gives each rank its share of the CPUs it
 (MPI_COMM_TYPE_SHARED); OMP_NUM_THREADS or init(threads=...) overrides it.
 """
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_world_size", "is_main",
-           "barrier", "abort", "allreduce_mean", "broadcast_object", "broadcast_parameters",
-           "broadcast_optimizer_state", "print_main", "launched_under_mpi"]
+           "barrier", "abort", "allreduce_mean", "allreduce_sum", "start_allreduce_sum",
+           "allgather_object", "broadcast_object",
+           "broadcast_parameters", "broadcast_optimizer_state", "run_on_main", "print_main", "launched_under_mpi"]
 
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -196,16 +198,74 @@ def allreduce_mean(value):
     A Python/numpy number gives a Python float; an array gives a new float64 array of
     its shape (sum in float64, so that averaging float32 metrics adds no rounding).
     """
+    total = allreduce_sum(value)
+    return total / _current().size
+
+
+def allreduce_sum(value):
+    """The sum over ranks of a number or an array (in float64), identical on every rank:
+    a Python float for a number, a new float64 array of its shape for an array."""
     world = _current()
     is_scalar = np.ndim(value) == 0
     try:
         total = np.array(value, dtype=np.float64, order="C", ndmin=1)
     except (TypeError, ValueError):
-        raise TypeError(f"allreduce_mean: expected a number or a numeric array, got {type(value).__name__}") from None
+        raise TypeError(f"allreduce: expected a number or a numeric array, got {type(value).__name__}") from None
     if world.comm is not None:
         world.comm.Allreduce(_in_place(), total)
-        total /= world.size
     return float(total[0]) if is_scalar else total.reshape(np.shape(value))
+
+
+def start_allreduce_sum(array):
+    """Start summing a float64 array over ranks without waiting (MPI_Iallreduce); returns
+    finish(), which waits and returns the sum (a new array, identical on every rank). MPI
+    moves it on inside later MPI calls, e.g. DistributedDataParallel's backward."""
+    world = _current()
+    total = np.array(array, dtype=np.float64, order="C")
+    if world.comm is None:
+        return lambda: total
+    request = world.comm.Iallreduce(_in_place(), total)
+
+    def finish():
+        request.Wait()
+        return total
+    return finish
+
+
+def allgather_object(obj):
+    """[rank 0's obj, rank 1's obj, ...] (any picklable values) on every rank."""
+    world = _current()
+    return [obj] if world.comm is None else world.comm.allgather(obj)
+
+
+def run_on_main(fn, *args):
+    """fn(*args) on rank 0 only; every rank returns its result, or raises its exception.
+
+    For work that one rank must do while the others wait for it (writing a checkpoint,
+    reading one): the others leave only once rank 0 is done, and an error on rank 0 is
+    raised on every rank (the same exception when it pickles, else a RuntimeError naming
+    it), so no rank is left waiting in a later collective.
+    """
+    world = _current()
+    if world.comm is None:
+        return fn(*args)
+    outcome = error = None
+    if world.rank == 0:
+        try:
+            outcome = (True, fn(*args))
+        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+            error = err
+            try:
+                pickle.dumps(err)
+                outcome = (False, err)
+            except Exception:  # noqa: BLE001 - an exception that cannot travel: send its text
+                outcome = (False, RuntimeError(f"rank 0 raised {type(err).__name__}: {err}"))
+    ok, value = world.comm.bcast(outcome, root=0)
+    if ok:
+        return value
+    if error is not None:
+        raise error
+    raise value
 
 
 def broadcast_object(obj, root=0):

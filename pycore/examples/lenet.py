@@ -10,9 +10,9 @@ are in $PYCORE_DATA/mnist or the cache (~/.cache/pycore/mnist), it trains on ful
     python -m pycore.examples.lenet --data ~/mnist --epochs 2 --save lenet.safetensors
     python -m pycore.examples.embed --model lenet.safetensors
 
-Data-parallel over MPI (pip install ".[distributed]"): each rank trains on its shard with
---batch-size / ranks images per step, gradients averaged, so the run follows the
-single-process recipe; rank 0 prints and saves.
+Data-parallel over MPI (pip install ".[distributed]"): fit(distributed=True), each rank
+training on its shard with --batch-size / ranks images per step, gradients averaged, so
+the run follows the single-process recipe; rank 0 prints and saves.
 
     mpiexec -n 2 python -m pycore.examples.lenet --distributed
 
@@ -24,7 +24,6 @@ The network (LeCun et al. 1998, with ReLU and max pooling as is usual today):
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
@@ -33,7 +32,7 @@ import pycore.distributed as dist
 from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
-from pycore.train import evaluate, fit
+from pycore.train import fit
 
 IMAGE_SIZE = 28
 ARCH = "lenet5"
@@ -115,10 +114,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    ranks = 1
     if args.distributed:
-        dist.init(threads=args.threads)
+        ranks = dist.init(threads=args.threads)
+        if args.batch_size % ranks:
+            raise ValueError(f"--batch-size {args.batch_size} must be a multiple of the {ranks} ranks")
     elif args.threads:
         pycore.set_num_threads(args.threads)
+    say = dist.print_main if args.distributed else print  # under mpiexec: rank 0 speaks
     pycore.manual_seed(args.seed)
     if args.data is not None or (not args.digits and mnist_available()):
         (x_train, y_train), (x_test, y_test), info = mnist_dataset(args.data)
@@ -128,82 +131,41 @@ def main(argv=None):
         epochs = args.epochs or 15
     if args.quick:
         x_train, y_train, x_test, y_test, epochs = x_train[:256], y_train[:256], x_test[:256], y_test[:256], 1
-    if args.distributed:
-        return train_distributed(args, (x_train, y_train), (x_test, y_test), info, epochs)
-    print(f"LeNet-5 on {info['dataset']}: {len(x_train)} training and {len(x_test)} test images, "
-          f"{epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} momentum {args.momentum}, "
-          f"{pycore.get_num_threads()} threads", flush=True)
+    batch = f"{args.batch_size} = {ranks} ranks x {args.batch_size // ranks}" if args.distributed else args.batch_size
+    threads = f"{pycore.get_num_threads()} threads" + (" per rank" if args.distributed else "")
+    say(f"LeNet-5 on {info['dataset']}: {len(x_train)} training and {len(x_test)} test images, "
+        f"{epochs} epochs, batch {batch}, SGD lr {args.lr} momentum {args.momentum}, {threads}", flush=True)
 
     model = build_lenet()
+    if args.distributed:  # fit would wrap it too; wrapped here to report its communication time
+        model = dist.DistributedDataParallel(model)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     loss_fn = nn.CrossEntropyLoss()
-    train_loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    test_loader = DataLoader(x_test, y_test, batch_size=500)
-    started = time.perf_counter()
+    if args.distributed:  # each rank its shard of every global batch, and of the test set
+        train_loader = DataLoader(x_train, y_train, batch_size=args.batch_size // ranks,
+                                  sampler=dist.DistributedSampler(len(x_train), seed=args.seed))
+        test_loader = DataLoader(x_test, y_test, batch_size=500,
+                                 sampler=dist.DistributedSampler(len(x_test), shuffle=False))
+    else:
+        train_loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+        test_loader = DataLoader(x_test, y_test, batch_size=500)
     history = fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=test_loader,
-                  verbose=True if args.verbose else None, plot=args.plot)
-    elapsed = time.perf_counter() - started
-    test_loss, test_accuracy = evaluate(model, loss_fn, test_loader)
-    print(f"test accuracy {100 * test_accuracy:.2f}%  (test loss {test_loss:.4f}; trained in {elapsed:.1f} s, "
-          f"{np.mean(history['samples_per_s']):,.0f} samples/s)")
-    if args.save:
+                  verbose=True if args.verbose else None, plot=args.plot, distributed=args.distributed)
+    # the last epoch's validation pass is the test result (the model has not changed since)
+    test_loss, test_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]
+    trained = sum(history["time"])
+    where = (f"{ranks} ranks, all-reduce {100 * model.communication_seconds / trained:.0f}% of the training time"
+             if args.distributed else f"trained in {trained:.1f} s")
+    say(f"test accuracy {100 * test_accuracy:.2f}%  (test loss {test_loss:.4f}; {where}, "
+        f"{np.mean(history['samples_per_s']):,.0f} samples/s)")
+    if args.save and (not args.distributed or dist.is_main()):
         pycore.save(args.save, model, optimizer, arch=ARCH, epoch=history.epochs, step=len(train_loader) * history.epochs,
                     dataset=info["dataset"], mean=info["mean"], std=info["std"], test_accuracy=test_accuracy,
                     hparams={"lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
-                             "seed": args.seed}, rng_state=pycore.get_rng_state(),
+                             "seed": args.seed, "ranks": ranks}, rng_state=pycore.get_rng_state(),
                     loader_state=train_loader.state_dict())
-        print(f"saved to {os.path.abspath(args.save)}  (serve it: python -m pycore.examples.embed --model {args.save})")
-    return test_accuracy
-
-
-def train_distributed(args, train, test, info, epochs):
-    """The same recipe data-parallel: DDP + DistributedSampler, metrics averaged over ranks.
-
-    --batch-size is the global batch (each rank takes batch_size / ranks of it), so the
-    learning rate and the number of steps are those of one process."""
-    ranks = dist.world_size()
-    if args.batch_size % ranks:
-        raise ValueError(f"--batch-size {args.batch_size} must be a multiple of the {ranks} ranks")
-    dist.print_main(f"LeNet-5 on {info['dataset']}: {len(train[0])} training and {len(test[0])} test images, "
-                    f"{epochs} epochs, batch {args.batch_size} = {ranks} ranks x {args.batch_size // ranks}, "
-                    f"SGD lr {args.lr} momentum {args.momentum}, {pycore.get_num_threads()} threads per rank")
-    model = dist.DistributedDataParallel(build_lenet())  # every rank starts from rank 0's weights
-    model.requires_input_grad = False
-    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    loss_fn = nn.CrossEntropyLoss()
-    sampler = dist.DistributedSampler(len(train[0]), seed=args.seed)
-    train_loader = DataLoader(*train, batch_size=args.batch_size // ranks, sampler=sampler)
-    # Evaluation needs no equal shards (no gradient collective): a plain split, no padding.
-    mine = np.array_split(np.arange(len(test[0])), ranks)[dist.rank()]
-    test_loader = DataLoader(test[0][mine], test[1][mine], batch_size=500)
-    train_seconds, images = 0.0, 0
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        loss_sum = 0.0
-        for xb, yb in train_loader:
-            loss_sum += float(loss_fn(model(xb), yb))
-            optimizer.zero_grad()
-            model.backward(loss_fn.backward())
-            optimizer.step()
-        train_seconds += time.perf_counter() - started
-        images += len(train_loader) * args.batch_size
-        # Means over ranks of each rank's sums over its own test images: weight by the count.
-        loss, accuracy = evaluate(model, loss_fn, test_loader)
-        total_loss, total_correct, count = dist.allreduce_mean(np.array([loss, accuracy, 1.0]) * len(mine))
-        train_loss = dist.allreduce_mean(loss_sum / len(train_loader))
-        dist.print_main(f"epoch {epoch + 1}/{epochs}  loss {train_loss:.4f}  val_loss {total_loss / count:.4f}  "
-                        f"val_accuracy {100 * total_correct / count:.2f}%  {images / train_seconds:,.0f} images/s")
-    test_accuracy = total_correct / count
-    dist.print_main(f"test accuracy {100 * test_accuracy:.2f}%  (test loss {total_loss / count:.4f}; "
-                    f"{ranks} ranks, {images / train_seconds:,.0f} images/s, all-reduce "
-                    f"{100 * model.communication_seconds / train_seconds:.0f}% of the training time)")
-    if args.save and dist.is_main():
-        pycore.save(args.save, model, optimizer, arch=ARCH, epoch=epochs, step=len(train_loader) * epochs,
-                    dataset=info["dataset"], mean=info["mean"], std=info["std"], test_accuracy=test_accuracy,
-                    hparams={"lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
-                             "seed": args.seed, "ranks": ranks})
-        print(f"saved to {os.path.abspath(args.save)}", flush=True)
+        print(f"saved to {os.path.abspath(args.save)}  (serve it: python -m pycore.examples.embed --model {args.save})",
+              flush=True)
     return test_accuracy
 
 

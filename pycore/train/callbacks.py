@@ -189,7 +189,8 @@ class ModelCheckpoint(Callback):
     appear, with a format spec ("ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"); the
     template is checked when the callback is made and the names when training begins.
     monitor ("val_loss"), save_best_only (False: save every epoch), mode ("auto", "min",
-    "max"), save_optimizer (True; fit(resume=...) needs it).
+    "max"), save_optimizer (True; fit(resume=...) needs it). Under fit(distributed=True)
+    every rank tracks the best value, rank 0 writes the file and the others wait for it.
 
     The file's tensors are the model's state_dict alone (PyTorch's strict load_state_dict
     reads them); the optimizer state and the training state are in its metadata: epoch,
@@ -234,8 +235,13 @@ class ModelCheckpoint(Callback):
         if self._pending is None:
             return
         path, self._pending = self._pending, None
-        serialization.save(path, trainer.model, trainer.optimizer if self.save_optimizer else None,
-                           **trainer.training_state())
+        optimizer = trainer.optimizer if self.save_optimizer else None
+        if getattr(trainer, "distributed", False):
+            # rank 0 writes (atomically); the others wait for it and raise its error, if any
+            from .. import distributed as dist
+            dist.run_on_main(lambda: serialization.save(path, trainer.model, optimizer, **trainer.training_state()))
+        else:
+            serialization.save(path, trainer.model, optimizer, **trainer.training_state())
 
     def state_dict(self):
         return {"best": self._tracker.best, "saved": list(self.saved)}
@@ -278,8 +284,11 @@ def restore_trainer(path, trainer):
     """fit(resume=path): put the checkpoint's whole training state into `trainer` (all or
     nothing: on any error, the model, optimizer, scheduler, loader and callbacks keep their
     state)."""
+    read = serialization.read_checkpoint
+    if getattr(trainer, "distributed", False):
+        from ._data_parallel import read_checkpoint as read  # rank 0 reads, every rank gets its contents
     metadata = _restore(path, trainer.model, trainer.optimizer, trainer.train_loader, trainer.scheduler,
-                        trainer.callbacks, require=True)
+                        trainer.callbacks, require=True, read=read)
     trainer.epoch, trainer.step = metadata["epoch"], metadata["step"]
     trainer.history = metadata["history"]
 
@@ -298,9 +307,9 @@ def restore_training_state(path, model, optimizer=None, train_loader=None, sched
     return _restore(path, model, optimizer, train_loader, scheduler, (), require=False)
 
 
-def _restore(path, model, optimizer, loader, scheduler, callbacks, require):
+def _restore(path, model, optimizer, loader, scheduler, callbacks, require, read=serialization.read_checkpoint):
     source = os.fspath(path)
-    state_dict, opt_state, metadata = serialization.read_checkpoint(source)
+    state_dict, opt_state, metadata = read(source)
 
     def bad(why):
         return serialization.CheckpointError(f"{source}: cannot resume training: {why}")

@@ -26,6 +26,15 @@ scheduler, loader position, pycore's random generator, counters, history and eve
 callback's state_dict()), and `fit(..., epochs=total, resume=path)` puts it all back and
 runs the remaining epochs, so that a run interrupted and resumed any number of times ends
 exactly where one uninterrupted run ends.
+
+Data-parallel (`mpiexec -n N python train.py`, see pycore.distributed):
+
+    loader = DataLoader(x, y, batch_size=64 // dist.world_size(), sampler=dist.DistributedSampler(len(x)))
+    fit(model, loss_fn, optimizer, loader, epochs, val_loader=..., distributed=True)
+
+gives the single-process run with batch 64: rank 0's weights everywhere, gradients
+averaged, and every logged value (loss, metrics, validation, samples_per_s) taken over
+all ranks, so history, EarlyStopping and schedulers agree on every rank (see _data_parallel).
 """
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_history", "METRICS"]
 
@@ -91,7 +100,8 @@ class Trainer:
 
     Attributes: model, loss_fn, optimizer, train_loader, scheduler, callbacks, history,
     epoch (epochs completed), step (optimizer steps taken), stop_training (set True to stop
-    after this epoch), log_keys (the keys each epoch's logs will hold).
+    after this epoch), log_keys (the keys each epoch's logs will hold), distributed (fit
+    runs on every rank of an MPI job: a callback that writes files does so on rank 0 only).
     """
 
     def __init__(self, model, loss_fn, optimizer, train_loader, history, scheduler=None, callbacks=()):
@@ -102,6 +112,7 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self.log_keys = ()
+        self.distributed = False
 
     def training_state(self):
         """Everything a resumed fit() needs, as checkpoint metadata (pycore.save(**state))."""
@@ -133,7 +144,7 @@ def _callback_keys(callbacks):
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
         clip_grad_norm=None, metrics=("accuracy",), on_nonfinite="raise", verbose=None, plot=None,
         scheduler=None, scheduler_interval="epoch", accumulate=1, steps_per_epoch=None,
-        initial_epoch=0, resume=None):
+        initial_epoch=0, resume=None, distributed=False):
     """Train `model` until epoch `epochs` over `train_loader`; returns a History.
 
     Args:
@@ -172,6 +183,17 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
         resume: a checkpoint written by ModelCheckpoint: restores the weights, optimizer,
             scheduler, loader position, random generator, counters, history and callback
             states, then continues; the returned History holds every epoch from the first.
+        distributed: data-parallel over the ranks of an MPI job (a world of one without
+            one): the model is wrapped in pycore.distributed.DistributedDataParallel (rank
+            0's weights and optimizer state on every rank); train_loader must be a
+            DataLoader with sampler=DistributedSampler(...) and as many batches on every
+            rank; val_loader either sharded the same way (shuffle=False) or the whole set
+            on every rank (then rank 0 evaluates it). Logged values are over all ranks
+            (time: the mean over ranks); on_batch_end sees the global batch loss and size.
+            Progress and plot on rank 0 only; ModelCheckpoint writes on rank 0 and resume
+            reads on rank 0 (then sent to all), so a checkpoint resumes on any number of
+            ranks. Gradients are averaged as in PyTorch's DDP (a reduction="sum" loss gets
+            1/world_size of the whole batch's gradient).
 
     The model's input gradient is switched off (requires_input_grad = False): data needs
     none. Training runs in train() mode; validation in eval() mode under pycore.no_grad().
@@ -207,33 +229,47 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
                         f"got {type(loss_fn).__name__}")
     if resume is None:  # with resume, once the checkpoint says how many epochs remain
         _check_loaders(train_loader, val_loader, epochs - initial_epoch, steps_per_epoch)
+    world_size = None
+    if distributed:
+        from . import _data_parallel
+        _data_parallel.check_loaders(train_loader, val_loader, {
+            "epochs": epochs, "initial_epoch": initial_epoch, "accumulate": accumulate,
+            "steps_per_epoch": steps_per_epoch, "on_nonfinite": on_nonfinite, "resume": resume is not None,
+            "metrics": sorted(metric_fns), "clip_grad_norm": clip_grad_norm})
+        model = _data_parallel.prepare(model, optimizer, resume)
+        world_size = model.world.size
+    else:
+        _check_not_wrapped(model)
 
     model.requires_input_grad = False
     params = model.parameters()
     trainer = Trainer(model, loss_fn, optimizer, train_loader, History(), scheduler, callbacks)
     trainer.epoch = initial_epoch
+    trainer.distributed = bool(distributed)
     trainer.log_keys = _log_keys(metric_fns, val_loader is not None, on_nonfinite)
     for cb in callbacks:
         _call(cb, "on_train_begin", trainer)
     if resume is not None:
         from .callbacks import restore_trainer
-        restore_trainer(resume, trainer)
+        restore_trainer(resume, trainer)  # distributed: rank 0 reads, every rank restores the same
         if initial_epoch not in (0, trainer.epoch):
             raise ValueError(f"fit: initial_epoch={initial_epoch} but the checkpoint {resume!r} was written "
                              f"after epoch {trainer.epoch}; pass one of them")
         _check_loaders(train_loader, val_loader, epochs - trainer.epoch, steps_per_epoch)
     step_config = _StepConfig(params, clip, float(clip_grad_norm or 0), metric_fns, on_nonfinite, accumulate,
                               _model_dtype(params), scheduler if scheduler_interval == "step" else None,
-                              steps_per_epoch)
-    progress = _Progress(verbose, epochs)
-    batches = _Batches(train_loader, steps_per_epoch)
+                              steps_per_epoch, world_size)
+    progress = _Progress(verbose, epochs, main=not distributed or _is_main())
+    batches = _Batches(train_loader, steps_per_epoch,
+                       before_pass=_data_parallel.set_epoch if distributed else None)
     try:
         for epoch in range(trainer.epoch + 1, epochs + 1):
             for cb in callbacks:
                 _call(cb, "on_epoch_begin", trainer, epoch)
             logs = _train_epoch(trainer, epoch, batches, step_config, progress)
             if val_loader is not None:
-                logs.update(_evaluate(model, loss_fn, val_loader, metric_fns, step_config.dtype, prefix="val_"))
+                logs.update(_evaluate(model, loss_fn, val_loader, metric_fns, step_config.dtype, prefix="val_",
+                                      distributed=distributed))
             for key, value in logs.items():
                 trainer.history.setdefault(key, []).append(value)
             trainer.history.setdefault("epoch", []).append(epoch)
@@ -257,9 +293,23 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
         progress.close()
     for cb in callbacks:
         _call(cb, "on_train_end", trainer)
-    if plot is not None:
+    if plot is not None and (not distributed or _is_main()):
         plot_history(trainer.history, plot)
     return trainer.history
+
+
+def _is_main():
+    from .. import distributed as dist
+    return dist.is_main()
+
+
+def _check_not_wrapped(model):
+    """A DistributedDataParallel model in a job of several ranks needs fit(distributed=True):
+    without it each rank would log and checkpoint its own shard's numbers."""
+    from ..distributed import DistributedDataParallel
+    if isinstance(model, DistributedDataParallel) and model.world.size > 1:
+        raise ValueError(f"fit: model is a DistributedDataParallel in a job of {model.world.size} ranks; pass "
+                         "distributed=True (the logs, callbacks and checkpoints must agree over the ranks)")
 
 
 def _is_plateau(scheduler):
@@ -305,10 +355,11 @@ class _StepConfig:
     """The per-step settings of one fit() call."""
 
     def __init__(self, params, clip, max_norm, metric_fns, on_nonfinite, accumulate, dtype, step_scheduler,
-                 steps_per_epoch):
+                 steps_per_epoch, world_size):
         self.params, self.clip, self.max_norm = params, clip, max_norm
         self.metric_fns, self.on_nonfinite, self.accumulate = metric_fns, on_nonfinite, accumulate
         self.dtype, self.step_scheduler, self.steps_per_epoch = dtype, step_scheduler, steps_per_epoch
+        self.world_size = world_size  # None: not distributed
 
 
 class _Batches:
@@ -316,17 +367,23 @@ class _Batches:
     epoch. With it: that many batches from one iteration that continues across epochs, and
     restarts a re-iterable loader when a pass ends (a one-shot iterator running out is an error)."""
 
-    def __init__(self, loader, steps_per_epoch):
+    def __init__(self, loader, steps_per_epoch, before_pass=None):
         self.loader, self.steps_per_epoch = loader, steps_per_epoch
+        self.before_pass = before_pass  # called with the loader before each pass (a sampler's set_epoch)
         self.iterator = None
+
+    def _start_pass(self):
+        if self.before_pass is not None:
+            self.before_pass(self.loader)
+        return iter(self.loader)
 
     def epoch(self, epoch):
         if self.steps_per_epoch is None:
-            yield from self.loader
+            yield from self._start_pass()
             return
         for _ in range(self.steps_per_epoch):
             if self.iterator is None:
-                self.iterator = iter(self.loader)
+                self.iterator = self._start_pass()
             try:
                 yield next(self.iterator)
             except StopIteration:
@@ -334,7 +391,7 @@ class _Batches:
                     raise ValueError(f"fit: the training iterator ran out during epoch {epoch}; a one-shot "
                                      "iterator with steps_per_epoch must yield at least steps_per_epoch * epochs "
                                      "batches (or be endless)") from None
-                self.iterator = iter(self.loader)
+                self.iterator = self._start_pass()
                 try:
                     yield next(self.iterator)
                 except StopIteration:
@@ -362,14 +419,21 @@ def _train_epoch(trainer, epoch, batches, config, progress):
         loss = float(loss_fn(logits, target))
         if not group:
             optimizer.zero_grad()
-        group.append((loss, n))
-        problem = None if math.isfinite(loss) else f"the loss is {loss}"
-        if problem is None:
+        measured = sums.measure(loss, logits, target, n) if math.isfinite(loss) else None
+        batch_loss, batch_size, problem = loss, n, None if measured is not None else f"the loss is {loss}"
+        shared = None if config.world_size is None else _share_batch(sums, measured, n, problem)
+        if problem is None or shared is not None:
+            # Distributed, every rank runs backward, even after a non-finite loss, so that all
+            # of them enter its gradient all-reduce; the ranks then drop that batch together.
             grad = loss_fn.backward()
             if config.accumulate > 1 and getattr(loss_fn, "reduction", "mean") != "sum":
                 grad = grad * grad.dtype.type(n)  # weighted by batch size; divided by the group's total below
             model.backward(grad)
-            sums.add(loss, logits, target, n)
+        if shared is not None:
+            measured, batch_loss, batch_size, problem = shared(problem, config.world_size)
+        group.append((batch_loss, batch_size))
+        if problem is None:
+            sums.add(measured)
         if problem is None and (len(group) == config.accumulate or index == total):
             problem = _finish_group(trainer, config, group)
         if problem is not None:
@@ -381,7 +445,7 @@ def _train_epoch(trainer, epoch, batches, config, progress):
             skipped += len(group)
             group = []
         for cb in trainer.callbacks:
-            _call(cb, "on_batch_end", trainer, index, {"loss": loss, "size": n})
+            _call(cb, "on_batch_end", trainer, index, {"loss": batch_loss, "size": batch_size})
         if sums.samples:
             progress.update(index, sums, start)
     if group:  # an unfinished accumulation group at the end of the epoch still steps
@@ -393,6 +457,9 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     if index == 0:
         raise ValueError(f"fit: train_loader yielded no batches in epoch {epoch}")
     elapsed = time.perf_counter() - start
+    if config.world_size is not None:
+        from .. import distributed as dist
+        elapsed = dist.allreduce_mean(elapsed)  # the same "time" in every rank's history
     logs = sums.results()
     logs["lr"] = _current_lr(optimizer)
     logs["time"] = elapsed
@@ -402,14 +469,38 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     return logs
 
 
+def _share_batch(sums, measured, n, problem):
+    """fit(distributed=True): start summing [this batch's measured values..., 1 if this
+    rank's loss is not finite] over the ranks (non-blocking: it travels during backward, so
+    it adds no wait of its own). Returns finish(problem, world_size) -> (the global sums,
+    the global batch loss and size, the problem or None), the same on every rank."""
+    from .. import distributed as dist
+    local = measured
+    if local is None:  # this rank's loss is not finite: only its sample count is shared
+        local = sums.measure_nothing()
+        local[1] = n
+    pending = dist.start_allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
+
+    def finish(problem, world_size):
+        shared = pending()
+        measured, bad_ranks = shared[:-1], int(shared[-1])
+        if bad_ranks:
+            return None, float("nan"), int(measured[1]), problem or (
+                f"the loss is NaN or Inf on {bad_ranks} of {world_size} ranks")
+        return measured, float(measured[0] / measured[1]), int(measured[1]), None
+    return finish
+
+
 def _finish_group(trainer, config, group):
     """Scale the accumulated gradients, check and clip them, and step; the problem or None."""
     params = config.params
     if config.accumulate > 1 and getattr(trainer.loss_fn, "reduction", "mean") != "sum":
+        # the sum of n * gradient over the group's batches (averaged over the ranks by
+        # DistributedDataParallel) divided by the group's samples (over all ranks)
         total = sum(n for _, n in group)
         for p in params:
             if p.grad is not None:
-                p.grad *= p.grad.dtype.type(1.0 / total)
+                p.grad *= p.grad.dtype.type((config.world_size or 1) / total)
     norm = config.clip(params, config.max_norm) if config.clip is not None else None
     if norm is not None and not math.isfinite(float(norm)):
         return f"the gradient norm is {float(norm)}"
@@ -442,7 +533,17 @@ def evaluate(model, loss_fn, loader, metrics=("accuracy",), return_dict=False):
     return results if return_dict else (results["loss"], results.get("accuracy"))
 
 
-def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix):
+def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix, distributed=False):
+    """The loss and metrics over `loader`. distributed: a loader sharded by a
+    DistributedSampler is evaluated by every rank on its shard (padding left out) and the
+    sums added over the ranks; any other loader holds the whole set: rank 0 evaluates it."""
+    limit = None
+    if distributed:
+        from .. import distributed as dist
+        from . import _data_parallel
+        if not _data_parallel.is_sharded(loader):
+            return dist.run_on_main(_evaluate, model, loss_fn, loader, metric_fns, dtype, prefix)
+        limit = _data_parallel.real_samples(loader)
     was_training = model.training
     model.eval()
     sums = _MetricSums(metric_fns)
@@ -451,9 +552,15 @@ def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix):
             for batch in loader:
                 inputs, target, n = _split_batch(batch, dtype)
                 logits = model(*inputs)
-                sums.add(float(loss_fn(logits, target)), logits, target, n)
+                if limit is not None and sums.samples + n > limit:  # the padding at this shard's end
+                    n = limit - sums.samples
+                    logits, target = logits[:n], target[:n]
+                if n > 0:
+                    sums.add(sums.measure(float(loss_fn(logits, target)), logits, target, n))
     finally:
         model.train(was_training)
+    if distributed:
+        sums.values = dist.allreduce_sum(sums.values)
     return sums.results(prefix)
 
 
@@ -552,27 +659,43 @@ def _user_metric(fn):
 
 class _MetricSums:
     """Running sums of the loss and each metric over an epoch: the one place where per-epoch
-    results are computed (fit's training loop and evaluate both use it)."""
+    results are computed (fit's training loop and evaluate both use it).
+
+    values: float64 [loss * samples, samples, then (total, count) of each metric], one
+    vector, so that fit(distributed=True) adds the ranks' sums with one all-reduce.
+    """
 
     def __init__(self, metric_fns):
         self.metric_fns = metric_fns
-        self.loss_sum, self.samples = 0.0, 0
-        self.sums = {name: [0.0, 0] for name in metric_fns}
+        self.values = self.measure_nothing()
 
-    def add(self, loss, logits, target, n):
-        self.loss_sum += loss * n
-        self.samples += n
-        for name, fn in self.metric_fns.items():
+    @property
+    def samples(self):
+        return int(self.values[1])
+
+    def measure_nothing(self):
+        return np.zeros(2 + 2 * len(self.metric_fns))
+
+    def measure(self, loss, logits, target, n):
+        """One batch's values (a metric that does not apply to the targets counts 0 of 0)."""
+        values = self.measure_nothing()
+        values[0], values[1] = loss * n, n
+        for i, fn in enumerate(self.metric_fns.values()):
             got = fn(logits, target)
             if got is not None:
-                self.sums[name][0] += got[0]
-                self.sums[name][1] += got[1]
+                values[2 + 2 * i: 4 + 2 * i] = got
+        return values
+
+    def add(self, measured):
+        self.values += measured
 
     def results(self, prefix=""):
-        out = {prefix + "loss": self.loss_sum / self.samples if self.samples else float("nan")}
-        for name, (total, count) in self.sums.items():
+        loss_sum, samples = self.values[:2]
+        out = {prefix + "loss": float(loss_sum / samples) if samples else float("nan")}
+        for i, name in enumerate(self.metric_fns):
+            total, count = self.values[2 + 2 * i: 4 + 2 * i]
             if count:
-                out[prefix + name] = total / count
+                out[prefix + name] = float(total / count)
         return out
 
 
@@ -627,11 +750,11 @@ class _Progress:
 
     REFRESH_S = 0.1
 
-    def __init__(self, verbose, epochs):
+    def __init__(self, verbose, epochs, main=True):
         if verbose is not None and verbose not in (0, 1, 2):  # True == 1 and False == 0
             raise ValueError(f"fit: verbose must be None, 0, 1 or 2 (or a bool), got {verbose!r}")
         tty = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
-        if verbose == 0 and verbose is not None:
+        if (verbose == 0 and verbose is not None) or not main:  # fit(distributed=True): rank 0 prints
             self.mode = "quiet"
         elif not tty or verbose == 2:
             self.mode = "lines"
