@@ -15,6 +15,8 @@
 #pragma once
 #include <cstdint>
 
+#include "gemm.h"  // Activation
+
 namespace pycore {
 
 // Every size of one convolution. The caller (the binding) has checked that the numbers
@@ -34,9 +36,12 @@ struct Conv2dGeometry {
 int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo, int64_t pad_hi,
                            int64_t dilation);
 
-// out (N, OC, OH, OW) = conv2d(inp, weight) + bias. bias may be null. `out` need not be zeroed.
+// out (N, OC, OH, OW) = act(conv2d(inp, weight) + bias). bias may be null. `out` need not be
+// zeroed. The bias and the activation (a fused Conv2d + ReLU/LeakyReLU/Tanh/Sigmoid) are
+// the GEMM's epilogue: applied to each output tile as it is written (gemm.h).
 template <typename T>
-void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g);
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                    Activation activation = Activation::kNone, T negative_slope = T(0));
 
 // Gradients of conv2d_forward, given dout = dL/dout (N, OC, OH, OW):
 //   dbias[oc]   += sum_{n, oh, ow} dout[n, oc, oh, ow]

@@ -33,6 +33,8 @@
 #include <omp.h>
 #endif
 
+#include "fastmath.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -219,6 +221,62 @@ T* scratch(ScratchSlot which, size_t count) {
     return buffers[which].get(count);
 }
 
+// One row range [i0, i1) of the epilogue (gemm.h) on block c: bias, then act. No bias is
+// no addition at all (adding 0 would turn a -0 product into +0).
+template <typename T, class Act>
+PYCORE_INLINE void finish_rows(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t n,
+                               int64_t i0, int64_t i1, Act act) {
+    const T* col_bias = e.col_bias ? e.col_bias + col0 : nullptr;
+    for (int64_t i = i0; i < i1; ++i) {
+        T* PYCORE_RESTRICT ci = c + i * ldc;
+        if (e.row_bias) {
+            const T b = e.row_bias[row0 + i];
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j] + b);
+        } else if (col_bias) {
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j] + col_bias[j]);
+        } else {
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j]);
+        }
+    }
+}
+
+// The epilogue with the instruction set already chosen (simd::use_avx2 once per call, not per tile).
+template <typename T>
+void run_epilogue(bool avx2, const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m,
+                  int64_t n) {
+    const auto rows_with = [&](auto act) {
+        simd::run(
+            avx2,
+            [&, act](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE { finish_rows(e, c, ldc, row0, col0, n, i0, i1, act); },
+            0, m);
+    };
+    const T slope = e.negative_slope;
+    switch (e.activation) {
+        case Activation::kNone: rows_with([](T v) PYCORE_LAMBDA_INLINE { return v; }); break;
+        case Activation::kRelu: rows_with([](T v) PYCORE_LAMBDA_INLINE { return v > T(0) || v != v ? v : T(0); }); break;
+        case Activation::kLeakyRelu:
+            rows_with([slope](T v) PYCORE_LAMBDA_INLINE { return v > T(0) ? v : v * slope; });
+            break;
+        case Activation::kTanh: rows_with([](T v) PYCORE_LAMBDA_INLINE { return fastmath::tanh(v); }); break;
+        case Activation::kSigmoid: rows_with([](T v) PYCORE_LAMBDA_INLINE { return fastmath::sigmoid(v); }); break;
+    }
+}
+
+// A call's epilogue (or none) and its instruction set, handed down to every tile.
+template <typename T>
+struct Finish {
+    const GemmEpilogue<T>* epilogue = nullptr;
+    bool avx2 = false;
+    void operator()(T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n) const {
+        if (epilogue) run_epilogue(avx2, *epilogue, c, ldc, row0, col0, m, n);
+    }
+};
+
+template <typename T>
+Finish<T> finish_of(const GemmEpilogue<T>* epilogue) {
+    return Finish<T>{epilogue, epilogue != nullptr && simd::use_avx2()};
+}
+
 struct Args {
     bool trans_a, trans_b;
     int64_t M, N, K, lda, ldb, ldc;
@@ -255,7 +313,7 @@ constexpr int64_t kPanelsPerPack = 4;
 
 template <typename T>
 void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
-                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre) {
+                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre, const Finish<T>& finish) {
     using Blk = Blocking<T>;
     const int mr = kern.mr, nr = kern.nr;
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
@@ -293,8 +351,11 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
                         const T* b_panel = b_group + (jr / nr) * kc * nr;
                         const int64_t n = std::min<int64_t>(nr, ng - jr);
                         for (int64_t ir = 0; ir < mc; ir += mr) {
-                            kern.run(kc, a_block + (ir / mr) * kc * mr, b_panel, C + (ic + ir) * g.ldc + jc + jg + jr,
-                                     g.ldc, alpha, beta_here, std::min<int64_t>(mr, mc - ir), n);
+                            T* c_tile = C + (ic + ir) * g.ldc + jc + jg + jr;
+                            const int64_t m = std::min<int64_t>(mr, mc - ir);
+                            kern.run(kc, a_block + (ir / mr) * kc * mr, b_panel, c_tile, g.ldc, alpha, beta_here, m, n);
+                            // The last K slice finished this tile: the epilogue while it is in L1.
+                            if (pc + kc == g.K) finish(c_tile, g.ldc, ic + ir, jc + jg + jr, m, n);
                         }
                     }
                 }
@@ -383,15 +444,17 @@ inline void split(int64_t total, int64_t step, int parts, int p, int64_t* begin,
 // on one thread or on a grid of threads; `pre` says which operands come prepacked.
 template <typename T>
 void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta, T* C,
-              Prepacked<T> pre) {
+              Prepacked<T> pre, const Finish<T>& finish = Finish<T>{}) {
     const int64_t M = g.M, N = g.N, K = g.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
         scale_c(M, N, beta, C, g.ldc);
+        finish(C, g.ldc, 0, 0, M, N);
         return;
     }
     if (M == 1) {
         gemm_one_row(kern, g, alpha, A, B, beta, C);
+        finish(C, g.ldc, 0, 0, 1, N);  // one row of N: still in cache
         return;
     }
 
@@ -399,7 +462,7 @@ void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, con
     // thread costs microseconds on an idle machine and far more on a busy one.
     const int nt = threads_for(M * N * K, int64_t(1) << 20);
     if (nt == 1) {
-        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre);
+        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre, finish);
         return;
     }
     int tm, tn;
@@ -414,7 +477,7 @@ void gemm_run(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, con
         int64_t m0, m1, n0, n1;
         split(M, kern.mr, tm, t / tn, &m0, &m1);
         split(N, kern.nr, tn, t % tn, &n0, &n1);
-        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1, pre);
+        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1, pre, finish);
     }
 }
 
@@ -445,10 +508,15 @@ void pack_whole(bool side_a, bool trans, const T* X, int64_t ld, int64_t outer, 
 }  // namespace
 
 template <typename T>
+void apply_epilogue(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n) {
+    run_epilogue(simd::use_avx2(), e, c, ldc, row0, col0, m, n);
+}
+
+template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue) {
     gemm_run(*current_kernel<T>(), Args{trans_a, trans_b, M, N, K, lda, ldb, ldc}, alpha, A, B, beta, C,
-             Prepacked<T>{});
+             Prepacked<T>{}, finish_of(epilogue));
 }
 
 template <typename T>
@@ -481,12 +549,13 @@ PackedMatrix<T> PackedMatrix<T>::pack_b(bool trans, int64_t K, int64_t N, const 
 
 template <typename T>
 void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
-                   int64_t ldb, T beta, T* C, int64_t ldc) {
+                   int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue) {
     if (A_packed.side_ != PackedMatrix<T>::Side::kA) throw std::invalid_argument("gemm_packed_a: B-side packing");
     const Args g{A_packed.trans_, trans_b, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, ldb, ldc};
     // A default-constructed packing has no kernel, but then its products are empty.
     const GemmKernel<T>& kern = A_packed.kernel_ ? *A_packed.kernel_ : *current_kernel<T>();
-    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr});
+    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr},
+             finish_of(epilogue));
 }
 
 template <typename T>
@@ -498,16 +567,20 @@ void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, co
     gemm_run(kern, g, alpha, A, B_packed.source_, beta, C, Prepacked<T>{nullptr, B_packed.panels_.get()});
 }
 
+template void apply_epilogue<float>(const GemmEpilogue<float>&, float*, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t);
+template void apply_epilogue<double>(const GemmEpilogue<double>&, double*, int64_t, int64_t, int64_t, int64_t,
+                                     int64_t);
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                          const float*, int64_t, float, float*, int64_t);
+                          const float*, int64_t, float, float*, int64_t, const GemmEpilogue<float>*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                           const double*, int64_t, double, double*, int64_t);
+                           const double*, int64_t, double, double*, int64_t, const GemmEpilogue<double>*);
 template class PackedMatrix<float>;
 template class PackedMatrix<double>;
 template void gemm_packed_a<float>(const PackedMatrix<float>&, bool, int64_t, float, const float*, int64_t,
-                                   float, float*, int64_t);
+                                   float, float*, int64_t, const GemmEpilogue<float>*);
 template void gemm_packed_a<double>(const PackedMatrix<double>&, bool, int64_t, double, const double*,
-                                    int64_t, double, double*, int64_t);
+                                    int64_t, double, double*, int64_t, const GemmEpilogue<double>*);
 template void gemm_packed_b<float>(bool, int64_t, float, const float*, int64_t, const PackedMatrix<float>&,
                                    float, float*, int64_t);
 template void gemm_packed_b<double>(bool, int64_t, double, const double*, int64_t, const PackedMatrix<double>&,

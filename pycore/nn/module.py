@@ -356,14 +356,32 @@ class Sequential(Module):
         if first is not None:
             first.requires_input_grad = value
 
+    def _steps(self):
+        """The children as nn/fusion.py runs them (a layer + activation pair as one fused
+        step), planned again only when the children or debug mode change."""
+        from . import fusion  # fusion imports the layer modules, which import this one
+
+        modules = list(self.children())
+        key = (tuple(map(id, modules)), _context.is_debug())
+        cached = self.__dict__.get("_fusion_plan")
+        if cached is None or cached[0] != key:
+            cached = (key, fusion.plan(modules))
+            self.__dict__["_fusion_plan"] = cached
+        return cached[1]
+
     def forward(self, x):
-        for m in self.children():
-            x = m(x)
+        steps = self._steps()
+        for step in steps:
+            x = step(x)
+        self.__dict__["_last_steps"] = steps  # backward runs the steps this forward took
         return x
 
     def backward(self, grad):
-        for m in reversed(list(self.children())):
-            grad = m.backward(grad)
+        steps = self.__dict__.get("_last_steps")
+        if steps is None:
+            steps = self._steps()
+        for step in reversed(steps):
+            grad = step.backward(grad)
             if grad is None:
                 break
         return grad
