@@ -118,6 +118,18 @@ void conv2d_backward_py(const py::object& grad_input_obj, const py::object& grad
 }  // namespace
 
 void bind_conv(pybind11::module_& m) {
+    m.def(
+        "conv2d_set_algorithm",
+        [](const std::string& name) {
+            if (!conv2d_set_algorithm(name.c_str()))
+                throw py::value_error("conv2d_set_algorithm: expected 'auto', 'im2col', 'implicit' or 'direct', got '" +
+                                      name + "'");
+        },
+        py::arg("name"),
+        "For tests and measurements: how conv2d's forward builds its column matrices, 'auto' (per shape), "
+        "'im2col', 'implicit' (straight into the GEMM's packed panels) or 'direct' (few output channels, no padding, "
+        "one group). The same results up to rounding.");
+    m.def("conv2d_algorithm", &conv2d_algorithm, "The conv2d_set_algorithm setting.");
     m.def("conv2d_forward", &conv2d_forward_py, py::arg("out").noconvert(), py::arg("input").noconvert(),
           py::arg("weight").noconvert(), py::arg("bias"), py::arg("stride_h"), py::arg("stride_w"),
           py::arg("pad_top"), py::arg("pad_bottom"), py::arg("pad_left"), py::arg("pad_right"),

@@ -25,10 +25,13 @@
 #include "conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "gemm.h"
+#include "parallel.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -71,14 +74,11 @@ Dims dims_of(const Conv2dGeometry& g) {
     return d;
 }
 
-// This thread's buffer number `which` (0: columns, 1: staging), at least `count` elements.
-// It lives as long as the (pooled) thread, so repeated calls do not allocate; never shared.
+// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns, 1 staging.
+struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
-    thread_local std::vector<T> buffers[2];
-    std::vector<T>& buf = buffers[which];
-    if (buf.size() < static_cast<size_t>(count)) buf.resize(static_cast<size_t>(count));
-    return buf.data();
+    return thread_scratch<ConvScratch, T>(which, count);
 }
 
 // The output positions o in [lo, hi) along one axis whose input position o*stride + offset
@@ -155,6 +155,65 @@ PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t chann
     }
 }
 
+// The column matrix of a forward item written by the GEMM straight into its packed B
+// panels (implicit GEMM, gemm.h's BPanelFill), never stored whole: column j is output
+// position j % width (of rows oh_begin..) of image j / width, row k is (c, kh, kw) as in
+// im2col. Each element is written once, into a panel the micro-kernel reads next from L1,
+// where im2col + pack_b write it twice and read it once more.
+template <typename T>
+struct ImplicitColumns final : BPanelFill<T> {
+    const T* first_image;  // the group's first channel in the chunk's first image
+    int64_t image_stride;  // C*H*W
+    const Conv2dGeometry& g;
+    int64_t oh_begin, width;
+
+    ImplicitColumns(const T* first, int64_t stride, const Conv2dGeometry& geo, int64_t oh0, int64_t w)
+        : first_image(first), image_stride(stride), g(geo), oh_begin(oh0), width(w) {}
+
+    PYCORE_NO_LIBC_LOOPS void fill(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) const override {
+        const int64_t taps = g.KH * g.KW, OW = g.OW, oh_end = oh_begin + width / OW;
+        for (int64_t k = 0; k < kc; ++k) {
+            const int64_t r = p0 + k, c = r / taps, kh = (r % taps) / g.KW, kw = r % g.KW;
+            const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
+            int64_t ow_valid_lo, ow_valid_hi;
+            valid_range(g.W, OW, g.stride_w, w_off, &ow_valid_lo, &ow_valid_hi);
+            const T* channel = first_image + c * g.H * g.W;
+            int64_t image = j0 / width, oh = oh_begin + (j0 % width) / OW, ow = (j0 % width) % OW;
+            T* panel_row = dst + k * nr;  // row k of the current panel
+            int64_t lane = 0;
+            for (int64_t j = 0; j < nc;) {
+                // A run: the same output row, the same panel.
+                const int64_t run = std::min({OW - ow, nc - j, int64_t(nr) - lane});
+                T* __restrict d = panel_row + lane - ow;  // d[o] for output column o
+                const int64_t ih = oh * g.stride_h + h_off;
+                int64_t lo = ow + run, hi = ow + run;  // the columns read from the image: none
+                if (ih >= 0 && ih < g.H) {
+                    lo = std::min(std::max(ow_valid_lo, ow), ow + run);
+                    hi = std::min(std::max(ow_valid_hi, lo), ow + run);
+                }
+                for (int64_t o = ow; o < lo; ++o) d[o] = T(0);
+                if (hi > lo) {
+                    const T* __restrict s = channel + image * image_stride + ih * g.W + w_off;  // s[o * sw]
+                    if (g.stride_w == 1)
+                        copy_run(d + lo, s + lo, hi - lo);
+                    else
+                        for (int64_t o = lo; o < hi; ++o) d[o] = s[o * g.stride_w];
+                }
+                for (int64_t o = hi; o < ow + run; ++o) d[o] = T(0);
+                j += run;
+                lane += run;
+                if (lane == nr) lane = 0, panel_row += kc * nr;
+                ow += run;
+                if (ow == OW) {
+                    ow = 0;
+                    if (++oh == oh_end) oh = oh_begin, ++image;
+                }
+            }
+            if (lane) std::fill(panel_row + lane, panel_row + nr, T(0));  // the last panel's padding
+        }
+    }
+};
+
 // img (channels, H, W) = col2im(col): the adjoint of im2col over all output rows, each
 // column entry (row stride ld) added back onto the input position it was read from
 // (padding dropped). img is overwritten. Split over channels: the KH*KW rows of one
@@ -202,22 +261,158 @@ int item_threads(int64_t items, int64_t work_per_item) {
     return 4 * items >= 3 * per_thread * nt ? nt : 1;
 }
 
-// Sum of x[0:n] in a fixed order: eight interleaved partial sums (which the compiler can
-// keep in one vector register), then added left to right.
-template <typename T>
-T sum_of(const T* x, int64_t n) {
-    T lanes[8] = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; ++l) lanes[l] += x[i + l];
-    T total = 0;
-    for (int l = 0; l < 8; ++l) total += lanes[l];
-    for (; i < n; ++i) total += x[i];
-    return total;
-}
-
 // ---------------------------------------------------------------------------------------
 // forward
+
+// ---------------------------------------------------------------------------------------
+// direct forward for few output channels (LeNet: 1 -> 6 and 6 -> 16 channels, 5x5)
+//
+// im2col spreads each input value over KH*KW columns (25 for LeNet), and with 6 or 16
+// output channels the GEMM does little with each column (M = OC rows of a 12-row tile).
+// Instead, all OC channels sit in one or two vectors (8 floats each), and each output
+// position accumulates, over k = (c, kh, kw),
+//
+//     acc[position][oc] += inp[c, oh*sh + kh*dh, ow*sw + kw*dw] * w_t[k][oc]
+//
+// reading the input in place (no padding, so every read is inside the image). kPositions
+// output positions along a row share each weight load. The k order is the GEMM's, so the
+// sums are the same (one multiply-add chain per output element).
+
+// VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
+template <typename T, int VB>
+struct DirectVec {
+    typedef T type __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));  // loads need no alignment
+    static constexpr int width = VB / sizeof(T);
+};
+
+// Output positions per block, by vectors per position: 8 accumulators either way (with
+// 12, GCC spilled them to the stack on LeNet conv2 and ran 3x slower).
+template <int NV>
+constexpr int kPositions = NV == 1 ? 8 : 4;
+
+// One image: out (OC, OH, OW) from img (C, H, W); w_t is (K, NV*width), zero-padded channels.
+template <typename T, int VB, int NV>
+PYCORE_INLINE void direct_image(T* out, const T* img, const T* w_t, const Conv2dGeometry& g) {
+    using V = typename DirectVec<T, VB>::type;
+    constexpr int W = DirectVec<T, VB>::width, P = kPositions<NV>;
+    const int64_t plane = g.OH * g.OW, taps = g.KH * g.KW;
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t block = 0; block < g.OW; block += P) {
+            // The last block ends at OW, overlapping the one before (needs OW >= P): same sums.
+            const int64_t ow0 = std::min(block, g.OW - P);
+            V acc[P][NV];
+            for (int p = 0; p < P; ++p)
+                for (int v = 0; v < NV; ++v) acc[p][v] = V{};
+            for (int64_t c = 0; c < g.C; ++c) {
+                for (int64_t kh = 0; kh < g.KH; ++kh) {
+                    const T* row = img + (c * g.H + oh * g.stride_h + kh * g.dilation_h) * g.W + ow0 * g.stride_w;
+                    const T* wk = w_t + (c * taps + kh * g.KW) * NV * W;
+                    for (int64_t kw = 0; kw < g.KW; ++kw, wk += NV * W) {
+                        V wv[NV];
+                        for (int v = 0; v < NV; ++v) wv[v] = *reinterpret_cast<const V*>(wk + v * W);
+                        const T* x = row + kw * g.dilation_w;
+#pragma GCC unroll 8
+                        for (int p = 0; p < P; ++p) {
+                            const T a = x[p * g.stride_w];
+#pragma GCC unroll 2
+                            for (int v = 0; v < NV; ++v) acc[p][v] += a * wv[v];
+                        }
+                    }
+                }
+            }
+            for (int p = 0; p < P; ++p) {
+                alignas(64) T lanes[NV * W];
+                std::memcpy(lanes, acc[p], sizeof(lanes));
+                for (int64_t oc = 0; oc < g.OC; ++oc) out[oc * plane + oh * g.OW + ow0 + p] = lanes[oc];
+            }
+        }
+    }
+}
+
+// Whether the direct kernel takes this convolution: one group, no padding, every output
+// channel in two 32-byte vectors (16 floats, 8 doubles), rows of at least a block.
+bool direct_applies(const Conv2dGeometry& g, int item_size) {
+    const bool no_padding = g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0;
+    return g.groups == 1 && no_padding && g.OC <= 64 / item_size && g.OW >= kPositions<1>;
+}
+
+#if PYCORE_SIMD_HAVE_AVX2
+// The AVX-512 copy (one zmm holds all 16 channels): like simd.h's run_avx2, one target
+// attribute and an always-inlined body. Taken when the GEMM runs its AVX-512 kernels.
+template <class Body>
+__attribute__((target("avx512f,avx2,fma"))) void run_avx512(const Body& body, int64_t begin, int64_t end) {
+    body(begin, end);
+}
+#endif
+
+// Images [n0, n1): direct_image, then the bias and activation while the image is in cache.
+template <typename T, int VB, int NV>
+PYCORE_INLINE void direct_images(T* out, const T* inp, const T* w_t, const GemmEpilogue<T>* epilogue,
+                                 const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+    const int64_t plane = g.OH * g.OW;
+    for (int64_t n = n0; n < n1; ++n) {
+        T* y = out + n * g.OC * plane;
+        direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, g);
+        if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+    }
+}
+
+template <typename T>
+void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                    Activation activation, T negative_slope) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const bool avx512 = PYCORE_SIMD_HAVE_AVX2 && std::strcmp(gemm_simd_path(), "avx512f") == 0;
+    const bool avx2 = simd::use_avx2();
+    // Padded channels: one zmm (AVX-512), else one or two ymm (AVX2, and the baseline).
+    const int64_t lanes = avx512 || g.OC > 32 / int64_t(sizeof(T)) ? 64 / sizeof(T) : 32 / sizeof(T);
+    // w_t[k][oc] = weight[oc][k], channels past OC zero.
+    std::vector<T> w_t(static_cast<size_t>(K * lanes), T(0));
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) w_t[k * lanes + oc] = weight[oc * K + k];
+    const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
+    const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
+    const T* wt = w_t.data();
+    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [=, &g](int64_t n0, int64_t n1) {
+        const auto images = [=, &g](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+            if (lanes * sizeof(T) == 64)
+                direct_images<T, 32, 2>(out, inp, wt, epilogue, g, n0, n1);
+            else
+                direct_images<T, 32, 1>(out, inp, wt, epilogue, g, n0, n1);
+        };
+#if PYCORE_SIMD_HAVE_AVX2
+        if (avx512) {
+            run_avx512([=, &g](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+                direct_images<T, 64, 1>(out, inp, wt, epilogue, g, n0, n1);
+            }, 0, 0);
+            return;
+        }
+#endif
+        simd::run(avx2, images, 0, 0);
+    });
+}
+
+// conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct.
+std::atomic<int> g_algorithm{0};
+const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
+
+// "auto": the direct kernel wherever it applies, else im2col. Measured at 1 thread against
+// PyTorch, interleaved, on benchmarks/bench_conv.py's shapes (Zen 5, under load): direct
+// took LeNet conv1 from ~1.0x to ~1.7-2.0x and conv2 from ~0.5x to ~0.9x (AVX2) / ~1.3x
+// (AVX-512). The implicit fill never won: 7-11% more instructions than im2col + pack
+// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings.
+bool use_direct(const Conv2dGeometry& g, int item_size) {
+    if (!direct_applies(g, item_size)) return false;
+    const int algorithm = g_algorithm.load(std::memory_order_relaxed);
+    return algorithm == 0 || algorithm == 3;
+}
+
+// Whether the forward fills the GEMM's panels from the image (implicit GEMM) rather than
+// im2col into a buffer that the GEMM then packs: only when asked for (see use_direct for
+// the measurements). A pointwise convolution needs neither; one output channel per group
+// is a one-row product that reads B in place (no panels to fill).
+bool use_implicit_columns(const Dims& d) {
+    return !d.pointwise && d.OCg >= 2 && g_algorithm.load(std::memory_order_relaxed) == 2;
+}
 
 // Output rows per forward tile of a single image (see kTileBytes).
 int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
@@ -232,30 +427,37 @@ int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_s
 //   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
 //   w_packed: W_g (OCg, K) packed as the GEMMs' left operand, once per call
 //   epilogue: bias (this group's, as row_bias) and activation, or null for neither
+//   implicit: the GEMM fills its panels from the image (ImplicitColumns), col is unused
 template <typename T>
 void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const GemmEpilogue<T>* epilogue,
-                  const Conv2dGeometry& g, const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin,
-                  int64_t oh_end, T* col, T* staging) {
+                  bool implicit, const Conv2dGeometry& g, const Dims& d, int64_t n0, int64_t count, int64_t grp,
+                  int64_t oh_begin, int64_t oh_end, T* col, T* staging) {
     const int64_t first = oh_begin * g.OW, width = (oh_end - oh_begin) * g.OW, columns = count * width;
     auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
     auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
 
-    // The column matrix (K, columns): image i's columns at i * width.
-    const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
-    int64_t ld_cols = d.plane;
-    if (!d.pointwise) {
-        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end);
-        cols = col;
-        ld_cols = columns;
+    // act(W_g @ col + bias) goes straight into the output, y (OCg, width) with row stride
+    // OH*OW, for one image; for a chunk into staging (OCg, count*plane) first. The epilogue
+    // adds the bias and applies the activation tile by tile.
+    T* target = count == 1 ? y_g(n0) + first : staging;
+    const int64_t ld_target = count == 1 ? d.plane : columns;
+    if (implicit) {
+        // The GEMM writes the column matrix into its panels as it needs them.
+        const ImplicitColumns<T> cols(x_g(n0), g.C * d.in_plane, g, oh_begin, width);
+        gemm_packed_a_filled<T>(w_packed, columns, cols, T(0), target, ld_target, epilogue);
+    } else {
+        // The column matrix (K, columns): image i's columns at i * width.
+        const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
+        int64_t ld_cols = d.plane;
+        if (!d.pointwise) {
+            for (int64_t i = 0; i < count; ++i)
+                im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end);
+            cols = col;
+            ld_cols = columns;
+        }
+        gemm_packed_a<T>(w_packed, false, columns, T(1), cols, ld_cols, T(0), target, ld_target, epilogue);
     }
-    if (count == 1) {
-        // Straight into the output: y (OCg, width), row stride OH*OW; the epilogue adds the
-        // bias and applies the activation tile by tile.
-        gemm_packed_a<T>(w_packed, false, width, T(1), cols, ld_cols, T(0), y_g(n0) + first, d.plane, epilogue);
-        return;
-    }
-    // staging (OCg, count*plane) = act(W_g @ col + bias), then each image's block to its place.
-    gemm_packed_a<T>(w_packed, false, columns, T(1), cols, ld_cols, T(0), staging, columns, epilogue);
+    if (count == 1) return;
     for (int64_t i = 0; i < count; ++i)
         for (int64_t oc = 0; oc < d.OCg; ++oc)
             std::memcpy(y_g(n0 + i) + oc * d.plane, staging + oc * columns + i * d.plane, sizeof(T) * d.plane);
@@ -275,6 +477,10 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
 template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
+    if (use_direct(g, sizeof(T))) {
+        direct_forward(out, inp, weight, bias, g, activation, negative_slope);
+        return;
+    }
     const Dims d = dims_of(g);
     const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T));
     const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows;
@@ -291,14 +497,15 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
         epilogues.push_back(GemmEpilogue<T>{bias ? bias + grp * d.OCg : nullptr, nullptr, activation, negative_slope});
     }
     const bool has_epilogue = bias != nullptr || activation != Activation::kNone;
+    const bool implicit = use_implicit_columns(d);
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; ++item) {
         const int64_t chunk = item / (g.groups * tiles), grp = (item / tiles) % g.groups, tile = item % tiles;
         const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
         const int64_t oh_begin = tile * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
-        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
+        T* col = d.pointwise || implicit ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
-        forward_item(out, inp, w_packed[grp], has_epilogue ? &epilogues[grp] : nullptr, g, d, n0, count, grp,
+        forward_item(out, inp, w_packed[grp], has_epilogue ? &epilogues[grp] : nullptr, implicit, g, d, n0, count, grp,
                      oh_begin, oh_end, col, staging);
     }
 }
@@ -361,25 +568,12 @@ void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
     }
 }
 
-// dbias[oc] += sum over images and positions of dout[n, oc, :, :]; split over channels.
-template <typename T>
-void bias_backward(T* dbias, const T* dout, const Conv2dGeometry& g) {
-    const int64_t plane = g.OH * g.OW;
-    const int nt = threads_for(g.OC * g.N * plane, kCopyGrain);
-#pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t oc = 0; oc < g.OC; ++oc) {
-        T total = 0;
-        for (int64_t n = 0; n < g.N; ++n) total += sum_of(dout + (n * g.OC + oc) * plane, plane);
-        dbias[oc] += total;
-    }
-}
-
 }  // namespace
 
 template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g) {
-    if (dbias) bias_backward(dbias, dout, g);
+    if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
     const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
@@ -418,15 +612,27 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     }
 
     if (use_partials) {
-        const int nt_sum = threads_for(slices * weight_size, kCopyGrain);
-#pragma omp parallel for if (nt_sum > 1) num_threads(nt_sum) schedule(static)
-        for (int64_t i = 0; i < weight_size; ++i) {
-            T total = partials[i];
-            for (int64_t s = 1; s < slices; ++s) total += partials[s * weight_size + i];
-            dweight[i] += total;
-        }
+        const T* parts = partials.data();
+        parallel_rows(weight_size, slices, kCopyGrain, [=](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+                T total = parts[i];
+                for (int64_t s = 1; s < slices; ++s) total += parts[s * weight_size + i];
+                dweight[i] += total;
+            }
+        });
     }
 }
+
+bool conv2d_set_algorithm(const char* name) {
+    for (int i = 0; i < 4; ++i) {
+        if (std::strcmp(name, kAlgorithmNames[i]) != 0) continue;
+        g_algorithm.store(i);
+        return true;
+    }
+    return false;
+}
+
+const char* conv2d_algorithm() { return kAlgorithmNames[g_algorithm.load()]; }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dGeometry&,
                                     Activation, float);

@@ -54,4 +54,12 @@ template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g);
 
+// How conv2d_forward computes: "auto" (a rule per shape, conv.cpp), "im2col" (columns in a
+// per-thread buffer that the GEMM then packs), "implicit" (columns written by the GEMM
+// straight into its packed panels) or "direct" (no columns: few output channels held in
+// vectors, for unpadded single-group convolutions; others take the auto path). For tests
+// and measurements. Returns false for an unknown name. Process-wide.
+bool conv2d_set_algorithm(const char* name);
+const char* conv2d_algorithm();
+
 }  // namespace pycore

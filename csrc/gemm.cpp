@@ -298,6 +298,7 @@ template <typename T>
 struct Prepacked {
     const T* a = nullptr;
     const T* b = nullptr;
+    const BPanelFill<T>* b_fill = nullptr;  // or op(B) written by the caller's fill (gemm.h)
 };
 
 // One thread's share: C[m0:m1, n0:n1].
@@ -344,7 +345,12 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
                         b_group = pre.b + pc * b_panels * nr + ((jc + jg) / nr) * kc * nr;
                     } else {
                         T* dst = one_row_block ? b_buf : b_buf + (jg / nr) * kc * nr;
-                        if (ic == m0) pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, dst);
+                        if (ic == m0) {
+                            if (pre.b_fill)
+                                pre.b_fill->fill(pc, kc, jc + jg, ng, nr, dst);
+                            else
+                                pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, dst);
+                        }
                         b_group = dst;
                     }
                     for (int64_t jr = 0; jr < ng; jr += nr) {
@@ -559,6 +565,17 @@ void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T a
 }
 
 template <typename T>
+void gemm_packed_a_filled(const PackedMatrix<T>& A_packed, int64_t N, const BPanelFill<T>& B_fill, T beta, T* C,
+                          int64_t ldc, const GemmEpilogue<T>* epilogue) {
+    if (A_packed.side_ != PackedMatrix<T>::Side::kA)
+        throw std::invalid_argument("gemm_packed_a_filled: B-side packing");
+    if (A_packed.rows_ < 2) throw std::invalid_argument("gemm_packed_a_filled: op(A) needs at least 2 rows");
+    const Args g{A_packed.trans_, false, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, 0, ldc};
+    gemm_run(*A_packed.kernel_, g, T(1), A_packed.source_, static_cast<const T*>(nullptr), beta, C,
+             Prepacked<T>{A_packed.panels_.get(), nullptr, &B_fill}, finish_of(epilogue));
+}
+
+template <typename T>
 void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedMatrix<T>& B_packed,
                    T beta, T* C, int64_t ldc) {
     if (B_packed.side_ != PackedMatrix<T>::Side::kB) throw std::invalid_argument("gemm_packed_b: A-side packing");
@@ -581,6 +598,10 @@ template void gemm_packed_a<float>(const PackedMatrix<float>&, bool, int64_t, fl
                                    float, float*, int64_t, const GemmEpilogue<float>*);
 template void gemm_packed_a<double>(const PackedMatrix<double>&, bool, int64_t, double, const double*,
                                     int64_t, double, double*, int64_t, const GemmEpilogue<double>*);
+template void gemm_packed_a_filled<float>(const PackedMatrix<float>&, int64_t, const BPanelFill<float>&, float,
+                                          float*, int64_t, const GemmEpilogue<float>*);
+template void gemm_packed_a_filled<double>(const PackedMatrix<double>&, int64_t, const BPanelFill<double>&, double,
+                                           double*, int64_t, const GemmEpilogue<double>*);
 template void gemm_packed_b<float>(bool, int64_t, float, const float*, int64_t, const PackedMatrix<float>&,
                                    float, float*, int64_t);
 template void gemm_packed_b<double>(bool, int64_t, double, const double*, int64_t, const PackedMatrix<double>&,

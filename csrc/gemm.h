@@ -46,6 +46,9 @@ struct GemmEpilogue {
 template <typename T>
 void apply_epilogue(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n);
 
+template <typename T>
+struct BPanelFill;  // below: an op(B) the caller writes into packed panels
+
 // C = alpha * op(A) @ op(B) + beta * C, then the epilogue (when given) on every element.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -115,6 +118,9 @@ private:
     friend void gemm_packed_a(const PackedMatrix<U>&, bool, int64_t, U, const U*, int64_t, U, U*, int64_t,
                               const GemmEpilogue<U>*);
     template <typename U>
+    friend void gemm_packed_a_filled(const PackedMatrix<U>&, int64_t, const BPanelFill<U>&, U, U*, int64_t,
+                                     const GemmEpilogue<U>*);
+    template <typename U>
     friend void gemm_packed_b(bool, int64_t, U, const U*, int64_t, const PackedMatrix<U>&, U, U*, int64_t);
 
     Side side_ = Side::kB;
@@ -132,6 +138,28 @@ private:
 template <typename T>
 void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
                    int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
+// A right operand op(B) (K x N) that is never stored: the caller writes its pieces straight
+// into the GEMM's packed panels when the GEMM asks (a convolution's implicit im2col). fill
+// writes op(B)[p0:p0+kc, j0:j0+nc] (j0 a multiple of nr) as NR-wide panels, each kc x nr
+// and k-major, the columns past nc zero:
+//   dst[(j / nr) * kc * nr + k * nr + j % nr] = op(B)(p0 + k, j0 + j)   (0 for j >= nc)
+// It is called from the GEMM's threads at once, on disjoint pieces, so it must not write
+// shared state.
+template <typename T>
+struct BPanelFill {
+    virtual void fill(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) const = 0;
+
+protected:
+    ~BPanelFill() = default;
+};
+
+// C = alpha * op(A) @ op(B) + beta * C (then the epilogue) with op(A) from A_packed and op(B)
+// (A_packed.cols() x N) from B_fill. A_packed must have at least 2 rows: a one-row product
+// reads B in place, and there is no B here (std::invalid_argument otherwise).
+template <typename T>
+void gemm_packed_a_filled(const PackedMatrix<T>& A_packed, int64_t N, const BPanelFill<T>& B_fill, T beta, T* C,
+                          int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
+
 // C = alpha * op(A) @ op(B) + beta * C with op(B) (K x N) from B_packed; op(A) is M x K.
 template <typename T>
 void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedMatrix<T>& B_packed,
