@@ -74,7 +74,8 @@ Dims dims_of(const Conv2dGeometry& g) {
     return d;
 }
 
-// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns, 1 staging.
+// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns, 1 staging;
+// the direct weight gradient's 2 transposed dout, 3 transposed dweight.
 struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
@@ -347,48 +348,152 @@ __attribute__((target("avx512f,avx2,fma"))) void run_avx512(const Body& body, in
 
 // Images [n0, n1): direct_image, then the bias and activation while the image is in cache.
 template <typename T, int VB, int NV>
-PYCORE_INLINE void direct_images(T* out, const T* inp, const T* w_t, const GemmEpilogue<T>* epilogue,
-                                 const Conv2dGeometry& g, int64_t n0, int64_t n1) {
-    const int64_t plane = g.OH * g.OW;
-    for (int64_t n = n0; n < n1; ++n) {
-        T* y = out + n * g.OC * plane;
-        direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, g);
-        if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+struct DirectImages {
+    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_t, const GemmEpilogue<T>* epilogue,
+                                  const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+        const int64_t plane = g.OH * g.OW;
+        for (int64_t n = n0; n < n1; ++n) {
+            T* y = out + n * g.OC * plane;
+            direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, g);
+            if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+        }
     }
+};
+
+// dW_t[k][oc] (lanes per k) for k in [k0, k1), summed over every image and output position:
+//   dW_t[k][oc] = sum_{n, oh, ow} inp[n, c, oh*sh + kh*dh, ow*sw + kw*dw] * dy_t[n][oh*OW + ow][oc]
+// KB values of k at a time, each an accumulator vector over the channels, so each load of
+// dy_t serves KB multiply-adds. One chain per k, images then positions in order: the bits
+// do not depend on how the k are split between threads.
+template <typename T, int VB, int NV>
+struct DirectWeightGrad {
+    static PYCORE_INLINE void run(T* dw_t, const T* inp, const T* dy_t, const int64_t* position_offset,
+                                  const Conv2dGeometry& g, int64_t k0, int64_t k1) {
+        using V = typename DirectVec<T, VB>::type;
+        constexpr int W = DirectVec<T, VB>::width, KB = kPositions<NV>, lanes = NV * W;
+        const int64_t plane = g.OH * g.OW, taps = g.KH * g.KW, image = g.C * g.H * g.W;
+        for (int64_t kb = k0; kb < k1; kb += KB) {
+            int64_t k_offset[KB];  // where k's window starts in an image; past k1: a repeat of kb's
+            for (int j = 0; j < KB; ++j) {
+                const int64_t k = kb + j < k1 ? kb + j : kb;
+                const int64_t c = k / taps, kh = (k % taps) / g.KW, kw = k % g.KW;
+                k_offset[j] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+            }
+            V acc[KB][NV];
+            for (int j = 0; j < KB; ++j)
+                for (int v = 0; v < NV; ++v) acc[j][v] = V{};
+            for (int64_t n = 0; n < g.N; ++n) {
+                const T* img = inp + n * image;
+                const T* dy = dy_t + n * plane * lanes;
+                for (int64_t p = 0; p < plane; ++p, dy += lanes) {
+                    V dv[NV];
+                    for (int v = 0; v < NV; ++v) dv[v] = *reinterpret_cast<const V*>(dy + v * W);
+                    const T* x = img + position_offset[p];
+#pragma GCC unroll 8
+                    for (int j = 0; j < KB; ++j) {
+                        const T a = x[k_offset[j]];
+#pragma GCC unroll 2
+                        for (int v = 0; v < NV; ++v) acc[j][v] += a * dv[v];
+                    }
+                }
+            }
+            for (int64_t j = 0; j < KB && kb + j < k1; ++j)
+                std::memcpy(dw_t + (kb + j) * lanes, acc[j], sizeof(acc[j]));
+        }
+    }
+};
+
+// The instruction set of the direct kernels, chosen once per call, and `lanes`, the
+// channels padded to 8 or 16 floats (4 or 8 doubles; the ones past OC zero): one ymm, or
+// for more channels one zmm (AVX-512) or two ymm (AVX2 and the baseline).
+struct DirectIsa {
+    bool avx512, avx2;
+    int64_t lanes;
+};
+
+template <typename T>
+DirectIsa direct_isa(int64_t channels) {
+    const bool avx512 = PYCORE_SIMD_HAVE_AVX2 && std::strcmp(gemm_simd_path(), "avx512f") == 0;
+    const int64_t lanes = channels > int64_t(32 / sizeof(T)) ? 64 / sizeof(T) : 32 / sizeof(T);
+    return DirectIsa{avx512, simd::use_avx2(), lanes};
+}
+
+// Job<T, VB, NV>::run(args...) compiled for isa (always inlined into the ISA's copy).
+template <template <typename, int, int> class Job, typename T, class... Args>
+void run_direct(const DirectIsa& isa, const Args&... args) {
+#if PYCORE_SIMD_HAVE_AVX2
+    if (isa.avx512) {
+        run_avx512(
+            [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+                if (isa.lanes * int64_t(sizeof(T)) == 64)
+                    Job<T, 64, 1>::run(args...);
+                else
+                    Job<T, 32, 1>::run(args...);
+            },
+            0, 0);
+        return;
+    }
+#endif
+    simd::run(
+        isa.avx2,
+        [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+            if (isa.lanes * int64_t(sizeof(T)) == 64)
+                Job<T, 32, 2>::run(args...);
+            else
+                Job<T, 32, 1>::run(args...);
+        },
+        0, 0);
 }
 
 template <typename T>
 void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
     const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
-    const bool avx512 = PYCORE_SIMD_HAVE_AVX2 && std::strcmp(gemm_simd_path(), "avx512f") == 0;
-    const bool avx2 = simd::use_avx2();
-    // Padded channels: one zmm (AVX-512), else one or two ymm (AVX2, and the baseline).
-    const int64_t lanes = avx512 || g.OC > 32 / int64_t(sizeof(T)) ? 64 / sizeof(T) : 32 / sizeof(T);
+    const DirectIsa isa = direct_isa<T>(g.OC);
     // w_t[k][oc] = weight[oc][k], channels past OC zero.
-    std::vector<T> w_t(static_cast<size_t>(K * lanes), T(0));
+    std::vector<T> w_t(static_cast<size_t>(K * isa.lanes), T(0));
     for (int64_t oc = 0; oc < g.OC; ++oc)
-        for (int64_t k = 0; k < K; ++k) w_t[k * lanes + oc] = weight[oc * K + k];
+        for (int64_t k = 0; k < K; ++k) w_t[k * isa.lanes + oc] = weight[oc * K + k];
     const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
     const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
     const T* wt = w_t.data();
-    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [=, &g](int64_t n0, int64_t n1) {
-        const auto images = [=, &g](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
-            if (lanes * sizeof(T) == 64)
-                direct_images<T, 32, 2>(out, inp, wt, epilogue, g, n0, n1);
-            else
-                direct_images<T, 32, 1>(out, inp, wt, epilogue, g, n0, n1);
-        };
-#if PYCORE_SIMD_HAVE_AVX2
-        if (avx512) {
-            run_avx512([=, &g](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
-                direct_images<T, 64, 1>(out, inp, wt, epilogue, g, n0, n1);
-            }, 0, 0);
-            return;
-        }
-#endif
-        simd::run(avx2, images, 0, 0);
+    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
+        run_direct<DirectImages, T>(isa, out, inp, wt, epilogue, g, n0, n1);
     });
+}
+
+// dweight (OC, K) += the direct kernel's weight gradient. dout is transposed first into
+// dy_t (N, OH*OW, lanes), channels last, so that one vector load takes every channel of a
+// position. Threads take whole blocks of k.
+template <typename T>
+void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeometry& g) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const DirectIsa isa = direct_isa<T>(g.OC);
+    const int64_t lanes = isa.lanes;
+    // This thread's buffers (parallel.h): a training step's repeated calls do not allocate.
+    T* dyt = thread_buffer<T>(2, g.N * plane * lanes);
+    T* dwt = thread_buffer<T>(3, K * lanes);
+    std::vector<int64_t> position_offset(static_cast<size_t>(plane));
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+            position_offset[oh * g.OW + ow] = oh * g.stride_h * g.W + ow * g.stride_w;
+    parallel_rows(g.N, g.OC * plane, kCopyGrain, [=, &g](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* src = dout + n * g.OC * plane;
+            T* dst = dyt + n * plane * lanes;
+            for (int64_t p = 0; p < plane; ++p, dst += lanes)
+                for (int64_t oc = 0; oc < lanes; ++oc) dst[oc] = oc < g.OC ? src[oc * plane + p] : T(0);
+        }
+    });
+    const int64_t block = kPositions<1>;  // k per block (a multiple of both jobs' KB)
+    const int64_t blocks = (K + block - 1) / block;
+    const int64_t* offsets = position_offset.data();
+    parallel_rows(blocks, g.N * plane * block * g.OC, kGemmGrain, [&](int64_t b0, int64_t b1) {
+        run_direct<DirectWeightGrad, T>(isa, dwt, inp, static_cast<const T*>(dyt), offsets, g, b0 * block,
+                                        std::min(K, b1 * block));
+    });
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) dweight[oc * K + k] += dwt[k * lanes + oc];
 }
 
 // conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct.
@@ -574,6 +679,10 @@ template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g) {
     if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
+    if (dweight && use_direct(g, sizeof(T))) {
+        direct_weight_grad(dweight, dout, inp, g);
+        dweight = nullptr;  // done: what follows is the input gradient only
+    }
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
     const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
