@@ -1,4 +1,5 @@
-// conv.cpp: conv2d forward and backward as im2col + GEMM (see conv.h for the math).
+// conv.cpp: conv2d forward and backward as im2col + GEMM, or as a direct kernel for few
+// output channels (see conv.h for the math, and "direct forward" below).
 //
 // For one image and one group, a column matrix is built from the input:
 //
@@ -266,18 +267,20 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // forward
 
 // ---------------------------------------------------------------------------------------
-// direct forward for few output channels (LeNet: 1 -> 6 and 6 -> 16 channels, 5x5)
+// direct forward and weight gradient for few output channels (LeNet: 1 -> 6 and 6 -> 16
+// channels, 5x5)
 //
 // im2col spreads each input value over KH*KW columns (25 for LeNet), and with 6 or 16
 // output channels the GEMM does little with each column (M = OC rows of a 12-row tile).
-// Instead, all OC channels sit in one or two vectors (8 floats each), and each output
-// position accumulates, over k = (c, kh, kw),
+// Instead, all OC channels sit in one vector (a ymm of 8 floats, a zmm of 16, or two ymm
+// without AVX-512), and each output position accumulates, over k = (c, kh, kw),
 //
 //     acc[position][oc] += inp[c, oh*sh + kh*dh, ow*sw + kw*dw] * w_t[k][oc]
 //
 // reading the input in place (no padding, so every read is inside the image). kPositions
 // output positions along a row share each weight load. The k order is the GEMM's, so the
-// sums are the same (one multiply-add chain per output element).
+// sums are the same (one multiply-add chain per output element). The weight gradient
+// turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im.
 
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>

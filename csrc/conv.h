@@ -11,7 +11,9 @@
 //
 // Both passes are im2col + pycore::gemm on a piece of the batch at a time (a tile of output
 // rows of one image, or a few small images side by side), with per-thread column buffers,
-// never a whole-batch one. See conv.cpp for the pieces and the threading.
+// never a whole-batch one; except convolutions with few output channels and no padding
+// (LeNet's), whose forward and weight gradient a direct kernel computes without columns.
+// See conv.cpp for the pieces, the choice and the threading.
 #pragma once
 #include <cstdint>
 

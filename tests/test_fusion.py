@@ -227,3 +227,14 @@ def test_fused_bad_arguments(rng):
     model(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="grad_output has shape"):
         model.backward(np.ones((2, 4), np.float32))
+
+
+def test_sequential_replans_when_a_child_is_replaced(rng):
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    model(x)
+    setattr(model, "1", nn.Tanh())  # replace the activation: the next forward must use Tanh
+    expected = F.tanh(F.linear(x, model[0].weight.data, model[0].bias.data))
+    np.testing.assert_array_equal(model(x), expected)
+    model.add_extra = nn.Sigmoid()  # a new child at the end joins the plan too
+    np.testing.assert_array_equal(model(x), F.sigmoid(expected))

@@ -356,16 +356,23 @@ class Sequential(Module):
         if first is not None:
             first.requires_input_grad = value
 
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_fusion_plan", None)  # a child may have been added or replaced
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        self.__dict__.pop("_fusion_plan", None)
+        super().__delattr__(name)
+
     def _steps(self):
         """The children as nn/fusion.py runs them (a layer + activation pair as one fused
-        step), planned again only when the children or debug mode change."""
+        step), planned again after an attribute changes or debug mode is switched."""
         from . import fusion  # fusion imports the layer modules, which import this one
 
-        modules = list(self.children())
-        key = (tuple(map(id, modules)), _context.is_debug())
+        debug = _context.is_debug()
         cached = self.__dict__.get("_fusion_plan")
-        if cached is None or cached[0] != key:
-            cached = (key, fusion.plan(modules))
+        if cached is None or cached[0] != debug:
+            cached = (debug, fusion.plan(list(self.children())))
             self.__dict__["_fusion_plan"] = cached
         return cached[1]
 
