@@ -294,50 +294,62 @@ struct DirectVec {
 template <int NV>
 constexpr int kPositions = NV == 1 ? 8 : 4;
 
-// One image: out (OC, OH, OW) from img (C, H, W); w_t is (K, NV*width), zero-padded channels.
+// One image: out (OC, OH*OW) from img (C, H, W); w_t is (K, NV*width), zero-padded
+// channels. Positions are taken P at a time in flat (oh, ow) order, so LeNet conv2's 10-wide
+// rows waste nothing (blocks of a row would compute 16 positions for 10); the last block
+// ends at OH*OW, overlapping the one before (same sums), which needs OH*OW >= P.
+// position_offset[p]: where position p's window starts in a channel, oh*sh*W + ow*sw.
 template <typename T, int VB, int NV>
-PYCORE_INLINE void direct_image(T* out, const T* img, const T* w_t, const Conv2dGeometry& g) {
+PYCORE_INLINE void direct_image(T* out, const T* img, const T* w_t, const int64_t* position_offset,
+                                const Conv2dGeometry& g) {
     using V = typename DirectVec<T, VB>::type;
     constexpr int W = DirectVec<T, VB>::width, P = kPositions<NV>;
-    const int64_t plane = g.OH * g.OW, taps = g.KH * g.KW;
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-        for (int64_t block = 0; block < g.OW; block += P) {
-            // The last block ends at OW, overlapping the one before (needs OW >= P): same sums.
-            const int64_t ow0 = std::min(block, g.OW - P);
-            V acc[P][NV];
-            for (int p = 0; p < P; ++p)
-                for (int v = 0; v < NV; ++v) acc[p][v] = V{};
-            for (int64_t c = 0; c < g.C; ++c) {
-                for (int64_t kh = 0; kh < g.KH; ++kh) {
-                    const T* row = img + (c * g.H + oh * g.stride_h + kh * g.dilation_h) * g.W + ow0 * g.stride_w;
-                    const T* wk = w_t + (c * taps + kh * g.KW) * NV * W;
-                    for (int64_t kw = 0; kw < g.KW; ++kw, wk += NV * W) {
-                        V wv[NV];
-                        for (int v = 0; v < NV; ++v) wv[v] = *reinterpret_cast<const V*>(wk + v * W);
-                        const T* x = row + kw * g.dilation_w;
+    const int64_t plane = g.OH * g.OW;
+    for (int64_t block = 0; block < plane; block += P) {
+        const int64_t p0 = std::min(block, plane - P);
+        int64_t offset[P];
+        for (int p = 0; p < P; ++p) offset[p] = position_offset[p0 + p];
+        V acc[P][NV];
+        for (int p = 0; p < P; ++p)
+            for (int v = 0; v < NV; ++v) acc[p][v] = V{};
+        const T* wk = w_t;
+        for (int64_t c = 0; c < g.C; ++c) {
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                const T* row = img + (c * g.H + kh * g.dilation_h) * g.W;
+                for (int64_t kw = 0; kw < g.KW; ++kw, wk += NV * W) {
+                    V wv[NV];
+                    for (int v = 0; v < NV; ++v) wv[v] = *reinterpret_cast<const V*>(wk + v * W);
+                    const T* x = row + kw * g.dilation_w;
 #pragma GCC unroll 8
-                        for (int p = 0; p < P; ++p) {
-                            const T a = x[p * g.stride_w];
+                    for (int p = 0; p < P; ++p) {
+                        const T a = x[offset[p]];
 #pragma GCC unroll 2
-                            for (int v = 0; v < NV; ++v) acc[p][v] += a * wv[v];
-                        }
+                        for (int v = 0; v < NV; ++v) acc[p][v] += a * wv[v];
                     }
                 }
             }
-            for (int p = 0; p < P; ++p) {
-                alignas(64) T lanes[NV * W];
-                std::memcpy(lanes, acc[p], sizeof(lanes));
-                for (int64_t oc = 0; oc < g.OC; ++oc) out[oc * plane + oh * g.OW + ow0 + p] = lanes[oc];
-            }
+        }
+        for (int p = 0; p < P; ++p) {
+            alignas(64) T lanes[NV * W];
+            std::memcpy(lanes, acc[p], sizeof(lanes));
+            for (int64_t oc = 0; oc < g.OC; ++oc) out[oc * plane + p0 + p] = lanes[oc];
         }
     }
 }
 
+// position_offset[oh*OW + ow] = oh*sh*W + ow*sw: where an output position's window starts.
+std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
+    std::vector<int64_t> offsets(static_cast<size_t>(g.OH * g.OW));
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) offsets[oh * g.OW + ow] = oh * g.stride_h * g.W + ow * g.stride_w;
+    return offsets;
+}
+
 // Whether the direct kernel takes this convolution: one group, no padding, every output
-// channel in two 32-byte vectors (16 floats, 8 doubles), rows of at least a block.
+// channel in two 32-byte vectors (16 floats, 8 doubles), at least a block of positions.
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
     const bool no_padding = g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0;
-    return g.groups == 1 && no_padding && g.OC <= 64 / item_size && g.OW >= kPositions<1>;
+    return g.groups == 1 && no_padding && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
 }
 
 #if PYCORE_SIMD_HAVE_AVX2
@@ -352,12 +364,12 @@ __attribute__((target("avx512f,avx2,fma"))) void run_avx512(const Body& body, in
 // Images [n0, n1): direct_image, then the bias and activation while the image is in cache.
 template <typename T, int VB, int NV>
 struct DirectImages {
-    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_t, const GemmEpilogue<T>* epilogue,
-                                  const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_t, const int64_t* position_offset,
+                                  const GemmEpilogue<T>* epilogue, const Conv2dGeometry& g, int64_t n0, int64_t n1) {
         const int64_t plane = g.OH * g.OW;
         for (int64_t n = n0; n < n1; ++n) {
             T* y = out + n * g.OC * plane;
-            direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, g);
+            direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, position_offset, g);
             if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
         }
     }
@@ -460,8 +472,10 @@ void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
     const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
     const T* wt = w_t.data();
+    const std::vector<int64_t> position_offset = position_offsets(g);
+    const int64_t* offsets = position_offset.data();
     parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
-        run_direct<DirectImages, T>(isa, out, inp, wt, epilogue, g, n0, n1);
+        run_direct<DirectImages, T>(isa, out, inp, wt, offsets, epilogue, g, n0, n1);
     });
 }
 
@@ -476,10 +490,7 @@ void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeo
     // This thread's buffers (parallel.h): a training step's repeated calls do not allocate.
     T* dyt = thread_buffer<T>(2, g.N * plane * lanes);
     T* dwt = thread_buffer<T>(3, K * lanes);
-    std::vector<int64_t> position_offset(static_cast<size_t>(plane));
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow)
-            position_offset[oh * g.OW + ow] = oh * g.stride_h * g.W + ow * g.stride_w;
+    const std::vector<int64_t> position_offset = position_offsets(g);
     parallel_rows(g.N, g.OC * plane, kCopyGrain, [=, &g](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
             const T* src = dout + n * g.OC * plane;
