@@ -280,7 +280,9 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // reading the input in place (no padding, so every read is inside the image). kPositions
 // output positions along a row share each weight load. The k order is the GEMM's, so the
 // sums are the same (one multiply-add chain per output element). The weight gradient
-// turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im.
+// turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
+// (as a direct convolution of the padded output gradient with the flipped kernel it took
+// 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
 
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>
