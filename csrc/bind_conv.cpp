@@ -126,9 +126,9 @@ void bind_conv(pybind11::module_& m) {
                                       name + "'");
         },
         py::arg("name"),
-        "For tests and measurements: how conv2d's forward builds its column matrices, 'auto' (per shape), "
-        "'im2col', 'implicit' (straight into the GEMM's packed panels) or 'direct' (few output channels, no padding, "
-        "one group). The same results up to rounding.");
+        "For tests and measurements: how conv2d computes, 'auto' (per shape), 'im2col', 'implicit' (columns "
+        "straight into the GEMM's packed panels; forward only) or 'direct' (at most 16 float output channels, one "
+        "group; forward and weight gradient). The same results up to rounding.");
     m.def("conv2d_algorithm", &conv2d_algorithm, "The conv2d_set_algorithm setting.");
     m.def("conv2d_forward", &conv2d_forward_py, py::arg("out").noconvert(), py::arg("input").noconvert(),
           py::arg("weight").noconvert(), py::arg("bias"), py::arg("stride_h"), py::arg("stride_w"),

@@ -75,8 +75,9 @@ Dims dims_of(const Conv2dGeometry& g) {
     return d;
 }
 
-// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns, 1 staging;
-// the direct weight gradient's 2 transposed dout, 3 transposed dweight.
+// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
+// kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
+// transposed dweight.
 struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
@@ -277,9 +278,9 @@ int item_threads(int64_t items, int64_t work_per_item) {
 //
 //     acc[position][oc] += inp[c, oh*sh + kh*dh, ow*sw + kw*dw] * w_t[k][oc]
 //
-// reading the input in place (no padding, so every read is inside the image). kPositions
-// output positions along a row share each weight load. The k order is the GEMM's, so the
-// sums are the same (one multiply-add chain per output element). The weight gradient
+// reading the input in place (a padded input is copied with its zeros written out, so every
+// read is inside the image). kPositions output positions share each weight load. The k
+// order is the GEMM's, so the sums are the same (one multiply-add chain per output element). The weight gradient
 // turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
 // (as a direct convolution of the padded output gradient with the flipped kernel it took
 // 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
@@ -347,11 +348,40 @@ std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
     return offsets;
 }
 
-// Whether the direct kernel takes this convolution: one group, no padding, every output
-// channel in two 32-byte vectors (16 floats, 8 doubles), at least a block of positions.
+// Whether the direct kernel takes this convolution: one group, every output channel in two
+// 32-byte vectors (16 floats, 8 doubles), at least a block of positions. (Padding is
+// written out first: padded_input.)
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
-    const bool no_padding = g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0;
-    return g.groups == 1 && no_padding && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+    return g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+}
+
+// The direct kernels read every tap inside the image: a padded convolution runs on a copy
+// of the input with its zeros written out, (N, C, H + pad_top + pad_bottom, W + pad_left +
+// pad_right), in this thread's buffer 0 (the direct paths use no column buffer), as the
+// same convolution without padding (*unpadded). Without padding: inp itself.
+template <typename T>
+const T* padded_input(const T* inp, const Conv2dGeometry& g, Conv2dGeometry* unpadded) {
+    *unpadded = g;
+    if (g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0) return inp;
+    Conv2dGeometry& u = *unpadded;
+    u.H = g.H + g.pad_top + g.pad_bottom, u.W = g.W + g.pad_left + g.pad_right;
+    u.pad_top = u.pad_bottom = u.pad_left = u.pad_right = 0;
+    T* padded = thread_buffer<T>(0, g.N * g.C * u.H * u.W);
+    parallel_rows(g.N * g.C, u.H * u.W, kCopyGrain, [=, &g](int64_t p0, int64_t p1) {
+        for (int64_t plane = p0; plane < p1; ++plane) {
+            T* dst = padded + plane * u.H * u.W;
+            const T* src = inp + plane * g.H * g.W;
+            std::fill(dst, dst + g.pad_top * u.W, T(0));
+            for (int64_t h = 0; h < g.H; ++h) {
+                T* row = dst + (h + g.pad_top) * u.W;
+                std::fill(row, row + g.pad_left, T(0));
+                std::memcpy(row + g.pad_left, src + h * g.W, sizeof(T) * g.W);
+                std::fill(row + g.pad_left + g.W, row + u.W, T(0));
+            }
+            std::fill(dst + (g.pad_top + g.H) * u.W, dst + u.H * u.W, T(0));
+        }
+    });
+    return padded;
 }
 
 #if PYCORE_SIMD_HAVE_AVX2
@@ -599,7 +629,9 @@ template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
     if (use_direct(g, sizeof(T))) {
-        direct_forward(out, inp, weight, bias, g, activation, negative_slope);
+        Conv2dGeometry unpadded;
+        const T* x = padded_input(inp, g, &unpadded);
+        direct_forward(out, x, weight, bias, unpadded, activation, negative_slope);
         return;
     }
     const Dims d = dims_of(g);
@@ -696,7 +728,9 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                      const Conv2dGeometry& g) {
     if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
     if (dweight && use_direct(g, sizeof(T))) {
-        direct_weight_grad(dweight, dout, inp, g);
+        Conv2dGeometry unpadded;
+        const T* x = padded_input(inp, g, &unpadded);
+        direct_weight_grad(dweight, dout, x, unpadded);
         dweight = nullptr;  // done: what follows is the input gradient only
     }
     if (!dinp && !dweight) return;

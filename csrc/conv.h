@@ -11,7 +11,7 @@
 //
 // Both passes are im2col + pycore::gemm on a piece of the batch at a time (a tile of output
 // rows of one image, or a few small images side by side), with per-thread column buffers,
-// never a whole-batch one; except convolutions with few output channels and no padding
+// never a whole-batch one; except single-group convolutions with few output channels
 // (LeNet's), whose forward and weight gradient a direct kernel computes without columns.
 // See conv.cpp for the pieces, the choice and the threading.
 #pragma once
@@ -59,7 +59,8 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 // How conv2d_forward computes: "auto" (a rule per shape, conv.cpp), "im2col" (columns in a
 // per-thread buffer that the GEMM then packs), "implicit" (columns written by the GEMM
 // straight into its packed panels) or "direct" (no columns: few output channels held in
-// vectors, for unpadded single-group convolutions; others take the auto path). For tests
+// vectors, for single-group convolutions with at most 16 float / 8 double output channels;
+// others take the auto path). For tests
 // and measurements. Returns false for an unknown name. Process-wide.
 bool conv2d_set_algorithm(const char* name);
 const char* conv2d_algorithm();

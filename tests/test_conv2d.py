@@ -200,7 +200,8 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     (3, 1, 28, 28, 6, 5, 1, 0, 1, 1),     # LeNet conv1: direct (one vector of channels)
     (2, 6, 14, 14, 16, 5, 1, 0, 1, 1),    # LeNet conv2: direct (two vectors / one zmm)
     (2, 3, 17, 20, 5, 3, (2, 1), 0, (1, 2), 1),  # direct with strides and dilation
-    (2, 4, 9, 11, 6, 3, 1, 1, 1, 1),      # padded: never direct; implicit fills zeros
+    (2, 4, 9, 11, 6, 3, 1, 1, 1, 1),      # padded: direct on a padded copy; implicit fills zeros
+    (3, 1, 28, 28, 6, 5, 1, 2, 1, 1),     # LeNet-5's real conv1 (padding 2)
     (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
     (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
 ]
@@ -477,7 +478,7 @@ def test_layouts_give_the_contiguous_result(layout):
         np.testing.assert_array_equal(g, e)
 
 
-@pytest.mark.parametrize("padding", [1, 0])  # 0: the direct kernels (8 channels, no padding)
+@pytest.mark.parametrize("padding", [1, 0])  # the direct kernels (8 channels), on a padded copy or in place
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,first_layer", [(1, False), (5, False), (7, False), (40, True), (40, False)])
 def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype, padding):
