@@ -62,7 +62,8 @@ Optional optional_array(const py::object& obj, const char* name) {
 py::array conv2d_forward_py(py::array out, const py::array& inp, const py::array& weight, const py::object& bias_obj,
                             int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_bottom,
                             int64_t pad_left, int64_t pad_right, int64_t dilation_h, int64_t dilation_w,
-                            int64_t groups) {
+                            int64_t groups, int activation_code, double negative_slope) {
+    const Activation activation = bind::activation_of(activation_code);
     const Conv2dGeometry g = geometry(inp, weight, stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right,
                                       dilation_h, dilation_w, groups);
     Optional bias = optional_array(bias_obj, "bias");
@@ -79,7 +80,7 @@ py::array conv2d_forward_py(py::array out, const py::array& inp, const py::array
         bind::check_shape(out, {g.N, g.OC, g.OH, g.OW}, "out");
         {
             py::gil_scoped_release release;
-            conv2d_forward<T>(y, x, w, b, g);
+            conv2d_forward<T>(y, x, w, b, g, activation, T(negative_slope));
         }
         return out;
     });
@@ -124,12 +125,25 @@ void conv2d_backward_py(const py::object& grad_input_obj, const py::object& grad
 }  // namespace
 
 void bind_conv(pybind11::module_& m) {
+    m.def(
+        "conv2d_set_algorithm",
+        [](const std::string& name) {
+            if (!conv2d_set_algorithm(name.c_str()))
+                throw py::value_error("conv2d_set_algorithm: expected 'auto', 'im2col', 'implicit' or 'direct', got '" +
+                                      name + "'");
+        },
+        py::arg("name"),
+        "For tests and measurements: how conv2d computes, 'auto' (per shape), 'im2col', 'implicit' (columns "
+        "straight into the GEMM's packed panels; forward only) or 'direct' (at most 16 float output channels, one "
+        "group; forward and weight gradient). The same results up to rounding.");
+    m.def("conv2d_algorithm", &conv2d_algorithm, "The conv2d_set_algorithm setting.");
     m.def("conv2d_forward", &conv2d_forward_py, py::arg("out").noconvert(), py::arg("input").noconvert(),
           py::arg("weight").noconvert(), py::arg("bias"), py::arg("stride_h"), py::arg("stride_w"),
           py::arg("pad_top"), py::arg("pad_bottom"), py::arg("pad_left"), py::arg("pad_right"),
-          py::arg("dilation_h"), py::arg("dilation_w"), py::arg("groups"),
-          "out (N, OC, OH, OW) = conv2d(input, weight) + bias, written in place; returns out. "
-          "bias may be None.");
+          py::arg("dilation_h"), py::arg("dilation_w"), py::arg("groups"), py::arg("activation") = 0,
+          py::arg("negative_slope") = 0.0,
+          "out (N, OC, OH, OW) = act(conv2d(input, weight) + bias), written in place; returns out. "
+          "bias may be None; activation is a code (0 none, 1 relu, 2 leaky_relu, 3 tanh, 4 sigmoid).");
     m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_input"), py::arg("grad_weight"),
           py::arg("grad_bias"), py::arg("grad_output").noconvert(), py::arg("input").noconvert(),
           py::arg("weight").noconvert(), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_top"),

@@ -1,6 +1,7 @@
 // bind_core.cpp: build facts and thread control.
 #include "bind_util.h"
 #include "gemm.h"
+#include "parallel.h"
 #include "threads.h"
 
 namespace pycore {
@@ -19,6 +20,25 @@ std::string compiler_name() {
 
 void bind_core(pybind11::module_& m) {
     namespace py = pybind11;
+    m.def(
+        "channel_sum",
+        [](py::array out, const py::array& x, int64_t outer, int64_t channels, int64_t inner) {
+            if (outer < 0 || channels < 0 || inner < 0) throw py::value_error("channel_sum: negative size");
+            bind::dispatch_float(out, "out", [&](auto tag) {
+                using T = decltype(tag);
+                T* o = bind::out_ptr<T>(out, "out", 1);
+                bind::check_shape(out, {channels}, "out");
+                const T* xp = bind::in_ptr<T>(x, "x");
+                if (x.size() != outer * channels * inner)
+                    throw py::value_error("channel_sum: x has " + std::to_string(x.size()) + " elements, expected " +
+                                          std::to_string(outer * channels * inner));
+                py::gil_scoped_release release;
+                channel_sum<T>(o, xp, outer, channels, inner);
+            });
+        },
+        py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("outer"), py::arg("channels"), py::arg("inner"),
+        "out[c] += sum of x viewed as (outer, channels, inner) over axes 0 and 2, in an order that does not "
+        "depend on the thread count (a bias gradient). x must be C-contiguous.");
 #ifdef PYCORE_VERSION_INFO
     m.attr("__version__") = PYCORE_VERSION_INFO;
 #endif

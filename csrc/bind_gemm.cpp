@@ -3,6 +3,7 @@
 #include "gemm.h"
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace pycore {
@@ -41,7 +42,11 @@ Operand<T> operand(const py::array& a, bool trans, const char* name) {
 }
 
 py::array gemm_py(const py::array& a, const py::array& b, py::array c, bool trans_a, bool trans_b,
-                  double alpha, double beta) {
+                  double alpha, double beta, const py::object& row_bias, const py::object& col_bias,
+                  int activation_code, double negative_slope) {
+    const Activation activation = bind::activation_of(activation_code);
+    if (!row_bias.is_none() && !col_bias.is_none())
+        throw py::value_error("gemm: give row_bias or col_bias, not both");
     return bind::dispatch_float(c, "c", [&](auto tag) -> py::array {
         using T = decltype(tag);
         T* cp = bind::out_ptr<T>(c, "c", 2);
@@ -53,9 +58,24 @@ py::array gemm_py(const py::array& a, const py::array& b, py::array c, bool tran
                                   std::to_string(K) + "), op(b) has shape (" + std::to_string(Kb) + ", " +
                                   std::to_string(N) + ")");
         bind::check_shape(c, {M, N}, "c");
+        // The epilogue (gemm.h): a bias per row or per column of C, then the activation.
+        // The bias arrays are the caller's own (no converted copy whose buffer could go away).
+        GemmEpilogue<T> epilogue{nullptr, nullptr, activation, T(negative_slope)};
+        for (const auto& [given, name, size, target] :
+             {std::make_tuple(&row_bias, "row_bias", M, &epilogue.row_bias),
+              std::make_tuple(&col_bias, "col_bias", N, &epilogue.col_bias)}) {
+            if (given->is_none()) continue;
+            if (!py::isinstance<py::array>(*given))
+                throw py::type_error(std::string(name) + ": expected a numpy array or None");
+            const py::array bias = py::reinterpret_borrow<py::array>(*given);
+            *target = bind::in_ptr<T>(bias, name, 1);
+            bind::check_shape(bias, {size}, name);
+        }
+        const bool has_epilogue = epilogue.row_bias || epilogue.col_bias || activation != Activation::kNone;
         {
             py::gil_scoped_release release;
-            gemm<T>(A.trans, B.trans, M, N, K, T(alpha), A.data, A.ld, B.data, B.ld, T(beta), cp, N);
+            gemm<T>(A.trans, B.trans, M, N, K, T(alpha), A.data, A.ld, B.data, B.ld, T(beta), cp, N,
+                    has_epilogue ? &epilogue : nullptr);
         }
         return c;
     });
@@ -97,8 +117,11 @@ py::list gemm_prepacked_py(const std::string& side, const py::array& a, const py
 
 void bind_gemm(pybind11::module_& m) {
     m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
-          py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
-          "c = alpha * op(a) @ op(b) + beta * c, in place; returns c. c must be C-contiguous.");
+          py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("row_bias") = py::none(),
+          py::arg("col_bias") = py::none(), py::arg("activation") = 0, py::arg("negative_slope") = 0.0,
+          "c = act(alpha * op(a) @ op(b) + beta * c + bias), in place; returns c. c must be C-contiguous. "
+          "The bias (row_bias (M,) or col_bias (N,), optional) and the activation (a code: 0 none, 1 relu, "
+          "2 leaky_relu, 3 tanh, 4 sigmoid) are the GEMM's epilogue (gemm.h).");
     m.def("gemm_prepacked", &gemm_prepacked_py, py::arg("side"), py::arg("a"), py::arg("b"), py::arg("cs"),
           py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
           "For tests: gemm with operand `side` ('a' or 'b') packed once (PackedMatrix) and reused for "

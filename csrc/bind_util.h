@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "gemm.h"  // Activation
+
 namespace pycore {
 namespace bind {
 
@@ -96,6 +98,15 @@ template <class T>
 py::array_t<T> new_array(const std::vector<int64_t>& shape) {
     std::vector<py::ssize_t> s(shape.begin(), shape.end());
     return py::array_t<T>(s);
+}
+
+// A fused layer's activation from the code pycore.functional.fused passes (gemm.h's
+// Activation: 0 none, 1 relu, 2 leaky_relu, 3 tanh, 4 sigmoid).
+inline Activation activation_of(int code) {
+    if (code < 0 || code > static_cast<int>(Activation::kSigmoid))
+        throw py::value_error("activation: expected a code 0..4 (none, relu, leaky_relu, tanh, sigmoid), got " +
+                              std::to_string(code));
+    return static_cast<Activation>(code);
 }
 
 }  // namespace bind

@@ -1,4 +1,5 @@
-// conv.cpp: conv2d forward and backward as im2col + GEMM (see conv.h for the math).
+// conv.cpp: conv2d forward and backward as im2col + GEMM, or as a direct kernel for few
+// output channels (see conv.h for the math, and "direct forward" below).
 //
 // For one image and one group, a column matrix is built from the input:
 //
@@ -28,11 +29,14 @@
 #include "conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "gemm.h"
 #include "omp_guard.h"
+#include "parallel.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -79,14 +83,13 @@ Dims dims_of(const Conv2dGeometry& g) {
     return d;
 }
 
-// This thread's buffer number `which` (0: columns, 1: staging), at least `count` elements.
-// It lives as long as the (pooled) thread, so repeated calls do not allocate; never shared.
+// The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
+// kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
+// transposed dweight.
+struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
-    thread_local std::vector<T> buffers[2];
-    std::vector<T>& buf = buffers[which];
-    if (buf.size() < static_cast<size_t>(count)) buf.resize(static_cast<size_t>(count));
-    return buf.data();
+    return thread_scratch<ConvScratch, T>(which, count);
 }
 
 // The output positions o in [lo, hi) along one axis whose input position o*stride + offset
@@ -100,6 +103,29 @@ inline void valid_range(int64_t n, int64_t out, int64_t stride, int64_t offset, 
     *hi = std::max(a, b);
 }
 
+// d[0:n] = s[0:n] for im2col's short runs (one output row of a small image: LeNet's 10
+// or 24 values): whole 16-byte pieces, the last one overlapping the one before it, so
+// there is neither a scalar tail nor a libc call. Measured on LeNet conv2 (runs of 10):
+// im2col took 44% of the forward with the element loop. GCC would turn the loop back
+// into a memmove call (22% of the forward, in libc), hence the attribute on im2col (the
+// caller: a callee with other optimize flags would not be inlined).
+#if defined(__GNUC__) && !defined(__clang__)
+#define PYCORE_NO_LIBC_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define PYCORE_NO_LIBC_LOOPS
+#endif
+template <typename T>
+inline void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
+    constexpr int64_t W = 16 / sizeof(T);
+    if (n < W) {
+        for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+        return;
+    }
+    int64_t i = 0;
+    for (; i + W <= n; i += W) std::memcpy(d + i, s + i, 16);
+    if (i < n) std::memcpy(d + n - W, s + n - W, 16);
+}
+
 // The im2col columns of the output tile rows [oh_begin, oh_end) x columns [ow_begin, ow_end)
 // of img (channels, H, W): a (channels*KH*KW, (oh_end - oh_begin)*(ow_end - ow_begin))
 // matrix written at col with row stride ld (whole rows: ow_begin = 0, ow_end = OW).
@@ -107,7 +133,7 @@ inline void valid_range(int64_t n, int64_t out, int64_t stride, int64_t offset, 
 // one (c, kh, kw): for each output row a zero run, a contiguous (stride 1) or strided copy,
 // and a zero run, as plain loops (the runs are short: a libc call per run costs more).
 template <typename T>
-void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
+PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
             int64_t oh_end, int64_t ow_begin, int64_t ow_end) {
     const int64_t OW = ow_end - ow_begin;  // the tile's width (g.OW for whole rows)
     const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * OW;
@@ -136,7 +162,7 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
                 const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;
                 const int64_t offset = ow_begin * sw + w_off;
                 if (sw == 1) {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow + offset];
+                    copy_run(d + ow_lo, s + ow_lo + offset, ow_hi - ow_lo);
                 } else {
                     for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + offset];
                 }
@@ -147,6 +173,65 @@ void im2col(T* col, int64_t ld, const T* img, int64_t channels, const Conv2dGeom
     });
     errors.rethrow();
 }
+
+// The column matrix of a forward item written by the GEMM straight into its packed B
+// panels (implicit GEMM, gemm.h's BPanelFill), never stored whole: column j is output
+// position j % width (of rows oh_begin..) of image j / width, row k is (c, kh, kw) as in
+// im2col. Each element is written once, into a panel the micro-kernel reads next from L1,
+// where im2col + pack_b write it twice and read it once more.
+template <typename T>
+struct ImplicitColumns final : BPanelFill<T> {
+    const T* first_image;  // the group's first channel in the chunk's first image
+    int64_t image_stride;  // C*H*W
+    const Conv2dGeometry& g;
+    int64_t oh_begin, width;
+
+    ImplicitColumns(const T* first, int64_t stride, const Conv2dGeometry& geo, int64_t oh0, int64_t w)
+        : first_image(first), image_stride(stride), g(geo), oh_begin(oh0), width(w) {}
+
+    PYCORE_NO_LIBC_LOOPS void fill(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) const override {
+        const int64_t taps = g.KH * g.KW, OW = g.OW, oh_end = oh_begin + width / OW;
+        for (int64_t k = 0; k < kc; ++k) {
+            const int64_t r = p0 + k, c = r / taps, kh = (r % taps) / g.KW, kw = r % g.KW;
+            const int64_t h_off = kh * g.dilation_h - g.pad_top, w_off = kw * g.dilation_w - g.pad_left;
+            int64_t ow_valid_lo, ow_valid_hi;
+            valid_range(g.W, OW, g.stride_w, w_off, &ow_valid_lo, &ow_valid_hi);
+            const T* channel = first_image + c * g.H * g.W;
+            int64_t image = j0 / width, oh = oh_begin + (j0 % width) / OW, ow = (j0 % width) % OW;
+            T* panel_row = dst + k * nr;  // row k of the current panel
+            int64_t lane = 0;
+            for (int64_t j = 0; j < nc;) {
+                // A run: the same output row, the same panel.
+                const int64_t run = std::min({OW - ow, nc - j, int64_t(nr) - lane});
+                T* __restrict d = panel_row + lane - ow;  // d[o] for output column o
+                const int64_t ih = oh * g.stride_h + h_off;
+                int64_t lo = ow + run, hi = ow + run;  // the columns read from the image: none
+                if (ih >= 0 && ih < g.H) {
+                    lo = std::min(std::max(ow_valid_lo, ow), ow + run);
+                    hi = std::min(std::max(ow_valid_hi, lo), ow + run);
+                }
+                for (int64_t o = ow; o < lo; ++o) d[o] = T(0);
+                if (hi > lo) {
+                    const T* __restrict s = channel + image * image_stride + ih * g.W + w_off;  // s[o * sw]
+                    if (g.stride_w == 1)
+                        copy_run(d + lo, s + lo, hi - lo);
+                    else
+                        for (int64_t o = lo; o < hi; ++o) d[o] = s[o * g.stride_w];
+                }
+                for (int64_t o = hi; o < ow + run; ++o) d[o] = T(0);
+                j += run;
+                lane += run;
+                if (lane == nr) lane = 0, panel_row += kc * nr;
+                ow += run;
+                if (ow == OW) {
+                    ow = 0;
+                    if (++oh == oh_end) oh = oh_begin, ++image;
+                }
+            }
+            if (lane) std::fill(panel_row + lane, panel_row + nr, T(0));  // the last panel's padding
+        }
+    }
+};
 
 // img (channels, H, W) += col2im(col): the adjoint of im2col over the output tile rows
 // [oh_begin, oh_end) x columns [ow_begin, ow_end) (im2col's layout), each column entry (row
@@ -204,22 +289,306 @@ int item_threads(int64_t items, int64_t work_per_item) {
     return 4 * items >= 3 * per_thread * nt ? nt : 1;
 }
 
-// Sum of x[0:n] in a fixed order: eight interleaved partial sums (which the compiler can
-// keep in one vector register), then added left to right.
-template <typename T>
-T sum_of(const T* x, int64_t n) {
-    T lanes[8] = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; ++l) lanes[l] += x[i + l];
-    T total = 0;
-    for (int l = 0; l < 8; ++l) total += lanes[l];
-    for (; i < n; ++i) total += x[i];
-    return total;
-}
-
 // ---------------------------------------------------------------------------------------
 // forward
+
+// ---------------------------------------------------------------------------------------
+// direct forward and weight gradient for few output channels (LeNet: 1 -> 6 and 6 -> 16
+// channels, 5x5)
+//
+// im2col spreads each input value over KH*KW columns (25 for LeNet), and with 6 or 16
+// output channels the GEMM does little with each column (M = OC rows of a 12-row tile).
+// Instead, all OC channels sit in one vector (a ymm of 8 floats, a zmm of 16, or two ymm
+// without AVX-512), and each output position accumulates, over k = (c, kh, kw),
+//
+//     acc[position][oc] += inp[c, oh*sh + kh*dh, ow*sw + kw*dw] * w_t[k][oc]
+//
+// reading the input in place (a padded input is copied with its zeros written out, so every
+// read is inside the image). kPositions output positions share each weight load. The k
+// order is the GEMM's, so the sums are the same (one multiply-add chain per output element). The weight gradient
+// turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
+// (as a direct convolution of the padded output gradient with the flipped kernel it took
+// 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
+
+// VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
+template <typename T, int VB>
+struct DirectVec {
+    typedef T type __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));  // loads need no alignment
+    static constexpr int width = VB / sizeof(T);
+};
+
+// Output positions per block, by vectors per position: 8 accumulators either way (with
+// 12, GCC spilled them to the stack on LeNet conv2 and ran 3x slower).
+template <int NV>
+constexpr int kPositions = NV == 1 ? 8 : 4;
+
+// One image: out (OC, OH*OW) from img (C, H, W); w_t is (K, NV*width), zero-padded
+// channels. Positions are taken P at a time in flat (oh, ow) order, so LeNet conv2's 10-wide
+// rows waste nothing (blocks of a row would compute 16 positions for 10); the last block
+// ends at OH*OW, overlapping the one before (same sums), which needs OH*OW >= P.
+// position_offset[p]: where position p's window starts in a channel, oh*sh*W + ow*sw.
+template <typename T, int VB, int NV>
+PYCORE_INLINE void direct_image(T* out, const T* img, const T* w_t, const int64_t* position_offset,
+                                const Conv2dGeometry& g) {
+    using V = typename DirectVec<T, VB>::type;
+    constexpr int W = DirectVec<T, VB>::width, P = kPositions<NV>;
+    const int64_t plane = g.OH * g.OW;
+    for (int64_t block = 0; block < plane; block += P) {
+        const int64_t p0 = std::min(block, plane - P);
+        int64_t offset[P];
+        for (int p = 0; p < P; ++p) offset[p] = position_offset[p0 + p];
+        V acc[P][NV];
+        for (int p = 0; p < P; ++p)
+            for (int v = 0; v < NV; ++v) acc[p][v] = V{};
+        const T* wk = w_t;
+        for (int64_t c = 0; c < g.C; ++c) {
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                const T* row = img + (c * g.H + kh * g.dilation_h) * g.W;
+                for (int64_t kw = 0; kw < g.KW; ++kw, wk += NV * W) {
+                    V wv[NV];
+                    for (int v = 0; v < NV; ++v) wv[v] = *reinterpret_cast<const V*>(wk + v * W);
+                    const T* x = row + kw * g.dilation_w;
+#pragma GCC unroll 8
+                    for (int p = 0; p < P; ++p) {
+                        const T a = x[offset[p]];
+#pragma GCC unroll 2
+                        for (int v = 0; v < NV; ++v) acc[p][v] += a * wv[v];
+                    }
+                }
+            }
+        }
+        for (int p = 0; p < P; ++p) {
+            alignas(64) T lanes[NV * W];
+            std::memcpy(lanes, acc[p], sizeof(lanes));
+            for (int64_t oc = 0; oc < g.OC; ++oc) out[oc * plane + p0 + p] = lanes[oc];
+        }
+    }
+}
+
+// position_offset[oh*OW + ow] = oh*sh*W + ow*sw: where an output position's window starts.
+std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
+    std::vector<int64_t> offsets(static_cast<size_t>(g.OH * g.OW));
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) offsets[oh * g.OW + ow] = oh * g.stride_h * g.W + ow * g.stride_w;
+    return offsets;
+}
+
+// Whether the direct kernel takes this convolution: one group, every output channel in two
+// 32-byte vectors (16 floats, 8 doubles), at least a block of positions. (Padding is
+// written out first: padded_input.)
+bool direct_applies(const Conv2dGeometry& g, int item_size) {
+    return g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+}
+
+// The direct kernels read every tap inside the image: a padded convolution runs on a copy
+// of the input with its zeros written out, (N, C, H + pad_top + pad_bottom, W + pad_left +
+// pad_right), in this thread's buffer 0 (the direct paths use no column buffer), as the
+// same convolution without padding (*unpadded). Without padding: inp itself.
+template <typename T>
+const T* padded_input(const T* inp, const Conv2dGeometry& g, Conv2dGeometry* unpadded) {
+    *unpadded = g;
+    if (g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 && g.pad_right == 0) return inp;
+    Conv2dGeometry& u = *unpadded;
+    u.H = g.H + g.pad_top + g.pad_bottom, u.W = g.W + g.pad_left + g.pad_right;
+    u.pad_top = u.pad_bottom = u.pad_left = u.pad_right = 0;
+    T* padded = thread_buffer<T>(0, g.N * g.C * u.H * u.W);
+    parallel_rows(g.N * g.C, u.H * u.W, kCopyGrain, [=, &g](int64_t p0, int64_t p1) {
+        for (int64_t plane = p0; plane < p1; ++plane) {
+            T* dst = padded + plane * u.H * u.W;
+            const T* src = inp + plane * g.H * g.W;
+            std::fill(dst, dst + g.pad_top * u.W, T(0));
+            for (int64_t h = 0; h < g.H; ++h) {
+                T* row = dst + (h + g.pad_top) * u.W;
+                std::fill(row, row + g.pad_left, T(0));
+                std::memcpy(row + g.pad_left, src + h * g.W, sizeof(T) * g.W);
+                std::fill(row + g.pad_left + g.W, row + u.W, T(0));
+            }
+            std::fill(dst + (g.pad_top + g.H) * u.W, dst + u.H * u.W, T(0));
+        }
+    });
+    return padded;
+}
+
+#if PYCORE_SIMD_HAVE_AVX2
+// The AVX-512 copy (one zmm holds all 16 channels): like simd.h's run_avx2, one target
+// attribute and an always-inlined body. Taken when the GEMM runs its AVX-512 kernels.
+template <class Body>
+__attribute__((target("avx512f,avx2,fma"))) void run_avx512(const Body& body, int64_t begin, int64_t end) {
+    body(begin, end);
+}
+#endif
+
+// Images [n0, n1): direct_image, then the bias and activation while the image is in cache.
+template <typename T, int VB, int NV>
+struct DirectImages {
+    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_t, const int64_t* position_offset,
+                                  const GemmEpilogue<T>* epilogue, const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+        const int64_t plane = g.OH * g.OW;
+        for (int64_t n = n0; n < n1; ++n) {
+            T* y = out + n * g.OC * plane;
+            direct_image<T, VB, NV>(y, inp + n * g.C * g.H * g.W, w_t, position_offset, g);
+            if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+        }
+    }
+};
+
+// dW_t[k][oc] (lanes per k) for k in [k0, k1), summed over every image and output position:
+//   dW_t[k][oc] = sum_{n, oh, ow} inp[n, c, oh*sh + kh*dh, ow*sw + kw*dw] * dy_t[n][oh*OW + ow][oc]
+// KB values of k at a time, each an accumulator vector over the channels, so each load of
+// dy_t serves KB multiply-adds. One chain per k, images then positions in order: the bits
+// do not depend on how the k are split between threads.
+template <typename T, int VB, int NV>
+struct DirectWeightGrad {
+    static PYCORE_INLINE void run(T* dw_t, const T* inp, const T* dy_t, const int64_t* position_offset,
+                                  const Conv2dGeometry& g, int64_t k0, int64_t k1) {
+        using V = typename DirectVec<T, VB>::type;
+        constexpr int W = DirectVec<T, VB>::width, KB = kPositions<NV>, lanes = NV * W;
+        const int64_t plane = g.OH * g.OW, taps = g.KH * g.KW, image = g.C * g.H * g.W;
+        for (int64_t kb = k0; kb < k1; kb += KB) {
+            int64_t k_offset[KB];  // where k's window starts in an image; past k1: a repeat of kb's
+            for (int j = 0; j < KB; ++j) {
+                const int64_t k = kb + j < k1 ? kb + j : kb;
+                const int64_t c = k / taps, kh = (k % taps) / g.KW, kw = k % g.KW;
+                k_offset[j] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+            }
+            V acc[KB][NV];
+            for (int j = 0; j < KB; ++j)
+                for (int v = 0; v < NV; ++v) acc[j][v] = V{};
+            for (int64_t n = 0; n < g.N; ++n) {
+                const T* img = inp + n * image;
+                const T* dy = dy_t + n * plane * lanes;
+                for (int64_t p = 0; p < plane; ++p, dy += lanes) {
+                    V dv[NV];
+                    for (int v = 0; v < NV; ++v) dv[v] = *reinterpret_cast<const V*>(dy + v * W);
+                    const T* x = img + position_offset[p];
+#pragma GCC unroll 8
+                    for (int j = 0; j < KB; ++j) {
+                        const T a = x[k_offset[j]];
+#pragma GCC unroll 2
+                        for (int v = 0; v < NV; ++v) acc[j][v] += a * dv[v];
+                    }
+                }
+            }
+            for (int64_t j = 0; j < KB && kb + j < k1; ++j)
+                std::memcpy(dw_t + (kb + j) * lanes, acc[j], sizeof(acc[j]));
+        }
+    }
+};
+
+// The instruction set of the direct kernels, chosen once per call, and `lanes`, the
+// channels padded to 8 or 16 floats (4 or 8 doubles; the ones past OC zero): one ymm, or
+// for more channels one zmm (AVX-512) or two ymm (AVX2 and the baseline).
+struct DirectIsa {
+    bool avx512, avx2;
+    int64_t lanes;
+};
+
+template <typename T>
+DirectIsa direct_isa(int64_t channels) {
+    const bool avx512 = PYCORE_SIMD_HAVE_AVX2 && std::strcmp(gemm_simd_path(), "avx512f") == 0;
+    const int64_t lanes = channels > int64_t(32 / sizeof(T)) ? 64 / sizeof(T) : 32 / sizeof(T);
+    return DirectIsa{avx512, simd::use_avx2(), lanes};
+}
+
+// Job<T, VB, NV>::run(args...) compiled for isa (always inlined into the ISA's copy).
+template <template <typename, int, int> class Job, typename T, class... Args>
+void run_direct(const DirectIsa& isa, const Args&... args) {
+#if PYCORE_SIMD_HAVE_AVX2
+    if (isa.avx512) {
+        run_avx512(
+            [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+                if (isa.lanes * int64_t(sizeof(T)) == 64)
+                    Job<T, 64, 1>::run(args...);
+                else
+                    Job<T, 32, 1>::run(args...);
+            },
+            0, 0);
+        return;
+    }
+#endif
+    simd::run(
+        isa.avx2,
+        [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+            if (isa.lanes * int64_t(sizeof(T)) == 64)
+                Job<T, 32, 2>::run(args...);
+            else
+                Job<T, 32, 1>::run(args...);
+        },
+        0, 0);
+}
+
+template <typename T>
+void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                    Activation activation, T negative_slope) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const DirectIsa isa = direct_isa<T>(g.OC);
+    // w_t[k][oc] = weight[oc][k], channels past OC zero.
+    std::vector<T> w_t(static_cast<size_t>(K * isa.lanes), T(0));
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) w_t[k * isa.lanes + oc] = weight[oc * K + k];
+    const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
+    const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
+    const T* wt = w_t.data();
+    const std::vector<int64_t> position_offset = position_offsets(g);
+    const int64_t* offsets = position_offset.data();
+    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
+        run_direct<DirectImages, T>(isa, out, inp, wt, offsets, epilogue, g, n0, n1);
+    });
+}
+
+// dweight (OC, K) += the direct kernel's weight gradient. dout is transposed first into
+// dy_t (N, OH*OW, lanes), channels last, so that one vector load takes every channel of a
+// position. Threads take whole blocks of k.
+template <typename T>
+void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeometry& g) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const DirectIsa isa = direct_isa<T>(g.OC);
+    const int64_t lanes = isa.lanes;
+    // This thread's buffers (parallel.h): a training step's repeated calls do not allocate.
+    T* dyt = thread_buffer<T>(2, g.N * plane * lanes);
+    T* dwt = thread_buffer<T>(3, K * lanes);
+    const std::vector<int64_t> position_offset = position_offsets(g);
+    parallel_rows(g.N, g.OC * plane, kCopyGrain, [=, &g](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* src = dout + n * g.OC * plane;
+            T* dst = dyt + n * plane * lanes;
+            for (int64_t p = 0; p < plane; ++p, dst += lanes)
+                for (int64_t oc = 0; oc < lanes; ++oc) dst[oc] = oc < g.OC ? src[oc * plane + p] : T(0);
+        }
+    });
+    const int64_t block = kPositions<1>;  // k per block (a multiple of both jobs' KB)
+    const int64_t blocks = (K + block - 1) / block;
+    const int64_t* offsets = position_offset.data();
+    parallel_rows(blocks, g.N * plane * block * g.OC, kGemmGrain, [&](int64_t b0, int64_t b1) {
+        run_direct<DirectWeightGrad, T>(isa, dwt, inp, static_cast<const T*>(dyt), offsets, g, b0 * block,
+                                        std::min(K, b1 * block));
+    });
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) dweight[oc * K + k] += dwt[k * lanes + oc];
+}
+
+// conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct.
+std::atomic<int> g_algorithm{0};
+const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
+
+// "auto": the direct kernel wherever it applies, else im2col. Measured at 1 thread against
+// PyTorch, interleaved, on benchmarks/bench_conv.py's shapes (Zen 5, under load): direct
+// took LeNet conv1 from ~1.0x to ~1.7-2.0x and conv2 from ~0.5x to ~0.9x (AVX2) / ~1.3x
+// (AVX-512). The implicit fill never won: 7-11% more instructions than im2col + pack
+// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings.
+bool use_direct(const Conv2dGeometry& g, int item_size) {
+    if (!direct_applies(g, item_size)) return false;
+    const int algorithm = g_algorithm.load(std::memory_order_relaxed);
+    return algorithm == 0 || algorithm == 3;
+}
+
+// Whether the forward fills the GEMM's panels from the image (implicit GEMM) rather than
+// im2col into a buffer that the GEMM then packs: only when asked for (see use_direct for
+// the measurements). A pointwise convolution needs neither; one output channel per group
+// is a one-row product that reads B in place (no panels to fill).
+bool use_implicit_columns(const Dims& d) {
+    return !d.pointwise && d.OCg >= 2 && g_algorithm.load(std::memory_order_relaxed) == 2;
+}
 
 // Output rows per forward tile of a single image (see kTileBytes).
 int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
@@ -241,46 +610,42 @@ int64_t forward_tile_cols(const Conv2dGeometry& g, const Dims& d, int64_t item_s
 //   col:     this thread's column buffer (K, count * width); unused when pointwise
 //   staging: (OCg, count * plane), where a chunk's product lands before going to `out`
 //   w_packed: W_g (OCg, K) packed as the GEMMs' left operand, once per call
+//   epilogue: bias (this group's, as row_bias) and activation, or null for neither
+//   implicit: the GEMM fills its panels from the image (ImplicitColumns), col is unused
 template <typename T>
-void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const T* bias, const Conv2dGeometry& g,
-                  const Dims& d, int64_t n0, int64_t count, int64_t grp, int64_t oh_begin, int64_t oh_end,
-                  int64_t ow_begin, int64_t ow_end, T* col, T* staging) {
+void forward_item(T* out, const T* inp, const PackedMatrix<T>& w_packed, const GemmEpilogue<T>* epilogue,
+                  bool implicit, const Conv2dGeometry& g, const Dims& d, int64_t n0, int64_t count, int64_t grp,
+                  int64_t oh_begin, int64_t oh_end, int64_t ow_begin, int64_t ow_end, T* col, T* staging) {
     const int64_t first = oh_begin * g.OW + ow_begin, width = (oh_end - oh_begin) * (ow_end - ow_begin);
     const int64_t columns = count * width;
     auto x_g = [&](int64_t n) { return inp + (n * g.C + grp * d.Cg) * d.in_plane; };
     auto y_g = [&](int64_t n) { return out + (n * g.OC + grp * d.OCg) * d.plane; };
 
-    // The column matrix (K, columns): image i's columns at i * width.
-    const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
-    int64_t ld_cols = d.plane;
-    if (!d.pointwise) {
-        for (int64_t i = 0; i < count; ++i) im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end, ow_begin, ow_end);
-        cols = col;
-        ld_cols = columns;
-    }
-    if (count == 1) {
-        // Straight into the output: y (OCg, width), row stride OH*OW. Start from the bias and
-        // let the GEMM add onto it (beta = 1), or overwrite (beta = 0).
-        T* y = y_g(n0) + first;
-        T beta = T(0);
-        if (bias) {
-            for (int64_t oc = 0; oc < d.OCg; ++oc)
-                std::fill(y + oc * d.plane, y + oc * d.plane + width, bias[grp * d.OCg + oc]);
-            beta = T(1);
+    // act(W_g @ col + bias) goes straight into the output, y (OCg, width) with row stride
+    // OH*OW, for one image; for a chunk into staging (OCg, count*plane) first. The epilogue
+    // adds the bias and applies the activation tile by tile.
+    T* target = count == 1 ? y_g(n0) + first : staging;
+    const int64_t ld_target = count == 1 ? d.plane : columns;
+    if (implicit) {
+        // The GEMM writes the column matrix into its panels as it needs them (whole rows only).
+        const ImplicitColumns<T> cols(x_g(n0), g.C * d.in_plane, g, oh_begin, width);
+        gemm_packed_a_filled<T>(w_packed, columns, cols, T(0), target, ld_target, epilogue);
+    } else {
+        // The column matrix (K, columns): image i's columns at i * width.
+        const T* cols = x_g(n0) + first;  // pointwise: the image's own (Cg, H*W) columns, in place
+        int64_t ld_cols = d.plane;
+        if (!d.pointwise) {
+            for (int64_t i = 0; i < count; ++i)
+                im2col(col + i * width, columns, x_g(n0 + i), d.Cg, g, oh_begin, oh_end, ow_begin, ow_end);
+            cols = col;
+            ld_cols = columns;
         }
-        gemm_packed_a<T>(w_packed, false, width, T(1), cols, ld_cols, beta, y, d.plane);
-        return;
+        gemm_packed_a<T>(w_packed, false, columns, T(1), cols, ld_cols, T(0), target, ld_target, epilogue);
     }
-    // staging (OCg, count*plane) = W_g @ col, then each image's block (plus bias) to its place.
-    gemm_packed_a<T>(w_packed, false, columns, T(1), cols, ld_cols, T(0), staging, columns);
-    for (int64_t i = 0; i < count; ++i) {
-        for (int64_t oc = 0; oc < d.OCg; ++oc) {
-            const T b = bias ? bias[grp * d.OCg + oc] : T(0);
-            const T* s = staging + oc * columns + i * d.plane;
-            T* y = y_g(n0 + i) + oc * d.plane;
-            for (int64_t j = 0; j < d.plane; ++j) y[j] = s[j] + b;
-        }
-    }
+    if (count == 1) return;
+    for (int64_t i = 0; i < count; ++i)
+        for (int64_t oc = 0; oc < d.OCg; ++oc)
+            std::memcpy(y_g(n0 + i) + oc * d.plane, staging + oc * columns + i * d.plane, sizeof(T) * d.plane);
 }
 
 }  // namespace
@@ -295,7 +660,14 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
 // The work items are (chunk of images, group, tile of output rows); each writes its own
 // part of the output, so they run in any order on any thread.
 template <typename T>
-void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g) {
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                    Activation activation, T negative_slope) {
+    if (use_direct(g, sizeof(T))) {
+        Conv2dGeometry unpadded;
+        const T* x = padded_input(inp, g, &unpadded);
+        direct_forward(out, x, weight, bias, unpadded, activation, negative_slope);
+        return;
+    }
     const Dims d = dims_of(g);
     const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T)), tile_cols = forward_tile_cols(g, d, sizeof(T));
     const int64_t col_tiles = (g.OW + tile_cols - 1) / tile_cols;
@@ -305,9 +677,16 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     const int64_t columns = d.chunk * tile_rows * tile_cols;
     const int nt = item_threads(items, d.OCg * columns * d.K);
     // Every item of a group multiplies by the same W_g: pack it once here, not per item.
+    // ... and give it its group's bias in the epilogue (none at all without bias or activation).
     std::vector<PackedMatrix<T>> w_packed;
-    for (int64_t grp = 0; grp < g.groups; ++grp)
+    std::vector<GemmEpilogue<T>> epilogues;
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
         w_packed.push_back(PackedMatrix<T>::pack_a(false, d.OCg, d.K, weight + grp * d.OCg * d.K, d.K));
+        epilogues.push_back(GemmEpilogue<T>{bias ? bias + grp * d.OCg : nullptr, nullptr, activation, negative_slope});
+    }
+    const bool has_epilogue = bias != nullptr || activation != Activation::kNone;
+    // The implicit fill walks whole output rows: not with row segments (tile_cols < OW).
+    const bool implicit = use_implicit_columns(d) && tile_cols == g.OW;
     RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; ++item) errors.run([&] {
@@ -315,10 +694,10 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
         const int64_t n0 = chunk * d.chunk, count = std::min(d.chunk, g.N - n0);
         const int64_t oh_begin = tile / col_tiles * tile_rows, oh_end = std::min(g.OH, oh_begin + tile_rows);
         const int64_t ow_begin = tile % col_tiles * tile_cols, ow_end = std::min(g.OW, ow_begin + tile_cols);
-        T* col = d.pointwise ? nullptr : thread_buffer<T>(0, d.K * columns);
+        T* col = d.pointwise || implicit ? nullptr : thread_buffer<T>(0, d.K * columns);
         T* staging = d.chunk > 1 ? thread_buffer<T>(1, d.OCg * columns) : nullptr;
-        forward_item(out, inp, w_packed[grp], bias, g, d, n0, count, grp, oh_begin, oh_end, ow_begin, ow_end, col,
-                     staging);
+        forward_item(out, inp, w_packed[grp], has_epilogue ? &epilogues[grp] : nullptr, implicit, g, d, n0, count, grp,
+                     oh_begin, oh_end, ow_begin, ow_end, col, staging);
     });
     errors.rethrow();
 }
@@ -413,27 +792,18 @@ void backward_chunk(T* dinp, T* dw, T beta_w, const T* dout, const T* inp,
     }
 }
 
-// dbias[oc] += sum over images and positions of dout[n, oc, :, :]; split over channels.
-template <typename T>
-void bias_backward(T* dbias, const T* dout, const Conv2dGeometry& g) {
-    const int64_t plane = g.OH * g.OW;
-    const int nt = threads_for(g.OC * g.N * plane, kCopyGrain);
-    RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
-#pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
-    for (int64_t oc = 0; oc < g.OC; ++oc) errors.run([&] {
-        T total = 0;
-        for (int64_t n = 0; n < g.N; ++n) total += sum_of(dout + (n * g.OC + oc) * plane, plane);
-        dbias[oc] += total;
-    });
-    errors.rethrow();
-}
-
 }  // namespace
 
 template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g) {
-    if (dbias) bias_backward(dbias, dout, g);
+    if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
+    if (dweight && use_direct(g, sizeof(T))) {
+        Conv2dGeometry unpadded;
+        const T* x = padded_input(inp, g, &unpadded);
+        direct_weight_grad(dweight, dout, x, unpadded);
+        dweight = nullptr;  // done: what follows is the input gradient only
+    }
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
     const BackwardTiles tiles = backward_tiles(g, d, sizeof(T));
@@ -475,21 +845,32 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     errors.rethrow();
 
     if (use_partials) {
-        const int nt_sum = threads_for(slices * weight_size, kCopyGrain);
-        RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
-#pragma omp parallel for if (nt_sum > 1) num_threads(nt_sum) schedule(static)
-        for (int64_t i = 0; i < weight_size; ++i) errors.run([&] {
-            T total = partials[i];
-            for (int64_t s = 1; s < slices; ++s) total += partials[s * weight_size + i];
-            dweight[i] += total;
+        const T* parts = partials.data();
+        parallel_rows(weight_size, slices, kCopyGrain, [=](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+                T total = parts[i];
+                for (int64_t s = 1; s < slices; ++s) total += parts[s * weight_size + i];
+                dweight[i] += total;
+            }
         });
-        errors.rethrow();
     }
 }
 
-template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dGeometry&);
-template void conv2d_forward<double>(double*, const double*, const double*, const double*,
-                                     const Conv2dGeometry&);
+bool conv2d_set_algorithm(const char* name) {
+    for (int i = 0; i < 4; ++i) {
+        if (std::strcmp(name, kAlgorithmNames[i]) != 0) continue;
+        g_algorithm.store(i);
+        return true;
+    }
+    return false;
+}
+
+const char* conv2d_algorithm() { return kAlgorithmNames[g_algorithm.load()]; }
+
+template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dGeometry&,
+                                    Activation, float);
+template void conv2d_forward<double>(double*, const double*, const double*, const double*, const Conv2dGeometry&,
+                                     Activation, double);
 template void conv2d_backward<float>(float*, float*, float*, const float*, const float*, const float*,
                                      const Conv2dGeometry&);
 template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,

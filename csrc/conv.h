@@ -11,9 +11,13 @@
 //
 // Both passes are im2col + pycore::gemm on a piece of the batch at a time (a tile of output
 // rows of one image, or a few small images side by side), with per-thread column buffers,
-// never a whole-batch one. See conv.cpp for the pieces and the threading.
+// never a whole-batch one; except single-group convolutions with few output channels
+// (LeNet's), whose forward and weight gradient a direct kernel computes without columns.
+// See conv.cpp for the pieces, the choice and the threading.
 #pragma once
 #include <cstdint>
+
+#include "gemm.h"  // Activation
 
 namespace pycore {
 
@@ -34,9 +38,12 @@ struct Conv2dGeometry {
 int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo, int64_t pad_hi,
                            int64_t dilation);
 
-// out (N, OC, OH, OW) = conv2d(inp, weight) + bias. bias may be null. `out` need not be zeroed.
+// out (N, OC, OH, OW) = act(conv2d(inp, weight) + bias). bias may be null. `out` need not be
+// zeroed. The bias and the activation (a fused Conv2d + ReLU/LeakyReLU/Tanh/Sigmoid) are
+// the GEMM's epilogue: applied to each output tile as it is written (gemm.h).
 template <typename T>
-void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g);
+void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                    Activation activation = Activation::kNone, T negative_slope = T(0));
 
 // Gradients of conv2d_forward, given dout = dL/dout (N, OC, OH, OW):
 //   dbias[oc]   += sum_{n, oh, ow} dout[n, oc, oh, ow]
@@ -48,5 +55,14 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
 template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g);
+
+// How conv2d_forward computes: "auto" (a rule per shape, conv.cpp), "im2col" (columns in a
+// per-thread buffer that the GEMM then packs), "implicit" (columns written by the GEMM
+// straight into its packed panels) or "direct" (no columns: few output channels held in
+// vectors, for single-group convolutions with at most 16 float / 8 double output channels;
+// others take the auto path). For tests
+// and measurements. Returns false for an unknown name. Process-wide.
+bool conv2d_set_algorithm(const char* name);
+const char* conv2d_algorithm();
 
 }  // namespace pycore

@@ -20,6 +20,7 @@
 // are no barriers; a thread grid is chosen so that the extra packing this costs
 // (tn copies of A, tm copies of B) stays small. K is never split, so C has one writer.
 #include "gemm.h"
+#include "omp_guard.h"
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +34,8 @@
 #include <omp.h>
 #endif
 
+#include "fastmath.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -196,6 +199,7 @@ public:
     T* get(size_t count) {
         if (count > capacity_) {
             std::free(data_);
+            data_ = nullptr, capacity_ = 0;  // a failed allocation below must not leave a stale capacity
             const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
             data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
             if (!data_) throw std::bad_alloc();
@@ -218,6 +222,62 @@ T* scratch(ScratchSlot which, size_t count) {
     return buffers[which].get(count);
 }
 
+// One row range [i0, i1) of the epilogue (gemm.h) on block c: bias, then act. No bias is
+// no addition at all (adding 0 would turn a -0 product into +0).
+template <typename T, class Act>
+PYCORE_INLINE void finish_rows(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t n,
+                               int64_t i0, int64_t i1, Act act) {
+    const T* col_bias = e.col_bias ? e.col_bias + col0 : nullptr;
+    for (int64_t i = i0; i < i1; ++i) {
+        T* PYCORE_RESTRICT ci = c + i * ldc;
+        if (e.row_bias) {
+            const T b = e.row_bias[row0 + i];
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j] + b);
+        } else if (col_bias) {
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j] + col_bias[j]);
+        } else {
+            for (int64_t j = 0; j < n; ++j) ci[j] = act(ci[j]);
+        }
+    }
+}
+
+// The epilogue with the instruction set already chosen (simd::use_avx2 once per call, not per tile).
+template <typename T>
+void run_epilogue(bool avx2, const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m,
+                  int64_t n) {
+    const auto rows_with = [&](auto act) {
+        simd::run(
+            avx2,
+            [&, act](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE { finish_rows(e, c, ldc, row0, col0, n, i0, i1, act); },
+            0, m);
+    };
+    const T slope = e.negative_slope;
+    switch (e.activation) {
+        case Activation::kNone: rows_with([](T v) PYCORE_LAMBDA_INLINE { return v; }); break;
+        case Activation::kRelu: rows_with([](T v) PYCORE_LAMBDA_INLINE { return v > T(0) || v != v ? v : T(0); }); break;
+        case Activation::kLeakyRelu:
+            rows_with([slope](T v) PYCORE_LAMBDA_INLINE { return v > T(0) ? v : v * slope; });
+            break;
+        case Activation::kTanh: rows_with([](T v) PYCORE_LAMBDA_INLINE { return fastmath::tanh(v); }); break;
+        case Activation::kSigmoid: rows_with([](T v) PYCORE_LAMBDA_INLINE { return fastmath::sigmoid(v); }); break;
+    }
+}
+
+// A call's epilogue (or none) and its instruction set, handed down to every tile.
+template <typename T>
+struct Finish {
+    const GemmEpilogue<T>* epilogue = nullptr;
+    bool avx2 = false;
+    void operator()(T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n) const {
+        if (epilogue) run_epilogue(avx2, *epilogue, c, ldc, row0, col0, m, n);
+    }
+};
+
+template <typename T>
+Finish<T> finish_of(const GemmEpilogue<T>* epilogue) {
+    return Finish<T>{epilogue, epilogue != nullptr && simd::use_avx2()};
+}
+
 struct Args {
     bool trans_a, trans_b;
     int64_t M, N, K, lda, ldb, ldc;
@@ -238,6 +298,7 @@ template <typename T>
 struct Prepacked {
     const T* a = nullptr;
     const T* b = nullptr;
+    const BPanelFill<T>* b_fill = nullptr;  // or op(B) written by the caller's fill (gemm.h)
 };
 
 // One thread's share: C[m0:m1, n0:n1].
@@ -253,7 +314,7 @@ constexpr int64_t kPanelsPerPack = 4;
 
 template <typename T>
 void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, const T* B, T beta,
-                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre) {
+                T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, Prepacked<T> pre, const Finish<T>& finish) {
     const int mr = kern.mr, nr = kern.nr;
     const int64_t MC = kern.mc, NC = kern.nc;
     const int64_t group = kPanelsPerPack * nr;  // columns packed at once
@@ -284,15 +345,23 @@ void gemm_block(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A, c
                         b_group = pre.b + pc * b_panels * nr + ((jc + jg) / nr) * kc * nr;
                     } else {
                         T* dst = one_row_block ? b_buf : b_buf + (jg / nr) * kc * nr;
-                        if (ic == m0) pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, dst);
+                        if (ic == m0) {
+                            if (pre.b_fill)
+                                pre.b_fill->fill(pc, kc, jc + jg, ng, nr, dst);
+                            else
+                                pack_b(B, g.ldb, g.trans_b, pc, kc, jc + jg, ng, nr, dst);
+                        }
                         b_group = dst;
                     }
                     for (int64_t jr = 0; jr < ng; jr += nr) {
                         const T* b_panel = b_group + (jr / nr) * kc * nr;
                         const int64_t n = std::min<int64_t>(nr, ng - jr);
                         for (int64_t ir = 0; ir < mc; ir += mr) {
-                            kern.run(kc, a_block + (ir / mr) * kc * mr, b_panel, C + (ic + ir) * g.ldc + jc + jg + jr,
-                                     g.ldc, alpha, beta_here, std::min<int64_t>(mr, mc - ir), n);
+                            T* c_tile = C + (ic + ir) * g.ldc + jc + jg + jr;
+                            const int64_t m = std::min<int64_t>(mr, mc - ir);
+                            kern.run(kc, a_block + (ir / mr) * kc * mr, b_panel, c_tile, g.ldc, alpha, beta_here, m, n);
+                            // The last K slice finished this tile: the epilogue while it is in L1.
+                            if (pc + kc == g.K) finish(c_tile, g.ldc, ic + ir, jc + jg + jr, m, n);
                         }
                     }
                 }
@@ -394,16 +463,18 @@ const GemmKernel<T>& tile_for_rows(const GemmKernel<T>& kern, int64_t M) {
 // (prepacked A panels are MR tall, so they keep the kernel they were packed for).
 template <typename T>
 void gemm_run(const GemmKernel<T>& packed_kernel, const Args& g, T alpha, const T* A, const T* B, T beta, T* C,
-              Prepacked<T> pre) {
+              Prepacked<T> pre, const Finish<T>& finish = Finish<T>{}) {
     const GemmKernel<T>& kern = pre.a ? packed_kernel : tile_for_rows(packed_kernel, g.M);
     const int64_t M = g.M, N = g.N, K = g.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
         scale_c(M, N, beta, C, g.ldc);
+        finish(C, g.ldc, 0, 0, M, N);
         return;
     }
     if (M == 1) {
         gemm_one_row(kern, g, alpha, A, B, beta, C);
+        finish(C, g.ldc, 0, 0, 1, N);  // one row of N: still in cache
         return;
     }
 
@@ -411,11 +482,12 @@ void gemm_run(const GemmKernel<T>& packed_kernel, const Args& g, T alpha, const 
     // thread costs microseconds on an idle machine and far more on a busy one.
     const int nt = threads_for(M * N * K, int64_t(1) << 20);
     if (nt == 1) {
-        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre);
+        gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre, finish);
         return;
     }
     int tm, tn;
     thread_grid(nt, M, N, kern.mr, kern.nr, &tm, &tn);
+    RegionErrors errors;  // a packing buffer's std::bad_alloc must not leave the region (omp_guard.h)
 #pragma omp parallel num_threads(tm * tn)
     {
 #ifdef _OPENMP
@@ -423,11 +495,14 @@ void gemm_run(const GemmKernel<T>& packed_kernel, const Args& g, T alpha, const 
 #else
         const int t = 0;
 #endif
-        int64_t m0, m1, n0, n1;
-        split(M, kern.mr, tm, t / tn, &m0, &m1);
-        split(N, kern.nr, tn, t % tn, &n0, &n1);
-        if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1, pre);
+        errors.run([&] {
+            int64_t m0, m1, n0, n1;
+            split(M, kern.mr, tm, t / tn, &m0, &m1);
+            split(N, kern.nr, tn, t % tn, &n0, &n1);
+            if (m0 < m1 && n0 < n1) gemm_block(kern, g, alpha, A, B, beta, C, m0, m1, n0, n1, pre, finish);
+        });
     }
+    errors.rethrow();
 }
 
 // Pack all of op(X) for PackedMatrix: for each K slice, `count` panels of `width`,
@@ -458,10 +533,15 @@ void pack_whole(bool side_a, bool trans, const T* X, int64_t ld, int64_t outer, 
 }  // namespace
 
 template <typename T>
+void apply_epilogue(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n) {
+    run_epilogue(simd::use_avx2(), e, c, ldc, row0, col0, m, n);
+}
+
+template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue) {
     gemm_run(*current_kernel<T>(), Args{trans_a, trans_b, M, N, K, lda, ldb, ldc}, alpha, A, B, beta, C,
-             Prepacked<T>{});
+             Prepacked<T>{}, finish_of(epilogue));
 }
 
 template <typename T>
@@ -494,12 +574,24 @@ PackedMatrix<T> PackedMatrix<T>::pack_b(bool trans, int64_t K, int64_t N, const 
 
 template <typename T>
 void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
-                   int64_t ldb, T beta, T* C, int64_t ldc) {
+                   int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue) {
     if (A_packed.side_ != PackedMatrix<T>::Side::kA) throw std::invalid_argument("gemm_packed_a: B-side packing");
     const Args g{A_packed.trans_, trans_b, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, ldb, ldc};
     // A default-constructed packing has no kernel, but then its products are empty.
     const GemmKernel<T>& kern = A_packed.kernel_ ? *A_packed.kernel_ : *current_kernel<T>();
-    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr});
+    gemm_run(kern, g, alpha, A_packed.source_, B, beta, C, Prepacked<T>{A_packed.panels_.get(), nullptr},
+             finish_of(epilogue));
+}
+
+template <typename T>
+void gemm_packed_a_filled(const PackedMatrix<T>& A_packed, int64_t N, const BPanelFill<T>& B_fill, T beta, T* C,
+                          int64_t ldc, const GemmEpilogue<T>* epilogue) {
+    if (A_packed.side_ != PackedMatrix<T>::Side::kA)
+        throw std::invalid_argument("gemm_packed_a_filled: B-side packing");
+    if (A_packed.rows_ < 2) throw std::invalid_argument("gemm_packed_a_filled: op(A) needs at least 2 rows");
+    const Args g{A_packed.trans_, false, A_packed.rows_, N, A_packed.cols_, A_packed.ld_, 0, ldc};
+    gemm_run(*A_packed.kernel_, g, T(1), A_packed.source_, static_cast<const T*>(nullptr), beta, C,
+             Prepacked<T>{A_packed.panels_.get(), nullptr, &B_fill}, finish_of(epilogue));
 }
 
 template <typename T>
@@ -511,16 +603,24 @@ void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, co
     gemm_run(kern, g, alpha, A, B_packed.source_, beta, C, Prepacked<T>{nullptr, B_packed.panels_.get()});
 }
 
+template void apply_epilogue<float>(const GemmEpilogue<float>&, float*, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t);
+template void apply_epilogue<double>(const GemmEpilogue<double>&, double*, int64_t, int64_t, int64_t, int64_t,
+                                     int64_t);
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                          const float*, int64_t, float, float*, int64_t);
+                          const float*, int64_t, float, float*, int64_t, const GemmEpilogue<float>*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                           const double*, int64_t, double, double*, int64_t);
+                           const double*, int64_t, double, double*, int64_t, const GemmEpilogue<double>*);
 template class PackedMatrix<float>;
 template class PackedMatrix<double>;
 template void gemm_packed_a<float>(const PackedMatrix<float>&, bool, int64_t, float, const float*, int64_t,
-                                   float, float*, int64_t);
+                                   float, float*, int64_t, const GemmEpilogue<float>*);
 template void gemm_packed_a<double>(const PackedMatrix<double>&, bool, int64_t, double, const double*,
-                                    int64_t, double, double*, int64_t);
+                                    int64_t, double, double*, int64_t, const GemmEpilogue<double>*);
+template void gemm_packed_a_filled<float>(const PackedMatrix<float>&, int64_t, const BPanelFill<float>&, float,
+                                          float*, int64_t, const GemmEpilogue<float>*);
+template void gemm_packed_a_filled<double>(const PackedMatrix<double>&, int64_t, const BPanelFill<double>&, double,
+                                           double*, int64_t, const GemmEpilogue<double>*);
 template void gemm_packed_b<float>(bool, int64_t, float, const float*, int64_t, const PackedMatrix<float>&,
                                    float, float*, int64_t);
 template void gemm_packed_b<double>(bool, int64_t, double, const double*, int64_t, const PackedMatrix<double>&,

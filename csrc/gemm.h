@@ -19,10 +19,41 @@
 
 namespace pycore {
 
+// ---------------------------------------------------------------------------------
+// Epilogue: what a fused layer (Conv2d or Linear followed by an activation) does to each
+// finished tile of C in the GEMM's write-back, while the tile is still in L1:
+//
+//   C[i, j] = act(C[i, j] + bias)      bias = row_bias[i] or col_bias[j] (or none)
+//
+// where C[i, j] is the finished alpha * op(A) @ op(B) + beta * C. A conv's output channels
+// are the rows of its C (row_bias); a linear layer's output features are the columns
+// (col_bias). The activations compute what elementwise.cpp's do, with the same fastmath
+// functions: relu(v) = v > 0 or NaN ? v : 0, leaky_relu(v) = v > 0 ? v : v * negative_slope,
+// tanh, sigmoid. A null epilogue (the default everywhere) leaves C as the plain product.
+enum class Activation : int { kNone = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+
+template <typename T>
+struct GemmEpilogue {
+    const T* row_bias = nullptr;  // (M,), or null
+    const T* col_bias = nullptr;  // (N,), or null; at most one of the two is given
+    Activation activation = Activation::kNone;
+    T negative_slope = T(0);  // kLeakyRelu only
+};
+
+// The epilogue on the block c (m x n, row stride ldc) that sits at rows row0.. and
+// columns col0.. of C (bias indices are C's). Also for callers that finish C themselves
+// (conv's staged small images); the loop follows _C.set_simd_path as simd.h describes.
+template <typename T>
+void apply_epilogue(const GemmEpilogue<T>& e, T* c, int64_t ldc, int64_t row0, int64_t col0, int64_t m, int64_t n);
+
+template <typename T>
+struct BPanelFill;  // below: an op(B) the caller writes into packed panels
+
+// C = alpha * op(A) @ op(B) + beta * C, then the epilogue (when given) on every element.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
           T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
-          T beta, T* C, int64_t ldc);
+          T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
 
 // The instruction set of the micro-kernels in use: "avx512f", "avx2+fma" or "generic".
 const char* gemm_simd_path();
@@ -92,7 +123,11 @@ private:
     static PackedMatrix pack(Side side, bool trans, int64_t rows, int64_t cols, int64_t outer, int64_t K,
                              const T* src, int64_t ld);
     template <typename U>
-    friend void gemm_packed_a(const PackedMatrix<U>&, bool, int64_t, U, const U*, int64_t, U, U*, int64_t);
+    friend void gemm_packed_a(const PackedMatrix<U>&, bool, int64_t, U, const U*, int64_t, U, U*, int64_t,
+                              const GemmEpilogue<U>*);
+    template <typename U>
+    friend void gemm_packed_a_filled(const PackedMatrix<U>&, int64_t, const BPanelFill<U>&, U, U*, int64_t,
+                                     const GemmEpilogue<U>*);
     template <typename U>
     friend void gemm_packed_b(bool, int64_t, U, const U*, int64_t, const PackedMatrix<U>&, U, U*, int64_t);
 
@@ -106,10 +141,33 @@ private:
     int64_t ld_ = 0;
 };
 
-// C = alpha * op(A) @ op(B) + beta * C with op(A) (M x K) from A_packed; op(B) is K x N.
+// C = alpha * op(A) @ op(B) + beta * C with op(A) (M x K) from A_packed; op(B) is K x N;
+// then the epilogue, when given.
 template <typename T>
 void gemm_packed_a(const PackedMatrix<T>& A_packed, bool trans_b, int64_t N, T alpha, const T* B,
-                   int64_t ldb, T beta, T* C, int64_t ldc);
+                   int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
+// A right operand op(B) (K x N) that is never stored: the caller writes its pieces straight
+// into the GEMM's packed panels when the GEMM asks (a convolution's implicit im2col). fill
+// writes op(B)[p0:p0+kc, j0:j0+nc] (j0 a multiple of nr) as NR-wide panels, each kc x nr
+// and k-major, the columns past nc zero:
+//   dst[(j / nr) * kc * nr + k * nr + j % nr] = op(B)(p0 + k, j0 + j)   (0 for j >= nc)
+// It is called from the GEMM's threads at once, on disjoint pieces, so it must not write
+// shared state.
+template <typename T>
+struct BPanelFill {
+    virtual void fill(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) const = 0;
+
+protected:
+    ~BPanelFill() = default;
+};
+
+// C = alpha * op(A) @ op(B) + beta * C (then the epilogue) with op(A) from A_packed and op(B)
+// (A_packed.cols() x N) from B_fill. A_packed must have at least 2 rows: a one-row product
+// reads B in place, and there is no B here (std::invalid_argument otherwise).
+template <typename T>
+void gemm_packed_a_filled(const PackedMatrix<T>& A_packed, int64_t N, const BPanelFill<T>& B_fill, T beta, T* C,
+                          int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
+
 // C = alpha * op(A) @ op(B) + beta * C with op(B) (K x N) from B_packed; op(A) is M x K.
 template <typename T>
 void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedMatrix<T>& B_packed,

@@ -196,6 +196,61 @@ def test_kernel_paths(path, dtype):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
+    (3, 1, 28, 28, 6, 5, 1, 0, 1, 1),     # LeNet conv1: direct (one vector of channels)
+    (2, 6, 14, 14, 16, 5, 1, 0, 1, 1),    # LeNet conv2: direct (two vectors / one zmm)
+    (2, 3, 17, 20, 5, 3, (2, 1), 0, (1, 2), 1),  # direct with strides and dilation
+    (2, 4, 9, 11, 6, 3, 1, 1, 1, 1),      # padded: direct on a padded copy; implicit fills zeros
+    (3, 1, 28, 28, 6, 5, 1, 2, 1, 1),     # LeNet-5's real conv1 (padding 2)
+    (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
+    (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
+]
+
+
+@pytest.mark.parametrize("simd_path", ["auto", "avx2+fma", "generic"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_algorithms_agree_bitwise(simd_path, dtype):
+    """Forward: im2col, implicit GEMM and the direct kernel sum in the same order: the same
+    bits, and the naive reference's values, with and without a fused activation. Backward
+    (direct or GEMM weight gradient): the reference's values."""
+    from pycore import _C
+    if not _C.set_simd_path(simd_path):
+        pytest.skip(f"no {simd_path} on this CPU")
+    rng = np.random.default_rng(11)
+    try:
+        for n, c, h, w, oc, k, stride, padding, dilation, groups in ALGORITHM_SHAPES:
+            x = rng.standard_normal((n, c, h, w)).astype(dtype)
+            weight = rng.standard_normal((oc, c // groups, k, k)).astype(dtype)
+            bias = rng.standard_normal(oc).astype(dtype)
+            kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+            results = {}
+            for algorithm in ("im2col", "implicit", "direct", "auto"):
+                _C.conv2d_set_algorithm(algorithm)
+                results[algorithm] = [F.conv2d(x, weight, bias, **kwargs),
+                                      F.conv2d(x, weight, None, activation="sigmoid", **kwargs)]
+            for algorithm, (plain, fused) in results.items():
+                np.testing.assert_array_equal(plain, results["im2col"][0], err_msg=algorithm)
+                np.testing.assert_array_equal(fused, results["im2col"][1], err_msg=algorithm)
+            pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+            pads = reference_pads(padding, (k, k), pair(dilation))
+            y_ref, backward = naive_conv2d(x, weight, bias, pair(stride), pads, pair(dilation), groups)
+            np.testing.assert_allclose(results["auto"][0], y_ref, **TOL[dtype])
+            # Backward: the direct weight gradient (where it applies) and the GEMM's.
+            gy = rng.standard_normal(y_ref.shape).astype(dtype)
+            want = backward(gy)
+            for algorithm in ("im2col", "direct"):
+                _C.conv2d_set_algorithm(algorithm)
+                gw, gb = np.zeros_like(weight), np.zeros_like(bias)
+                gx = F.conv2d_backward(gy, x, weight, gw, gb, **kwargs)
+                for got, expected in zip((gx, gw, gb), want):
+                    np.testing.assert_allclose(got, expected, **TOL[dtype], err_msg=algorithm)
+    finally:
+        _C.conv2d_set_algorithm("auto")
+        _C.set_simd_path("auto")
+    with pytest.raises(ValueError, match="conv2d_set_algorithm"):
+        _C.conv2d_set_algorithm("winograd")
+
+
 def test_same_padding_keeps_size_and_pads_bottom_right():
     x = np.zeros((1, 1, 5, 5))
     x[0, 0, 4, 4] = 1.0                      # only the bottom-right pixel
@@ -423,22 +478,23 @@ def test_layouts_give_the_contiguous_result(layout):
         np.testing.assert_array_equal(g, e)
 
 
+@pytest.mark.parametrize("padding", [1, 0])  # the direct kernels (8 channels), on a padded copy or in place
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,first_layer", [(1, False), (5, False), (7, False), (40, True), (40, False)])
-def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype):
+def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype, padding):
     rng = np.random.default_rng(n)
     x = rng.standard_normal((n, 6, 12, 10)).astype(dtype)
     w = rng.standard_normal((8, 6, 3, 3)).astype(dtype)
     b = rng.standard_normal(8).astype(dtype)
-    gy = rng.standard_normal((n, 8, 12, 10)).astype(dtype)
+    gy = rng.standard_normal((n, 8, 10 + 2 * padding, 8 + 2 * padding)).astype(dtype)
     before = pycore.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
             pycore.set_num_threads(threads)
-            y = F.conv2d(x, w, b, padding=1)
+            y = F.conv2d(x, w, b, padding=padding)
             gw, gb = np.zeros_like(w), np.zeros_like(b)
-            gx = F.conv2d_backward(gy, x, w, gw, gb, padding=1, need_input_grad=not first_layer)
+            gx = F.conv2d_backward(gy, x, w, gw, gb, padding=padding, need_input_grad=not first_layer)
             results.append((y, gx, gw, gb))
     finally:
         pycore.set_num_threads(before)

@@ -96,7 +96,8 @@ def test_allocation_failure_inside_a_parallel_region_is_a_memory_error(tmp_path)
     # come back as MemoryError, not std::terminate, and the process go on.
     code = """
         import resource, numpy as np, pycore, pycore.functional as F
-        pycore.set_num_threads(2)
+        pycore._C.conv2d_set_algorithm("im2col")  # the path with the 64 MiB column buffers (2 output
+        pycore.set_num_threads(2)                 # channels would otherwise take the direct kernel)
         F.conv2d(np.ones((2, 64, 32, 32)), np.ones((8, 64, 3, 3)))  # start the worker threads
         x, w = np.ones((1, 700, 1, 16388)), np.ones((2, 700, 1, 3))
         with open("/proc/self/statm") as f:

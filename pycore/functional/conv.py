@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _C
 from .._checks import INT64_MAX, fits_int64, float_array, gradient_buffer, int_pair, integer
+from .fused import activation_code
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
 Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
@@ -58,7 +59,28 @@ def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, 
     values < 1, negative or unknown padding, 'same' with a stride, channels that do not
     match weight.shape[1] * groups, groups not dividing the channels, a kernel larger than
     the padded input, and sizes whose element or byte count would not fit in int64.
+
+    A layer calls this with the same shapes and hyper-parameters every step, so results
+    are cached (about 10 us a call saved). The key holds the repr of the hyper-parameters,
+    which tells 1 from True and 2 from 2.0, so a value that must be rejected never finds a
+    cached result; failures are not cached.
     """
+    key = (tuple(input_shape), tuple(weight_shape), repr((stride, padding, dilation, groups)), itemsize)
+    geo = _GEOMETRY_CACHE.get(key)
+    if geo is None:
+        geo = _resolve_geometry(input_shape, weight_shape, stride, padding, dilation, groups, itemsize)
+        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
+            _GEOMETRY_CACHE.clear()  # a model has a few shapes; many means shapes keep changing
+        _GEOMETRY_CACHE[key] = geo
+    return geo
+
+
+_GEOMETRY_CACHE = {}
+_GEOMETRY_CACHE_SIZE = 256
+
+
+def _resolve_geometry(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):
+    """conv2d_geometry without the cache."""
     n, c_in, h, w = (int(s) for s in input_shape)
     c_out, c_per_group, kh, kw = (int(s) for s in weight_shape)
     if min(c_in, h, w) < 1:
@@ -113,7 +135,7 @@ def _inputs(x, weight):
     return x, weight
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, negative_slope=0.01):
     """2-D convolution (cross-correlation) of a batch of images, as torch.nn.functional.conv2d.
 
     Args:
@@ -125,6 +147,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             size = input size; stride must be 1; an even kernel pads one more bottom/right).
         groups: channels are split into this many groups, convolved separately
             (groups == C_in == C_out is a depthwise convolution).
+        activation: None, "relu", "leaky_relu" (with negative_slope >= 0), "tanh" or
+            "sigmoid": applied, with the bias, as the output is written (a fused layer,
+            see pycore.functional.fused; its backward is activation_backward then
+            conv2d_backward).
 
     Returns:
         (N, C_out, H_out, W_out) with
@@ -139,10 +165,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"bias: expected shape ({weight.shape[0]},) (one per output channel), "
                              f"got {bias.shape}")
+    code, slope = activation_code(activation, negative_slope)
     geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     out = np.empty(geo.output_shape, dtype=x.dtype)
-    return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo))
+    return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo), code, slope)
 
 
 def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import _C
 from .._checks import fits_int64, float_array, gradient_buffer, is_float_dtype, same_dtype
+from .fused import activation_code
 
 
 def _checked_2d(x, name):
@@ -90,12 +91,15 @@ def matmul(a, b, trans_a=False, trans_b=False):
     return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
 
 
-def linear(x, weight, bias=None):
-    """y = x @ weight.T + bias, on the last axis.
+def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
+    """y = act(x @ weight.T + bias), on the last axis.
 
     x: (*, in_features); weight: (out_features, in_features); bias: (out_features,).
+    activation: None, "relu", "leaky_relu" (negative_slope >= 0), "tanh" or "sigmoid",
+    applied with the bias as the GEMM writes y (a fused layer, see pycore.functional.fused).
     Returns (*, out_features).
     """
+    code, slope = activation_code(activation, negative_slope)
     x = float_array(x, "input", contiguous=False)
     weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)",
                          contiguous=False)
@@ -105,15 +109,13 @@ def linear(x, weight, bias=None):
     fits_int64((_rows(x.shape), weight.shape[0]), x.itemsize, "output", "linear")
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     x2 = x.reshape(_rows(x.shape), weight.shape[1])  # in_features == 0: y is the bias (as PyTorch)
-    y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
     if bias is not None:
         bias = float_array(bias, "bias", dtype=x.dtype, ndim=1)
         if bias.shape[0] != weight.shape[0]:
             raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {bias.shape}")
-        y[...] = bias
-        _C.gemm(x2, weight, y, False, True, 1.0, 1.0)
-    else:
-        _C.gemm(x2, weight, y, False, True, 1.0, 0.0)
+    y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
+    # The bias (one per column of y) and the activation are the GEMM's epilogue.
+    _C.gemm(x2, weight, y, False, True, 1.0, 0.0, None, bias, code, slope)
     return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
@@ -140,7 +142,7 @@ def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_in
     if grad_weight is not None:
         _C.gemm(_apart_from(gy2, grad_weight), _apart_from(x2, grad_weight), grad_weight, True, False, 1.0, 1.0)
     if grad_bias is not None:
-        grad_bias += gy2.sum(axis=0)
+        _C.channel_sum(grad_bias, gy2, gy2.shape[0], out_features, 1)  # columns of gy2, rows in order
     if not need_input_grad:
         return None
     gx = np.empty((gy2.shape[0], in_features), dtype=x.dtype)

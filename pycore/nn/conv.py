@@ -82,11 +82,16 @@ class Conv2d(Module):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
     def forward(self, x):
+        return self._fused_forward(x)
+
+    def _fused_forward(self, x, activation=None, negative_slope=0.01):
+        """forward, or forward fused with the activation after it (nn/fusion.py)."""
         x = self._check_input(x, ndim=4, layout="(N, C_in, H, W)")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d: expected input with {self.in_channels} channels, shape "
                              f"(N, {self.in_channels}, H, W), got shape {x.shape}")
-        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper())
+        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper(),
+                     activation=activation, negative_slope=negative_slope)
         self._save_for_backward(x)
         return y
 

@@ -27,11 +27,16 @@ class Linear(Module):
         self.bias = Parameter(init.bias_uniform(shape, self.out_features, self.dtype)) if bias else None
 
     def forward(self, x):
+        return self._fused_forward(x)
+
+    def _fused_forward(self, x, activation=None, negative_slope=0.01):
+        """forward, or forward fused with the activation after it (nn/fusion.py)."""
         x = self._check_input(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with {self.in_features} features on the last axis, "
                              f"got shape {x.shape}")
-        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data, activation=activation,
+                     negative_slope=negative_slope)
         self._save_for_backward(x)
         return y
 

@@ -433,14 +433,39 @@ class Sequential(Module):
         if first is not None:
             first.requires_input_grad = value
 
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_fusion_plan", None)  # a child may have been added or replaced
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        self.__dict__.pop("_fusion_plan", None)
+        super().__delattr__(name)
+
+    def _steps(self):
+        """The children as nn/fusion.py runs them (a layer + activation pair as one fused
+        step), planned again after an attribute changes or debug mode is switched."""
+        from . import fusion  # fusion imports the layer modules, which import this one
+
+        debug = _context.is_debug()
+        cached = self.__dict__.get("_fusion_plan")
+        if cached is None or cached[0] != debug:
+            cached = (debug, fusion.plan(list(self.children())))
+            self.__dict__["_fusion_plan"] = cached
+        return cached[1]
+
     def forward(self, x):
-        for m in self.children():
-            x = m(x)
+        steps = self._steps()
+        for step in steps:
+            x = step(x)
+        self.__dict__["_last_steps"] = steps  # backward runs the steps this forward took
         return x
 
     def backward(self, grad):
-        for m in reversed(list(self.children())):
-            grad = m.backward(grad)
+        steps = self.__dict__.get("_last_steps")
+        if steps is None:
+            steps = self._steps()
+        for step in reversed(steps):
+            grad = step.backward(grad)
             if grad is None:
                 break
         return grad

@@ -1,0 +1,60 @@
+"""Fused layers: a convolution or linear layer and the activation after it, in one pass.
+
+    y = act(conv2d(x, weight) + bias)      conv2d(x, weight, bias, ..., activation="relu")
+    y = act(x @ weight.T + bias)           linear(x, weight, bias, activation="relu")
+
+The GEMM adds the bias and applies the activation to each output tile as it writes it
+(csrc/gemm.h, GemmEpilogue), instead of a second and third pass over the output. The
+results are the unfused ones (the same fastmath functions in the same order).
+
+Backward: activation_backward turns dL/dy into dL/d(pre-activation) from the saved
+output y alone, then conv2d_backward / linear_backward run as usual:
+
+    grad_pre = activation_backward(grad_y, y, "relu")
+    grad_x = conv2d_backward(grad_pre, x, weight, grad_weight, grad_bias)
+
+Activations: "relu", "leaky_relu" (negative_slope >= 0, so that the sign of y is that of
+the pre-activation and backward needs only y), "tanh", "sigmoid", or None.
+"""
+__all__ = ["activation_backward"]
+import numbers
+
+from . import activation as _act
+
+# The codes the kernels take (csrc/gemm.h: Activation).
+_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
+
+
+def activation_code(activation, negative_slope):
+    """(code, slope) for the kernels; TypeError/ValueError for an unknown activation or a bad slope."""
+    try:
+        code = _CODES[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation: expected None, 'relu', 'leaky_relu', 'tanh' or 'sigmoid', "
+                         f"got {activation!r}") from None
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
+    if code == _CODES["leaky_relu"] and not negative_slope >= 0:
+        raise ValueError(f"negative_slope: a fused leaky_relu needs negative_slope >= 0 (its backward reads "
+                         f"the sign of the output), got {negative_slope}")
+    return code, float(negative_slope)
+
+
+def activation_backward(grad_output, y, activation, negative_slope=0.01):
+    """dL/d(pre-activation) of a fused layer, from dL/dy and the layer's output y.
+
+    relu: grad * (y > 0); leaky_relu: y > 0 ? grad : grad * negative_slope; tanh:
+    grad * (1 - y^2); sigmoid: grad * y * (1 - y); None: grad itself. The same kernels
+    as the unfused activations' backward (for leaky_relu, y > 0 exactly when its input
+    is, since negative_slope >= 0).
+    """
+    activation_code(activation, negative_slope)
+    if activation is None:
+        return grad_output
+    if activation == "relu":
+        return _act.relu_backward(grad_output, y)
+    if activation == "leaky_relu":
+        return _act.leaky_relu_backward(grad_output, y, negative_slope)
+    if activation == "tanh":
+        return _act.tanh_backward(grad_output, y)
+    return _act.sigmoid_backward(grad_output, y)
