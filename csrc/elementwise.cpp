@@ -18,20 +18,20 @@ namespace {
 constexpr int64_t kGrainCheap = 1 << 15;
 constexpr int64_t kGrainTranscendental = 1 << 13;
 
-// out[i] = f(i) for i in [0, n), split evenly over the threads.
+// f(i) for i in [0, n), split evenly over the threads; the loop is compiled for each
+// instruction set and picked at run time (simd.h), so f must be PYCORE_LAMBDA_INLINE and
+// branch-free (conditionals through fastmath::where) for it to vectorise.
 template <class F>
 void for_each_index(int64_t n, int64_t grain, F f) {
-#pragma omp parallel for num_threads(threads_for(n, grain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) f(i);
+    simd::parallel_run(n, threads_for(n, grain), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
+        for (int64_t i = i0; i < i1; ++i) f(i);
+    });
 }
 
-// y[i] = f(x[i]) for i in [0, n), split over the threads, with f from fastmath.h: the
-// loop is compiled for the baseline and for AVX2+FMA and picked at run time (simd.h).
+// y[i] = f(x[i]) with f from fastmath.h (a transcendental function: a smaller grain).
 template <class T, class F>
 void map_vectorised(T* y, const T* x, int64_t n, F f) {
-    simd::parallel_run(n, threads_for(n, kGrainTranscendental), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
-        for (int64_t i = i0; i < i1; ++i) y[i] = f(x[i]);
-    });
+    for_each_index(n, kGrainTranscendental, [=](int64_t i) PYCORE_LAMBDA_INLINE { y[i] = f(x[i]); });
 }
 
 }  // namespace
@@ -41,13 +41,15 @@ void map_vectorised(T* y, const T* x, int64_t n, F f) {
 
 template <class T>
 void relu_forward(T* y, const T* x, int64_t n) {
-    // x > 0 ? x : 0, not std::max, so that a NaN input stays NaN (as PyTorch).
-    for_each_index(n, kGrainCheap, [=](int64_t i) { y[i] = x[i] > T(0) || x[i] != x[i] ? x[i] : T(0); });
+    // !(x <= 0) rather than x > 0, so that a NaN input stays NaN (as PyTorch).
+    for_each_index(n, kGrainCheap,
+                   [=](int64_t i) PYCORE_LAMBDA_INLINE { y[i] = fastmath::where(!(x[i] <= T(0)), x[i], T(0)); });
 }
 
 template <class T>
 void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { dx[i] = y[i] > T(0) ? dy[i] : T(0); });
+    for_each_index(n, kGrainCheap,
+                   [=](int64_t i) PYCORE_LAMBDA_INLINE { dx[i] = fastmath::where(y[i] > T(0), dy[i], T(0)); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -55,12 +57,16 @@ void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
 
 template <class T>
 void leaky_relu_forward(T* y, const T* x, T slope, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { y[i] = x[i] > T(0) ? x[i] : x[i] * slope; });
+    for_each_index(n, kGrainCheap, [=](int64_t i) PYCORE_LAMBDA_INLINE {
+        y[i] = fastmath::where(x[i] > T(0), x[i], x[i] * slope);
+    });
 }
 
 template <class T>
 void leaky_relu_backward(T* dx, const T* dy, const T* x, T slope, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { dx[i] = x[i] > T(0) ? dy[i] : dy[i] * slope; });
+    for_each_index(n, kGrainCheap, [=](int64_t i) PYCORE_LAMBDA_INLINE {
+        dx[i] = fastmath::where(x[i] > T(0), dy[i], dy[i] * slope);
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -74,7 +80,8 @@ void sigmoid_forward(T* y, const T* x, int64_t n) {
 
 template <class T>
 void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
+    for_each_index(n, kGrainCheap,
+                   [=](int64_t i) PYCORE_LAMBDA_INLINE { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -87,7 +94,8 @@ void tanh_forward(T* y, const T* x, int64_t n) {
 
 template <class T>
 void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
+    for_each_index(n, kGrainCheap,
+                   [=](int64_t i) PYCORE_LAMBDA_INLINE { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -258,15 +266,15 @@ template <class T>
 void dropout_forward(T* y, T* mask, const T* x, const T* u, double p, int64_t n) {
     // the scale is rounded once from double: 1 / (1 - 0.8) is 5, not float's 5.0000005
     const T scale = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
-    for_each_index(n, kGrainCheap, [=](int64_t i) {
-        mask[i] = double(u[i]) >= p ? scale : T(0);
+    for_each_index(n, kGrainCheap, [=](int64_t i) PYCORE_LAMBDA_INLINE {
+        mask[i] = fastmath::where(double(u[i]) >= p, scale, T(0));
         y[i] = x[i] * mask[i];
     });
 }
 
 template <class T>
 void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
-    for_each_index(n, kGrainCheap, [=](int64_t i) { dx[i] = dy[i] * mask[i]; });
+    for_each_index(n, kGrainCheap, [=](int64_t i) PYCORE_LAMBDA_INLINE { dx[i] = dy[i] * mask[i]; });
 }
 
 #define PYCORE_INSTANTIATE(T)                                                                       \

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "simd.h"
 
@@ -128,6 +129,26 @@ PYCORE_INLINE float tanh(float x) {
     return float_of(bits_of(magnitude) | (x_bits & kSignBit));
 }
 
+// condition ? a : b without a branch, for conditionals in loops that must vectorise:
+// a and b are both computed (as arguments), then one is picked with a bit mask. Written
+// as `c ? a : b`, GCC keeps a branch around a float operation in a or b (under its
+// default -ftrapping-math it may not compute what the source computes only sometimes),
+// and a loop with a branch does not vectorise: leaky_relu's `x > 0 ? x : x * slope` ran
+// 47x slower than this select on 1.6M floats. float and double.
+template <typename T>
+PYCORE_INLINE T where(bool condition, T a, T b) {
+    using Bits = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    static_assert(sizeof(T) == sizeof(Bits), "where: float or double");
+    Bits a_bits, b_bits;
+    std::memcpy(&a_bits, &a, sizeof a);
+    std::memcpy(&b_bits, &b, sizeof b);
+    const Bits mask = -static_cast<Bits>(condition);
+    const Bits bits = (a_bits & mask) | (b_bits & ~mask);
+    T result;
+    std::memcpy(&result, &bits, sizeof result);
+    return result;
+}
+
 // x > 0 ? a : 0, from the sign and magnitude bits of x, so that loops with it vectorise
 // (relu and its derivative). A NaN x counts as positive when its sign bit is clear.
 PYCORE_INLINE float where_positive(float x, float a) {
@@ -136,13 +157,9 @@ PYCORE_INLINE float where_positive(float x, float a) {
 }
 
 PYCORE_INLINE double where_positive(double x, double a) {
-    int64_t x_bits, a_bits;
+    int64_t x_bits;
     std::memcpy(&x_bits, &x, sizeof x_bits);
-    std::memcpy(&a_bits, &a, sizeof a_bits);
-    a_bits &= -static_cast<int64_t>(x_bits > 0);
-    double result;
-    std::memcpy(&result, &a_bits, sizeof result);
-    return result;
+    return where(x_bits > 0, a, 0.0);
 }
 
 PYCORE_INLINE double exp(double x) { return std::exp(x); }

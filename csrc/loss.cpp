@@ -42,16 +42,16 @@ double blocked_sum(int64_t n, Term&& term) {
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(C, 1)); }
 
 // The two loops that dominate cross entropy, one row at a time, run through simd::run
-// (compiled for the baseline and for AVX2+FMA, chosen at run time) with fastmath's exp,
+// (compiled for each instruction set, chosen at run time) with fastmath's exp,
 // which vectorises for float (double: the C library).
 
 // log sum_c exp(x[c]) for one row of C logits, from the row max m as
 // m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
 // would overflow otherwise); the sum runs in double. exps: scratch for C values.
 template <typename T>
-double row_logsumexp(T* exps, const T* x, int64_t C, bool avx2) {
+double row_logsumexp(T* exps, const T* x, int64_t C, simd::Isa isa) {
     double lse = 0.0;
-    simd::run(avx2, [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
+    simd::run(isa, [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
         const T max_x = fastmath::row_max(x, C);
         lse = double(max_x) + std::log(fastmath::row_exp_sum(exps, x, max_x, C));
     }, 0, C);
@@ -62,8 +62,8 @@ double row_logsumexp(T* exps, const T* x, int64_t C, bool avx2) {
 // x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
 template <typename T>
 void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight, int64_t C,
-                          bool avx2) {
-    simd::run(avx2, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
+                          simd::Isa isa) {
+    simd::run(isa, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
         if (weight) {
             for (int64_t c = c0; c < c1; ++c)
                 dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
@@ -91,7 +91,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                            const T* class_weight, double label_smoothing, int64_t ignore_index,
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
-    const bool avx2 = simd::use_avx2();
+    const simd::Isa isa = simd::current_isa();
 #pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
     for (int64_t r = 0; r < R; ++r) {
         const int64_t t = targets[r];
@@ -101,7 +101,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
             continue;
         }
         const T* x = logits + r * C;
-        const double lse = row_logsumexp(row_scratch<T>(C), x, C, avx2);
+        const double lse = row_logsumexp(row_scratch<T>(C), x, C, isa);
         // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
@@ -129,7 +129,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         weight_total = 0.0;
         for (int64_t c = 0; c < C; ++c) weight_total += double(class_weight[c]);
     }
-    const bool avx2 = simd::use_avx2();
+    const simd::Isa isa = simd::current_isa();
 #pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
     for (int64_t r = 0; r < R; ++r) {
         T* dx = dlogits + r * C;
@@ -144,7 +144,7 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         const double w_t = class_weight ? double(class_weight[t]) : 1.0;
         // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
         const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
-        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C, avx2);
+        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C, isa);
         dx[t] = T(double(dx[t]) - g * (1.0 - eps) * w_t);
     }
 }
