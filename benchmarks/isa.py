@@ -71,7 +71,8 @@ def restrict(isa):
                             + (f" (was {before})" if before is not None else ""))
 
 
-def _openblas_kernel():
+def openblas_kernel():
+    """The kernel numpy's OpenBLAS chose (threadpoolctl), or None."""
     try:
         import threadpoolctl
     except ImportError:
@@ -82,7 +83,8 @@ def _openblas_kernel():
     return None
 
 
-def _torch_capability():
+def torch_capability():
+    """The CPU capability PyTorch's ATen kernels run on, or None without torch."""
     try:
         import torch
     except ImportError:
@@ -95,7 +97,7 @@ def report(isa):
     import pycore
 
     lines = [f"--isa {isa}: pycore simd path {pycore.simd_path()}; torch CPU capability "
-             f"{_torch_capability() or 'n/a'}; numpy OpenBLAS kernel {_openblas_kernel() or 'n/a'}"]
+             f"{torch_capability() or 'n/a'}; numpy OpenBLAS kernel {openblas_kernel() or 'n/a'}"]
     if _changes:
         lines.append("environment set in this process before the libraries loaded: " + ", ".join(_changes))
     return lines
@@ -111,10 +113,10 @@ def check(isa):
     problems = []
     if pycore.simd_path() != want_pycore:
         problems.append(f"pycore runs {pycore.simd_path()}, not {want_pycore}")
-    torch_cap = _torch_capability()
+    torch_cap = torch_capability()
     if torch_cap is not None and torch_cap != want_torch:
         problems.append(f"torch runs {torch_cap}, not {want_torch} (does this CPU have it?)")
-    blas = _openblas_kernel()
+    blas = openblas_kernel()
     if want_blas and blas is not None and blas != want_blas:
         problems.append(f"numpy's OpenBLAS runs {blas}, not {want_blas}")
     if problems:

@@ -1,22 +1,31 @@
 """Time pycore against numpy and PyTorch, op by op, and print a markdown table.
 
     python benchmarks/run.py [--quick] [--only gemm,conv] [--threads 1,2] [--repeats N]
-                             [--markdown FILE] [--json FILE]
+                             [--isa native|avx512|avx2|generic] [--markdown FILE] [--json FILE]
 
 Every benchmarks/bench_<family>.py defines `cases(quick)` returning harness.Case
 objects (see harness.py). For each case this runner sets the thread count of every
 library to case.threads, times pycore, numpy and torch interleaved (medians after a
 warm-up) and reports the ratios peer_ms / pycore_ms: above 1 means pycore is faster.
+
+--isa runs pycore, PyTorch and numpy's OpenBLAS on one instruction set (benchmarks/isa.py
+says how; default native: each library's own best). Run one process per ISA:
+
+    for isa in avx512 avx2; do python benchmarks/run.py --isa $isa --markdown bench-$isa.md; done
 """
 import os
 import sys
 
-# OpenBLAS reads these when it is loaded, i.e. when numpy is first imported. Some of
-# these machines set them, and they make current OpenBLAS pick slower kernels or
-# blocking; unset them in this process only (never in tests or CI) so that numpy is
-# measured at its best. This must run before anything imports numpy.
-OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-REMOVED_ENV = {name: os.environ.pop(name) for name in OPENBLAS_OVERRIDES if name in os.environ}
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # `import harness`, `import isa` from this folder
+
+# Every library reads its instruction-set setting when it loads: set them before
+# anything imports numpy, torch or pycore (and, for native runs, unset this machine's
+# OpenBLAS overrides in this process only, so that numpy is measured at its best).
+import isa  # noqa: E402
+
+ISA = isa.isa_from_argv(sys.argv[1:])
+isa.restrict(ISA)
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -28,8 +37,6 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import traceback  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # `import harness` from the bench modules
 # Use the source tree's pycore when it was built in place (setup.py build_ext --inplace);
 # otherwise the installed one (pip install .), whose source tree has no compiled module.
 if glob.glob(os.path.join(os.path.dirname(HERE), "pycore", "_C*")):
@@ -60,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions per case (median)")
     p.add_argument("--markdown", metavar="FILE", help="also write the header and table here")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
+    p.add_argument("--isa", choices=isa.CHOICES, default="native",
+                   help="run pycore, torch and numpy's BLAS on this instruction set (see benchmarks/isa.py)")
     args = p.parse_args(argv)
     args.only = [f.strip() for f in args.only.split(",") if f.strip()]
     try:
@@ -125,11 +134,7 @@ def header():
                      "the ratios, measured interleaved, less so)")
     except OSError:
         pass
-    if REMOVED_ENV:
-        removed = ", ".join(f"{k}={v}" for k, v in REMOVED_ENV.items())
-        lines.append(f"unset in this process before numpy was imported: {removed}")
-    else:
-        lines.append(f"{' and '.join(OPENBLAS_OVERRIDES)} were not set")
+    lines.extend(isa.report(ISA))
     return lines, config.getvalue().rstrip()
 
 
@@ -197,6 +202,13 @@ COLUMNS = ["op", "shape", "threads", "pycore ms", "numpy ms", "torch ms", "numpy
            "pycore GFLOP/s", "rate"]
 
 
+def column_titles():
+    """COLUMNS with the instruction set each library's column ran on, e.g. 'torch ms (AVX2)'."""
+    runs_on = {"pycore ms": pycore.simd_path(), "torch ms": isa.torch_capability(),
+               "numpy ms": isa.openblas_kernel()}
+    return [f"{c} ({runs_on[c]})" if runs_on.get(c) else c for c in COLUMNS]
+
+
 def fmt(x, digits=3):
     if x is None:
         return "-"
@@ -235,6 +247,7 @@ def geomean_lines(rows):
 
 def main(argv=None):
     args = parse_args(argv)
+    isa.check(args.isa)
     head, config = header()
     out = []
 
@@ -257,7 +270,7 @@ def main(argv=None):
     say("Ratios are peer ms / pycore ms: above 1 means pycore is faster. Medians of "
         f"{args.repeats} interleaved repetitions after warm-up.")
     say("")
-    say("| " + " | ".join(COLUMNS) + " |")
+    say("| " + " | ".join(column_titles()) + " |")
     say("|" + "---|" * len(COLUMNS))
 
     rows, problems = [], []
@@ -304,7 +317,8 @@ def main(argv=None):
             f.write("\n".join(out) + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": head, "config": config, "repeats": args.repeats, "rows": rows}, f, indent=1)
+            json.dump({"header": head, "config": config, "isa": args.isa, "repeats": args.repeats, "rows": rows}, f,
+                  indent=1)
     return 0
 
 
