@@ -242,6 +242,30 @@ PYCORE_INLINE double row_dot(const T* x, const T* y, int64_t n) {
 template <typename T>
 PYCORE_INLINE double row_sum(const T* x, int64_t n) { return row_dot<T>(x, nullptr, n); }
 
+// sum_c (x[c] - mu) * y[c], or sum_c (x[c] - mu)^2 when y == nullptr, in double (batch
+// norm's variance and its gradient's sum dy (x - mu)).
+template <typename T>
+PYCORE_INLINE double row_centered_dot(const T* x, double mu, const T* y, int64_t n) {
+    double lanes[kLanes] = {};
+    int64_t c = 0;
+    if (y) {
+        for (; c + kLanes <= n; c += kLanes)
+            for (int64_t j = 0; j < kLanes; ++j) lanes[j] += (double(x[c + j]) - mu) * double(y[c + j]);
+        for (; c < n; ++c) lanes[0] += (double(x[c]) - mu) * double(y[c]);
+    } else {
+        for (; c + kLanes <= n; c += kLanes)
+            for (int64_t j = 0; j < kLanes; ++j) {
+                const double d = double(x[c + j]) - mu;
+                lanes[j] += d * d;
+            }
+        for (; c < n; ++c) {
+            const double d = double(x[c]) - mu;
+            lanes[0] += d * d;
+        }
+    }
+    return lane_sum(lanes);
+}
+
 // y[c] = exp(x[c] - shift) for c < n, returning sum_c y[c] (in double, over kLanes
 // lanes, as row_sum): softmax's exponentials and their sum in one pass over the row.
 template <typename T>
