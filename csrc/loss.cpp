@@ -161,8 +161,9 @@ double mse_forward(T* losses, const T* input, const T* target, int64_t n) {
 template <typename T>
 void mse_backward(T* dinput, const T* dlosses, int64_t dlosses_stride, const T* input, const T* target,
                   int64_t n) {
-#pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) dinput[i] = T(2) * (input[i] - target[i]) * dlosses[i * dlosses_stride];
+    simd::parallel_run(n, threads_for(n, kElementGrain), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
+        for (int64_t i = i0; i < i1; ++i) dinput[i] = T(2) * (input[i] - target[i]) * dlosses[i * dlosses_stride];
+    });
 }
 
 // ----------------------------------------------------------------------------

@@ -31,9 +31,14 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define PYCORE_SIMD_HAVE_AVX2 1
 #define PYCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
-// prefer-vector-width=512: use zmm registers even where a -mtune would prefer 256 bits
+#if defined(__clang__)
+#define PYCORE_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#else
+// prefer-vector-width=512 (GCC only): zmm registers even under a -mtune (-march=native on
+// Skylake-X, say) that would prefer 256 bits
 #define PYCORE_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
 #else
 #define PYCORE_SIMD_HAVE_AVX2 0
 #define PYCORE_TARGET_AVX2
