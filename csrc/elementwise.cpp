@@ -151,8 +151,8 @@ void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) 
         const T* PYCORE_RESTRICT xr = x + base;
         T* PYCORE_RESTRICT yr = y + base;
         const T max = fastmath::row_max(xr, dim);
-        // the exponentials go to y (log_softmax: as scratch), their sum in double
-        const double sum = fastmath::row_exp_sum(yr, xr, max, dim);
+        // softmax: the exponentials go to y; their sum in double
+        const double sum = fastmath::row_exp_sum(log_output ? nullptr : yr, xr, max, dim);
         if (log_output) {
             // y = x - lse with lse = hi + lo split into two T values: two T subtractions,
             // each rounding by at most half an ulp of y (lo is tiny), instead of a pass in

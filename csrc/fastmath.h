@@ -266,22 +266,32 @@ PYCORE_INLINE double row_centered_dot(const T* x, double mu, const T* y, int64_t
     return lane_sum(lanes);
 }
 
-// y[c] = exp(x[c] - shift) for c < n, returning sum_c y[c] (in double, over kLanes
-// lanes, as row_sum): softmax's exponentials and their sum in one pass over the row.
-template <typename T>
-PYCORE_INLINE double row_exp_sum(T* PYCORE_RESTRICT y, const T* PYCORE_RESTRICT x, T shift, int64_t n) {
+// sum_c exp(x[c] - shift) for c < n (in double, over kLanes lanes, as row_sum); with
+// y, also y[c] = exp(x[c] - shift): softmax's exponentials and their sum in one pass
+// over the row. log_softmax and cross entropy need only the sum: y == nullptr skips
+// the stores (kStore is the same choice made at compile time, so that neither loop
+// has a branch in it).
+template <bool kStore, typename T>
+PYCORE_INLINE double row_exp_sum_impl(T* PYCORE_RESTRICT y, const T* PYCORE_RESTRICT x, T shift, int64_t n) {
     double lanes[kLanes] = {};
     int64_t c = 0;
     for (; c + kLanes <= n; c += kLanes)
         for (int64_t j = 0; j < kLanes; ++j) {
-            y[c + j] = exp(x[c + j] - shift);
-            lanes[j] += double(y[c + j]);
+            const T e = exp(x[c + j] - shift);
+            if constexpr (kStore) y[c + j] = e;
+            lanes[j] += double(e);
         }
     for (; c < n; ++c) {
-        y[c] = exp(x[c] - shift);
-        lanes[0] += double(y[c]);
+        const T e = exp(x[c] - shift);
+        if constexpr (kStore) y[c] = e;
+        lanes[0] += double(e);
     }
     return lane_sum(lanes);
+}
+
+template <typename T>
+PYCORE_INLINE double row_exp_sum(T* PYCORE_RESTRICT y, const T* PYCORE_RESTRICT x, T shift, int64_t n) {
+    return y ? row_exp_sum_impl<true>(y, x, shift, n) : row_exp_sum_impl<false>(y, x, shift, n);
 }
 
 }  // namespace fastmath

@@ -49,11 +49,11 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 
 // log sum_c exp(x[c]) for one row of C logits, from the row max m as
 // m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
-// would overflow otherwise); the sum runs in double. exps: scratch for C values.
+// would overflow otherwise); the sum runs in double.
 template <typename T>
-PYCORE_INLINE double row_logsumexp(T* exps, const T* x, int64_t C) {
+PYCORE_INLINE double row_logsumexp(const T* x, int64_t C) {
     const T max_x = fastmath::row_max(x, C);
-    return double(max_x) + std::log(fastmath::row_exp_sum(exps, x, max_x, C));
+    return double(max_x) + std::log(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
@@ -68,14 +68,6 @@ PYCORE_INLINE void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale
     }
 }
 
-// A per-thread row buffer (kernels may run on several Python threads at once).
-template <typename T>
-T* row_scratch(int64_t C) {
-    thread_local std::vector<T> buffer;
-    if (static_cast<int64_t>(buffer.size()) < C) buffer.resize(static_cast<size_t>(C));
-    return buffer.data();
-}
-
 }  // namespace
 
 // ----------------------------------------------------------------------------
@@ -87,7 +79,6 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
     simd::parallel_run(R, threads_for(R, row_grain(C)), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
-        T* exps = row_scratch<T>(C);
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t t = targets[r];
             if (t == ignore_index) {
@@ -96,7 +87,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                 continue;
             }
             const T* x = logits + r * C;
-            const double lse = row_logsumexp(exps, x, C);
+            const double lse = row_logsumexp(x, C);
             // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
             const double w_t = class_weight ? double(class_weight[t]) : 1.0;
             double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
