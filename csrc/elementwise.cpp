@@ -204,10 +204,10 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
             const T* PYCORE_RESTRICT xr = x + base + d * inner;
             T* PYCORE_RESTRICT yr = y + base + d * inner;
             if (log_output) {
-                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp(xr[j] - max[j]));
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp_nonpositive(xr[j] - max[j]));
             } else {
                 for (int64_t j = 0; j < width; ++j) {
-                    yr[j] = fastmath::exp(xr[j] - max[j]);
+                    yr[j] = fastmath::exp_nonpositive(xr[j] - max[j]);
                     sum[j] += double(yr[j]);
                 }
             }
