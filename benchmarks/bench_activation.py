@@ -1,4 +1,5 @@
-"""Activations: sigmoid, tanh, softmax, log_softmax (forward), and cross entropy.
+"""Activations: relu, leaky_relu, sigmoid, tanh (forward and backward), softmax,
+log_softmax (forward), and cross entropy.
 
 float32 arrays: (256, 1000), a classifier's logits, with softmax over the last axis; and
 (64, 32, 28, 28), a conv layer's activations, with softmax over the channel axis (dim=1,
@@ -32,9 +33,26 @@ def _activation_cases(shape, dim, threads):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 3
     tx = torch.from_numpy(x) if torch is not None else None
     label = "x".join(map(str, shape))
+    g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    tg = torch.from_numpy(g) if torch is not None else None
+    y_sigmoid, y_tanh = F.sigmoid(x), F.tanh(x)
+    ty_sigmoid, ty_tanh = (torch.from_numpy(y_sigmoid), torch.from_numpy(y_tanh)) if torch is not None else (None, None)
+    aten = torch.ops.aten if torch is not None else None
     ops = [
+        ("relu", lambda: F.relu(x), lambda: np.maximum(x, 0), lambda: torch.relu(tx)),
+        # relu's backward from its output, as pycore's; torch's threshold_backward is the same mask
+        ("relu bwd", lambda: F.relu_backward(g, x), lambda: np.where(x > 0, g, 0),
+         lambda: aten.threshold_backward(tg, tx, 0)),
+        ("leaky_relu", lambda: F.leaky_relu(x, 0.01), lambda: np.where(x > 0, x, x * np.float32(0.01)),
+         lambda: torch.nn.functional.leaky_relu(tx, 0.01)),
+        ("leaky_relu bwd", lambda: F.leaky_relu_backward(g, x, 0.01),
+         lambda: np.where(x > 0, g, g * np.float32(0.01)), lambda: aten.leaky_relu_backward(tg, tx, 0.01, False)),
         ("sigmoid", lambda: F.sigmoid(x), lambda: 1 / (1 + np.exp(-x)), lambda: torch.sigmoid(tx)),
+        ("sigmoid bwd", lambda: F.sigmoid_backward(g, y_sigmoid), lambda: g * y_sigmoid * (1 - y_sigmoid),
+         lambda: aten.sigmoid_backward(tg, ty_sigmoid)),
         ("tanh", lambda: F.tanh(x), lambda: np.tanh(x), lambda: torch.tanh(tx)),
+        ("tanh bwd", lambda: F.tanh_backward(g, y_tanh), lambda: g * (1 - y_tanh * y_tanh),
+         lambda: aten.tanh_backward(tg, ty_tanh)),
         (f"softmax dim={dim}", lambda: F.softmax(x, dim=dim), lambda: _numpy_softmax(x, dim, False),
          lambda: torch.softmax(tx, dim=dim)),
         (f"log_softmax dim={dim}", lambda: F.log_softmax(x, dim=dim), lambda: _numpy_softmax(x, dim, True),

@@ -1,22 +1,38 @@
 """Time pycore against numpy and PyTorch, op by op, and print a markdown table.
 
     python benchmarks/run.py [--quick] [--only gemm,conv] [--threads 1,2] [--repeats N]
+                             [--isa native|avx512|avx2|generic] [--separate [--pairs N]]
                              [--markdown FILE] [--json FILE]
 
 Every benchmarks/bench_<family>.py defines `cases(quick)` returning harness.Case
 objects (see harness.py). For each case this runner sets the thread count of every
 library to case.threads, times pycore, numpy and torch interleaved (medians after a
 warm-up) and reports the ratios peer_ms / pycore_ms: above 1 means pycore is faster.
+
+--separate times each library alone in a fresh process instead (pycore, numpy, torch,
+pycore, ... for --pairs rounds; the median of each library's medians): for 2-thread and
+end-to-end comparisons, where the idle thread pools of the other libraries in one process
+(spinning after their last call) take cores from the one being timed. Interleaved in one
+process (the default) is the right measure for 1-thread kernel ratios on a busy machine.
+
+--isa runs pycore, PyTorch and numpy's OpenBLAS on one instruction set (benchmarks/isa.py
+says how; default native: each library's own best). Run one process per ISA:
+
+    for isa in avx512 avx2; do python benchmarks/run.py --isa $isa --markdown bench-$isa.md; done
 """
 import os
 import sys
 
-# OpenBLAS reads these when it is loaded, i.e. when numpy is first imported. Some of
-# these machines set them, and they make current OpenBLAS pick slower kernels or
-# blocking; unset them in this process only (never in tests or CI) so that numpy is
-# measured at its best. This must run before anything imports numpy.
-OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-REMOVED_ENV = {name: os.environ.pop(name) for name in OPENBLAS_OVERRIDES if name in os.environ}
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # `import harness`, `import isa` from this folder
+
+# Every library reads its instruction-set setting when it loads: set them before
+# anything imports numpy, torch or pycore (and, for native runs, unset this machine's
+# OpenBLAS overrides in this process only, so that numpy is measured at its best).
+import isa  # noqa: E402
+
+ISA = isa.isa_from_argv(sys.argv[1:])
+isa.restrict(ISA)
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -26,10 +42,10 @@ import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import traceback  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # `import harness` from the bench modules
 # Use the source tree's pycore when it was built in place (setup.py build_ext --inplace);
 # otherwise the installed one (pip install .), whose source tree has no compiled module.
 if glob.glob(os.path.join(os.path.dirname(HERE), "pycore", "_C*")):
@@ -60,6 +76,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions per case (median)")
     p.add_argument("--markdown", metavar="FILE", help="also write the header and table here")
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
+    p.add_argument("--separate", action="store_true",
+                   help="time each library alone in its own fresh process, alternating (see above)")
+    p.add_argument("--pairs", type=int, default=3, help="--separate: rounds of one process per library (median)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # FAMILY:INDEX:LIBRARY, a --separate worker
+    p.add_argument("--isa", choices=isa.CHOICES, default="native",
+                   help="run pycore, torch and numpy's BLAS on this instruction set (see benchmarks/isa.py)")
     args = p.parse_args(argv)
     args.only = [f.strip() for f in args.only.split(",") if f.strip()]
     try:
@@ -68,6 +90,8 @@ def parse_args(argv=None):
         p.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
     if args.repeats < 1:
         p.error(f"--repeats: expected at least 1, got {args.repeats}")
+    if args.pairs < 1:
+        p.error(f"--pairs: expected at least 1, got {args.pairs}")
     return args
 
 
@@ -125,11 +149,7 @@ def header():
                      "the ratios, measured interleaved, less so)")
     except OSError:
         pass
-    if REMOVED_ENV:
-        removed = ", ".join(f"{k}={v}" for k, v in REMOVED_ENV.items())
-        lines.append(f"unset in this process before numpy was imported: {removed}")
-    else:
-        lines.append(f"{' and '.join(OPENBLAS_OVERRIDES)} were not set")
+    lines.extend(isa.report(ISA))
     return lines, config.getvalue().rstrip()
 
 
@@ -170,14 +190,48 @@ def thread_limits(n):
             torch.set_num_threads(torch_before)
 
 
-def measure(case, repeats):
+def libraries(case):
+    """name -> callable for the libraries a case times (torch only when installed)."""
     fns = {"pycore": case.pycore}
     if case.numpy is not None:
         fns["numpy"] = case.numpy
     if case.torch is not None and torch is not None:
         fns["torch"] = case.torch
+    return fns
+
+
+def measure(case, repeats):
     with thread_limits(case.threads):
-        seconds = harness.time_interleaved(fns, repeats=repeats)
+        return harness.time_interleaved(libraries(case), repeats=repeats)
+
+
+def measure_separately(family, index, case, args):
+    """Median seconds per library, each timed by a fresh `run.py --child` process; the
+    libraries take turns (pycore, numpy, torch, pycore, ...) for args.pairs rounds."""
+    samples = {name: [] for name in libraries(case)}
+    for _ in range(args.pairs):
+        for name in samples:
+            command = [sys.executable, os.path.abspath(__file__), "--isa", args.isa, "--repeats", str(args.repeats),
+                       "--child", f"{family}:{index}:{name}"] + (["--quick"] if args.quick else [])
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} process failed: {done.stderr.strip().splitlines()[-1:]}")
+            samples[name].append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def run_child(spec, args):
+    """--child FAMILY:INDEX:LIBRARY: time one library on one case, print {"seconds": s}."""
+    family, index, name = spec.split(":")
+    case = list(importlib.import_module(f"bench_{family}").cases(args.quick))[int(index)]
+    with thread_limits(case.threads):
+        seconds = harness.time_interleaved({name: libraries(case)[name]}, repeats=args.repeats)[name]
+    print(json.dumps({"seconds": seconds}))
+    return 0
+
+
+def make_row(case, seconds):
+    """The table row of a case from the median seconds per library."""
     row = {"op": case.op, "shape": case.shape, "threads": case.threads}
     for name in ("pycore",) + PEERS:
         row[f"{name}_ms"] = seconds[name] * 1e3 if name in seconds else None
@@ -195,6 +249,13 @@ def measure(case, repeats):
 
 COLUMNS = ["op", "shape", "threads", "pycore ms", "numpy ms", "torch ms", "numpy/pycore", "torch/pycore",
            "pycore GFLOP/s", "rate"]
+
+
+def column_titles():
+    """COLUMNS with the instruction set each library's column ran on, e.g. 'torch ms (AVX2)'."""
+    runs_on = {"pycore ms": pycore.simd_path(), "torch ms": isa.torch_capability(),
+               "numpy ms": isa.openblas_kernel()}
+    return [f"{c} ({runs_on[c]})" if runs_on.get(c) else c for c in COLUMNS]
 
 
 def fmt(x, digits=3):
@@ -235,6 +296,9 @@ def geomean_lines(rows):
 
 def main(argv=None):
     args = parse_args(argv)
+    isa.check(args.isa)
+    if args.child:
+        return run_child(args.child, args)
     head, config = header()
     out = []
 
@@ -254,10 +318,15 @@ def main(argv=None):
     if threadpoolctl is None:
         say("note: threadpoolctl is not installed; numpy's BLAS thread count is not set per case.")
     say("")
-    say("Ratios are peer ms / pycore ms: above 1 means pycore is faster. Medians of "
-        f"{args.repeats} interleaved repetitions after warm-up.")
+    if args.separate:
+        say("Ratios are peer ms / pycore ms: above 1 means pycore is faster. Each library timed alone in "
+            f"its own process ({args.repeats} repetitions after warm-up, median), the libraries taking "
+            f"turns for {args.pairs} rounds; the median over the rounds.")
+    else:
+        say("Ratios are peer ms / pycore ms: above 1 means pycore is faster. Medians of "
+            f"{args.repeats} interleaved repetitions after warm-up.")
     say("")
-    say("| " + " | ".join(COLUMNS) + " |")
+    say("| " + " | ".join(column_titles()) + " |")
     say("|" + "---|" * len(COLUMNS))
 
     rows, problems = [], []
@@ -273,11 +342,13 @@ def main(argv=None):
             problems.append(f"bench_{family}.cases() failed:\n{error}")
             print(f"bench_{family}.cases() failed, skipped:\n{error}", file=sys.stderr, flush=True)
             continue
-        for case in cases:
+        for index, case in enumerate(cases):
             if args.threads and case.threads not in args.threads:
                 continue
             try:
-                row = measure(case, args.repeats)
+                seconds = (measure_separately(family, index, case, args) if args.separate
+                           else measure(case, args.repeats))
+                row = make_row(case, seconds)
             except Exception as exc:  # one failing case is reported, the rest still run
                 row = {"op": case.op, "shape": case.shape, "threads": case.threads,
                        "error": f"{type(exc).__name__}: {exc}".replace("|", "/").replace("\n", " ")}
@@ -304,7 +375,8 @@ def main(argv=None):
             f.write("\n".join(out) + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": head, "config": config, "repeats": args.repeats, "rows": rows}, f, indent=1)
+            json.dump({"header": head, "config": config, "isa": args.isa, "separate": args.separate,
+                   "repeats": args.repeats, "rows": rows}, f, indent=1)
     return 0
 
 

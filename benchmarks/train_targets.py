@@ -4,6 +4,7 @@ pycore and PyTorch, in one run, on the same number of threads. Prints markdown t
     python benchmarks/train_targets.py                       # LeNet-5 on MNIST (2 epochs) + char-LSTM (500 steps)
     python benchmarks/train_targets.py --steps 100 --epochs 1 --threads 2
     python benchmarks/train_targets.py --only lenet --long   # + the >= 99.0% LeNet-5 recipe (10 epochs)
+    python benchmarks/train_targets.py --isa avx2            # pycore and PyTorch both on AVX2 (benchmarks/isa.py)
 
 Targets (issue 5): LeNet-5, batch 64, SGD lr 0.05 momentum 0.9, 2 epochs: pycore's test
 accuracy within 0.5 points of PyTorch's, and its epoch time at most 1/1.5 of PyTorch's.
@@ -18,7 +19,14 @@ import platform
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # benchmarks/isa.py
+import isa  # noqa: E402
+
+# every library reads its instruction set when it loads: set it before they are imported
+ISA = isa.isa_from_argv(sys.argv[1:])
+isa.restrict(ISA)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -246,13 +254,18 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--isa", choices=isa.CHOICES, default="native",
+                   help="run pycore and torch on this instruction set (see benchmarks/isa.py)")
     args = p.parse_args(argv)
     import torch
+    isa.check(args.isa)
     torch.set_num_threads(args.threads)
     pycore.set_num_threads(args.threads)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
           f"{args.threads} threads for both; pycore {pycore.__version__}, torch {torch.__version__}, "
           f"numpy {np.__version__}, Python {platform.python_version()}")
+    for line in isa.report(args.isa):
+        print(line)
     if args.only in (None, "lenet"):
         bench_lenet(torch, args)
     if args.long:

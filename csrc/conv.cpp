@@ -409,15 +409,6 @@ const T* padded_input(const T* inp, const Conv2dGeometry& g, Conv2dGeometry* unp
     return padded;
 }
 
-#if PYCORE_SIMD_HAVE_AVX2
-// The AVX-512 copy (one zmm holds all 16 channels): like simd.h's run_avx2, one target
-// attribute and an always-inlined body. Taken when the GEMM runs its AVX-512 kernels.
-template <class Body>
-__attribute__((target("avx512f,avx2,fma"))) void run_avx512(const Body& body, int64_t begin, int64_t end) {
-    body(begin, end);
-}
-#endif
-
 // Images [n0, n1): direct_image, then the bias and activation while the image is in cache.
 template <typename T, int VB, int NV>
 struct DirectImages {
@@ -495,7 +486,8 @@ template <template <typename, int, int> class Job, typename T, class... Args>
 void run_direct(const DirectIsa& isa, const Args&... args) {
 #if PYCORE_SIMD_HAVE_AVX2
     if (isa.avx512) {
-        run_avx512(
+        // The AVX-512 copy (simd.h): one zmm holds all 16 channels.
+        simd::run_avx512(
             [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
                 if (isa.lanes * int64_t(sizeof(T)) == 64)
                     Job<T, 64, 1>::run(args...);
@@ -507,7 +499,7 @@ void run_direct(const DirectIsa& isa, const Args&... args) {
     }
 #endif
     simd::run(
-        isa.avx2,
+        isa.avx2 ? simd::Isa::avx2 : simd::Isa::baseline,
         [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
             if (isa.lanes * int64_t(sizeof(T)) == 64)
                 Job<T, 32, 2>::run(args...);

@@ -41,44 +41,31 @@ double blocked_sum(int64_t n, Term&& term) {
 // Rows of C classes per thread worth starting a thread for.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(C, 1)); }
 
-// The two loops that dominate cross entropy, one row at a time, run through simd::run
-// (compiled for the baseline and for AVX2+FMA, chosen at run time) with fastmath's exp,
-// which vectorises for float (double: the C library).
+// The two loops that dominate cross entropy, with fastmath's exp, which vectorises for
+// float (double: the C library). Each kernel runs its rows through simd::parallel_run
+// (one copy of the whole row loop per instruction set, chosen at run time), so these
+// inline into it: one call per thread, not two per row (a row of 65 classes is a few
+// vectors, and the calls and per-row buffer look-ups cost as much).
 
 // log sum_c exp(x[c]) for one row of C logits, from the row max m as
 // m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
-// would overflow otherwise); the sum runs in double. exps: scratch for C values.
+// would overflow otherwise); the sum runs in double.
 template <typename T>
-double row_logsumexp(T* exps, const T* x, int64_t C, bool avx2) {
-    double lse = 0.0;
-    simd::run(avx2, [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE {
-        const T max_x = fastmath::row_max(x, C);
-        lse = double(max_x) + std::log(fastmath::row_exp_sum(exps, x, max_x, C));
-    }, 0, C);
-    return lse;
+PYCORE_INLINE double row_logsumexp(const T* x, int64_t C) {
+    const T max_x = fastmath::row_max(x, C);
+    return double(max_x) + std::log(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
 // x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
 template <typename T>
-void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight, int64_t C,
-                          bool avx2) {
-    simd::run(avx2, [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
-        if (weight) {
-            for (int64_t c = c0; c < c1; ++c)
-                dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
-        } else {
-            for (int64_t c = c0; c < c1; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset;
-        }
-    }, 0, C);
-}
-
-// A per-thread row buffer (kernels may run on several Python threads at once).
-template <typename T>
-T* row_scratch(int64_t C) {
-    thread_local std::vector<T> buffer;
-    if (static_cast<int64_t>(buffer.size()) < C) buffer.resize(static_cast<size_t>(C));
-    return buffer.data();
+PYCORE_INLINE void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight,
+                                        int64_t C) {
+    if (weight) {
+        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
+    } else {
+        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset;
+    }
 }
 
 }  // namespace
@@ -91,31 +78,31 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                            const T* class_weight, double label_smoothing, int64_t ignore_index,
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
-    const bool avx2 = simd::use_avx2();
-#pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        const int64_t t = targets[r];
-        if (t == ignore_index) {
-            losses[r] = T(0);
-            logsumexp[r] = 0.0;
-            continue;
-        }
-        const T* x = logits + r * C;
-        const double lse = row_logsumexp(row_scratch<T>(C), x, C, avx2);
-        // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
-        const double w_t = class_weight ? double(class_weight[t]) : 1.0;
-        double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
-        if (eps > 0.0) {
-            double smooth = 0.0;
-            for (int64_t c = 0; c < C; ++c) {
-                const double w_c = class_weight ? double(class_weight[c]) : 1.0;
-                smooth += w_c * (lse - double(x[c]));
+    simd::parallel_run(R, threads_for(R, row_grain(C)), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t t = targets[r];
+            if (t == ignore_index) {
+                losses[r] = T(0);
+                logsumexp[r] = 0.0;
+                continue;
             }
-            loss += eps / double(C) * smooth;
+            const T* x = logits + r * C;
+            const double lse = row_logsumexp(x, C);
+            // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
+            const double w_t = class_weight ? double(class_weight[t]) : 1.0;
+            double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
+            if (eps > 0.0) {
+                double smooth = 0.0;
+                for (int64_t c = 0; c < C; ++c) {
+                    const double w_c = class_weight ? double(class_weight[c]) : 1.0;
+                    smooth += w_c * (lse - double(x[c]));
+                }
+                loss += eps / double(C) * smooth;
+            }
+            losses[r] = T(loss);
+            logsumexp[r] = lse;
         }
-        losses[r] = T(loss);
-        logsumexp[r] = lse;
-    }
+    });
 }
 
 template <typename T>
@@ -129,24 +116,24 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, int64_t dlosses_stride
         weight_total = 0.0;
         for (int64_t c = 0; c < C; ++c) weight_total += double(class_weight[c]);
     }
-    const bool avx2 = simd::use_avx2();
-#pragma omp parallel for num_threads(threads_for(R, row_grain(C))) schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        T* dx = dlogits + r * C;
-        const int64_t t = targets[r];
-        if (t == ignore_index) {
-            std::fill(dx, dx + C, T(0));
-            continue;
+    simd::parallel_run(R, threads_for(R, row_grain(C)), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+        for (int64_t r = r0; r < r1; ++r) {
+            T* dx = dlogits + r * C;
+            const int64_t t = targets[r];
+            if (t == ignore_index) {
+                std::fill(dx, dx + C, T(0));
+                continue;
+            }
+            const T* x = logits + r * C;
+            const double g = double(dlosses[r * dlosses_stride]);
+            const double lse = logsumexp[r];
+            const double w_t = class_weight ? double(class_weight[t]) : 1.0;
+            // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
+            const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
+            softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C);
+            dx[t] = T(double(dx[t]) - g * (1.0 - eps) * w_t);
         }
-        const T* x = logits + r * C;
-        const double g = double(dlosses[r * dlosses_stride]);
-        const double lse = logsumexp[r];
-        const double w_t = class_weight ? double(class_weight[t]) : 1.0;
-        // d loss / d x_c = p_c * (sum of the target distribution's weights) - its weight on c
-        const double p_scale = g * ((1.0 - eps) * w_t + eps_per_class * weight_total);
-        softmax_gradient_row(dx, x, lse, T(p_scale), T(g * eps_per_class), class_weight, C, avx2);
-        dx[t] = T(double(dx[t]) - g * (1.0 - eps) * w_t);
-    }
+    });
 }
 
 // ----------------------------------------------------------------------------
@@ -165,8 +152,9 @@ double mse_forward(T* losses, const T* input, const T* target, int64_t n) {
 template <typename T>
 void mse_backward(T* dinput, const T* dlosses, int64_t dlosses_stride, const T* input, const T* target,
                   int64_t n) {
-#pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) dinput[i] = T(2) * (input[i] - target[i]) * dlosses[i * dlosses_stride];
+    simd::parallel_run(n, threads_for(n, kElementGrain), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
+        for (int64_t i = i0; i < i1; ++i) dinput[i] = T(2) * (input[i] - target[i]) * dlosses[i * dlosses_stride];
+    });
 }
 
 // ----------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 // optim.cpp: fused SGD, Adam/AdamW and RMSprop updates. See optim.h for the math.
 //
-// Every element is independent, so each kernel is one parallel loop. Adam's and
-// RMSprop's options become template constants (with_flags), one loop per combination.
+// Every element is independent, so each kernel is one parallel loop, compiled for each
+// instruction set and picked at run time (simd.h). The options become template
+// constants (with_flags), one branch-free loop per combination, so that it vectorises.
 #include "optim.h"
 
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
+#include "fastmath.h"
+#include "simd.h"
 #include "threads.h"
 
 namespace pycore {
@@ -20,15 +23,23 @@ constexpr int64_t kElementGrain = 32768;
 // (weight < 0.5: from start) so that weight = 1 gives exactly `end`. The caller picks the
 // end once per tensor, since the weight is the same for every element.
 template <bool kFromStart, typename T>
-inline T lerp(T start, T end, T weight) {
+PYCORE_INLINE T lerp(T start, T end, T weight) {
     if constexpr (kFromStart) return start + weight * (end - start);
     return end - (end - start) * (T(1) - weight);
 }
 
 // max(a, b) that returns NaN when b is NaN, as torch.maximum does (amsgrad's running max).
 template <typename T>
-inline T nan_max(T a, T b) {
-    return (a < b || b != b) ? b : a;
+PYCORE_INLINE T nan_max(T a, T b) {
+    return fastmath::where(a < b || b != b, b, a);
+}
+
+// body(i) for i in [0, n), split over the threads (a vectorised loop: see simd.h).
+template <class Body>
+void for_each_element(int64_t n, Body body) {
+    simd::parallel_run(n, threads_for(n, kElementGrain), [=](int64_t i0, int64_t i1) PYCORE_LAMBDA_INLINE {
+        for (int64_t i = i0; i < i1; ++i) body(i);
+    });
 }
 
 // Calls fn(std::bool_constant<flag>...) with each runtime flag turned into a compile-time
@@ -49,29 +60,40 @@ void with_flags(Fn&& fn, bool first, Rest... rest) {
 
 }  // namespace
 
+// The element loop of sgd_step for one combination of options (see with_flags).
+template <typename T, bool kMomentum, bool kFirstStep, bool kDecay, bool kNesterov, bool kNegate>
+void sgd_loop(T* param, T* momentum_buffer, const T* grad, int64_t n, T lr, T momentum, T keep, T decay) {
+    for_each_element(n, [=](int64_t i) PYCORE_LAMBDA_INLINE {
+        T g = grad[i];
+        if constexpr (kNegate) g = -g;
+        if constexpr (kDecay) g = g + decay * param[i];
+        if constexpr (kMomentum) {
+            T buf = g;
+            if constexpr (!kFirstStep) buf = momentum_buffer[i] * momentum + keep * g;
+            momentum_buffer[i] = buf;
+            g = kNesterov ? g + momentum * buf : buf;
+        }
+        param[i] = param[i] - lr * g;
+    });
+}
+
 template <typename T>
 void sgd_step(T* param, T* momentum_buffer, const T* grad, int64_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
-    const T lr_t = T(lr), momentum_t = T(momentum), keep = T(1.0 - dampening), decay = T(weight_decay);
-#pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-        T g = maximize ? -grad[i] : grad[i];
-        if (weight_decay != 0.0) g = g + decay * param[i];
-        if (momentum_buffer) {
-            const T buf = first_step ? g : momentum_buffer[i] * momentum_t + keep * g;
-            momentum_buffer[i] = buf;
-            g = nesterov ? g + momentum_t * buf : buf;
-        }
-        param[i] = param[i] - lr_t * g;
-    }
+    const bool with_momentum = momentum_buffer != nullptr;
+    with_flags(
+        [&](auto... flags) {
+            sgd_loop<T, decltype(flags)::value...>(param, momentum_buffer, grad, n, T(lr), T(momentum),
+                                                   T(1.0 - dampening), T(weight_decay));
+        },
+        with_momentum, with_momentum && first_step, weight_decay != 0.0, with_momentum && nesterov, maximize);
 }
 
 // The element loop of adam_step for one combination of options (see with_flags).
 template <typename T, bool kAmsgrad, bool kCoupledDecay, bool kDecoupledDecay, bool kNegate, bool kLerpFromStart>
 void adam_loop(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad, int64_t n, T decay,
                T shrink, T avg_weight, T beta2, T sq_weight, T eps, T neg_step_size, T bias_correction2_sqrt) {
-#pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
+    for_each_element(n, [=](int64_t i) PYCORE_LAMBDA_INLINE {
         T g = grad[i];
         if constexpr (kNegate) g = -g;
         T p = param[i];
@@ -88,7 +110,7 @@ void adam_loop(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* 
         }
         const T denom = std::sqrt(v_used) / bias_correction2_sqrt + eps;
         param[i] = p + neg_step_size * m / denom;
-    }
+    });
 }
 
 template <typename T>
@@ -111,8 +133,7 @@ void adam_step(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* 
 template <typename T, bool kCentered, bool kMomentum, bool kDecay, bool kNegate, bool kLerpFromStart>
 void rmsprop_loop(T* param, T* square_avg, T* grad_avg, T* momentum_buffer, const T* grad, int64_t n, T decay,
                   T alpha, T new_weight, T eps, T momentum, T neg_lr) {
-#pragma omp parallel for num_threads(threads_for(n, kElementGrain)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
+    for_each_element(n, [=](int64_t i) PYCORE_LAMBDA_INLINE {
         T g = grad[i];
         if constexpr (kNegate) g = -g;
         if constexpr (kDecay) g = g + decay * param[i];
@@ -134,7 +155,7 @@ void rmsprop_loop(T* param, T* square_avg, T* grad_avg, T* momentum_buffer, cons
         } else {
             param[i] = param[i] + neg_lr * g / avg;
         }
-    }
+    });
 }
 
 template <typename T>

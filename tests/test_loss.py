@@ -38,7 +38,7 @@ def cross_entropy_case(rng, shape, dtype, ignore=False, scale=3.0):
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.15])
 @pytest.mark.parametrize("ignore", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_cross_entropy_matches_torch(rng, dtype, shape, reduction, label_smoothing, ignore, weighted):
+def test_cross_entropy_matches_torch(simd_path, rng, dtype, shape, reduction, label_smoothing, ignore, weighted):
     logits, target = cross_entropy_case(rng, shape, dtype, ignore and shape[0] > 1)
     weight = rng.uniform(0.2, 2.0, shape[-1]).astype(dtype) if weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, reduction=reduction, label_smoothing=label_smoothing)
@@ -56,7 +56,7 @@ def test_cross_entropy_matches_torch(rng, dtype, shape, reduction, label_smoothi
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_huge_logits_match_float64_reference(dtype):
+def test_cross_entropy_huge_logits_match_float64_reference(simd_path, dtype):
     logits = np.array([[1e4, -1e4, 0.0, 1e4 - 3.0], [-1e4, -1e4, -1e4 + 1.0, -1e4 + 0.5], [1e4, 1e4, 1e4, 1e4]],
                       dtype=dtype)
     target = np.array([1, 2, 0])

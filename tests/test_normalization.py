@@ -44,7 +44,7 @@ def check_step(ours, ref, x, gy, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw", [{}, dict(momentum=0.3), dict(momentum=None), dict(affine=False),
                                 dict(track_running_stats=False)])
-def test_training_steps_then_eval_match_torch(rng, dtype, kw):
+def test_training_steps_then_eval_match_torch(simd_path, rng, dtype, kw):
     C = 3
     ours, ref = paired_layers(rng, C, dtype, **kw)
     for step in range(3):  # gradients accumulate over the steps, as in torch
@@ -76,7 +76,7 @@ def test_state_dict_from_torch_gives_torch_eval_outputs(rng):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_gradient_finite_differences(rng, training):
+def test_gradient_finite_differences(simd_path, rng, training):
     m = nn.BatchNorm2d(2, dtype=np.float64)
     m.weight.data[:] = [1.5, -0.7]
     m.bias.data[:] = [0.2, 0.1]

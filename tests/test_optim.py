@@ -78,7 +78,7 @@ def assert_same_trajectory(ours, theirs, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,options", CONFIGS, ids=CONFIG_IDS)
-def test_trajectory_matches_torch_with_fixed_gradients(rng, name, options, dtype):
+def test_trajectory_matches_torch_with_fixed_gradients(simd_path, rng, name, options, dtype):
     values, grads = initial_values(rng, dtype), fixed_gradients(rng, dtype)
     ours = run_pycore(name, options, values, lambda step, _: grads[step])
     theirs = run_torch(name, options, values, lambda step, _: grads[step])
