@@ -207,6 +207,9 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
 ]
 
 
+@pytest.mark.skipif(pycore._C.sanitize_build,
+                    reason="the -O1 sanitizer build may contract a*b+c into FMAs differently "
+                           "in different kernels (1-ulp differences); the -O3 build compares the bits")
 @pytest.mark.parametrize("simd_path", ["auto", "avx2+fma", "generic"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_algorithms_agree_bitwise(simd_path, dtype):

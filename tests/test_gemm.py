@@ -267,6 +267,9 @@ def _prepacked(side, a, b, c0, ta, tb, alpha, beta, copies=2):
     return cs
 
 
+@pytest.mark.skipif(_C.sanitize_build,
+                    reason="the -O1 sanitizer build may contract a*b+c into FMAs differently "
+                           "in different kernels (1-ulp differences); the -O3 build compares the bits")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mnk", PACKED_SHAPES)
 def test_prepacked_gemm_is_bitwise_plain_gemm(simd_path, rng, mnk, dtype):
