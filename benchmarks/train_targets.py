@@ -4,6 +4,12 @@ pycore and PyTorch, in one run, on the same number of threads. Prints markdown t
     python benchmarks/train_targets.py                       # LeNet-5 on MNIST (2 epochs) + char-LSTM (500 steps)
     python benchmarks/train_targets.py --steps 100 --epochs 1 --threads 2
     python benchmarks/train_targets.py --only lenet --long   # + the >= 99.0% LeNet-5 recipe (10 epochs)
+    python benchmarks/train_targets.py --separate --pairs 3 --isa avx2   # each library in its own process
+
+Without --separate both libraries run in this one process (LeNet-5's epochs interleaved).
+With it, each run is a fresh process of one library (pycore, PyTorch, pycore, ...), round i
+with seed --seed + i for both, so that two OpenMP pools never share the process and the
+accuracy is a mean over seeds; times are medians over the rounds.
     python benchmarks/train_targets.py --isa avx2            # pycore and PyTorch both on AVX2 (benchmarks/isa.py)
 
 Targets (issue 5): LeNet-5, batch 64, SGD lr 0.05 momentum 0.9, 2 epochs: pycore's test
@@ -13,9 +19,11 @@ Char-LSTM (2 x 256, seq 100, batch 32, Adam 2e-3) on tiny Shakespeare: validatio
 Data: $PYCORE_DATA (mnist/, tinyshakespeare/input.txt), default ../shared/data.
 """
 import argparse
+import json
 import os
 import pathlib
 import platform
+import subprocess
 import sys
 import time
 
@@ -78,32 +86,70 @@ def torch_accuracy(torch, net, x, y):
     return correct / len(x)
 
 
-def bench_lenet(torch, args):
+def lenet_setup(args, seed):
+    """MNIST, the seeded initial LeNet-5 and a loader whose batch order depends on the seed only,
+    so a pycore run and a PyTorch run with one seed start from the same weights and batches."""
     (x_train, y_train), (x_test, y_test), _ = mnist_dataset(data_dir() / "mnist")
     if args.train_samples:
         x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
-    pycore.manual_seed(args.seed)
+    pycore.manual_seed(seed)
     model = build_lenet()
+    loader = DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=seed)
+    return model, loader, (x_test, y_test)
+
+
+def lenet_pycore_epoch(model, opt, loader, args):
+    return fit(model, nn.CrossEntropyLoss(), opt, loader, 1, verbose=args.verbose)["time"][-1]
+
+
+def lenet_pycore_accuracy(model, test):
+    return evaluate(model, nn.CrossEntropyLoss(), DataLoader(*test, batch_size=1000))[1]
+
+
+def run_lenet(library, torch, args, seed):
+    """One library's LeNet-5 run: {"epoch_times": [...], "accuracy": a, "samples": n}."""
+    model, loader, test = lenet_setup(args, seed)
+    times = []
+    if library == "pycore":
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(args.epochs):
+            times.append(lenet_pycore_epoch(model, opt, loader, args))
+        accuracy = lenet_pycore_accuracy(model, test)
+    else:
+        net = torch_lenet(torch, model)  # the same initial weights
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(args.epochs):
+            times.append(torch_train_epoch(torch, net, opt, loader))
+        accuracy = torch_accuracy(torch, net, *test)
+    return {"epoch_times": times, "accuracy": accuracy, "samples": loader.num_samples}
+
+
+def bench_lenet(torch, args):
+    model, loader, test = lenet_setup(args, args.seed)
     net = torch_lenet(torch, model)  # same initial weights
     # the same batch order for both: two loaders with one seed
-    loader = DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=args.seed)
-    torch_loader = DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=args.seed)
+    torch_loader = DataLoader(*loader.arrays, batch_size=64, shuffle=True, seed=args.seed)
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     t_opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     p_times, t_times = [], []
     for epoch in range(args.epochs):  # interleaved: one epoch of each, so both see the same machine load
-        p_times += fit(model, nn.CrossEntropyLoss(), opt, loader, 1, verbose=args.verbose)["time"]
+        p_times.append(lenet_pycore_epoch(model, opt, loader, args))
         t_times.append(torch_train_epoch(torch, net, t_opt, torch_loader))
         print(f"  epoch {epoch + 1}: pycore {p_times[-1]:.1f} s, PyTorch {t_times[-1]:.1f} s", file=sys.stderr)
-    p_acc = evaluate(model, nn.CrossEntropyLoss(), DataLoader(x_test, y_test, batch_size=1000))[1]
-    t_acc = torch_accuracy(torch, net, x_test, y_test)
+    report_lenet(torch, args, loader.num_samples, [lenet_pycore_accuracy(model, test)],
+                 [torch_accuracy(torch, net, *test)], p_times, t_times, "one process, epochs interleaved")
+
+
+def report_lenet(torch, args, samples, p_accs, t_accs, p_times, t_times, how):
+    p_acc, t_acc = float(np.mean(p_accs)), float(np.mean(t_accs))
     p_epoch, t_epoch = float(np.median(p_times)), float(np.median(t_times))
-    print(f"\n### LeNet-5 on MNIST ({len(x_train)} training images), batch 64, SGD lr 0.05 momentum 0.9, "
-          f"{args.epochs} epochs, {args.threads} threads\n")
-    print("| | test accuracy | epoch time (median) | samples/s |")
+    seeds = f"mean of {len(p_accs)} seeds" if len(p_accs) > 1 else "one seed"
+    print(f"\n### LeNet-5 on MNIST ({samples} training images), batch 64, SGD lr 0.05 momentum 0.9, "
+          f"{args.epochs} epochs, {args.threads} threads ({how})\n")
+    print(f"| | test accuracy ({seeds}) | epoch time (median) | samples/s |")
     print("|---|---|---|---|")
-    print(f"| pycore | {100 * p_acc:.2f}% | {p_epoch:.2f} s | {len(x_train) / p_epoch:,.0f} |")
-    print(f"| PyTorch {torch.__version__} | {100 * t_acc:.2f}% | {t_epoch:.2f} s | {len(x_train) / t_epoch:,.0f} |")
+    print(f"| pycore | {100 * p_acc:.2f}% | {p_epoch:.2f} s | {samples / p_epoch:,.0f} |")
+    print(f"| PyTorch {torch.__version__} | {100 * t_acc:.2f}% | {t_epoch:.2f} s | {samples / t_epoch:,.0f} |")
     print(f"| pycore vs PyTorch | {100 * (p_acc - t_acc):+.2f} points (target within 0.5) | "
           f"{t_epoch / p_epoch:.2f}x as fast (target >= 1.5x) | |")
 
@@ -219,29 +265,86 @@ def torch_char_train(torch, net, ids, steps, batch_size, seq_len, lr, clip):
     return chars / train_time
 
 
-def bench_char(torch, args):
+CHAR_CONFIG = dict(batch=32, seq=100, hidden=256, layers=2, lr=2e-3, clip=5.0)
+
+
+def run_char(library, torch, args, seed):
+    """One library's char-LSTM run: {"chars_per_s": r, "val_loss": v}."""
+    c = CHAR_CONFIG
     text = (data_dir() / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
     vocab = CharVocab(text)
     train_ids, val_ids = split_corpus(vocab.encode(text), val_fraction=0.1)
-    batch, seq, hidden, layers, lr, clip = 32, 100, 256, 2, 2e-3, 5.0
-    pycore.manual_seed(args.seed)
-    model = CharModel(len(vocab), hidden, layers, embedding_dim=64)
-    net = torch_char_model(torch, model)
-    history = train_char_model(model, train_ids, None, steps=args.steps, batch_size=batch, seq_len=seq, lr=lr,
-                               clip_grad_norm=clip, verbose=args.verbose)
-    p_val = evaluate_char_model(model, val_ids, batch, seq)
-    print(f"  pycore: {history['chars_per_s']:,.0f} chars/s, val {p_val:.4f}", file=sys.stderr)
-    t_rate = torch_char_train(torch, net, train_ids, args.steps, batch, seq, lr, clip)
-    t_val = torch_char_val_loss(torch, net, val_ids, batch, seq)
-    print(f"  PyTorch: {t_rate:,.0f} chars/s, val {t_val:.4f}", file=sys.stderr)
-    p_rate = history["chars_per_s"]
-    print(f"\n### char-LSTM on tiny Shakespeare: embedding 64, 2 x LSTM 256, seq {seq}, batch {batch}, "
-          f"Adam {lr}, clip {clip}, {args.steps} steps, {args.threads} threads\n")
-    print("| | validation loss (nats/char) | training chars/s |")
+    pycore.manual_seed(seed)
+    model = CharModel(len(vocab), c["hidden"], c["layers"], embedding_dim=64)
+    if library == "pycore":
+        history = train_char_model(model, train_ids, None, steps=args.steps, batch_size=c["batch"],
+                                   seq_len=c["seq"], lr=c["lr"], clip_grad_norm=c["clip"], verbose=args.verbose)
+        return {"chars_per_s": history["chars_per_s"],
+                "val_loss": evaluate_char_model(model, val_ids, c["batch"], c["seq"])}
+    net = torch_char_model(torch, model)  # the same initial weights
+    rate = torch_char_train(torch, net, train_ids, args.steps, c["batch"], c["seq"], c["lr"], c["clip"])
+    return {"chars_per_s": rate, "val_loss": torch_char_val_loss(torch, net, val_ids, c["batch"], c["seq"])}
+
+
+def bench_char(torch, args):
+    p = run_char("pycore", torch, args, args.seed)
+    print(f"  pycore: {p['chars_per_s']:,.0f} chars/s, val {p['val_loss']:.4f}", file=sys.stderr)
+    t = run_char("torch", torch, args, args.seed)
+    print(f"  PyTorch: {t['chars_per_s']:,.0f} chars/s, val {t['val_loss']:.4f}", file=sys.stderr)
+    report_char(torch, args, [p], [t], "one process, one after the other")
+
+
+def report_char(torch, args, p_runs, t_runs, how):
+    c = CHAR_CONFIG
+    p_val, t_val = (float(np.mean([r["val_loss"] for r in runs])) for runs in (p_runs, t_runs))
+    p_rate, t_rate = (float(np.median([r["chars_per_s"] for r in runs])) for runs in (p_runs, t_runs))
+    print(f"\n### char-LSTM on tiny Shakespeare: embedding 64, {c['layers']} x LSTM {c['hidden']}, seq {c['seq']}, "
+          f"batch {c['batch']}, Adam {c['lr']}, clip {c['clip']}, {args.steps} steps, {args.threads} threads ({how})\n")
+    print("| | validation loss (nats/char) | training chars/s (median) |")
     print("|---|---|---|")
     print(f"| pycore | {p_val:.4f} | {p_rate:,.0f} |")
     print(f"| PyTorch {torch.__version__} | {t_val:.4f} | {t_rate:,.0f} |")
     print(f"| pycore vs PyTorch | {p_val - t_val:+.4f} (target within 0.05) | {p_rate / t_rate:.2f}x (target >= 1.3x) |")
+
+
+# ---------------------------------------------------------------------------------------------
+# --separate: each library alone in its own process
+# ---------------------------------------------------------------------------------------------
+RUNS = {"lenet": run_lenet, "char": run_char}
+
+
+def run_child(spec, torch, args):
+    """--child BENCH:LIBRARY:SEED: one library's run, printed as one JSON line."""
+    bench, library, seed = spec.split(":")
+    print(json.dumps(RUNS[bench](library, torch, args, int(seed))))
+
+
+def separate_runs(bench, args):
+    """args.pairs rounds of (pycore, torch), each in a fresh process with the same --isa and
+    threads; round i uses seed args.seed + i for both. Returns ([pycore results], [torch results])."""
+    results = {"pycore": [], "torch": []}
+    passed = [a for a in sys.argv[1:] if a not in ("--separate",)]
+    for i in range(args.pairs):
+        for library in results:
+            command = [sys.executable, os.path.abspath(__file__), *passed,
+                       "--child", f"{bench}:{library}:{args.seed + i}"]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{bench} {library} process failed:\n{done.stderr[-2000:]}")
+            results[library].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"  {bench} round {i + 1} {library}: {results[library][-1]}", file=sys.stderr)
+    return results["pycore"], results["torch"]
+
+
+def bench_separately(torch, args):
+    how = f"each library in its own process, alternated, {args.pairs} rounds"
+    if args.only in (None, "lenet"):
+        p, t = separate_runs("lenet", args)
+        report_lenet(torch, args, p[0]["samples"], [r["accuracy"] for r in p], [r["accuracy"] for r in t],
+                     [float(np.mean(r["epoch_times"])) for r in p], [float(np.mean(r["epoch_times"])) for r in t], how)
+    if args.only in (None, "char"):
+        p, t = separate_runs("char", args)
+        report_char(torch, args, p, t, how)
 
 
 def main(argv=None):
@@ -256,21 +359,29 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--isa", choices=isa.CHOICES, default="native",
                    help="run pycore and torch on this instruction set (see benchmarks/isa.py)")
+    p.add_argument("--separate", action="store_true",
+                   help="each library alone in a fresh process, alternated for --pairs rounds (seeds seed..seed+pairs-1)")
+    p.add_argument("--pairs", type=int, default=3, help="--separate: rounds of (pycore, PyTorch)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # BENCH:LIBRARY:SEED, a --separate worker
     args = p.parse_args(argv)
     import torch
     isa.check(args.isa)
     torch.set_num_threads(args.threads)
     pycore.set_num_threads(args.threads)
+    if args.child:
+        return run_child(args.child, torch, args)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
           f"{args.threads} threads for both; pycore {pycore.__version__}, torch {torch.__version__}, "
           f"numpy {np.__version__}, Python {platform.python_version()}")
     for line in isa.report(args.isa):
         print(line)
-    if args.only in (None, "lenet"):
+    if args.separate:
+        bench_separately(torch, args)
+    elif args.only in (None, "lenet"):
         bench_lenet(torch, args)
     if args.long:
         bench_lenet_99(args)
-    if args.only in (None, "char"):
+    if args.only in (None, "char") and not args.separate:
         bench_char(torch, args)
 
 
