@@ -223,3 +223,111 @@ def test_bad_lengths(rng):
         m(x[:, 0], lengths=[5])
     with pytest.raises(ValueError, match=r"h_0: expected shape \(2, 2, 4\)"):
         m(x, (np.zeros((1, 2, 4), np.float32),) * 2)
+
+
+# -- cells ---------------------------------------------------------------------------
+
+CELLS = {"LSTM": (nn.LSTMCell, torch.nn.LSTMCell, {}), "GRU": (nn.GRUCell, torch.nn.GRUCell, {}),
+         "RNN_TANH": (nn.RNNCell, torch.nn.RNNCell, {}),
+         "RNN_RELU": (nn.RNNCell, torch.nn.RNNCell, {"nonlinearity": "relu"})}
+
+
+def cell_loop_backward(cell, grad_outs, lstm):
+    """The documented manual loop: backward through T calls, newest first."""
+    grad_h = grad_c = None
+    grad_x = []
+    for g in reversed(grad_outs):
+        g = g if grad_h is None else g + grad_h
+        gx, grad_state = cell.backward((g, grad_c) if lstm else g)
+        grad_h, grad_c = grad_state if lstm else (grad_state, None)
+        grad_x.append(gx)
+    return np.stack(grad_x[::-1]), (grad_h, grad_c) if lstm else grad_h
+
+
+@pytest.mark.parametrize("kind,bias,unbatched", [("LSTM", True, False), ("GRU", True, True),
+                                                 ("RNN_TANH", False, False), ("RNN_RELU", True, False)])
+def test_cell_loop_matches_torch(rng, kind, bias, unbatched):
+    ours_cls, torch_cls, extra = CELLS[kind]
+    lstm = kind == "LSTM"
+    torch.manual_seed(0)
+    ref = torch_cls(3, 5, bias=bias, **extra).double()
+    cell = ours_cls(3, 5, bias=bias, dtype=np.float64, **extra)
+    assert [k for k, _ in cell.named_parameters()] == [k for k, _ in ref.named_parameters()]
+    cell.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    lead = () if unbatched else (2,)
+    x = rng.standard_normal((4,) + lead + (3,))
+    h0, c0 = rng.standard_normal(lead + (5,)), rng.standard_normal(lead + (5,))
+    grad_outs = rng.standard_normal((4,) + lead + (5,))
+    tx, th0, tc0 = (torch.tensor(a, requires_grad=True) for a in (x, h0, c0))
+
+    state, tstate, outs, touts = ((h0, c0) if lstm else h0), ((th0, tc0) if lstm else th0), [], []
+    for t in range(4):
+        state, tstate = cell(x[t], state), ref(tx[t], tstate)
+        outs.append(state[0] if lstm else state)
+        touts.append(tstate[0] if lstm else tstate)
+    close(np.stack(outs), torch.stack(touts), np.float64, "cell outputs")
+    (torch.stack(touts) * torch.tensor(grad_outs)).sum().backward()
+    cell.zero_grad()
+    gx, grad_state = cell_loop_backward(cell, grad_outs, lstm)
+    close(gx, tx.grad, np.float64, "grad of input")
+    close(grad_state[0] if lstm else grad_state, th0.grad, np.float64, "grad of h0")
+    if lstm:
+        close(grad_state[1], tc0.grad, np.float64, "grad of c0")
+    for name, p in ref.named_parameters():
+        close(getattr(cell, name).grad, p.grad, np.float64, f"grad of {name}")
+
+
+def test_cell_loop_equals_the_layer(rng):
+    layer = nn.GRU(3, 4, dtype=np.float64)
+    cell = nn.GRUCell(3, 4, dtype=np.float64)
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})  # weight_ih_l0 -> weight_ih
+    x, grad_y = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 4))
+    y, _ = layer(x)
+    gx = layer.backward(grad_y)
+    h, outs = None, []
+    for t in range(5):
+        h = cell(x[t], h)
+        outs.append(h)
+    np.testing.assert_allclose(np.stack(outs), y, rtol=1e-12, atol=1e-14)
+    gx_cell, _ = cell_loop_backward(cell, grad_y, False)
+    np.testing.assert_allclose(gx_cell, gx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cell.weight_hh.grad, layer.weight_hh_l0.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_cell_init_and_bad_input(rng):
+    pycore.manual_seed(1)
+    cell = nn.LSTMCell(3, 4)
+    assert cell.weight_ih.shape == (16, 3) and np.abs(cell.weight_hh.data).max() <= 0.5
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="no forward"):
+        cell.backward((np.zeros((2, 4), np.float32), None))
+    with pytest.raises(TypeError, match=r"pair \(h, c\)"):
+        cell(x, np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"c: expected shape \(2, 4\)"):
+        cell(x, (np.zeros((2, 4), np.float32), np.zeros((3, 4), np.float32)))
+    with pytest.raises(ValueError, match="input_size"):
+        cell(x[:, :2])
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNNCell(3, 4, nonlinearity="sigmoid")
+    cell(x)
+    with pytest.raises(ValueError, match=r"grad_h has shape"):
+        cell.backward((np.zeros((3, 4), np.float32), None))
+    cell.backward((np.zeros((2, 4), np.float32), None))  # the failed call left the context in place
+    with pytest.raises(RuntimeError, match="no forward"):
+        cell.backward((np.zeros((2, 4), np.float32), None))
+    with pycore.no_grad():
+        cell(x)
+    cell(x)
+    cell.clear_saved()
+    with pytest.raises(RuntimeError, match="no forward"):
+        cell.backward((np.zeros((2, 4), np.float32), None))
+
+
+def test_truncated_bptt_refuses_a_bidirectional_model():
+    from pycore.train import check_state_can_carry, train_char_model
+    check_state_can_carry(nn.LSTM(3, 4))
+    model = nn.Sequential(nn.Embedding(5, 3), nn.GRU(3, 4, bidirectional=True))
+    with pytest.raises(ValueError, match="1: truncated BPTT.*bidirectional"):
+        check_state_can_carry(model)
+    with pytest.raises(ValueError, match="bidirectional"):
+        train_char_model(nn.LSTM(3, 4, bidirectional=True), np.zeros(50, np.int64), steps=1)

@@ -1,6 +1,7 @@
-"""RNN, LSTM and GRU: stacked recurrent layers with backpropagation through time.
+"""RNN, LSTM and GRU: stacked recurrent layers with backpropagation through time, and
+their single-step cells RNNCell, LSTMCell and GRUCell.
 
-    y, state = m(x, state=None)          # forward over the whole sequence
+    y, state = m(x, state=None, lengths=None)  # forward over the whole (padded) sequence
     gx = m.backward(grad_y, grad_state)  # BPTT over that sequence; parameter grads += ...
     m.grad_initial_state                 # gradient of the initial state, after backward
 
@@ -8,12 +9,13 @@ Names, shapes, gate orders and initialisation are PyTorch's, so a torch.nn.LSTM
 state_dict (converted to numpy) loads and gives the same numbers. The kernels are in
 csrc/rnn.cpp (see pycore.functional.rnn for the math).
 """
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 import math
 
 import numpy as np
 
 from .. import functional as F
+from .._context import is_grad_enabled
 from .._checks import integer, probability
 from . import init
 from .module import Module, Parameter
@@ -22,7 +24,8 @@ from .module import Module, Parameter
 class _RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU (PyTorch's RNNBase).
 
-    The layers are run one after the other, each over the whole sequence; the top
+    The layers are run one after the other, each over the whole sequence (both directions
+    when bidirectional, each fed the concatenated outputs of the layer below); the top
     layer's outputs are returned. Per layer `k` the parameters are weight_ih_l{k}
     (G*H, in), weight_hh_l{k} (G*H, H), bias_ih_l{k} and bias_hh_l{k} (G*H,), with G gate
     blocks (1, 4 or 3) and in = input_size for layer 0, hidden_size above.
@@ -368,10 +371,12 @@ class RNN(_RNNBase):
     """Elman RNN: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), phi = tanh or relu.
 
     Args: input_size, hidden_size, num_layers=1, nonlinearity='tanh' ('tanh' or 'relu'),
-    bias=True, batch_first=False, dropout=0.0 and bidirectional=False (other values raise
-    NotImplementedError), dtype=np.float32.
+    bias=True, batch_first=False, dropout=0.0 (between layers, training mode only),
+    bidirectional=False (adds *_reverse parameters; y gets 2*hidden_size features, the state
+    2*num_layers rows), dtype=np.float32. forward(x, state=None, lengths=None): see
+    _RNNBase.forward.
     Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
-    (T, input_size); state h (num_layers, N, hidden_size).
+    (T, input_size); state h (num_layers * D, N, hidden_size), D = 2 if bidirectional else 1.
     Attributes: weight_ih_l{k} (hidden_size, input_size for k = 0 else hidden_size),
     weight_hh_l{k} (hidden_size, hidden_size), bias_ih_l{k}, bias_hh_l{k} (hidden_size,),
     all U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) as in PyTorch.
@@ -404,7 +409,7 @@ class LSTM(_RNNBase):
         c' = f * c + i * g                     h' = o * tanh(c')
 
     Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, proj_size=0 (other values of the last three raise
+    dropout=0.0, bidirectional=False (as RNN), proj_size=0 (other values raise
     NotImplementedError), dtype=np.float32.
     Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
     (T, input_size); state (h, c), each (num_layers, N, hidden_size).
@@ -445,3 +450,162 @@ class GRU(_RNNBase):
                  bidirectional=False, dtype=np.float32):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          dtype)
+
+
+class _CellBase(Module):
+    """Shared machinery of RNNCell, LSTMCell and GRUCell (PyTorch's RNNCellBase): one step
+    of the matching layer, the same kernel run over T = 1.
+
+    A loop of cell calls is differentiated by hand, newest call first: each forward
+    (outside pycore.no_grad()) pushes what its backward needs, and each backward pops
+    the newest one. The initial state's gradient is what the last backward returns.
+
+        h, outs = None, []
+        for t in range(T):                      # forward: x (T, N, input_size)
+            h = cell(x[t], h)
+            outs.append(h)
+        grad_h, grad_x = None, np.empty_like(x)
+        for t in reversed(range(T)):            # backward: grad_outs (T, N, hidden_size)
+            g = grad_outs[t] if grad_h is None else grad_outs[t] + grad_h
+            grad_x[t], grad_h = cell.backward(g)
+        # LSTMCell: state and gradients are pairs, h, c = cell(x[t], (h, c)) and
+        # grad_x[t], (grad_h, grad_c) = cell.backward((grad_outs[t] + grad_h, grad_c)).
+
+    Calls whose backward is never run stay saved until `clear_saved()`.
+    """
+
+    _has_cell = False
+
+    def __init__(self, mode, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        self.mode = mode
+        self.input_size = integer(input_size, "input_size", minimum=1)
+        self.hidden_size = integer(hidden_size, "hidden_size", minimum=1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: bias: expected a bool, got {type(bias).__name__}")
+        self.bias = bool(bias)
+        gates = F.rnn.RNN_MODES[mode][1] * self.hidden_size
+        bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's init, in its order
+        self.weight_ih = Parameter(init.uniform((gates, self.input_size), bound, self.dtype))
+        self.weight_hh = Parameter(init.uniform((gates, self.hidden_size), bound, self.dtype))
+        if self.bias:
+            self.bias_ih = Parameter(init.uniform((gates,), bound, self.dtype))
+            self.bias_hh = Parameter(init.uniform((gates,), bound, self.dtype))
+        self._contexts = []
+
+    def clear_saved(self):
+        """Drop the saved contexts of calls that will not be differentiated."""
+        self._contexts = []
+
+    def forward(self, x, state=None):
+        """One step. x: (N, input_size) or unbatched (input_size,). state: h (N, hidden_size)
+        for RNNCell/GRUCell, the pair (h, c) for LSTMCell, None for zeros. Returns the new
+        state in the same form."""
+        name = type(self).__name__
+        x = self._check_input(x, ndim=(1, 2), layout="(N, input_size)")
+        unbatched = x.ndim == 1
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input: expected {self.input_size} features on the last axis "
+                             f"(input_size), got shape {x.shape}")
+        batch = 1 if unbatched else x.shape[0]
+        if batch == 0:
+            raise ValueError(f"{name}: input: expected at least one row, got shape {x.shape}")
+        shape = x.shape[:-1] + (self.hidden_size,)
+        h = c = None
+        if state is not None:
+            if self._has_cell:
+                if not isinstance(state, (tuple, list)) or len(state) != 2:
+                    raise TypeError(f"{name}: state: expected a pair (h, c) of arrays {shape}, "
+                                    f"got {type(state).__name__}")
+                h, c = state
+            elif isinstance(state, (tuple, list)):
+                raise TypeError(f"{name}: state: expected an array h of shape {shape}, got a "
+                                f"{type(state).__name__} (only LSTMCell takes (h, c))")
+            else:
+                h = state
+            parts = []
+            for value, what in ((h, "h"), (c, "c"))[:2 if self._has_cell else 1]:
+                value = self._check_input(value, what)
+                if value.shape != shape:
+                    raise ValueError(f"{name}: {what}: expected shape {shape}, got {value.shape}")
+                parts.append(value.reshape(batch, self.hidden_size))
+            h, c = parts if self._has_cell else (parts[0], None)
+        y, (h_new, c_new), cache = F.rnn_layer(
+            self.mode, x.reshape(1, batch, self.input_size), self.weight_ih.data, self.weight_hh.data,
+            None if not self.bias else self.bias_ih.data, None if not self.bias else self.bias_hh.data, h, c)
+        if is_grad_enabled():
+            self._contexts.append((cache, unbatched))
+        h_new = h_new.reshape(shape)
+        return (h_new, c_new.reshape(shape)) if self._has_cell else h_new
+
+    def backward(self, grad_state):
+        """Backward of the newest undifferentiated call. grad_state: dL/d(new state), h's
+        gradient, or for LSTMCell a pair (dh, dc) whose items may be None. Adds into the
+        parameters' .grad and returns (dL/dx, dL/d(previous state)) in the shapes forward
+        took (None for dL/dx when requires_input_grad is False)."""
+        name = type(self).__name__
+        if not self._contexts:
+            raise RuntimeError(f"{name}.backward: no forward to differentiate. Call forward first (outside "
+                               "pycore.no_grad()); each forward supports one backward, newest first.")
+        cache, unbatched = self._contexts[-1]
+        batch = cache.x.shape[1]
+        shape = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
+        if self._has_cell:
+            if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
+                raise TypeError(f"{name}.backward: grad_state: expected a pair (grad_h, grad_c), got "
+                                f"{type(grad_state).__name__}")
+            grads = list(grad_state)
+        else:
+            if isinstance(grad_state, (tuple, list)):
+                raise TypeError(f"{name}.backward: grad_state: expected an array like h, got a "
+                                f"{type(grad_state).__name__}")
+            grads = [grad_state, None]
+        for i, what in enumerate(("grad_h", "grad_c")):
+            if grads[i] is not None:
+                grads[i] = self._check_input(grads[i], what)
+                if grads[i].shape != shape:
+                    raise ValueError(f"{name}.backward: {what} has shape {grads[i].shape}, expected {shape}")
+                grads[i] = grads[i].reshape(batch, self.hidden_size)
+        self._contexts.pop()
+        grad_x, grad_h, grad_c = F.rnn_layer_backward(
+            cache, self.weight_ih.data, self.weight_hh.data, self.weight_ih.grad_buffer(),
+            self.weight_hh.grad_buffer(), self.bias_ih.grad_buffer() if self.bias else None,
+            self.bias_hh.grad_buffer() if self.bias else None, grad_h_n=grads[0], grad_c_n=grads[1],
+            need_input_grad=self.requires_input_grad)
+        grad_x = None if grad_x is None else grad_x.reshape((self.input_size,) if unbatched else (batch, -1))
+        grad_h = grad_h.reshape(shape)
+        return grad_x, ((grad_h, grad_c.reshape(shape)) if self._has_cell else grad_h)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_CellBase):
+    """One Elman step h' = phi(W_ih x + b_ih + W_hh h + b_hh), phi = 'tanh' or 'relu'
+    (PyTorch's RNNCell: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,)).
+    See _CellBase for the hand-written backward through a loop of calls."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, bias,
+                         dtype)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (h, c) -> (h', c'), LSTM's gates i|f|g|o in weight_ih (4H, I),
+    weight_hh (4H, H), bias_ih, bias_hh (4H,) (PyTorch's LSTMCell)."""
+
+    _has_cell = True
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__("LSTM", input_size, hidden_size, bias, dtype)
+
+
+class GRUCell(_CellBase):
+    """One GRU step h -> h', GRU's gates r|z|n in weight_ih (3H, I), weight_hh (3H, H),
+    bias_ih, bias_hh (3H,) (PyTorch's GRUCell)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__("GRU", input_size, hidden_size, bias, dtype)
