@@ -331,3 +331,41 @@ def test_truncated_bptt_refuses_a_bidirectional_model():
         check_state_can_carry(model)
     with pytest.raises(ValueError, match="bidirectional"):
         train_char_model(nn.LSTM(3, 4, bidirectional=True), np.zeros(50, np.int64), steps=1)
+
+
+def test_lstm_cell_loop_finite_differences(rng):
+    cell = nn.LSTMCell(2, 3, dtype=np.float64)
+    x, h0, c0 = rng.standard_normal((3, 2, 2)), rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    w_h, w_c = rng.standard_normal((3, 2, 3)), rng.standard_normal((2, 3))
+
+    def loss():
+        state, total = (h0, c0), 0.0
+        for t in range(3):
+            state = cell(x[t], state)
+            total += (state[0] * w_h[t]).sum()
+        return total + (state[1] * w_c).sum()
+
+    def numeric(array, eps=1e-6):
+        grad = np.zeros_like(array)
+        flat = array.reshape(-1)
+        with pycore.no_grad():
+            for i in range(flat.size):
+                old = flat[i]
+                flat[i] = old + eps
+                up = loss()
+                flat[i] = old - eps
+                grad.reshape(-1)[i] = (up - loss()) / (2 * eps)
+                flat[i] = old
+        return grad
+
+    loss()
+    cell.zero_grad()
+    grad_h, grad_c, grad_x = None, w_c, np.empty_like(x)
+    for t in reversed(range(3)):
+        grad_x[t], (grad_h, grad_c) = cell.backward((w_h[t] if grad_h is None else w_h[t] + grad_h, grad_c))
+    tol = dict(rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_x, numeric(x), **tol)
+    np.testing.assert_allclose(grad_h, numeric(h0), **tol)
+    np.testing.assert_allclose(grad_c, numeric(c0), **tol)
+    for name, p in cell.named_parameters():
+        np.testing.assert_allclose(p.grad, numeric(p.data), err_msg=name, **tol)
