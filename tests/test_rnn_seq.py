@@ -87,6 +87,21 @@ def check_against_torch(rng, kind, layers, bidirectional, batch_first, lengths=N
     return gx
 
 
+def central_difference(loss, array, eps=1e-6):
+    """d loss() / d array by float64 central differences, perturbing `array` in place."""
+    grad = np.zeros_like(array)
+    flat = array.reshape(-1)
+    with pycore.no_grad():  # a cell keeps no contexts for these evaluations
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + eps
+            up = loss()
+            flat[i] = old - eps
+            grad.reshape(-1)[i] = (up - loss()) / (2 * eps)
+            flat[i] = old
+    return grad
+
+
 # kind, layers, batch_first, many_to_one, dtype
 BIDIRECTIONAL = [
     ("LSTM", 1, False, False, np.float64),
@@ -189,26 +204,14 @@ def test_finite_differences_bidirectional_lengths_dropout(rng):
         y, h = m(x, h0, lengths=lengths)
         return (y * w_y).sum() + (h * w_h).sum()
 
-    def numeric(array, eps=1e-6):
-        grad = np.zeros_like(array)
-        flat = array.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = loss()
-            flat[i] = old - eps
-            grad.reshape(-1)[i] = (up - loss()) / (2 * eps)
-            flat[i] = old
-        return grad
-
     loss()
     m.zero_grad()
     gx = m.backward(w_y, w_h)
     tol = dict(rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(gx, numeric(x), **tol)
-    np.testing.assert_allclose(m.grad_initial_state, numeric(h0), **tol)
+    np.testing.assert_allclose(gx, central_difference(loss, x), **tol)
+    np.testing.assert_allclose(m.grad_initial_state, central_difference(loss, h0), **tol)
     for name, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, numeric(p.data), err_msg=name, **tol)
+        np.testing.assert_allclose(p.grad, central_difference(loss, p.data), err_msg=name, **tol)
 
 
 def test_bad_lengths(rng):
@@ -345,27 +348,14 @@ def test_lstm_cell_loop_finite_differences(rng):
             total += (state[0] * w_h[t]).sum()
         return total + (state[1] * w_c).sum()
 
-    def numeric(array, eps=1e-6):
-        grad = np.zeros_like(array)
-        flat = array.reshape(-1)
-        with pycore.no_grad():
-            for i in range(flat.size):
-                old = flat[i]
-                flat[i] = old + eps
-                up = loss()
-                flat[i] = old - eps
-                grad.reshape(-1)[i] = (up - loss()) / (2 * eps)
-                flat[i] = old
-        return grad
-
     loss()
     cell.zero_grad()
     grad_h, grad_c, grad_x = None, w_c, np.empty_like(x)
     for t in reversed(range(3)):
         grad_x[t], (grad_h, grad_c) = cell.backward((w_h[t] if grad_h is None else w_h[t] + grad_h, grad_c))
     tol = dict(rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(grad_x, numeric(x), **tol)
-    np.testing.assert_allclose(grad_h, numeric(h0), **tol)
-    np.testing.assert_allclose(grad_c, numeric(c0), **tol)
+    np.testing.assert_allclose(grad_x, central_difference(loss, x), **tol)
+    np.testing.assert_allclose(grad_h, central_difference(loss, h0), **tol)
+    np.testing.assert_allclose(grad_c, central_difference(loss, c0), **tol)
     for name, p in cell.named_parameters():
-        np.testing.assert_allclose(p.grad, numeric(p.data), err_msg=name, **tol)
+        np.testing.assert_allclose(p.grad, central_difference(loss, p.data), err_msg=name, **tol)
