@@ -337,10 +337,12 @@ def test_finite_differences(rng, kind):
 def test_bad_construction():
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.RNN(3, 4, nonlinearity="sigmoid")
-    with pytest.raises(NotImplementedError, match="bidirectional"):
-        nn.LSTM(3, 4, bidirectional=True)
-    with pytest.raises(NotImplementedError, match="dropout"):
-        nn.GRU(3, 4, num_layers=2, dropout=0.5)
+    with pytest.raises(TypeError, match="bidirectional"):
+        nn.LSTM(3, 4, bidirectional=1)
+    with pytest.raises(ValueError, match="dropout"):
+        nn.GRU(3, 4, num_layers=2, dropout=1.5)
+    with pytest.raises(TypeError, match="dropout"):
+        nn.GRU(3, 4, num_layers=2, dropout="0.5")
     with pytest.raises(NotImplementedError, match="proj_size"):
         nn.LSTM(3, 4, proj_size=2)
     with pytest.raises(ValueError, match="hidden_size"):

@@ -15,7 +15,7 @@ order i, f, g, o, GRU 3 in the order r, z, n):
 `rnn_layer` returns the outputs h_1..h_T, the final state and a cache of the activations
 that `rnn_layer_backward` reads (backpropagation through time over the same T steps).
 """
-__all__ = ["rnn_layer", "rnn_layer_backward"]
+__all__ = ["rnn_layer", "rnn_layer_backward", "rnn_layer_varlen", "rnn_layer_varlen_backward"]
 from collections import namedtuple
 
 import numpy as np
@@ -126,3 +126,105 @@ def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, 
                     grad_y, grad_h_n, grad_c_n, y, cache.gates, cache.cell, cache.cell_tanh, x, cache.h0,
                     cache.c0, w_ih, w_hh)
     return grad_x, grad_h0, grad_c0
+
+
+# -- variable lengths: the kernels on shrinking active batches ------------------------
+
+RnnVarlenCache = namedtuple("RnnVarlenCache", "steps batch input_size groups")
+RnnVarlenCache.__doc__ = """What rnn_layer_varlen keeps for rnn_layer_varlen_backward.
+
+groups: one (t0, t1, active, RnnLayerCache) per step group: steps [t0, t1) ran on the
+first `active` sequences (the batch is sorted by non-increasing length).
+"""
+
+
+def step_groups(lengths, steps, batch):
+    """[(t0, t1, active)]: the step ranges over which the set of unfinished sequences is fixed.
+
+    lengths: (N,) non-increasing ints in [1, T], or None (all T). Between two consecutive
+    distinct lengths the first `active` sequences (those not yet ended) run together;
+    e.g. lengths (5, 3, 3, 1) -> [(0, 1, 4), (1, 3, 3), (3, 5, 1)]: 9 sequence-steps
+    computed instead of the padded 20. This is PyTorch's packed batch_sizes, grouped.
+    """
+    if lengths is None:
+        return [(0, steps, batch)]
+    groups, start = [], 0
+    for end in np.unique(lengths):  # ascending distinct lengths
+        groups.append((start, int(end), int(np.count_nonzero(lengths >= end))))
+        start = int(end)
+    return groups
+
+
+def rnn_layer_varlen(mode, x, lengths, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+    """rnn_layer over a right-padded batch whose sequence n has lengths[n] real steps.
+
+    lengths: (N,) ints, non-increasing, in [1, T] (the caller sorts the batch), or None
+    for all T (then this is rnn_layer). The padded steps are never computed: each step
+    group runs rnn_layer on the sequences still going, carrying their state.
+    Returns (y, (h_n, c_n), cache): y (T, N, H) zero past each sequence's end; h_n, c_n
+    (N, H) each sequence's state after its last real step.
+    """
+    steps, batch, input_size = np.shape(x)
+    groups = step_groups(lengths, steps, batch)
+    if groups == [(0, steps, batch)]:  # every sequence is T long: one call, no copies
+        y, state, cache = rnn_layer(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+        return y, state, RnnVarlenCache(steps, batch, input_size, [(0, steps, batch, cache)])
+    y = h_n = c_n = None
+    h, c, saved = h0, c0, []
+    for k, (t0, t1, active) in enumerate(groups):
+        y_part, (h, c), cache = rnn_layer(mode, x[t0:t1, :active], w_ih, w_hh, b_ih, b_hh,
+                                          None if h is None else h[:active], None if c is None else c[:active])
+        if y is None:
+            y = np.zeros((steps, batch, y_part.shape[2]), dtype=y_part.dtype)
+            h_n = np.empty((batch, y_part.shape[2]), dtype=y_part.dtype)
+            c_n = np.empty_like(h_n) if c is not None else None
+        y[t0:t1, :active] = y_part
+        still_going = groups[k + 1][2] if k + 1 < len(groups) else 0
+        h_n[still_going:active] = h[still_going:]  # the sequences that end at step t1
+        if c_n is not None:
+            c_n[still_going:active] = c[still_going:]
+        saved.append((t0, t1, active, cache))
+    return y, (h_n, c_n), RnnVarlenCache(steps, batch, input_size, saved)
+
+
+def rnn_layer_varlen_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, grad_b_hh=None,
+                              grad_y=None, grad_h_n=None, grad_c_n=None, need_input_grad=True):
+    """Backpropagation through time for one rnn_layer_varlen call (arguments as
+    rnn_layer_backward). The step groups run backwards; the gradient of the state a group
+    hands on is the next group's initial-state gradient for the sequences still going
+    and grad_h_n (grad_c_n) for those that end there. Padded steps get zero gradient.
+    Returns (grad_x or None, grad_h0, grad_c0 or None).
+    """
+    if not isinstance(cache, RnnVarlenCache):
+        raise TypeError(f"cache: expected the RnnVarlenCache that rnn_layer_varlen returned, "
+                        f"got {type(cache).__name__}")
+    groups = cache.groups
+    if [g[:3] for g in groups] == [(0, cache.steps, cache.batch)]:
+        return rnn_layer_backward(groups[0][3], w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+                                  grad_y, grad_h_n, grad_c_n, need_input_grad)
+    grad_x = np.zeros((cache.steps, cache.batch, cache.input_size), dtype=w_hh.dtype) if need_input_grad else None
+    carry_h = carry_c = None  # gradient of the state at the end of the group, for the sequences going on
+
+    def handed_on(carry, grad_end, active, still_going):
+        if carry is None and grad_end is None:
+            return None
+        grad = np.zeros((active, w_hh.shape[1]), dtype=w_hh.dtype)
+        if carry is not None:
+            grad[:still_going] = carry
+        if grad_end is not None:
+            grad[still_going:] = grad_end[still_going:active]
+        return grad
+
+    is_lstm = groups[0][3].mode == "LSTM"
+    for k in reversed(range(len(groups))):
+        t0, t1, active, part = groups[k]
+        still_going = groups[k + 1][2] if k + 1 < len(groups) else 0
+        grad_x_part, carry_h, carry_c = rnn_layer_backward(
+            part, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+            grad_y=None if grad_y is None else grad_y[t0:t1, :active],
+            grad_h_n=handed_on(carry_h, grad_h_n, active, still_going),
+            grad_c_n=handed_on(carry_c, grad_c_n, active, still_going) if is_lstm else None,
+            need_input_grad=need_input_grad)
+        if grad_x is not None:
+            grad_x[t0:t1, :active] = grad_x_part
+    return grad_x, carry_h, carry_c

@@ -1,6 +1,7 @@
-"""RNN, LSTM and GRU: stacked recurrent layers with backpropagation through time.
+"""RNN, LSTM and GRU: stacked recurrent layers with backpropagation through time, and
+their single-step cells RNNCell, LSTMCell and GRUCell.
 
-    y, state = m(x, state=None)          # forward over the whole sequence
+    y, state = m(x, state=None, lengths=None)  # forward over the whole (padded) sequence
     gx = m.backward(grad_y, grad_state)  # BPTT over that sequence; parameter grads += ...
     m.grad_initial_state                 # gradient of the initial state, after backward
 
@@ -8,13 +9,14 @@ Names, shapes, gate orders and initialisation are PyTorch's, so a torch.nn.LSTM
 state_dict (converted to numpy) loads and gives the same numbers. The kernels are in
 csrc/rnn.cpp (see pycore.functional.rnn for the math).
 """
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 import math
 
 import numpy as np
 
 from .. import functional as F
-from .._checks import integer
+from .._context import is_grad_enabled
+from .._checks import integer, probability
 from . import init
 from .module import Module, Parameter
 
@@ -22,7 +24,8 @@ from .module import Module, Parameter
 class _RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU (PyTorch's RNNBase).
 
-    The layers are run one after the other, each over the whole sequence; the top
+    The layers are run one after the other, each over the whole sequence (both directions
+    when bidirectional, each fed the concatenated outputs of the layer below); the top
     layer's outputs are returned. Per layer `k` the parameters are weight_ih_l{k}
     (G*H, in), weight_hh_l{k} (G*H, H), bias_ih_l{k} and bias_hh_l{k} (G*H,), with G gate
     blocks (1, 4 or 3) and in = input_size for layer 0, hidden_size above.
@@ -44,44 +47,58 @@ class _RNNBase(Module):
             raise TypeError(f"{name}: batch_first: expected a bool, got {type(batch_first).__name__}")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
-        if dropout:
-            raise NotImplementedError(f"{name}: dropout between layers is not supported (got dropout={dropout}); "
-                                      "apply pycore.nn.Dropout to the outputs of separate single-layer modules")
-        if bidirectional:
-            raise NotImplementedError(f"{name}: bidirectional=True is not supported")
-        self.dropout = 0.0
-        self.bidirectional = False
+        try:
+            dropout = probability(dropout, "dropout")
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: {e}") from None
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"{name}: bidirectional: expected a bool, got {type(bidirectional).__name__}")
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
         gates = F.rnn.RNN_MODES[mode][1] * self.hidden_size
         bound = 1.0 / math.sqrt(self.hidden_size)
         for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else self.hidden_size
-            # PyTorch's order and init: every parameter U(-1/sqrt(H), 1/sqrt(H)).
-            setattr(self, f"weight_ih_l{layer}", Parameter(init.uniform((gates, layer_input), bound, self.dtype)))
-            setattr(self, f"weight_hh_l{layer}", Parameter(init.uniform((gates, self.hidden_size), bound, self.dtype)))
-            if self.bias:
-                setattr(self, f"bias_ih_l{layer}", Parameter(init.uniform((gates,), bound, self.dtype)))
-                setattr(self, f"bias_hh_l{layer}", Parameter(init.uniform((gates,), bound, self.dtype)))
+            layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            for suffix in ("", "_reverse")[:self.num_directions]:
+                # PyTorch's order and init: every parameter U(-1/sqrt(H), 1/sqrt(H)).
+                key = f"l{layer}{suffix}"
+                setattr(self, f"weight_ih_{key}", Parameter(init.uniform((gates, layer_input), bound, self.dtype)))
+                setattr(self, f"weight_hh_{key}",
+                        Parameter(init.uniform((gates, self.hidden_size), bound, self.dtype)))
+                if self.bias:
+                    setattr(self, f"bias_ih_{key}", Parameter(init.uniform((gates,), bound, self.dtype)))
+                    setattr(self, f"bias_hh_{key}", Parameter(init.uniform((gates,), bound, self.dtype)))
         self.grad_initial_state = None
 
-    def _layer_parameters(self, layer):
-        """(weight_ih, weight_hh, bias_ih or None, bias_hh or None) Parameters of one layer."""
-        get = lambda kind: getattr(self, f"{kind}_l{layer}", None)  # noqa: E731
+    def _layer_parameters(self, layer, direction=0):
+        """(weight_ih, weight_hh, bias_ih or None, bias_hh or None) Parameters of one layer
+        and direction (0 forward, 1 reverse: PyTorch's *_l{layer}_reverse)."""
+        suffix = "_reverse" if direction else ""
+        get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     # -- checking ------------------------------------------------------------------
     def _error(self, kind, message):
         return kind(f"{type(self).__name__}: {message}")
 
+    @property
+    def _state_rows(self):
+        """Rows of h_n: one per layer and direction, PyTorch's layout (layer * D + direction)."""
+        return self.num_layers * self.num_directions
+
     def _state_array(self, value, name, shape):
         value = self._check_input(value, name)
         if value.shape != shape:
-            raise self._error(ValueError, f"{name}: expected shape {shape} (num_layers, batch, hidden_size), "
+            rows = "num_layers * 2" if self.bidirectional else "num_layers"
+            raise self._error(ValueError, f"{name}: expected shape {shape} ({rows}, batch, hidden_size), "
                                           f"got {value.shape}")
         return value
 
     def _check_state(self, state, batch, unbatched):
-        """state -> (h (L, N, H), c (L, N, H) or None), or (None, None) for a zero state."""
-        shape = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, batch, self.hidden_size)
+        """state -> (h (L*D, N, H), c (L*D, N, H) or None), or (None, None) for a zero state."""
+        rows = self._state_rows
+        shape = (rows, self.hidden_size) if unbatched else (rows, batch, self.hidden_size)
         if state is None:
             return None, None
         if self._has_cell:
@@ -100,17 +117,43 @@ class _RNNBase(Module):
             c = None if c is None else c[:, None, :]
         return h, c
 
+    def _check_lengths(self, lengths, steps, batch, unbatched):
+        """lengths -> an int64 (N,) array with every entry in [1, T], or None."""
+        if lengths is None:
+            return None
+        if unbatched:
+            raise self._error(ValueError, "lengths: only for batched input (T, N, input_size); an unbatched "
+                                          "sequence is its own length")
+        lengths = np.asarray(lengths)
+        if lengths.dtype == np.bool_ or not np.issubdtype(lengths.dtype, np.integer):
+            raise self._error(ValueError, f"lengths: expected an integer array, got dtype {lengths.dtype}")
+        if lengths.shape != (batch,):
+            raise self._error(ValueError, f"lengths: expected shape ({batch},) (one length per sequence), "
+                                          f"got {lengths.shape}")
+        bad = (lengths < 1) | (lengths > steps)
+        if bad.any():
+            n = int(np.flatnonzero(bad)[0])
+            raise self._error(ValueError, f"lengths: every length must be in [1, {steps}] (the padded number of "
+                                          f"steps), got lengths[{n}] = {lengths[n]}")
+        return lengths.astype(np.int64)
+
     # -- forward / backward --------------------------------------------------------
-    def forward(self, x, state=None):
-        """Run every layer over the whole sequence.
+    def forward(self, x, state=None, lengths=None):
+        """Run every layer (and direction) over the whole sequence.
 
         x: (T, N, input_size), or (N, T, input_size) with batch_first=True, or an
         unbatched (T, input_size). state: the initial state, None for zeros: h_0
-        (num_layers, N, hidden_size) for RNN/GRU, the pair (h_0, c_0) for LSTM
-        ((num_layers, hidden_size) each when unbatched).
-        Returns (y, state): y (T, N, hidden_size) (batch_first: (N, T, hidden_size)), the
-        top layer's hidden state after every step; state as above, after the last step.
-        Do not modify y in place before backward: backward reads it.
+        (num_layers * D, N, hidden_size) for RNN/GRU, the pair (h_0, c_0) for LSTM
+        ((num_layers * D, hidden_size) each when unbatched), D = 2 if bidirectional else 1,
+        row layer * D + direction. lengths: None (every sequence has T steps) or (N,) ints
+        in [1, T], in any order, for a right-padded batch (PyTorch's
+        pack_padded_sequence(enforce_sorted=False)): the padded steps are skipped.
+        Returns (y, state): y (T, N, D * hidden_size) (batch_first: (N, T, D * hidden_size)),
+        the top layer's hidden state after every step (forward | reverse halves), zero past
+        each sequence's length; state as above, each sequence's state after its last real
+        step (the reverse direction's after step 0). Between layers, in training mode,
+        dropout=p zeroes outputs with probability p (pycore's generator) and scales the
+        rest by 1/(1-p). Do not modify y in place before backward: backward reads it.
         """
         x = self._check_input(x, ndim=(2, 3), layout="(T, N, input_size)")
         unbatched = x.ndim == 2
@@ -126,23 +169,51 @@ class _RNNBase(Module):
             raise self._error(ValueError, f"input: expected at least one step and one sequence, got shape "
                                           f"{x.shape if not self.batch_first else (batch, steps, x.shape[2])}")
         h0, c0 = self._check_state(state, batch, unbatched)
+        lengths = self._check_lengths(lengths, steps, batch, unbatched)
 
-        caches, h_n, c_n = [], [], []
+        # With lengths the batch is sorted longest first, so the sequences still going at
+        # any step are a prefix of it and each step group runs on one contiguous slice.
+        order = None if lengths is None else np.argsort(-lengths, kind="stable")
+        sorted_lengths = None
+        if order is not None:
+            sorted_lengths, x = lengths[order], x[:, order]
+            h0 = None if h0 is None else h0[:, order]
+            c0 = None if c0 is None else c0[:, order]
+        reverse = self._reversal(sorted_lengths, steps, batch) if self.bidirectional else None
+
+        caches, masks, h_n, c_n = [], [], [], []
         layer_input = x
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer)
-            y, (h_last, c_last), cache = F.rnn_layer(
-                self.mode, layer_input, w_ih.data, w_hh.data, None if b_ih is None else b_ih.data,
-                None if b_hh is None else b_hh.data, None if h0 is None else h0[layer],
-                None if c0 is None else c0[layer])
-            caches.append(cache)
-            h_n.append(h_last)
-            c_n.append(c_last)
-            layer_input = y
-        self._save_for_backward(caches, unbatched)
+            if layer > 0:  # dropout on the outputs of every layer but the last (PyTorch's placement)
+                mask = None
+                if self.training and self.dropout:
+                    layer_input, mask = F.dropout_with_mask(layer_input, self.dropout, True)
+                masks.append(mask)
+            outputs = []
+            for direction in range(self.num_directions):
+                row = layer * self.num_directions + direction
+                w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer, direction)
+                # The reverse direction is the same kernel on each sequence read backwards
+                # from its last real step; its outputs are put back in time order.
+                seq = layer_input if direction == 0 else layer_input[reverse]
+                y, (h_last, c_last), cache = F.rnn_layer_varlen(
+                    self.mode, seq, sorted_lengths, w_ih.data, w_hh.data, None if b_ih is None else b_ih.data,
+                    None if b_hh is None else b_hh.data, None if h0 is None else h0[row],
+                    None if c0 is None else c0[row])
+                outputs.append(y if direction == 0 else y[reverse])
+                caches.append(cache)
+                h_n.append(h_last)
+                c_n.append(c_last)
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+        y = layer_input
+        self._save_for_backward(caches, masks, order, sorted_lengths, reverse, unbatched)
 
         h_n = np.stack(h_n)
         c_n = np.stack(c_n) if self._has_cell else None
+        if order is not None:  # back to the caller's order
+            unsort = np.argsort(order)
+            y, h_n = y[:, unsort], h_n[:, unsort]
+            c_n = None if c_n is None else c_n[:, unsort]
         if unbatched:
             y, h_n = y[:, 0, :], h_n[:, 0, :]
             c_n = None if c_n is None else c_n[:, 0, :]
@@ -150,27 +221,38 @@ class _RNNBase(Module):
             y = y.transpose(1, 0, 2)
         return y, ((h_n, c_n) if self._has_cell else h_n)
 
+    @staticmethod
+    def _reversal(lengths, steps, batch):
+        """Fancy index (rows (T, N), columns (1, N)) that reverses each sequence in time within
+        its length and leaves its padding in place; applying it twice is the identity."""
+        t = np.arange(steps)[:, None]
+        last = np.full(batch, steps - 1) if lengths is None else lengths - 1
+        rows = np.where(t <= last, last - t, t)
+        return rows, np.arange(batch)[None, :]
+
     def backward(self, grad_y, grad_state=None):
         """Backpropagation through time over the last forward's sequence.
 
-        grad_y: dL/dy, either for every step, with y's shape ((T, N, H), or (N, T, H) with
-        batch_first) (many-to-many), or for the last step only, (N, H) (many-to-one; for
-        unbatched input (T, H) and (H,)). The last-step form is the gradient of y[-1],
-        which is h_n of the top layer, so it enters there and no T-step gradient is
-        built or pushed through the layers. None means no loss on y.
+        grad_y: dL/dy, either for every step, with y's shape ((T, N, D*H), or (N, T, D*H)
+        with batch_first) (many-to-many), or for each sequence's last real step only,
+        (N, D*H) (many-to-one; for unbatched input (T, D*H) and (D*H,)): the gradient of
+        y[T-1] (with lengths: of y[lengths[n] - 1, n]). In one direction that output is
+        the top layer's h_n, so the gradient enters there and no T-step gradient is built.
+        None means no loss on y.
         grad_state: dL/d(returned state) (the state feeding the next chunk or a head):
-        h_n's gradient (num_layers, N, H), or for LSTM a pair (dh_n, dc_n) whose items
+        h_n's gradient (num_layers * D, N, H), or for LSTM a pair (dh_n, dc_n) whose items
         may be None. None means zero.
-        Returns dL/dx in x's layout, or None when requires_input_grad is False. Adds every
-        parameter's gradient into .grad and stores dL/d(initial state) in
-        `self.grad_initial_state` (h_0's shape, or the pair (dh_0, dc_0) for LSTM).
+        Returns dL/dx in x's layout (zero on padded steps), or None when requires_input_grad
+        is False. Adds every parameter's gradient into .grad and stores dL/d(initial state)
+        in `self.grad_initial_state` (h_0's shape, or the pair (dh_0, dc_0) for LSTM).
         """
-        caches, unbatched = self._pop_saved()
-        steps, batch = caches[0].x.shape[:2]
-        hidden, layers = self.hidden_size, self.num_layers
-        full = (steps, hidden) if unbatched else (
-            (batch, steps, hidden) if self.batch_first else (steps, batch, hidden))
-        last = (hidden,) if unbatched else (batch, hidden)
+        caches, masks, order, sorted_lengths, reverse, unbatched = self._pop_saved()
+        steps, batch = caches[0].steps, caches[0].batch
+        hidden, layers, directions = self.hidden_size, self.num_layers, self.num_directions
+        width = hidden * directions
+        full = (steps, width) if unbatched else (
+            (batch, steps, width) if self.batch_first else (steps, batch, width))
+        last = (width,) if unbatched else (batch, width)
 
         grad_y_full, grad_h_top = None, None
         if grad_y is not None:
@@ -183,29 +265,60 @@ class _RNNBase(Module):
                 else:
                     grad_y_full = grad_y
             elif grad_y.shape == last:
-                grad_h_top = grad_y.reshape(batch, hidden)
+                grad_h_top = grad_y.reshape(batch, width)
             else:
                 raise self._error(ValueError, f"backward: grad_y has shape {grad_y.shape}; expected y's shape "
                                               f"{full} (every step) or {last} (the last step only)")
 
         grad_h_n, grad_c_n = self._check_grad_state(grad_state, batch, unbatched)
+        if order is not None:  # into the sorted order forward ran in
+            grad_y_full = None if grad_y_full is None else grad_y_full[:, order]
+            grad_h_top = None if grad_h_top is None else grad_h_top[order]
+            grad_h_n = [None if g is None else g[order] for g in grad_h_n]
+            grad_c_n = [None if g is None else g[order] for g in grad_c_n]
         if grad_h_top is not None:
-            grad_h_n[layers - 1] = grad_h_top if grad_h_n[layers - 1] is None else grad_h_n[layers - 1] + grad_h_top
+            if directions == 1:  # y at the last real step is the top layer's h_n
+                top = layers - 1
+                grad_h_n[top] = grad_h_top if grad_h_n[top] is None else grad_h_n[top] + grad_h_top
+            else:  # the reverse half of that output is not a final state: scatter it
+                last_step = np.full(batch, steps - 1) if sorted_lengths is None else sorted_lengths - 1
+                grad_y_full = np.zeros((steps, batch, width), dtype=grad_h_top.dtype)
+                grad_y_full[last_step, np.arange(batch)] = grad_h_top
 
-        grad_h0, grad_c0 = [None] * layers, [None] * layers
+        rows = layers * directions
+        grad_h0, grad_c0 = [None] * rows, [None] * rows
         grad_below = grad_y_full
         for layer in reversed(range(layers)):
-            w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer)
             need_input_grad = layer > 0 or self.requires_input_grad
-            grad_below, grad_h0[layer], grad_c0[layer] = F.rnn_layer_backward(
-                caches[layer], w_ih.data, w_hh.data, w_ih.grad_buffer(), w_hh.grad_buffer(),
-                None if b_ih is None else b_ih.grad_buffer(), None if b_hh is None else b_hh.grad_buffer(),
-                grad_y=grad_below, grad_h_n=grad_h_n[layer], grad_c_n=grad_c_n[layer],
-                need_input_grad=need_input_grad)
+            grad_input = None
+            for direction in range(directions):
+                row = layer * directions + direction
+                w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer, direction)
+                grad_out = None
+                if grad_below is not None:
+                    grad_out = grad_below[:, :, direction * hidden:(direction + 1) * hidden]
+                    grad_out = grad_out[reverse] if direction else np.ascontiguousarray(grad_out)
+                grad_x, grad_h0[row], grad_c0[row] = F.rnn_layer_varlen_backward(
+                    caches[row], w_ih.data, w_hh.data, w_ih.grad_buffer(), w_hh.grad_buffer(),
+                    None if b_ih is None else b_ih.grad_buffer(), None if b_hh is None else b_hh.grad_buffer(),
+                    grad_y=grad_out, grad_h_n=grad_h_n[row], grad_c_n=grad_c_n[row],
+                    need_input_grad=need_input_grad)
+                if grad_x is not None:
+                    grad_x = grad_x[reverse] if direction else grad_x
+                    grad_input = grad_x if grad_input is None else grad_input + grad_x
+            if layer > 0 and grad_input is not None and masks[layer - 1] is not None:
+                grad_input = F.dropout_backward(grad_input, masks[layer - 1])
+            grad_below = grad_input
 
-        shape = (layers, hidden) if unbatched else (layers, batch, hidden)
-        dh0 = np.stack(grad_h0).reshape(shape)
-        self.grad_initial_state = (dh0, np.stack(grad_c0).reshape(shape)) if self._has_cell else dh0
+        dh0, dc0 = np.stack(grad_h0), (np.stack(grad_c0) if self._has_cell else None)
+        if order is not None:
+            unsort = np.argsort(order)
+            dh0 = dh0[:, unsort]
+            dc0 = None if dc0 is None else dc0[:, unsort]
+            grad_below = None if grad_below is None else grad_below[:, unsort]
+        shape = (rows, hidden) if unbatched else (rows, batch, hidden)
+        dh0 = dh0.reshape(shape)
+        self.grad_initial_state = (dh0, dc0.reshape(shape)) if self._has_cell else dh0
         if grad_below is None:
             return None
         if unbatched:
@@ -213,31 +326,31 @@ class _RNNBase(Module):
         return grad_below.transpose(1, 0, 2) if self.batch_first else grad_below
 
     def _check_grad_state(self, grad_state, batch, unbatched):
-        """grad_state -> per-layer lists [dh_n (N, H) or None], [dc_n (N, H) or None]."""
-        layers = self.num_layers
-        none = [None] * layers
+        """grad_state -> per-row lists [dh_n (N, H) or None], [dc_n (N, H) or None]."""
+        rows = self._state_rows
+        none = [None] * rows
         if grad_state is None:
             return list(none), list(none)
-        shape = (layers, self.hidden_size) if unbatched else (layers, batch, self.hidden_size)
+        shape = (rows, self.hidden_size) if unbatched else (rows, batch, self.hidden_size)
 
-        def per_layer(value, name):
+        def per_row(value, name):
             if value is None:
                 return list(none)
             value = self._check_input(value, name)
             if value.shape != shape:
                 raise self._error(ValueError, f"backward: {name} has shape {value.shape}, expected the "
                                               f"returned state's shape {shape}")
-            return list(value.reshape(layers, batch, self.hidden_size))
+            return list(value.reshape(rows, batch, self.hidden_size))
 
         if self._has_cell:
             if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
                 raise self._error(TypeError, "backward: grad_state: expected a pair (grad_h_n, grad_c_n), got "
                                              f"{type(grad_state).__name__}")
-            return per_layer(grad_state[0], "grad_h_n"), per_layer(grad_state[1], "grad_c_n")
+            return per_row(grad_state[0], "grad_h_n"), per_row(grad_state[1], "grad_c_n")
         if isinstance(grad_state, (tuple, list)):
             raise self._error(TypeError, "backward: grad_state: expected an array like h_n, got a "
                                          f"{type(grad_state).__name__}")
-        return per_layer(grad_state, "grad_h_n"), list(none)
+        return per_row(grad_state, "grad_h_n"), list(none)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -247,6 +360,10 @@ class _RNNBase(Module):
             s += ", bias=False"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
         return s
 
 
@@ -254,10 +371,12 @@ class RNN(_RNNBase):
     """Elman RNN: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), phi = tanh or relu.
 
     Args: input_size, hidden_size, num_layers=1, nonlinearity='tanh' ('tanh' or 'relu'),
-    bias=True, batch_first=False, dropout=0.0 and bidirectional=False (other values raise
-    NotImplementedError), dtype=np.float32.
+    bias=True, batch_first=False, dropout=0.0 (between layers, training mode only),
+    bidirectional=False (adds *_reverse parameters; y gets 2*hidden_size features, the state
+    2*num_layers rows), dtype=np.float32. forward(x, state=None, lengths=None): see
+    _RNNBase.forward.
     Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
-    (T, input_size); state h (num_layers, N, hidden_size).
+    (T, input_size); state h (num_layers * D, N, hidden_size), D = 2 if bidirectional else 1.
     Attributes: weight_ih_l{k} (hidden_size, input_size for k = 0 else hidden_size),
     weight_hh_l{k} (hidden_size, hidden_size), bias_ih_l{k}, bias_hh_l{k} (hidden_size,),
     all U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) as in PyTorch.
@@ -290,7 +409,7 @@ class LSTM(_RNNBase):
         c' = f * c + i * g                     h' = o * tanh(c')
 
     Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, proj_size=0 (other values of the last three raise
+    dropout=0.0, bidirectional=False (as RNN), proj_size=0 (other values raise
     NotImplementedError), dtype=np.float32.
     Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
     (T, input_size); state (h, c), each (num_layers, N, hidden_size).
@@ -331,3 +450,162 @@ class GRU(_RNNBase):
                  bidirectional=False, dtype=np.float32):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          dtype)
+
+
+class _CellBase(Module):
+    """Shared machinery of RNNCell, LSTMCell and GRUCell (PyTorch's RNNCellBase): one step
+    of the matching layer, the same kernel run over T = 1.
+
+    A loop of cell calls is differentiated by hand, newest call first: each forward
+    (outside pycore.no_grad()) pushes what its backward needs, and each backward pops
+    the newest one. The initial state's gradient is what the last backward returns.
+
+        h, outs = None, []
+        for t in range(T):                      # forward: x (T, N, input_size)
+            h = cell(x[t], h)
+            outs.append(h)
+        grad_h, grad_x = None, np.empty_like(x)
+        for t in reversed(range(T)):            # backward: grad_outs (T, N, hidden_size)
+            g = grad_outs[t] if grad_h is None else grad_outs[t] + grad_h
+            grad_x[t], grad_h = cell.backward(g)
+        # LSTMCell: state and gradients are pairs, h, c = cell(x[t], (h, c)) and
+        # grad_x[t], (grad_h, grad_c) = cell.backward((grad_outs[t] + grad_h, grad_c)).
+
+    Calls whose backward is never run stay saved until `clear_saved()`.
+    """
+
+    _has_cell = False
+
+    def __init__(self, mode, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        self.mode = mode
+        self.input_size = integer(input_size, "input_size", minimum=1)
+        self.hidden_size = integer(hidden_size, "hidden_size", minimum=1)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: bias: expected a bool, got {type(bias).__name__}")
+        self.bias = bool(bias)
+        gates = F.rnn.RNN_MODES[mode][1] * self.hidden_size
+        bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's init, in its order
+        self.weight_ih = Parameter(init.uniform((gates, self.input_size), bound, self.dtype))
+        self.weight_hh = Parameter(init.uniform((gates, self.hidden_size), bound, self.dtype))
+        if self.bias:
+            self.bias_ih = Parameter(init.uniform((gates,), bound, self.dtype))
+            self.bias_hh = Parameter(init.uniform((gates,), bound, self.dtype))
+        self._contexts = []
+
+    def clear_saved(self):
+        """Drop the saved contexts of calls that will not be differentiated."""
+        self._contexts = []
+
+    def forward(self, x, state=None):
+        """One step. x: (N, input_size) or unbatched (input_size,). state: h (N, hidden_size)
+        for RNNCell/GRUCell, the pair (h, c) for LSTMCell, None for zeros. Returns the new
+        state in the same form."""
+        name = type(self).__name__
+        x = self._check_input(x, ndim=(1, 2), layout="(N, input_size)")
+        unbatched = x.ndim == 1
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input: expected {self.input_size} features on the last axis "
+                             f"(input_size), got shape {x.shape}")
+        batch = 1 if unbatched else x.shape[0]
+        if batch == 0:
+            raise ValueError(f"{name}: input: expected at least one row, got shape {x.shape}")
+        shape = x.shape[:-1] + (self.hidden_size,)
+        h = c = None
+        if state is not None:
+            if self._has_cell:
+                if not isinstance(state, (tuple, list)) or len(state) != 2:
+                    raise TypeError(f"{name}: state: expected a pair (h, c) of arrays {shape}, "
+                                    f"got {type(state).__name__}")
+                h, c = state
+            elif isinstance(state, (tuple, list)):
+                raise TypeError(f"{name}: state: expected an array h of shape {shape}, got a "
+                                f"{type(state).__name__} (only LSTMCell takes (h, c))")
+            else:
+                h = state
+            parts = []
+            for value, what in ((h, "h"), (c, "c"))[:2 if self._has_cell else 1]:
+                value = self._check_input(value, what)
+                if value.shape != shape:
+                    raise ValueError(f"{name}: {what}: expected shape {shape}, got {value.shape}")
+                parts.append(value.reshape(batch, self.hidden_size))
+            h, c = parts if self._has_cell else (parts[0], None)
+        y, (h_new, c_new), cache = F.rnn_layer(
+            self.mode, x.reshape(1, batch, self.input_size), self.weight_ih.data, self.weight_hh.data,
+            None if not self.bias else self.bias_ih.data, None if not self.bias else self.bias_hh.data, h, c)
+        if is_grad_enabled():
+            self._contexts.append((cache, unbatched))
+        h_new = h_new.reshape(shape)
+        return (h_new, c_new.reshape(shape)) if self._has_cell else h_new
+
+    def backward(self, grad_state):
+        """Backward of the newest undifferentiated call. grad_state: dL/d(new state), h's
+        gradient, or for LSTMCell a pair (dh, dc) whose items may be None. Adds into the
+        parameters' .grad and returns (dL/dx, dL/d(previous state)) in the shapes forward
+        took (None for dL/dx when requires_input_grad is False)."""
+        name = type(self).__name__
+        if not self._contexts:
+            raise RuntimeError(f"{name}.backward: no forward to differentiate. Call forward first (outside "
+                               "pycore.no_grad()); each forward supports one backward, newest first.")
+        cache, unbatched = self._contexts[-1]
+        batch = cache.x.shape[1]
+        shape = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
+        if self._has_cell:
+            if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
+                raise TypeError(f"{name}.backward: grad_state: expected a pair (grad_h, grad_c), got "
+                                f"{type(grad_state).__name__}")
+            grads = list(grad_state)
+        else:
+            if isinstance(grad_state, (tuple, list)):
+                raise TypeError(f"{name}.backward: grad_state: expected an array like h, got a "
+                                f"{type(grad_state).__name__}")
+            grads = [grad_state, None]
+        for i, what in enumerate(("grad_h", "grad_c")):
+            if grads[i] is not None:
+                grads[i] = self._check_input(grads[i], what)
+                if grads[i].shape != shape:
+                    raise ValueError(f"{name}.backward: {what} has shape {grads[i].shape}, expected {shape}")
+                grads[i] = grads[i].reshape(batch, self.hidden_size)
+        self._contexts.pop()
+        grad_x, grad_h, grad_c = F.rnn_layer_backward(
+            cache, self.weight_ih.data, self.weight_hh.data, self.weight_ih.grad_buffer(),
+            self.weight_hh.grad_buffer(), self.bias_ih.grad_buffer() if self.bias else None,
+            self.bias_hh.grad_buffer() if self.bias else None, grad_h_n=grads[0], grad_c_n=grads[1],
+            need_input_grad=self.requires_input_grad)
+        grad_x = None if grad_x is None else grad_x.reshape((self.input_size,) if unbatched else (batch, -1))
+        grad_h = grad_h.reshape(shape)
+        return grad_x, ((grad_h, grad_c.reshape(shape)) if self._has_cell else grad_h)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_CellBase):
+    """One Elman step h' = phi(W_ih x + b_ih + W_hh h + b_hh), phi = 'tanh' or 'relu'
+    (PyTorch's RNNCell: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,)).
+    See _CellBase for the hand-written backward through a loop of calls."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, bias,
+                         dtype)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (h, c) -> (h', c'), LSTM's gates i|f|g|o in weight_ih (4H, I),
+    weight_hh (4H, H), bias_ih, bias_hh (4H,) (PyTorch's LSTMCell)."""
+
+    _has_cell = True
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__("LSTM", input_size, hidden_size, bias, dtype)
+
+
+class GRUCell(_CellBase):
+    """One GRU step h -> h', GRU's gates r|z|n in weight_ih (3H, I), weight_hh (3H, H),
+    bias_ih, bias_hh (3H,) (PyTorch's GRUCell)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__("GRU", input_size, hidden_size, bias, dtype)

@@ -42,8 +42,12 @@ with gradients:
 
 (k2 > k1, where the backward windows overlap, needs the overlapping steps run twice and
 is not provided.)
+
+A bidirectional layer cannot carry its state: its reverse direction starts from the end
+of each chunk, which the next chunk does not continue. `check_state_can_carry(model)`
+raises for such a model (train_char_model and evaluate_char_model call it).
 """
-__all__ = ["batchify", "tbptt_batches", "detach_state"]
+__all__ = ["batchify", "tbptt_batches", "detach_state", "check_state_can_carry"]
 import numpy as np
 
 from .._checks import integer
@@ -118,3 +122,15 @@ def detach_state(state):
     if isinstance(state, (tuple, list)):
         return type(state)(detach_state(s) for s in state)
     raise TypeError(f"state: expected None, an array or a tuple of arrays, got {type(state).__name__}")
+
+
+def check_state_can_carry(model):
+    """ValueError when `model` holds a bidirectional recurrent layer, whose final state is
+    not a meaningful initial state for the next chunk of a stream (the reverse direction
+    ends at the chunk's first step). Returns None otherwise."""
+    for name, module in model.named_modules():
+        if getattr(module, "bidirectional", False):
+            raise ValueError(f"{name or type(model).__name__}: truncated BPTT carries the state from one chunk "
+                             "to the next, which is not meaningful for a bidirectional layer (its reverse "
+                             "direction runs from the chunk's end); use bidirectional=False, or run each "
+                             "sequence whole with state=None")

@@ -26,7 +26,7 @@ from .._checks import integer
 from .._context import no_grad
 from ..datasets import StreamBatches
 from .fit import NonFiniteLossError, _deferred_keyboard_interrupt
-from .tbptt import detach_state
+from .tbptt import check_state_can_carry, detach_state
 
 
 class CharModel(nn.Module):
@@ -59,6 +59,7 @@ def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None)
     """Mean cross entropy in nats per character of the model on the id stream `ids`
     (laid out as batch_size streams, state carried across chunks), in eval mode under
     pycore.no_grad()."""
+    check_state_can_carry(model)
     loss_fn = nn.CrossEntropyLoss()
     was_training = model.training
     model.eval()
@@ -96,6 +97,7 @@ def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, s
     A NaN/Inf loss raises NonFiniteLossError naming the step, before any update.
     """
     steps = integer(steps, "steps", minimum=0)
+    check_state_can_carry(model)
     eval_every = integer(eval_every, "eval_every", minimum=1)
     if verbose is None:
         verbose = sys.stdout.isatty()
