@@ -327,7 +327,7 @@ def test_world_of_one_without_a_launcher(monkeypatch):
     assert not dist.launched_under_mpi()
 
 
-def test_pycore_imports_and_trains_without_mpi4py():
+def test_pycore_imports_and_trains_without_mpi4py(tmp_path):
     """With mpi4py unimportable: a world of one without a launcher; an ImportError that says what
     to install under one (PMI_SIZE set, as mpiexec does)."""
     program = ("import sys; sys.modules['mpi4py'] = None\n"
@@ -339,10 +339,12 @@ def test_pycore_imports_and_trains_without_mpi4py():
     env = child_process_env()
     for name in dist.world._LAUNCHER_VARIABLES + ("PYCORE_DISTRIBUTED",):
         env.pop(name, None)
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60,
+                            cwd=tmp_path)  # outside the source tree (see child_process_env)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     env["PMI_SIZE"] = "2"
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60,
+                            cwd=tmp_path)  # outside the source tree (see child_process_env)
     assert result.returncode != 0 and "pip install" in result.stderr and "mpi4py" in result.stderr
 
 

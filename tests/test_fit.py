@@ -375,6 +375,7 @@ def test_resume_in_new_processes_equals_one_run(tmp_path):
     process): weights bit for bit, checkpoint file names and contents, history, per-step
     loss, callback states, the best checkpoint and the plot. With dropout, a shuffled and
     augmented loader, a per-step OneCycleLR, and SGD momentum."""
+    import importlib.util
     import json
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
@@ -410,7 +411,8 @@ def test_resume_in_new_processes_equals_one_run(tmp_path):
                     meta.get("history", {}).get("epochs", {}).pop(key, None)
                     meta.get("logs", {}).pop(key, None)
             assert repr(ours_meta) == repr(theirs_meta) and repr(ours_opt) == repr(theirs_opt), name
-    assert (straight / "curve.png").read_bytes() == (pieces / "curve.png").read_bytes()
+    if importlib.util.find_spec("matplotlib") is not None:  # fit draws the curve only with matplotlib
+        assert (straight / "curve.png").read_bytes() == (pieces / "curve.png").read_bytes()
     meta = pycore.load(pieces / [n for n in os.listdir(pieces) if n.startswith("ep4-")][0])[1]
     assert meta["epoch"] == 4 and meta["step"] == 20
 
