@@ -1,5 +1,7 @@
 """Linear (fully connected) and Flatten layers."""
 __all__ = ["Linear", "Flatten"]
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -54,36 +56,54 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+# Input shapes whose output shape Flatten remembers (a training and an evaluation batch
+# size, a smaller last batch...); past this it starts over.
+_SHAPES_KEPT = 8
+
+
 class Flatten(Module):
     """Flatten dims start_dim..end_dim into one (default: all but the batch axis), as torch.nn.Flatten."""
 
     def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
         super().__init__(dtype)
         self.start_dim, self.end_dim = integer(start_dim, "start_dim"), integer(end_dim, "end_dim")
+        self._shapes = {}  # (input shape, start_dim, end_dim) -> output shape (_flattened_shape)
 
     def forward(self, x):
         x = self._check_input(x)
-        if x.ndim < 1:
-            raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {x.shape}")
-        # PyTorch's rules: each dim in [-ndim, ndim - 1] (IndexError, as torch), start <= end.
-        for name, dim in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
-            if not -x.ndim <= dim < x.ndim:
-                raise IndexError(f"Flatten: {name}={dim} is out of range for an input of shape {x.shape} "
-                                 f"(expected a value in [{-x.ndim}, {x.ndim - 1}])")
-        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
-        if start > end:
-            raise ValueError(f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
-                             f"for an input of shape {x.shape}")
-        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        shape = self._shapes.get((x.shape, self.start_dim, self.end_dim))
+        if shape is None:
+            shape = self._flattened_shape(x.shape)
         self._save_for_backward(x.shape)
         return x.reshape(shape)
+
+    def _flattened_shape(self, in_shape):
+        """The output shape for an input shape, checked and remembered (the same few shapes
+        come every step: the checks cost ~5 us a call, as much as the rest of the layer)."""
+        ndim = len(in_shape)
+        if ndim < 1:
+            raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {in_shape}")
+        # PyTorch's rules: each dim in [-ndim, ndim - 1] (IndexError, as torch), start <= end.
+        for name, dim in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -ndim <= dim < ndim:
+                raise IndexError(f"Flatten: {name}={dim} is out of range for an input of shape {in_shape} "
+                                 f"(expected a value in [{-ndim}, {ndim - 1}])")
+        start, end = self.start_dim % ndim, self.end_dim % ndim
+        if start > end:
+            raise ValueError(f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                             f"for an input of shape {in_shape}")
+        shape = in_shape[:start] + (math.prod(in_shape[start:end + 1]),) + in_shape[end + 1:]
+        if len(self._shapes) >= _SHAPES_KEPT:
+            self._shapes.clear()
+        self._shapes[in_shape, self.start_dim, self.end_dim] = shape
+        return shape
 
     def backward(self, grad_output):
         (shape,) = self._pop_saved()
         if not self.requires_input_grad:
             return None
         grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.size != int(np.prod(shape)):
+        if grad_output.size != math.prod(shape):
             raise ValueError(f"Flatten.backward: grad_output has shape {grad_output.shape}, "
                              f"which does not reshape to the input's {shape}")
         return grad_output.reshape(shape)
