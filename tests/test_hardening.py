@@ -1,6 +1,7 @@
 """Reliability, round two (issue 16): empty axes, extreme sizes, allocation failure inside
 threads, hand-built geometry, set-to-none gradients, tied weights, aliasing, in-place
 outputs, integers out of C's range. Crash-prone cases run in a subprocess."""
+import math
 import subprocess
 import sys
 import textwrap
@@ -427,6 +428,24 @@ def test_flatten_dims_out_of_range_or_reversed_raise_like_torch():
         nn.Flatten(2, 1)(x)
     for start, end in [(1, -1), (0, 2), (-3, -2), (3, 3)]:
         assert nn.Flatten(start, end)(x).shape == tuple(torch.nn.Flatten(start, end)(torch.from_numpy(x)).shape)
+
+
+def test_flatten_remembers_shapes_but_follows_new_inputs_and_dims():
+    # One layer: the output shape it remembers per input shape must follow a new batch size,
+    # a new rank, and start_dim/end_dim changed after the first call; a bad input still raises.
+    layer = nn.Flatten()
+    for shape, start, end in [((2, 3, 4), 1, -1), ((5, 3, 4), 1, -1), ((2, 3, 4, 5), 1, -1), ((2, 3, 4), 0, 1),
+                              ((2, 3, 4), 1, -1)]:
+        layer.start_dim, layer.end_dim = start, end
+        x = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
+        y = layer(x)
+        expected = torch.nn.Flatten(start, end)(torch.from_numpy(x)).numpy()
+        assert y.shape == expected.shape and np.shares_memory(y, x)  # a view, no copy
+        np.testing.assert_array_equal(y, expected)
+        assert layer.backward(np.ones_like(y)).shape == shape
+    layer.start_dim = 3
+    with pytest.raises(IndexError, match="out of range"):
+        layer(np.ones((2, 3, 4), np.float32))
 
 
 def test_linear_with_zero_in_features_returns_the_bias():
