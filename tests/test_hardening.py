@@ -448,6 +448,30 @@ def test_flatten_remembers_shapes_but_follows_new_inputs_and_dims():
         layer(np.ones((2, 3, 4), np.float32))
 
 
+def test_linear_remembered_checks_follow_new_weights_shapes_and_inputs(rng):
+    # Linear skips F.linear's checks for an input shape it has seen with the same weight and
+    # bias arrays: every change below must still give F.linear's numbers, or its error.
+    layer = nn.Linear(5, 3)
+    for step in range(7):
+        if step == 2:
+            layer.weight.data[0] += 1.0  # edited in place: the same array, new values
+        if step == 3:
+            layer.weight.data = np.asfortranarray(rng.standard_normal((3, 5)).astype(np.float32))
+        if step == 4:
+            layer.bias = None
+        if step == 5:
+            layer.weight.data = rng.standard_normal((3, 5)).astype(np.float32)
+        x = rng.standard_normal((2, 4, 5) if step == 6 else (4, 5)).astype(np.float32)
+        for activation in (None, "tanh"):
+            bias = None if layer.bias is None else layer.bias.data
+            np.testing.assert_array_equal(layer._fused_forward(x, activation),
+                                          F.linear(x, layer.weight.data, bias, activation=activation))
+    with pytest.raises(ValueError, match="features on the last axis"):
+        layer(np.ones((4, 6), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        layer(np.ones((4, 5), np.float64))
+
+
 def test_linear_with_zero_in_features_returns_the_bias():
     x = np.ones((3, 0), np.float32)
     w, b = np.ones((2, 0), np.float32), np.array([1.5, -2.0], np.float32)
