@@ -123,8 +123,7 @@ def grads(model):
 def test_sequential_plans_fused_steps_and_keeps_its_interface():
     model = lenet_like()
     steps = fusion.plan(list(model))
-    assert [type(s).__name__ for s in steps] == ["FusedStep", "MaxPool2d", "FusedStep", "Flatten", "FusedStep",
-                                                  "FusedStep"]
+    assert [type(s).__name__ for s in steps] == ["ReLUPoolStep", "FusedStep", "Flatten", "FusedStep", "FusedStep"]
     assert list(model.state_dict()) == ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias",
                                         "8.weight", "8.bias"]
     assert [name for name, _ in model.named_modules()] == [""] + [str(i) for i in range(10)]
@@ -139,7 +138,7 @@ def test_sequential_plans_fused_steps_and_keeps_its_interface():
                                                            "Linear"]
     pycore.set_debug(True)
     try:
-        assert all(not isinstance(s, fusion.FusedStep) for s in fusion.plan(list(model)))
+        assert all(not isinstance(s, (fusion.FusedStep, fusion.ReLUPoolStep)) for s in fusion.plan(list(model)))
     finally:
         pycore.set_debug(False)
 
@@ -238,3 +237,71 @@ def test_sequential_replans_when_a_child_is_replaced(rng):
     np.testing.assert_array_equal(model(x), expected)
     model.add_extra = nn.Sigmoid()  # a new child at the end joins the plan too
     np.testing.assert_array_equal(model(x), F.sigmoid(expected))
+
+
+def relu_pool_model(dtype=np.float32):
+    """Both ReLU + MaxPool2d rules: after a Conv2d (its ReLU epilogue, then the pooling) and
+    on their own (after BatchNorm2d: pooled and clipped in one pass), with overlapping
+    padded windows (kernel 3, stride 2, padding 1) and a Linear + ReLU + MaxPool2d triple."""
+    pycore.manual_seed(5)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
+                         nn.BatchNorm2d(3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+                         nn.Linear(2, 4, dtype=dtype), nn.ReLU(), nn.MaxPool2d((1, 2)))
+
+
+def test_relu_max_pool_fusion_plans_and_equals_unfused(rng):
+    model = relu_pool_model()
+    steps = model._steps()
+    assert [type(s).__name__ for s in steps] == ["ReLUPoolStep", "BatchNorm2d", "ReLUPoolStep", "ReLUPoolStep"]
+    assert [s.layer is not None for s in (steps[0], steps[2], steps[3])] == [True, False, True]
+    # Only the exact classes: a ReLUMaxPool2d (a MaxPool2d subclass) or an AvgPool2d stays a module.
+    assert [type(s).__name__ for s in fusion.plan([nn.ReLU(), nn.AvgPool2d(2), nn.ReLU(), nn.ReLUMaxPool2d(2)])] \
+        == ["ReLU", "AvgPool2d", "ReLU", "ReLUMaxPool2d"]
+    x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
+    gy = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    y, gx = run_model(model, x, gy)
+    plain = relu_pool_model()
+    y_ref, gx_ref = run_unfused(plain, x, gy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(gx, gx_ref)
+    for g, g_ref in zip(grads(model), grads(plain)):
+        np.testing.assert_array_equal(g, g_ref)
+    # The triple keeps every module's state as unfused (ReLU its output, MaxPool2d its argmax),
+    # so a module's own backward still runs after a fused forward; the pair's ReLU keeps nothing.
+    model(x)
+    assert model[1]._saved is not None and model[2]._saved is not None and model[4]._saved is None
+    with pycore.no_grad():
+        np.testing.assert_array_equal(model(x), y_ref)
+    with pytest.raises(RuntimeError, match="no forward"):
+        model.backward(gy)
+    model(x)
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        model.backward(np.ones((2, 3, 2, 3), np.float32))
+
+
+def test_relu_max_pool_fusion_matches_torch_and_finite_differences(rng):
+    torch = pytest.importorskip("torch")
+    model = relu_pool_model(np.float64)
+    tnn = torch.nn
+    tmodel = tnn.Sequential(tnn.Conv2d(2, 3, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(3, 2, padding=1),
+                            tnn.BatchNorm2d(3), tnn.ReLU(), tnn.MaxPool2d(2, ceil_mode=True),
+                            tnn.Linear(2, 4), tnn.ReLU(), tnn.MaxPool2d((1, 2))).double()
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}, strict=False)
+    x = rng.standard_normal((2, 2, 7, 7))
+    gy = rng.standard_normal((2, 3, 2, 2))
+    y, gx = run_model(model, x, gy)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = tmodel(xt)
+    yt.backward(torch.from_numpy(gy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    # float64 central differences of the fused model itself (training-mode BatchNorm included).
+    def f(_):
+        with pycore.no_grad():
+            return model(x)
+    conv_weight = model[0].weight
+    grad_w = conv_weight.grad.copy()
+    np.testing.assert_allclose(gx, numeric_grad(f, x, gy), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_w, numeric_grad(f, conv_weight.data, gy), rtol=1e-6, atol=1e-8)

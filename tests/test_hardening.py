@@ -1,6 +1,7 @@
 """Reliability, round two (issue 16): empty axes, extreme sizes, allocation failure inside
 threads, hand-built geometry, set-to-none gradients, tied weights, aliasing, in-place
 outputs, integers out of C's range. Crash-prone cases run in a subprocess."""
+import math
 import subprocess
 import sys
 import textwrap
@@ -427,6 +428,48 @@ def test_flatten_dims_out_of_range_or_reversed_raise_like_torch():
         nn.Flatten(2, 1)(x)
     for start, end in [(1, -1), (0, 2), (-3, -2), (3, 3)]:
         assert nn.Flatten(start, end)(x).shape == tuple(torch.nn.Flatten(start, end)(torch.from_numpy(x)).shape)
+
+
+def test_flatten_remembers_shapes_but_follows_new_inputs_and_dims():
+    # One layer: the output shape it remembers per input shape must follow a new batch size,
+    # a new rank, and start_dim/end_dim changed after the first call; a bad input still raises.
+    layer = nn.Flatten()
+    for shape, start, end in [((2, 3, 4), 1, -1), ((5, 3, 4), 1, -1), ((2, 3, 4, 5), 1, -1), ((2, 3, 4), 0, 1),
+                              ((2, 3, 4), 1, -1)]:
+        layer.start_dim, layer.end_dim = start, end
+        x = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
+        y = layer(x)
+        expected = torch.nn.Flatten(start, end)(torch.from_numpy(x)).numpy()
+        assert y.shape == expected.shape and np.shares_memory(y, x)  # a view, no copy
+        np.testing.assert_array_equal(y, expected)
+        assert layer.backward(np.ones_like(y)).shape == shape
+    layer.start_dim = 3
+    with pytest.raises(IndexError, match="out of range"):
+        layer(np.ones((2, 3, 4), np.float32))
+
+
+def test_linear_remembered_checks_follow_new_weights_shapes_and_inputs(rng):
+    # Linear skips F.linear's checks for an input shape it has seen with the same weight and
+    # bias arrays: every change below must still give F.linear's numbers, or its error.
+    layer = nn.Linear(5, 3)
+    for step in range(7):
+        if step == 2:
+            layer.weight.data[0] += 1.0  # edited in place: the same array, new values
+        if step == 3:
+            layer.weight.data = np.asfortranarray(rng.standard_normal((3, 5)).astype(np.float32))
+        if step == 4:
+            layer.bias = None
+        if step == 5:
+            layer.weight.data = rng.standard_normal((3, 5)).astype(np.float32)
+        x = rng.standard_normal((2, 4, 5) if step == 6 else (4, 5)).astype(np.float32)
+        for activation in (None, "tanh"):
+            bias = None if layer.bias is None else layer.bias.data
+            np.testing.assert_array_equal(layer._fused_forward(x, activation),
+                                          F.linear(x, layer.weight.data, bias, activation=activation))
+    with pytest.raises(ValueError, match="features on the last axis"):
+        layer(np.ones((4, 6), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        layer(np.ones((4, 5), np.float64))
 
 
 def test_linear_with_zero_in_features_returns_the_bias():

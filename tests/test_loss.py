@@ -53,6 +53,9 @@ def test_cross_entropy_matches_torch(simd_path, rng, dtype, shape, reduction, la
     np.testing.assert_allclose(loss, ref_loss, **TOL[dtype])
     assert grad.shape == logits.shape and grad.dtype == dtype
     np.testing.assert_allclose(grad, ref_grad, **TOL[dtype])
+    # The module's backward reuses its forward's checks; the functional form redoes them: same numbers.
+    np.testing.assert_array_equal(grad, F.cross_entropy_backward(1.0, logits, target, weight=weight,
+                                                                 reduction=reduction, label_smoothing=label_smoothing))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

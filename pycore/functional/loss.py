@@ -113,15 +113,22 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reducti
     float32 logits, whose exp(x - lse) would lose precision otherwise) is what
     `cross_entropy_backward` needs. See `cross_entropy` for the math.
     """
-    logits, targets, weight, ignore_index, label_smoothing = _cross_entropy_args(
-        input, target, weight, ignore_index, reduction, label_smoothing)
+    loss, logsumexp, _ = _cross_entropy_forward_checked(
+        _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing), np.shape(target),
+        reduction)
+    return loss, logsumexp.reshape(np.shape(target))
+
+
+def _cross_entropy_forward_checked(args, loss_shape, reduction):
+    """(loss, flat logsumexp, the mean's denominator) from _cross_entropy_args' result.
+    nn.CrossEntropyLoss keeps args and the denominator for its backward, which then checks
+    nothing twice (the target range check and the denominator each read every target)."""
+    logits, targets, weight, ignore_index, label_smoothing = args
     losses, logsumexp = _C.cross_entropy_forward(logits, targets, weight, label_smoothing, ignore_index)
-    loss_shape = np.shape(target)
-    logsumexp = logsumexp.reshape(loss_shape)
     if reduction == "none":
-        return losses.reshape(loss_shape), logsumexp
-    total = losses.sum(dtype=np.float64)
-    return _reduce(total, _cross_entropy_denominator(targets, weight, ignore_index), reduction), logsumexp
+        return losses.reshape(loss_shape), logsumexp, 1.0
+    denominator = _cross_entropy_denominator(targets, weight, ignore_index)
+    return _reduce(losses.sum(dtype=np.float64), denominator, reduction), logsumexp, denominator
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -155,8 +162,8 @@ def cross_entropy_backward(grad, input, target, logsumexp=None, weight=None, ign
     the gradient is grad * (softmax(x) - q) for the unweighted loss, where q is the target
     distribution: (1 - eps) at the target plus eps / C everywhere; zero for ignored rows.
     """
-    logits, targets, weight, ignore_index, label_smoothing = _cross_entropy_args(
-        input, target, weight, ignore_index, reduction, label_smoothing)
+    args = _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing)
+    logits, targets, weight, ignore_index, label_smoothing = args
     if logsumexp is None:
         _, logsumexp = _C.cross_entropy_forward(logits, targets, weight, label_smoothing, ignore_index)
     else:
@@ -164,10 +171,16 @@ def cross_entropy_backward(grad, input, target, logsumexp=None, weight=None, ign
         if logsumexp.shape != np.shape(target):
             raise ValueError(f"logsumexp: expected shape {np.shape(target)} (that of target), got {logsumexp.shape}")
     denominator = _cross_entropy_denominator(targets, weight, ignore_index) if reduction == "mean" else 1.0
-    dlosses = _grad_of_losses(grad, np.shape(target), logits.dtype, reduction, denominator)
-    dlogits = _C.cross_entropy_backward(dlosses, logsumexp.reshape(-1), logits, targets, weight, label_smoothing,
-                                        ignore_index)
-    return dlogits.reshape(np.shape(input))
+    return _cross_entropy_backward_checked(grad, args, logsumexp.reshape(-1), denominator, np.shape(target),
+                                           np.shape(input), reduction)
+
+
+def _cross_entropy_backward_checked(grad, args, logsumexp, denominator, loss_shape, input_shape, reduction):
+    """cross_entropy_backward from checked arguments (see _cross_entropy_forward_checked)."""
+    logits, targets, weight, ignore_index, label_smoothing = args
+    dlosses = _grad_of_losses(grad, loss_shape, logits.dtype, reduction, denominator)
+    dlogits = _C.cross_entropy_backward(dlosses, logsumexp, logits, targets, weight, label_smoothing, ignore_index)
+    return dlogits.reshape(input_shape)
 
 
 # ----------------------------------------------------------------------------

@@ -1,11 +1,19 @@
 """Linear (fully connected) and Flatten layers."""
 __all__ = ["Linear", "Flatten"]
+import math
+
 import numpy as np
 
+from .. import _C
 from .. import functional as F
 from .._checks import integer
+from ..functional.fused import activation_code
 from . import init
 from .module import Module, Parameter
+
+# Input shapes whose checked calls Linear and Flatten remember (a training and an evaluation
+# batch size, a smaller last batch...); past this they start over.
+_SHAPES_KEPT = 8
 
 
 class Linear(Module):
@@ -25,20 +33,45 @@ class Linear(Module):
         shape = (self.out_features, self.in_features)
         self.weight = Parameter(init.kaiming_uniform(shape, self.dtype))
         self.bias = Parameter(init.bias_uniform(shape, self.out_features, self.dtype)) if bias else None
+        # (input shape, activation, slope) -> what a checked F.linear call needs again (_remember_checked)
+        self._checked_calls = {}
 
     def forward(self, x):
         return self._fused_forward(x)
 
     def _fused_forward(self, x, activation=None, negative_slope=0.01):
         """forward, or forward fused with the activation after it (nn/fusion.py)."""
-        x = self._check_input(x)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear: expected input with {self.in_features} features on the last axis, "
-                             f"got shape {x.shape}")
-        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data, activation=activation,
-                     negative_slope=negative_slope)
+        x = self._check_input(x)  # C-contiguous, of the layer's dtype
+        weight, bias = self.weight.data, None if self.bias is None else self.bias.data
+        checked = self._checked_calls.get((x.shape, activation, negative_slope))
+        if checked is not None and checked[0] is weight and checked[1] is bias:
+            # F.linear checked this input shape with these very arrays before: only the GEMM
+            # runs (its checks cost ~2-4 us, as much as a batch-8 Linear(16, 16) itself).
+            rows, out_shape, code, slope = checked[2:]
+            y = np.empty((rows, self.out_features), dtype=x.dtype)
+            _C.gemm(x.reshape(rows, self.in_features), weight, y, False, True, 1.0, 0.0, None, bias, code, slope)
+            y = y.reshape(out_shape)
+        else:
+            if x.ndim < 1 or x.shape[-1] != self.in_features:
+                raise ValueError(f"Linear: expected input with {self.in_features} features on the last axis, "
+                                 f"got shape {x.shape}")
+            y = F.linear(x, weight, bias, activation=activation, negative_slope=negative_slope)
+            self._remember_checked(x.shape, activation, negative_slope, weight, bias)
         self._save_for_backward(x)
         return y
+
+    def _remember_checked(self, shape, activation, negative_slope, weight, bias):
+        """Remember a call F.linear accepted, to skip its checks for the same input shape and
+        the same weight and bias arrays (kept here, so their identity cannot be reused). Only
+        arrays the GEMM reads in place qualify: C-contiguous, of the layer's dtype."""
+        if not (weight.flags.c_contiguous and weight.dtype == self.dtype
+                and (bias is None or (bias.flags.c_contiguous and bias.dtype == self.dtype))):
+            return
+        if len(self._checked_calls) >= _SHAPES_KEPT:
+            self._checked_calls.clear()
+        code, slope = activation_code(activation, negative_slope)
+        self._checked_calls[shape, activation, negative_slope] = (
+            weight, bias, math.prod(shape[:-1]), shape[:-1] + (self.out_features,), code, slope)
 
     def backward(self, grad_output):
         (x,) = self._pop_saved()
@@ -60,30 +93,43 @@ class Flatten(Module):
     def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
         super().__init__(dtype)
         self.start_dim, self.end_dim = integer(start_dim, "start_dim"), integer(end_dim, "end_dim")
+        self._shapes = {}  # (input shape, start_dim, end_dim) -> output shape (_flattened_shape)
 
     def forward(self, x):
         x = self._check_input(x)
-        if x.ndim < 1:
-            raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {x.shape}")
-        # PyTorch's rules: each dim in [-ndim, ndim - 1] (IndexError, as torch), start <= end.
-        for name, dim in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
-            if not -x.ndim <= dim < x.ndim:
-                raise IndexError(f"Flatten: {name}={dim} is out of range for an input of shape {x.shape} "
-                                 f"(expected a value in [{-x.ndim}, {x.ndim - 1}])")
-        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
-        if start > end:
-            raise ValueError(f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
-                             f"for an input of shape {x.shape}")
-        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        shape = self._shapes.get((x.shape, self.start_dim, self.end_dim))
+        if shape is None:
+            shape = self._flattened_shape(x.shape)
         self._save_for_backward(x.shape)
         return x.reshape(shape)
+
+    def _flattened_shape(self, in_shape):
+        """The output shape for an input shape, checked and remembered (the same few shapes
+        come every step: the checks cost ~5 us a call, as much as the rest of the layer)."""
+        ndim = len(in_shape)
+        if ndim < 1:
+            raise ValueError(f"Flatten: input: expected an array with at least 1 dimension, got shape {in_shape}")
+        # PyTorch's rules: each dim in [-ndim, ndim - 1] (IndexError, as torch), start <= end.
+        for name, dim in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -ndim <= dim < ndim:
+                raise IndexError(f"Flatten: {name}={dim} is out of range for an input of shape {in_shape} "
+                                 f"(expected a value in [{-ndim}, {ndim - 1}])")
+        start, end = self.start_dim % ndim, self.end_dim % ndim
+        if start > end:
+            raise ValueError(f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                             f"for an input of shape {in_shape}")
+        shape = in_shape[:start] + (math.prod(in_shape[start:end + 1]),) + in_shape[end + 1:]
+        if len(self._shapes) >= _SHAPES_KEPT:
+            self._shapes.clear()
+        self._shapes[in_shape, self.start_dim, self.end_dim] = shape
+        return shape
 
     def backward(self, grad_output):
         (shape,) = self._pop_saved()
         if not self.requires_input_grad:
             return None
         grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.size != int(np.prod(shape)):
+        if grad_output.size != math.prod(shape):
             raise ValueError(f"Flatten.backward: grad_output has shape {grad_output.shape}, "
                              f"which does not reshape to the input's {shape}")
         return grad_output.reshape(shape)

@@ -11,6 +11,8 @@ raises RuntimeError. Under pycore.no_grad() a forward keeps nothing.
 """
 __all__ = ["CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss"]
 
+import numpy as np
+
 from .. import functional as F
 from .._checks import float_array
 from .module import Module
@@ -68,14 +70,18 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input, target):
         """input (*, C) logits, target (*) class indices -> the loss (float, or array for 'none')."""
-        loss, logsumexp = F.cross_entropy_forward(input, target, **self._options())
-        self._save_for_backward(input, target, logsumexp)
+        args = F.loss._cross_entropy_args(input, target, **self._options())
+        loss_shape = np.shape(target)
+        loss, logsumexp, denominator = F.loss._cross_entropy_forward_checked(args, loss_shape, self.reduction)
+        # backward reuses the checked arguments and the mean's denominator instead of redoing them.
+        self._save_for_backward(args, logsumexp, denominator, loss_shape, np.shape(input))
         return loss
 
     def backward(self, grad=1.0):
         """d loss / d input, of input's shape and dtype, scaled by grad (the loss's own gradient)."""
-        input, target, logsumexp = self._pop_saved()
-        return F.cross_entropy_backward(grad, input, target, logsumexp, **self._options())
+        args, logsumexp, denominator, loss_shape, input_shape = self._pop_saved()
+        return F.loss._cross_entropy_backward_checked(grad, args, logsumexp, denominator, loss_shape, input_shape,
+                                                      self.reduction)
 
     def extra_repr(self):
         return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
