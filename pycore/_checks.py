@@ -144,3 +144,10 @@ def gradient_buffer(buf, name, shape, dtype):
     if not buf.flags.c_contiguous or not buf.flags.writeable:
         raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
     return buf
+
+
+def choice(value, name, options):
+    """value if it is one of options (strings), else ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return value
