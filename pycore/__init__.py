@@ -10,12 +10,12 @@ __version__ = _C.__version__
 
 from ._context import get_rng_state, is_debug, is_grad_enabled, manual_seed, no_grad, set_debug, set_rng_state
 from ._threads import get_num_threads, set_num_threads, show_config
-from . import data, datasets, distributed, functional, memory, nn, optim, train
+from . import data, datasets, distributed, functional, memory, nn, optim, testing, train
 from .serialization import *  # noqa: F401,F403
 from . import serialization
 
 __all__ = [
     "functional", "nn", "manual_seed", "no_grad", "is_grad_enabled", "get_rng_state",
     "set_rng_state", "set_debug", "is_debug", "get_num_threads", "set_num_threads", "show_config", "optim", "train", "data",
-    "memory", "datasets", "distributed", *serialization.__all__,
+    "memory", "datasets", "distributed", "testing", *serialization.__all__,
 ]

@@ -275,7 +275,7 @@ class Module:
             raise RuntimeError(
                 f"{type(self).__name__}.backward: no forward to differentiate. Call forward first "
                 "(outside pycore.no_grad()); each forward supports one backward.")
-        self._saved = None
+        self.__dict__["_saved"] = None
         return saved
 
     # -- parameters, buffers, children -------------------------------------------

@@ -62,7 +62,8 @@ class _BatchNorm(Module):
     def forward(self, x):
         x = self._check_input(x, ndim=self._ndims, layout=self._layout)
         if x.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels (axis 1), got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels (axis 1), "
+                             f"got shape {x.shape}")
         update_running = self.training and self.track_running_stats
         use_batch_stats = self.training or not self.track_running_stats
         momentum = 0.0
@@ -82,7 +83,8 @@ class _BatchNorm(Module):
         x, mean, invstd, use_batch_stats = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
         if grad_output.shape != x.shape:
-            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, expected {x.shape}")
+            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
+                             f"expected {x.shape}")
         return F.batch_norm_backward(
             grad_output, x, mean, invstd,
             weight=None if self.weight is None else self.weight.data,
