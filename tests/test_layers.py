@@ -135,6 +135,13 @@ def test_gelu_and_silu_match_their_formulas(rng):
     tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
     np.testing.assert_allclose(F.gelu(x, approximate="tanh"), tanh_form, rtol=1e-14)
     np.testing.assert_allclose(F.silu(x), x / (1 + np.exp(-x)), rtol=1e-14)
+    # float32 takes a polynomial erf (|error| <= 1.5e-7): within 1e-6 of the exact GELU,
+    # as PyTorch's float32 GELU is
+    x32 = np.linspace(-8, 8, 2001, dtype=np.float32)
+    exact = F.gelu(x32.astype(np.float64))
+    np.testing.assert_allclose(F.gelu(x32), exact, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(F.gelu_backward(np.ones_like(x32), x32),
+                               F.gelu_backward(np.ones_like(exact), x32.astype(np.float64)), rtol=0, atol=1e-6)
     for layer in (nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU()):
         assert gradcheck(layer, x)
         assert layer(x.astype(np.float32)).dtype == np.float32
@@ -255,3 +262,24 @@ def test_init_fans_gains_and_distributions():
         init.xavier_uniform_(np.zeros(4))
     with pytest.raises(ValueError, match="mode"):
         init.kaiming_normal_(w, mode="fan")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    (lambda: nn.BatchNorm2d(2), (3, 2, 4, 4)),
+    (lambda: nn.LayerNorm(4), (3, 4)),
+    (lambda: nn.LSTM(4, 3), (5, 2, 4)),
+])
+def test_frozen_layers_give_the_same_input_gradient_and_no_weight_gradient(make, shape, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    gradients = []
+    for frozen in (False, True):
+        pycore.manual_seed(0)
+        layer = make()
+        layer.requires_grad_(not frozen)
+        y = layer(x)
+        y = y[0] if isinstance(y, tuple) else y
+        gradients.append(layer.backward(np.ones_like(y)))
+        assert all((p.grad is None) == frozen for p in layer.parameters())
+    gx = [g[0] if isinstance(g, tuple) else g for g in gradients]
+    np.testing.assert_allclose(gx[1], gx[0], rtol=1e-6, atol=1e-7)

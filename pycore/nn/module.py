@@ -423,11 +423,13 @@ class Module:
                 m.training = mode
         total = self.num_parameters()
         trainable = sum(p.size for p in self.parameters() if p.requires_grad)
-        width = max([len("Layer")] + [len(r[0]) + len(r[1]) + 3 for r in rows])
-        lines = [f"{'Layer (type)':<{width}}  {'Output shape':<24}  {'Param #':>10}", "-" * (width + 38)]
+        width = max([len("Layer (type)")] + [len(r[0]) + len(r[1]) + 3 for r in rows])
+        shape_width = max([len("Output shape")] + [len(r[2]) for r in rows])
+        rule = "-" * (width + shape_width + 14)
+        lines = [f"{'Layer (type)':<{width}}  {'Output shape':<{shape_width}}  {'Param #':>10}", rule]
         for name, kind, shape, count in rows:
-            lines.append(f"{name + ' (' + kind + ')':<{width}}  {shape:<24}  {count:>10,}")
-        lines += ["-" * (width + 38), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            lines.append(f"{name + ' (' + kind + ')':<{width}}  {shape:<{shape_width}}  {count:>10,}")
+        lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}"]
         text = "\n".join(lines)
         if print_fn is not None:
