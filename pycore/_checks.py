@@ -151,3 +151,10 @@ def choice(value, name, options):
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return value
+
+
+def int_single(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+    """An int, or a 1-tuple/list holding one (PyTorch's 1-D hyper-parameters accept both)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    return integer(value, name, minimum=minimum, maximum=maximum)

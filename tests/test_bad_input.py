@@ -57,6 +57,7 @@ ENTRY_POINTS = {
     "F.adaptive_max_pool2d": (lambda x: F.adaptive_max_pool2d(x, 2), rand(2, 3, 5, 5)),
     "F.layer_norm": (lambda x: F.layer_norm(x, (4,)), rand(3, 4)),
     "F.gelu": (F.gelu, rand(3, 4)),
+    "F.conv1d": (lambda x: F.conv1d(x, W_CONV[:, :, 0]), rand(2, 3, 7)),
     "F.silu": (F.silu, rand(3, 4)),
     "F.cross_entropy": (lambda x: F.cross_entropy(x, np.array([0, 2, 1])), rand(3, 4)),
     "F.mse_loss": (lambda x: F.mse_loss(x, np.zeros((3, 4), x.dtype if x.dtype.kind == "f" else np.float32)),
@@ -79,6 +80,7 @@ ENTRY_POINTS = {
     "nn.BatchNorm1d": (_module_call(lambda: nn.BatchNorm1d(3)), rand(2, 3, 4)),
     "nn.LayerNorm": (_module_call(lambda: nn.LayerNorm(4)), rand(3, 4)),
     "nn.GELU": (_module_call(nn.GELU), rand(3, 4)),
+    "nn.Conv1d": (_module_call(lambda: nn.Conv1d(3, 4, 3)), rand(2, 3, 7)),
     "nn.SiLU": (_module_call(nn.SiLU), rand(3, 4)),
     "nn.AdaptiveAvgPool2d": (_module_call(lambda: nn.AdaptiveAvgPool2d(2)), rand(2, 3, 5, 5)),
     "nn.AdaptiveMaxPool2d": (_module_call(lambda: nn.AdaptiveMaxPool2d(2)), rand(2, 3, 5, 5)),
@@ -101,7 +103,7 @@ def test_wrong_dtype_is_a_type_error_naming_the_dtype(name, dtype):
         call(x.astype(dtype))
 
 
-@pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d", "nn.LayerNorm",
+@pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d", "nn.LayerNorm", "nn.Conv1d",
                                   "nn.RNN", "nn.LSTM", "nn.GRU"])
 def test_a_float64_batch_for_a_float32_module_is_a_type_error(name):
     """A layer with weights demands its own dtype: no silent casts (weightless layers take either)."""
@@ -387,6 +389,7 @@ MODULES = {
     "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 5)),
     "AdaptiveMaxPool2d": (lambda: nn.AdaptiveMaxPool2d(2), (2, 3, 5, 5)),
     "Identity": (nn.Identity, (3, 4)),
+    "Conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), (2, 3, 7)),
     "RNN": (lambda: nn.RNN(6, 7, nonlinearity="relu"), (4, 2, 6)),
     "LSTM": (lambda: nn.LSTM(6, 7, num_layers=2), (4, 2, 6)),
     "GRU": (lambda: nn.GRU(6, 7, batch_first=True), (2, 4, 6)),

@@ -149,6 +149,27 @@ def test_gelu_and_silu_match_their_formulas(rng):
         nn.GELU("fast")
 
 
+def test_conv1d_matches_a_numpy_loop_and_finite_differences(rng):
+    x = rng.standard_normal((2, 4, 12))
+    conv = nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2, dtype=np.float64)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    out_len = (12 + 2 - 2 * 2 - 1) // 2 + 1
+    expected = np.empty((2, 6, out_len))
+    for o in range(6):
+        group = o // 3
+        for i in range(out_len):
+            taps = padded[:, 2 * group:2 * group + 2, 2 * i:2 * i + 5:2]  # dilation 2: 3 taps over 5
+            expected[:, o, i] = (taps * conv.weight.data[o]).sum(axis=(1, 2)) + conv.bias.data[o]
+    np.testing.assert_allclose(conv(x), expected, rtol=1e-12, atol=1e-12)
+    assert conv.weight.shape == (6, 2, 3)
+    assert gradcheck(conv, x)
+    assert gradcheck(nn.Conv1d(4, 2, 4, padding="same", bias=False, dtype=np.float64), x)
+    with pytest.raises(ValueError, match="same"):
+        nn.Conv1d(4, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv1d(4, 3, 3, groups=2)
+
+
 # -- gradcheck ----------------------------------------------------------------------------
 def test_gradcheck_catches_a_wrong_parameter_gradient_and_checks_functions(rng):
     class WrongBias(nn.Linear):
@@ -266,6 +287,7 @@ def test_init_fans_gains_and_distributions():
 
 @pytest.mark.parametrize("make, shape", [
     (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    (lambda: nn.Conv1d(2, 3, 3), (2, 2, 6)),
     (lambda: nn.BatchNorm2d(2), (3, 2, 4, 4)),
     (lambda: nn.LayerNorm(4), (3, 4)),
     (lambda: nn.LSTM(4, 3), (5, 2, 4)),

@@ -39,6 +39,7 @@ def randomise(ref, rng):
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on its own padded copy
 @pytest.mark.parametrize("make, shape", [
     (lambda m: m.BatchNorm1d(3), (8, 3)),
     (lambda m: m.BatchNorm1d(3, momentum=None), (4, 3, 5)),
@@ -51,6 +52,9 @@ def randomise(ref, rng):
     (lambda m: m.AdaptiveAvgPool2d((3, 4)), (2, 3, 7, 5)),
     (lambda m: m.AdaptiveMaxPool2d((2, 3)), (2, 3, 7, 5)),
     (lambda m: m.Identity(), (3, 4)),
+    (lambda m: m.Conv1d(4, 6, 3), (2, 4, 11)),
+    (lambda m: m.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2), (2, 4, 12)),
+    (lambda m: m.Conv1d(4, 2, 4, padding="same", bias=False), (3, 4, 7)),
 ], ids=lambda v: "" if callable(v) else str(v))
 def test_layer_parity_with_torch(make, shape, rng):
     ref = make(torch.nn)
