@@ -144,3 +144,17 @@ def gradient_buffer(buf, name, shape, dtype):
     if not buf.flags.c_contiguous or not buf.flags.writeable:
         raise ValueError(f"{name}: must be C-contiguous and writeable (it is updated in place)")
     return buf
+
+
+def choice(value, name, options):
+    """value if it is one of options (strings), else ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return value
+
+
+def int_single(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+    """An int, or a 1-tuple/list holding one (PyTorch's 1-D hyper-parameters accept both)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    return integer(value, name, minimum=minimum, maximum=maximum)

@@ -8,6 +8,7 @@ from hypothesis import settings
 
 import pycore
 from pycore import _C
+from pycore.testing import numeric_grad  # noqa: F401  (one implementation; tests import it from here)
 
 # No per-example deadline: these machines are shared and noisy. The sanitizer run in
 # CI (.ci/run) uses fewer examples, since every kernel is several times slower there.
@@ -59,18 +60,3 @@ def child_process_env():
     sys.path, and the source tree's pycore has no compiled module after a plain install."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(pycore.__file__)))
     return {**os.environ, "PYTHONPATH": package_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def numeric_grad(f, x, gy, eps=1e-6):
-    """d/dx of sum(f(x) * gy) by central differences (float64), perturbing x in place.
-    f may ignore its argument and read x itself (a layer's weight, say)."""
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        plus = np.sum(f(x) * gy)
-        x[idx] = old - eps
-        minus = np.sum(f(x) * gy)
-        x[idx] = old
-        g[idx] = (plus - minus) / (2 * eps)
-    return g

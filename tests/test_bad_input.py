@@ -53,6 +53,12 @@ ENTRY_POINTS = {
     "F.dropout": (lambda x: F.dropout(x, 0.3), rand(3, 4)),
     "F.batch_norm": (lambda x: F.batch_norm(x, BN_MEAN.copy(), BN_VAR.copy()), rand(2, 3, 4, 4)),
     "F.rnn_layer": (lambda x: F.rnn_layer("LSTM", x, W_IH, W_HH)[0], rand(4, 2, 6)),
+    "F.adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, 2), rand(2, 3, 5, 5)),
+    "F.adaptive_max_pool2d": (lambda x: F.adaptive_max_pool2d(x, 2), rand(2, 3, 5, 5)),
+    "F.layer_norm": (lambda x: F.layer_norm(x, (4,)), rand(3, 4)),
+    "F.gelu": (F.gelu, rand(3, 4)),
+    "F.conv1d": (lambda x: F.conv1d(x, W_CONV[:, :, 0]), rand(2, 3, 7)),
+    "F.silu": (F.silu, rand(3, 4)),
     "F.cross_entropy": (lambda x: F.cross_entropy(x, np.array([0, 2, 1])), rand(3, 4)),
     "F.mse_loss": (lambda x: F.mse_loss(x, np.zeros((3, 4), x.dtype if x.dtype.kind == "f" else np.float32)),
                    rand(3, 4)),
@@ -71,6 +77,13 @@ ENTRY_POINTS = {
     "nn.Dropout": (_module_call(lambda: nn.Dropout(0.3)), rand(3, 4)),
     "nn.BatchNorm2d": (_module_call(lambda: nn.BatchNorm2d(3)), rand(2, 3, 4, 4)),
     "nn.Flatten": (_module_call(nn.Flatten), rand(2, 3, 4)),
+    "nn.BatchNorm1d": (_module_call(lambda: nn.BatchNorm1d(3)), rand(2, 3, 4)),
+    "nn.LayerNorm": (_module_call(lambda: nn.LayerNorm(4)), rand(3, 4)),
+    "nn.GELU": (_module_call(nn.GELU), rand(3, 4)),
+    "nn.Conv1d": (_module_call(lambda: nn.Conv1d(3, 4, 3)), rand(2, 3, 7)),
+    "nn.SiLU": (_module_call(nn.SiLU), rand(3, 4)),
+    "nn.AdaptiveAvgPool2d": (_module_call(lambda: nn.AdaptiveAvgPool2d(2)), rand(2, 3, 5, 5)),
+    "nn.AdaptiveMaxPool2d": (_module_call(lambda: nn.AdaptiveMaxPool2d(2)), rand(2, 3, 5, 5)),
     "nn.RNN": (_module_call(lambda: nn.RNN(6, 7)), rand(4, 2, 6)),
     "nn.LSTM": (_module_call(lambda: nn.LSTM(6, 7, num_layers=2)), rand(4, 2, 6)),
     "nn.GRU": (_module_call(lambda: nn.GRU(6, 7, batch_first=True)), rand(2, 4, 6)),
@@ -90,7 +103,8 @@ def test_wrong_dtype_is_a_type_error_naming_the_dtype(name, dtype):
         call(x.astype(dtype))
 
 
-@pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.RNN", "nn.LSTM", "nn.GRU"])
+@pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d", "nn.LayerNorm", "nn.Conv1d",
+                                  "nn.RNN", "nn.LSTM", "nn.GRU"])
 def test_a_float64_batch_for_a_float32_module_is_a_type_error(name):
     """A layer with weights demands its own dtype: no silent casts (weightless layers take either)."""
     call, x = ENTRY_POINTS[name]
@@ -368,6 +382,14 @@ MODULES = {
     "Dropout": (lambda: nn.Dropout(0.5), (3, 4)),
     "BatchNorm2d": (lambda: nn.BatchNorm2d(3), (2, 3, 4, 4)),
     "Flatten": (nn.Flatten, (2, 3, 4)),
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(3), (2, 3, 4)),
+    "LayerNorm": (lambda: nn.LayerNorm(4), (3, 4)),
+    "GELU": (nn.GELU, (3, 4)),
+    "SiLU": (nn.SiLU, (3, 4)),
+    "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 5)),
+    "AdaptiveMaxPool2d": (lambda: nn.AdaptiveMaxPool2d(2), (2, 3, 5, 5)),
+    "Identity": (nn.Identity, (3, 4)),
+    "Conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), (2, 3, 7)),
     "RNN": (lambda: nn.RNN(6, 7, nonlinearity="relu"), (4, 2, 6)),
     "LSTM": (lambda: nn.LSTM(6, 7, num_layers=2), (4, 2, 6)),
     "GRU": (lambda: nn.GRU(6, 7, batch_first=True), (2, 4, 6)),

@@ -6,7 +6,7 @@
 with g = oc // (C_out / groups) the group of output channel oc and C_g = C_in / groups. As in
 every deep-learning library this is cross-correlation: the kernel is not flipped.
 """
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
 
 import numbers
 from collections import namedtuple
@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import INT64_MAX, fits_int64, float_array, gradient_buffer, int_pair, integer
+from .._checks import INT64_MAX, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer
 from .fused import activation_code
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
@@ -195,3 +195,45 @@ def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, st
     grad_input = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     _C.conv2d_backward(grad_input, grad_weight, grad_bias, grad_output, x, weight, *_kernel_args(geo))
     return grad_input
+
+
+def _as_2d(x, weight, stride, padding, dilation):
+    """conv1d's arguments as conv2d's on a height-1 image: x (N, C, L) -> (N, C, 1, L),
+    weight (O, C_g, K) -> (O, C_g, 1, K) (views, no copies), and the 1-D hyper-parameters
+    as (1, s), (0, p), (1, d); 'valid'/'same' pass through."""
+    x = float_array(x, "input", ndim=3, layout="(N, C_in, L)")
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=3, layout="(C_out, C_in / groups, K)")
+    hyper = dict(stride=(1, int_single(stride, "stride", 1)), dilation=(1, int_single(dilation, "dilation", 1)),
+                 padding=padding if isinstance(padding, str) else (0, int_single(padding, "padding", 0)))
+    return x[:, :, None, :], weight[:, :, None, :], hyper
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution (cross-correlation) of a batch of sequences, as
+    torch.nn.functional.conv1d, on conv2d's kernels (a height-1 image).
+
+    x (N, C_in, L), weight (C_out, C_in / groups, K), bias (C_out,) or None; stride,
+    padding (int, 'valid' or 'same'), dilation: ints. Output (N, C_out, L_out),
+    L_out = floor((L + 2 padding - dilation (K - 1) - 1) / stride) + 1.
+    """
+    x4, w4, hyper = _as_2d(x, weight, stride, padding, dilation)
+    return conv2d(x4, w4, bias, groups=groups, **hyper)[:, :, 0, :]
+
+
+def conv1d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
+                    dilation=1, groups=1, need_input_grad=True):
+    """Gradients of conv1d: adds into grad_weight (C_out, C_in / groups, K) and grad_bias
+    (C_out,) when given (in place); returns dL/dx (N, C_in, L) or None when need_input_grad
+    is False."""
+    x4, w4, hyper = _as_2d(x, weight, stride, padding, dilation)
+    grad_output = float_array(grad_output, "grad_output", dtype=x4.dtype, ndim=3, layout="(N, C_out, L_out)")
+    _, _, left, right = _padding(hyper["padding"], (1, w4.shape[3]), hyper["stride"], hyper["dilation"])
+    expected = (x4.shape[0], w4.shape[0],
+                _output_size(x4.shape[3], w4.shape[3], hyper["stride"][1], left, right, hyper["dilation"][1]))
+    if grad_output.shape != expected:
+        raise ValueError(f"grad_output: expected shape {expected} (the output's), got {grad_output.shape}")
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", w4.shape[:2] + w4.shape[3:], x4.dtype)
+    grad_x = conv2d_backward(grad_output[:, :, None, :], x4, w4,
+                             None if grad_weight is None else grad_weight[:, :, None, :], grad_bias,
+                             groups=groups, need_input_grad=need_input_grad, **hyper)
+    return None if grad_x is None else grad_x[:, :, 0, :]

@@ -1,11 +1,12 @@
-"""batch_norm forward and backward (csrc/batchnorm.cpp)."""
-__all__ = ["batch_norm", "batch_norm_with_stats", "batch_norm_backward"]
+"""batch_norm forward and backward (csrc/batchnorm.cpp); layer_norm (numpy)."""
+__all__ = ["batch_norm", "batch_norm_with_stats", "batch_norm_backward", "layer_norm", "layer_norm_with_stats",
+           "layer_norm_backward"]
 import numbers
 
 import numpy as np
 
 from .. import _C
-from .._checks import float_array
+from .._checks import float_array, gradient_buffer, shape_matches
 
 
 def _channel_array(a, name, C, dtype, writeable=False):
@@ -97,3 +98,84 @@ def batch_norm_backward(grad_output, x, mean, invstd, weight=None, grad_weight=N
     _C.batch_norm_backward(grad_input, grad_weight, grad_bias, grad_output, x, mean, invstd, weight,
                            bool(training))
     return grad_input
+
+
+def _layer_norm_shapes(x, normalized_shape):
+    """The trailing axes layer_norm reduces over; ValueError unless x ends with normalized_shape."""
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.ndim < k or x.shape[x.ndim - k:] != normalized_shape:
+        raise ValueError(f"layer_norm: expected an input whose last {k} dims are {normalized_shape}, "
+                         f"got shape {x.shape}")
+    return tuple(range(x.ndim - k, x.ndim))
+
+
+def layer_norm_with_stats(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """layer_norm returning (y, mean, invstd), each statistic of shape x.shape[:-k] + (1,) * k,
+    for layer_norm_backward."""
+    x = float_array(x, "input")
+    axes = _layer_norm_shapes(x, normalized_shape)
+    trailing = x.shape[axes[0]:]
+    weight = None if weight is None else float_array(weight, "weight", dtype=x.dtype)
+    bias = None if bias is None else float_array(bias, "bias", dtype=x.dtype)
+    for a, name in ((weight, "weight"), (bias, "bias")):
+        if a is not None:
+            shape_matches(a, trailing, name)
+    eps = _real(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps: expected a value > 0, got {eps}")
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    # Biased variance, as PyTorch; computed in the input's dtype (float32 statistics on
+    # float32 input: sums of at most a row of a few thousand values).
+    invstd = 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + x.dtype.type(eps))
+    y = centered * invstd
+    if weight is not None:
+        y *= weight
+    if bias is not None:
+        y += bias
+    return y, mean, invstd
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the last len(normalized_shape) axes, as
+    torch.nn.functional.layer_norm:  y = (x - mean) / sqrt(var + eps) * weight + bias,
+    mean and biased var per sample over those axes; weight, bias: normalized_shape or None."""
+    return layer_norm_with_stats(x, normalized_shape, weight, bias, eps)[0]
+
+
+def layer_norm_backward(grad_output, x, normalized_shape, mean, invstd, weight=None, grad_weight=None,
+                        grad_bias=None, need_input_grad=True):
+    """Gradients of layer_norm given its input x, normalized_shape and the (mean, invstd)
+    layer_norm_with_stats returned.
+
+    Adds dL/dweight = sum over the leading axes of grad_output * xhat into grad_weight and
+    dL/dbias = sum of grad_output into grad_bias (each when given), xhat = (x - mean) invstd.
+    Returns dL/dx = invstd (g - mean(g) - xhat mean(g xhat)), g = grad_output * weight and
+    the means over the normalized axes (None when need_input_grad is False).
+    """
+    x = float_array(x, "input")
+    axes = _layer_norm_shapes(x, normalized_shape)
+    grad_output = float_array(grad_output, "grad_output", dtype=x.dtype)
+    if grad_output.shape != x.shape:
+        raise ValueError(f"grad_output: expected shape {x.shape}, got {grad_output.shape}")
+    stats_shape = x.shape[:axes[0]] + (1,) * len(axes)
+    mean = float_array(mean, "mean", dtype=x.dtype)
+    invstd = float_array(invstd, "invstd", dtype=x.dtype)
+    shape_matches(mean, stats_shape, "mean")
+    shape_matches(invstd, stats_shape, "invstd")
+    trailing, leading = x.shape[axes[0]:], tuple(range(axes[0]))
+    weight = None if weight is None else float_array(weight, "weight", dtype=x.dtype)
+    if weight is not None:
+        shape_matches(weight, trailing, "weight")
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", trailing, x.dtype)
+    grad_bias = gradient_buffer(grad_bias, "grad_bias", trailing, x.dtype)
+    xhat = (x - mean) * invstd
+    if grad_weight is not None:
+        grad_weight += (grad_output * xhat).sum(axis=leading)
+    if grad_bias is not None:
+        grad_bias += grad_output.sum(axis=leading)
+    if not need_input_grad:
+        return None
+    g = grad_output * weight if weight is not None else grad_output
+    return invstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))

@@ -100,7 +100,7 @@ def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, 
     grad_c_n (N, H): gradients of the final state (None for zero). h_n is y[-1], so a
     loss on the last output alone (many-to-one) is passed as grad_h_n with grad_y=None:
     then no (T, N, H) gradient is built or read.
-    Adds into grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh (in place; biases may be None).
+    Adds into grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh (in place; any may be None: not kept).
     Returns (grad_x or None when need_input_grad is False, grad_h0, grad_c0 or None).
     """
     if not isinstance(cache, RnnLayerCache):  # a hand-built stand-in: checked, never trusted
@@ -119,6 +119,11 @@ def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, 
                                  or not grad.flags.c_contiguous or not grad.flags.writeable):
             raise TypeError(f"{name}: expected a writeable C-contiguous {x.dtype} array (it is updated in place)")
 
+    # The kernel always computes the weight gradients (they come out of the same GEMMs as
+    # the input's); for a frozen weight (None, requires_grad=False) they go to a scratch
+    # array that is dropped, so nothing is accumulated.
+    grad_w_ih = np.zeros_like(w_ih) if grad_w_ih is None else grad_w_ih
+    grad_w_hh = np.zeros_like(w_hh) if grad_w_hh is None else grad_w_hh
     grad_x = np.empty_like(x) if need_input_grad else None
     grad_h0 = np.empty((batch, hidden), dtype=x.dtype)
     grad_c0 = np.empty((batch, hidden), dtype=x.dtype) if cache.mode == "LSTM" else None

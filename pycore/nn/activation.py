@@ -1,15 +1,15 @@
-"""ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax: elementwise layers without parameters.
+"""ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Softmax, LogSoftmax: elementwise layers without parameters.
 
 Each forward keeps what its backward needs (the output, or LeakyReLU's input) and each
 backward returns grad_input, or None when `requires_input_grad` is False.
 """
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Softmax", "LogSoftmax"]
 import warnings
 
 import numpy as np
 
 from .. import functional as F
-from .._checks import integer
+from .._checks import choice, integer
 from .module import Module
 
 
@@ -92,6 +92,41 @@ class Tanh(_Activation):
 
     def _backward(self, grad_output, y):
         return F.tanh_backward(grad_output, y)
+
+
+class GELU(_Activation):
+    """GELU(x) = x * Phi(x), Phi the standard normal CDF, elementwise (F.gelu, numpy).
+
+    Args: approximate='none' (exact, via erf) or 'tanh' (PyTorch's tanh approximation).
+    Shape: any; output as input.
+    """
+
+    saves_input = True
+
+    def __init__(self, approximate="none", dtype=np.float32):
+        super().__init__(dtype)
+        self.approximate = choice(approximate, "approximate", ("none", "tanh"))
+
+    def _forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def _backward(self, grad_output, x):
+        return F.gelu_backward(grad_output, x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Activation):
+    """SiLU(x) = x * sigmoid(x) (swish), elementwise (F.silu, numpy). Shape: any; output as input."""
+
+    saves_input = True
+
+    def _forward(self, x):
+        return F.silu(x)
+
+    def _backward(self, grad_output, x):
+        return F.silu_backward(grad_output, x)
 
 
 def _legacy_softmax_dim(ndim):

@@ -1,16 +1,51 @@
-"""Conv2d."""
-__all__ = ["Conv2d"]
+"""Conv2d and Conv1d (conv2d's kernels on a height-1 image)."""
+__all__ = ["Conv2d", "Conv1d"]
 
 import numpy as np
 
 from .. import functional as F
-from .._checks import int_pair, integer
+from .._checks import int_pair, int_single, integer
 from ..functional.conv import _padding
 from . import init
 from .module import Module, Parameter
 
 
-class Conv2d(Module):
+def _groups(layer, groups):
+    """groups, checked to divide the layer's in_channels and out_channels."""
+    groups = integer(groups, "groups", minimum=1)
+    for name in ("in_channels", "out_channels"):
+        if getattr(layer, name) % groups:
+            raise ValueError(f"{type(layer).__name__}: {name} must be divisible by groups, got {name}="
+                             f"{getattr(layer, name)}, groups={groups}")
+    return groups
+
+
+class _ConvNd(Module):
+    """What Conv1d and Conv2d share: the input check and backward, on F.<op>_backward."""
+
+    _op = "conv2d"
+    _input_layout = "(N, C_in, H, W)"
+    _output_layout = "(N, C_out, H_out, W_out)"
+
+    def _checked_input(self, x):
+        ndim = self._input_layout.count(",") + 1
+        x = self._check_input(x, ndim=ndim, layout=self._input_layout)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected input with {self.in_channels} channels, shape "
+                             f"{self._input_layout.replace('C_in', str(self.in_channels))}, got shape {x.shape}")
+        return x
+
+    def backward(self, grad_output):
+        (x,) = self._pop_saved()
+        ndim = self._output_layout.count(",") + 1
+        grad_output = self._check_input(grad_output, "grad_output", ndim=ndim, layout=self._output_layout)
+        backward = getattr(F, self._op + "_backward")
+        return backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
+                        None if self.bias is None else self.bias.grad_buffer(), **self._hyper(),
+                        need_input_grad=self.requires_input_grad)
+
+
+class Conv2d(_ConvNd):
     """2-D convolution over a batch of images, as torch.nn.Conv2d.
 
         out[n, oc] = bias[oc] + sum_{c in group(oc)} cross_correlate(weight[oc, c], input[n, c])
@@ -65,13 +100,7 @@ class Conv2d(Module):
         self.kernel_size = int_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = int_pair(stride, "stride", minimum=1)
         self.dilation = int_pair(dilation, "dilation", minimum=1)
-        self.groups = integer(groups, "groups", minimum=1)
-        if self.in_channels % self.groups:
-            raise ValueError(f"Conv2d: in_channels must be divisible by groups, got in_channels="
-                             f"{self.in_channels}, groups={self.groups}")
-        if self.out_channels % self.groups:
-            raise ValueError(f"Conv2d: out_channels must be divisible by groups, got out_channels="
-                             f"{self.out_channels}, groups={self.groups}")
+        self.groups = _groups(self, groups)
         _padding(padding, self.kernel_size, self.stride, self.dilation)  # raises for a bad padding now
         self.padding = padding if isinstance(padding, str) else int_pair(padding, "padding", minimum=0)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
@@ -86,21 +115,11 @@ class Conv2d(Module):
 
     def _fused_forward(self, x, activation=None, negative_slope=0.01):
         """forward, or forward fused with the activation after it (nn/fusion.py)."""
-        x = self._check_input(x, ndim=4, layout="(N, C_in, H, W)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"Conv2d: expected input with {self.in_channels} channels, shape "
-                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
+        x = self._checked_input(x)
         y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper(),
                      activation=activation, negative_slope=negative_slope)
         self._save_for_backward(x)
         return y
-
-    def backward(self, grad_output):
-        (x,) = self._pop_saved()
-        grad_output = self._check_input(grad_output, "grad_output", ndim=4, layout="(N, C_out, H_out, W_out)")
-        return F.conv2d_backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
-                                 None if self.bias is None else self.bias.grad_buffer(), **self._hyper(),
-                                 need_input_grad=self.requires_input_grad)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -114,3 +133,54 @@ class Conv2d(Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over a batch of sequences, as torch.nn.Conv1d (F.conv1d: conv2d's
+    kernels on a height-1 image, so the same GEMM and direct paths).
+
+    Args: in_channels, out_channels, kernel_size (int), stride=1, padding=0 (int, 'valid'
+    or 'same'), dilation=1, groups=1, bias=True, dtype=np.float32; as Conv2d, one axis.
+    Shape: (N, C_in, L) -> (N, C_out, L_out),
+        L_out = floor((L + 2 padding - dilation (kernel_size - 1) - 1) / stride) + 1.
+    Attributes: weight (C_out, C_in / groups, kernel_size) and bias (C_out,), initialised
+    as Conv2d's (U(-b, b), b = 1 / sqrt(C_in / groups * kernel_size)).
+    """
+
+    _op = "conv1d"
+    _input_layout = "(N, C_in, L)"
+    _output_layout = "(N, C_out, L_out)"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        self.in_channels = integer(in_channels, "in_channels", minimum=1)
+        self.out_channels = integer(out_channels, "out_channels", minimum=1)
+        self.kernel_size = (int_single(kernel_size, "kernel_size", 1),)
+        self.stride = (int_single(stride, "stride", 1),)
+        self.dilation = (int_single(dilation, "dilation", 1),)
+        self.groups = _groups(self, groups)
+        if isinstance(padding, str):
+            _padding(padding, (1,) + self.kernel_size, (1,) + self.stride, (1,) + self.dilation)
+            self.padding = padding
+        else:
+            self.padding = (int_single(padding, "padding", 0),)
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(init.kaiming_uniform(shape, self.dtype))
+        self.bias = Parameter(init.bias_uniform(shape, self.out_channels, self.dtype)) if bias else None
+
+    def _hyper(self):
+        return dict(stride=self.stride[0], padding=self.padding if isinstance(self.padding, str) else self.padding[0],
+                    dilation=self.dilation[0], groups=self.groups)
+
+    def forward(self, x):
+        x = self._checked_input(x)
+        y = F.conv1d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper())
+        self._save_for_backward(x)
+        return y
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"bias={self.bias is not None}")
+

@@ -74,7 +74,9 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = flat_idx != self.padding_idx
             flat_idx, flat_grad = flat_idx[keep], flat_grad[keep]
-        np.add.at(self.weight.grad_buffer(), flat_idx, flat_grad)
+        grad_weight = self.weight.grad_buffer()
+        if grad_weight is not None:  # None: the weight is frozen (requires_grad=False)
+            np.add.at(grad_weight, flat_idx, flat_grad)
         return None
 
     def extra_repr(self):

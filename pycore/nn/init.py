@@ -1,9 +1,29 @@
-"""Weight initialisation, PyTorch's defaults, drawn from pycore's seeded generator."""
+"""Weight initialisation with PyTorch's names and formulas (torch.nn.init), drawn from
+pycore's seeded generator (pycore.manual_seed).
+
+The trailing-underscore functions fill a Parameter's data (or a writeable float numpy
+array) in place and return it:
+
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
+
+Fans follow calculate_fan_in_and_fan_out: for a weight of shape (out, in, *kernel),
+fan_in = in * prod(kernel) and fan_out = out * prod(kernel). The same draws as PyTorch's
+cannot be had (another generator), the same distributions are.
+
+uniform, kaiming_uniform and bias_uniform (no underscore) make new arrays: the layers'
+default initialisation, as PyTorch's layers do it.
+"""
+__all__ = ["calculate_gain", "calculate_fan_in_and_fan_out", "uniform_", "normal_", "constant_", "ones_",
+           "zeros_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
 import math
+import numbers
 
 import numpy as np
 
+from .._checks import choice
 from .._context import default_generator
+from .module import Parameter
 
 
 def uniform(shape, bound, dtype):
@@ -11,20 +31,160 @@ def uniform(shape, bound, dtype):
     return default_generator().uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def _fans(shape):
+    """(fan_in, fan_out) of a weight shape, PyTorch's rule; ValueError below 2 dimensions."""
+    if len(shape) < 2:
+        raise ValueError(f"fan in and fan out cannot be computed for a weight with fewer than 2 dimensions, "
+                         f"got shape {tuple(shape)}")
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
 def fan_in(shape):
     """Inputs feeding one output: shape[1] * prod(kernel dims), as PyTorch computes it."""
-    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-    return shape[1] * receptive
+    return _fans(shape)[0]
 
 
 def kaiming_uniform(shape, dtype, a=math.sqrt(5)):
     """PyTorch's default for Linear and Conv weights: kaiming_uniform_(a=sqrt(5)), i.e.
     U(-b, b) with b = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + a^2)) -> b = 1/sqrt(fan_in)."""
-    gain = math.sqrt(2.0 / (1.0 + a * a))
-    return uniform(shape, gain * math.sqrt(3.0 / max(1, fan_in(shape))), dtype)
+    return uniform(shape, calculate_gain("leaky_relu", a) * math.sqrt(3.0 / max(1, fan_in(shape))), dtype)
 
 
 def bias_uniform(weight_shape, out_features, dtype):
     """PyTorch's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     fi = fan_in(weight_shape)
     return uniform((out_features,), 1.0 / math.sqrt(fi) if fi > 0 else 0.0, dtype)
+
+
+# -- torch.nn.init ---------------------------------------------------------------------
+_LINEAR_GAINS = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                 "conv_transpose3d", "sigmoid")
+_NONLINEARITIES = _LINEAR_GAINS + ("tanh", "relu", "leaky_relu", "selu")
+
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def calculate_gain(nonlinearity, param=None):
+    """The recommended gain for a nonlinearity, as torch.nn.init.calculate_gain: 1 for
+    linear/conv/sigmoid, 5/3 for tanh, sqrt(2) for relu, sqrt(2 / (1 + slope^2)) for
+    leaky_relu (param = negative slope, default 0.01), 3/4 for selu."""
+    choice(nonlinearity, "nonlinearity", _NONLINEARITIES)
+    if nonlinearity in _LINEAR_GAINS:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    slope = 0.01 if param is None else _real(param, "param")
+    return math.sqrt(2.0 / (1 + slope ** 2))
+
+
+def _target(tensor):
+    """The array to fill: a Parameter's data, or a writeable float numpy array."""
+    array = tensor.data if isinstance(tensor, Parameter) else tensor
+    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+        raise TypeError(f"expected a Parameter or a float numpy array, got {type(tensor).__name__}")
+    if not array.flags.writeable:
+        raise ValueError("the array is read-only; it is filled in place")
+    return array
+
+
+def calculate_fan_in_and_fan_out(tensor):
+    """(fan_in, fan_out) of a Parameter, array or shape, as torch.nn.init's private helper."""
+    shape = tuple(tensor) if isinstance(tensor, (tuple, list)) else _target(tensor).shape
+    return _fans(shape)
+
+
+def _fill(tensor, values):
+    array = _target(tensor)
+    array[...] = values
+    return tensor
+
+
+def uniform_(tensor, a=0.0, b=1.0):
+    """Fill with U(a, b)."""
+    a, b = _real(a, "a"), _real(b, "b")
+    if a > b:
+        raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
+    return _fill(tensor, default_generator().uniform(a, b, size=_target(tensor).shape))
+
+
+def normal_(tensor, mean=0.0, std=1.0):
+    """Fill with N(mean, std^2)."""
+    mean, std = _real(mean, "mean"), _real(std, "std")
+    if std < 0:
+        raise ValueError(f"normal_: expected std >= 0, got {std}")
+    return _fill(tensor, default_generator().normal(mean, std, size=_target(tensor).shape))
+
+
+def constant_(tensor, val):
+    """Fill with val."""
+    return _fill(tensor, _real(val, "val"))
+
+
+def ones_(tensor):
+    return constant_(tensor, 1.0)
+
+
+def zeros_(tensor):
+    return constant_(tensor, 0.0)
+
+
+def xavier_uniform_(tensor, gain=1.0):
+    """Glorot: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+    fi, fo = _fans(_target(tensor).shape)
+    bound = _real(gain, "gain") * math.sqrt(6.0 / (fi + fo))
+    return uniform_(tensor, -bound, bound)
+
+
+def xavier_normal_(tensor, gain=1.0):
+    """Glorot: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    fi, fo = _fans(_target(tensor).shape)
+    return normal_(tensor, 0.0, _real(gain, "gain") * math.sqrt(2.0 / (fi + fo)))
+
+
+def _kaiming_std(tensor, a, mode, nonlinearity):
+    choice(mode, "mode", ("fan_in", "fan_out"))
+    fi, fo = _fans(_target(tensor).shape)
+    fan = fi if mode == "fan_in" else fo
+    if fan == 0:
+        raise ValueError(f"kaiming init: the weight of shape {_target(tensor).shape} has {mode} = 0")
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He: U(-b, b), b = sqrt(3) * gain / sqrt(fan), gain = calculate_gain(nonlinearity, a),
+    fan the fan_in or fan_out (mode)."""
+    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
+    return uniform_(tensor, -bound, bound)
+
+
+def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He: N(0, std^2), std = gain / sqrt(fan) (as kaiming_uniform_)."""
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+
+
+def orthogonal_(tensor, gain=1.0):
+    """A (semi-)orthogonal matrix (Saxe et al.) of shape (rows, numel / rows), times gain:
+    the QR decomposition of a normal matrix, signs fixed by diag(R), as PyTorch."""
+    array = _target(tensor)
+    if array.ndim < 2:
+        raise ValueError(f"orthogonal_: only arrays with 2 or more dimensions are supported, got shape {array.shape}")
+    gain = _real(gain, "gain")
+    rows = array.shape[0]
+    cols = array.size // rows if rows else 0
+    flat = default_generator().standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, (gain * q).reshape(array.shape))

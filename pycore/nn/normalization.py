@@ -1,5 +1,5 @@
-"""BatchNorm2d."""
-__all__ = ["BatchNorm2d"]
+"""BatchNorm1d, BatchNorm2d (csrc/batchnorm.cpp) and LayerNorm (numpy)."""
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 import numbers
 
 import numpy as np
@@ -9,8 +9,8 @@ from .._checks import integer
 from .module import Module, Parameter
 
 
-class BatchNorm2d(Module):
-    """Batch normalisation over (N, C, H, W), one mean and variance per channel c:
+class _BatchNorm(Module):
+    """Batch normalisation over (N, C, ...), one mean and variance per channel c:
 
         y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias
 
@@ -25,8 +25,11 @@ class BatchNorm2d(Module):
     dtype=np.float32.
     Buffers (state_dict, as PyTorch's): running_mean (C,) zeros, running_var (C,) ones,
     num_batches_tracked (int64 scalar).
-    Shape: (N, C, H, W) -> (N, C, H, W).
+    Subclasses say which input ranks they take (`_ndims`, `_layout`).
     """
+
+    _ndims = (4,)
+    _layout = "(N, C, H, W)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32):
@@ -57,9 +60,10 @@ class BatchNorm2d(Module):
             self.num_batches_tracked.fill(0)
 
     def forward(self, x):
-        x = self._check_input(x, ndim=4, layout="(N, C, H, W)")
+        x = self._check_input(x, ndim=self._ndims, layout=self._layout)
         if x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm2d: expected {self.num_features} channels (axis 1), got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels (axis 1), "
+                             f"got shape {x.shape}")
         update_running = self.training and self.track_running_stats
         use_batch_stats = self.training or not self.track_running_stats
         momentum = 0.0
@@ -79,7 +83,8 @@ class BatchNorm2d(Module):
         x, mean, invstd, use_batch_stats = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
         if grad_output.shape != x.shape:
-            raise ValueError(f"BatchNorm2d.backward: grad_output has shape {grad_output.shape}, expected {x.shape}")
+            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
+                             f"expected {x.shape}")
         return F.batch_norm_backward(
             grad_output, x, mean, invstd,
             weight=None if self.weight is None else self.weight.data,
@@ -90,3 +95,69 @@ class BatchNorm2d(Module):
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over (N, C) or (N, C, L): statistics per feature C over N (and L).
+    Arguments, buffers and running-statistics rules as BatchNorm2d (the same kernel).
+    Shape: (N, C) -> (N, C), (N, C, L) -> (N, C, L)."""
+
+    _ndims = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm over (N, C, H, W): statistics per channel C over (N, H, W); see _BatchNorm.
+    Shape: (N, C, H, W) -> (N, C, H, W)."""
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the last len(normalized_shape) axes of each sample:
+
+        y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias
+
+    E and the biased Var over those axes, the same in training and eval (no running
+    statistics). Numpy (F.layer_norm / F.layer_norm_backward), no C++ kernel yet.
+
+    Args: normalized_shape (int or tuple: the trailing shape), eps=1e-5,
+    elementwise_affine=True (weight of ones and bias of zeros, of shape normalized_shape),
+    bias=True (PyTorch >= 2.1), dtype=np.float32.
+    Shape: (*, *normalized_shape) -> the same.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32):
+        super().__init__(dtype)
+        if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+            normalized_shape = (normalized_shape,)
+        if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
+            raise TypeError(f"normalized_shape: expected an int or a non-empty tuple of ints, got {normalized_shape!r}")
+        self.normalized_shape = tuple(integer(d, "normalized_shape", minimum=1) for d in normalized_shape)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"eps: expected a float > 0, got {eps!r}")
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        affine = self.elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=self.dtype)) if affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=self.dtype)) if affine and bias else None
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y, mean, invstd = F.layer_norm_with_stats(x, self.normalized_shape,
+                                                  None if self.weight is None else self.weight.data,
+                                                  None if self.bias is None else self.bias.data, self.eps)
+        self._save_for_backward(x, mean, invstd)
+        return y
+
+    def backward(self, grad_output):
+        x, mean, invstd = self._pop_saved()
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.shape != x.shape:
+            raise ValueError(f"LayerNorm.backward: grad_output has shape {grad_output.shape}, expected {x.shape}")
+        return F.layer_norm_backward(
+            grad_output, x, self.normalized_shape, mean, invstd, None if self.weight is None else self.weight.data,
+            grad_weight=None if self.weight is None else self.weight.grad_buffer(),
+            grad_bias=None if self.bias is None else self.bias.grad_buffer(),
+            need_input_grad=self.requires_input_grad)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

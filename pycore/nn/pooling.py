@@ -1,9 +1,10 @@
-"""MaxPool2d, AvgPool2d, and ReLUMaxPool2d (ReLU then MaxPool2d in one pass, for fusion)."""
-__all__ = ["MaxPool2d", "AvgPool2d", "ReLUMaxPool2d"]
+"""MaxPool2d, AvgPool2d, ReLUMaxPool2d (ReLU then MaxPool2d in one pass, for fusion),
+AdaptiveAvgPool2d and AdaptiveMaxPool2d."""
+__all__ = ["MaxPool2d", "AvgPool2d", "ReLUMaxPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
 import numpy as np
 
 from .. import functional as F
-from .._checks import int_pair
+from .._checks import int_pair, integer
 from .._context import is_grad_enabled
 from .module import Module
 
@@ -133,3 +134,74 @@ class ReLUMaxPool2d(MaxPool2d):
         if not self.requires_input_grad:
             return None
         return F.relu_max_pool2d_backward(self._grad(grad_output, geometry), y, argmax, geometry)
+
+
+class _AdaptivePool2d(Module):
+    def __init__(self, output_size, dtype):
+        super().__init__(dtype)
+        if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and None in output_size:
+            self.output_size = tuple(None if s is None else integer(s, "output_size", minimum=1)
+                                     for s in output_size)
+        else:
+            self.output_size = int_pair(output_size, "output_size", minimum=1)
+
+    def _input(self, x):
+        return self._check_input(x, ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
+
+    def _grad(self, grad_output, shape):
+        grad_output = self._check_input(grad_output, "grad_output")
+        if grad_output.shape != shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
+                             f"expected {shape}")
+        return grad_output
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    """2-D average pooling to a fixed output size, whatever the input's (F.adaptive_avg_pool2d,
+    numpy). AdaptiveAvgPool2d(1) is global average pooling, as at the end of a ResNet.
+
+    Args: output_size (int, (oh, ow), or a pair with None: keep that input size).
+    Shape: (N, C, H, W) or (C, H, W) -> (N, C, oh, ow) or (C, oh, ow); windows follow
+    PyTorch's rule [floor(i H / oh), ceil((i + 1) H / oh)).
+    """
+
+    def __init__(self, output_size, dtype=np.float32):
+        super().__init__(output_size, dtype)
+
+    def forward(self, x):
+        x = self._input(x)
+        y = F.adaptive_avg_pool2d(x, self.output_size)
+        self._save_for_backward(x.shape, y.shape)
+        return y
+
+    def backward(self, grad_output):
+        x_shape, y_shape = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        return F.adaptive_avg_pool2d_backward(self._grad(grad_output, y_shape), x_shape)
+
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    """2-D max pooling to a fixed output size (F.adaptive_max_pool2d, numpy); windows as
+    AdaptiveAvgPool2d. Args: output_size, return_indices=False (True: forward returns
+    (y, indices), flat positions in each (H, W) plane, as PyTorch).
+    Backward sends each output's gradient to its window's maximum."""
+
+    def __init__(self, output_size, return_indices=False, dtype=np.float32):
+        super().__init__(output_size, dtype)
+        self.return_indices = bool(return_indices)
+
+    def forward(self, x):
+        x = self._input(x)
+        y, indices = F.adaptive_max_pool2d_with_indices(x, self.output_size)
+        self._save_for_backward(x.shape, indices)
+        return (y, indices) if self.return_indices else y
+
+    def backward(self, grad_output):
+        x_shape, indices = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        return F.adaptive_max_pool2d_backward(self._grad(grad_output, indices.shape), indices, x_shape)

@@ -128,7 +128,7 @@ class Optimizer:
         loss = closure() if closure is not None else None
         for g, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                if p.grad is None:
+                if p.grad is None or not getattr(p, "requires_grad", True):  # never computed, None, or frozen
                     continue
                 data, grad = self._arrays(p, f"param_groups[{g}]['params'][{i}]")
                 state = self.state.get(p)

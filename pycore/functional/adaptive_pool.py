@@ -1,0 +1,118 @@
+"""adaptive_avg_pool2d and adaptive_max_pool2d, forward and backward (numpy, no C++ kernel).
+
+The input (N, C, H, W) or (C, H, W) is cut into output_size (oh, ow) windows, PyTorch's
+rule per axis: window i of n inputs into `out` outputs covers
+
+    [floor(i * n / out), ceil((i + 1) * n / out))
+
+so windows may overlap by one when out does not divide n. output_size 1 is global
+pooling. One numpy reduction per output cell over all N * C planes at once: cheap for the
+small outputs these layers are used for (1x1 after a CNN's last block; 7x7 at most).
+"""
+__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+           "adaptive_max_pool2d_with_indices", "adaptive_max_pool2d_backward"]
+import numpy as np
+
+from .._checks import float_array, int_pair, integer
+
+
+def _output_size(output_size, x_shape):
+    """(oh, ow) from an int, a pair, or a pair with None (keep that input size), as PyTorch."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and None in output_size:
+        return tuple(x_shape[-2 + i] if s is None else integer(s, "output_size", minimum=1)
+                     for i, s in enumerate(output_size))
+    return int_pair(output_size, "output_size", minimum=1)
+
+
+def _windows(n, out):
+    """[(start, end)] of each output along an axis of n inputs."""
+    return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+
+def _input(x, output_size):
+    x = float_array(x, "input", ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"adaptive pooling: input has an empty spatial dimension, shape {x.shape}")
+    return x, _output_size(output_size, x.shape)
+
+
+def _grad_output(grad_output, x_shape, dtype, output_size):
+    g = float_array(grad_output, "grad_output", dtype=dtype)
+    expected = tuple(x_shape[:-2]) + tuple(output_size)
+    if g.shape != expected:
+        raise ValueError(f"grad_output: expected shape {expected}, got {g.shape}")
+    return g
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """The mean of each adaptive window (see the module docstring), as
+    torch.nn.functional.adaptive_avg_pool2d. Output (..., oh, ow)."""
+    x, (oh, ow) = _input(x, output_size)
+    H, W = x.shape[-2:]
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    for i, (h0, h1) in enumerate(_windows(H, oh)):
+        for j, (w0, w1) in enumerate(_windows(W, ow)):
+            y[..., i, j] = x[..., h0:h1, w0:w1].mean(axis=(-2, -1))
+    return y
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape):
+    """dL/dx of adaptive_avg_pool2d for an input of input_shape: each output's gradient
+    shared equally by its window (overlapping windows add)."""
+    input_shape = tuple(integer(d, "input_shape", minimum=1) for d in input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(f"input_shape: expected (N, C, H, W) or (C, H, W), got {input_shape}")
+    g = float_array(grad_output, "grad_output", ndim=len(input_shape))
+    oh, ow = g.shape[-2:]
+    _grad_output(g, input_shape, g.dtype, (oh, ow))
+    H, W = input_shape[-2:]
+    grad_input = np.zeros(input_shape, dtype=g.dtype)
+    for i, (h0, h1) in enumerate(_windows(H, oh)):
+        for j, (w0, w1) in enumerate(_windows(W, ow)):
+            grad_input[..., h0:h1, w0:w1] += (g[..., i, j] / ((h1 - h0) * (w1 - w0)))[..., None, None]
+    return grad_input
+
+
+def adaptive_max_pool2d_with_indices(x, output_size):
+    """(y, indices): the maximum of each adaptive window and its flat position h * W + w
+    in its (H, W) plane (int64, the first maximum on ties), as
+    torch.nn.functional.adaptive_max_pool2d(return_indices=True)."""
+    x, (oh, ow) = _input(x, output_size)
+    H, W = x.shape[-2:]
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    indices = np.empty(y.shape, dtype=np.int64)
+    for i, (h0, h1) in enumerate(_windows(H, oh)):
+        for j, (w0, w1) in enumerate(_windows(W, ow)):
+            window = x[..., h0:h1, w0:w1].reshape(x.shape[:-2] + (-1,))
+            k = np.argmax(window, axis=-1)  # NaN counts as the maximum, as in PyTorch
+            y[..., i, j] = np.take_along_axis(window, k[..., None], axis=-1)[..., 0]
+            indices[..., i, j] = (h0 + k // (w1 - w0)) * W + w0 + k % (w1 - w0)
+    return y, indices
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """adaptive max pooling, as torch.nn.functional.adaptive_max_pool2d."""
+    y, indices = adaptive_max_pool2d_with_indices(x, output_size)
+    return (y, indices) if return_indices else y
+
+
+def adaptive_max_pool2d_backward(grad_output, indices, input_shape):
+    """dL/dx of adaptive_max_pool2d: each output's gradient goes to its window's maximum
+    (indices from adaptive_max_pool2d_with_indices); repeated positions add."""
+    input_shape = tuple(integer(d, "input_shape", minimum=1) for d in input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(f"input_shape: expected (N, C, H, W) or (C, H, W), got {input_shape}")
+    grad_output = float_array(grad_output, "grad_output", ndim=len(input_shape))
+    indices = np.asarray(indices)
+    if indices.dtype != np.int64 or indices.shape != grad_output.shape:
+        raise ValueError(f"indices: expected int64 of the shape of grad_output {grad_output.shape}, "
+                         f"got {indices.dtype} {indices.shape}")
+    _grad_output(grad_output, input_shape, grad_output.dtype, grad_output.shape[-2:])
+    plane = input_shape[-2] * input_shape[-1]
+    if indices.size and (indices.min() < 0 or indices.max() >= plane):
+        raise ValueError(f"indices: expected positions in [0, {plane}) of an (H, W) plane")
+    planes = int(np.prod(input_shape[:-2]))
+    offsets = (np.arange(planes, dtype=np.int64) * plane)[:, None]
+    grad_input = np.zeros(planes * plane, dtype=grad_output.dtype)
+    np.add.at(grad_input, (indices.reshape(planes, -1) + offsets).reshape(-1), grad_output.reshape(-1))
+    return grad_input.reshape(input_shape)
