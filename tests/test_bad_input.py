@@ -541,6 +541,18 @@ def test_load_state_dict_lists_every_problem_and_changes_nothing():
         model.load_state_dict([1, 2])
 
 
+def test_load_state_dict_with_a_read_only_parameter_writes_nothing():
+    # The last layer's weight is read-only: found while validating, before the first layer is written.
+    pycore.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[2].weight.data.setflags(write=False)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(nn.StateDictError, match=r"2.weight: the model's array is read-only"):
+        model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 def test_load_state_dict_of_a_recurrent_model_names_the_layer_keys():
     pycore.manual_seed(0)
     lstm = nn.LSTM(6, 7, num_layers=2)

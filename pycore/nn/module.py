@@ -482,6 +482,10 @@ class Module:
                 problems.append(f"size mismatch for {key}: the checkpoint has shape {value.shape}, "
                                 f"the model has shape {current.shape}")
                 continue
+            if not current.flags.writeable:  # found now, not after the layers before it were written
+                problems.append(f"{key}: the model's array is read-only (make it writeable, or assign a new "
+                                "array, before loading)")
+                continue
             updates.append((owner, attr, is_param, value.astype(current.dtype)))
         if strict:
             problems += [f"missing key: {k}" for k in missing] + [f"unexpected key: {k}" for k in unexpected]
