@@ -163,9 +163,12 @@ def discover(only):
         if only and family not in only:
             continue
         try:
-            found.append((family, importlib.import_module(f"bench_{family}"), None))
+            module = importlib.import_module(f"bench_{family}")
         except Exception:  # a broken bench file must not stop the others
             found.append((family, None, traceback.format_exc(limit=-3)))
+            continue
+        if callable(getattr(module, "cases", None)):  # a standalone script (bench_distributed) has none
+            found.append((family, module, None))
     missing = sorted(set(only) - {family for family, _, _ in found})
     for family in missing:
         found.append((family, None, f"there is no benchmarks/bench_{family}.py"))
