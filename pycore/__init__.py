@@ -13,12 +13,12 @@ from ._threads import get_num_threads, set_num_threads, set_simd_path, show_conf
 from ._threads import _simd_path_from_environment
 
 _simd_path_from_environment()  # PYCORE_SIMD=avx512|avx2|generic|auto
-from . import data, datasets, distributed, functional, memory, nn, optim, testing, train
+from . import data, datasets, distributed, functional, memory, nn, optim, sequences, testing, train
 from .serialization import *  # noqa: F401,F403
 from . import serialization
 
 __all__ = [
     "functional", "nn", "manual_seed", "no_grad", "is_grad_enabled", "get_rng_state",
     "set_rng_state", "set_debug", "is_debug", "get_num_threads", "set_num_threads", "simd_path", "set_simd_path",
-    "show_config", "optim", "train", "data", "memory", "datasets", "distributed", "testing", *serialization.__all__,
+    "show_config", "optim", "train", "data", "memory", "datasets", "distributed", "sequences", "testing", *serialization.__all__,
 ]
