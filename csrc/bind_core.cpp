@@ -56,8 +56,20 @@ void bind_core(pybind11::module_& m) {
     m.def("openmp_enabled", &openmp_enabled, "True when the kernels were built with OpenMP.");
     m.def("openmp_version", &openmp_version, "The _OPENMP macro of the build (yyyymm), 0 without OpenMP.");
     m.def("get_num_threads", &get_num_threads, "Threads each kernel may use.");
-    m.def("set_num_threads", &set_num_threads, py::arg("n"),
-          "Set the threads each kernel may use (n >= 1). Takes effect at the next kernel call.");
+    // Any Python int comes in (py::int_), so that one too large for C is a ValueError naming n,
+    // not pybind11's overload dump; pycore.set_num_threads checks the tighter bound first.
+    m.def(
+        "set_num_threads",
+        [](const py::int_& n) {
+            constexpr long long kMaxThreads = 1 << 16;
+            int overflow = 0;
+            const long long value = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+            if (overflow || value < 1 || value > kMaxThreads)
+                throw py::value_error("set_num_threads: n must be an integer from 1 to " + std::to_string(kMaxThreads) +
+                                      ", got " + std::string(py::str(n)));
+            set_num_threads(static_cast<int>(value));
+        },
+        py::arg("n"), "Set the threads each kernel may use (n >= 1). Takes effect at the next kernel call.");
     m.def("in_forked_child", &in_forked_child,
           "True in a process forked after pycore was imported (kernels then run on one thread).");
     m.def("simd_path", &gemm_simd_path, "Instruction set of the GEMM micro-kernels in use.");

@@ -241,6 +241,10 @@ def test_set_num_threads_is_bounded():
             with pytest.raises(ValueError, match="n: expected an int <="):
                 pycore.set_num_threads(bad)
         pycore.set_num_threads(4 * (os.cpu_count() or 1))  # the bound itself is accepted
+        # the binding itself, called directly: a ValueError naming n, not pybind11's overload dump
+        for bad in (2 ** 31, 2 ** 70, 0, -1):
+            with pytest.raises(ValueError, match=r"set_num_threads: n must be an integer from 1 to 65536"):
+                _C.set_num_threads(bad)
     finally:
         pycore.set_num_threads(before)
 
