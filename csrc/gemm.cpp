@@ -131,63 +131,62 @@ void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* d
         for (int64_t k = 0; k < kc; ++k) dst[k * ld_dst + r] = src[r * ld_src + k];
 }
 
-// Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-tall panels, each stored k-major, zero-padded.
+// The two ways a panel is filled, shared by both operands. A panel holds `width` of
+// op(X)'s rows (A, width MR) or columns (B, width NR), stored k-major (kc x width) and
+// zero-padded past `count`; `first` is the first row/column, `p0` the first k.
+//
+// along_k_rows: X[(p0 + k) * ld + first + j] holds element j at depth k, so the values of
+// one k are contiguous. Walk each stored row once along all panels, handing width-long
+// pieces to the panels, so the reads are long runs the prefetcher follows (panel by panel
+// instead, every piece came from a new cache line ld apart: 4 KiB for the weight gradients
+// of an LSTM with H = 256, and that loop took 6% of the layer's fwd+bwd).
 template <typename T>
-void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            int mr, T* dst) {
-    if (trans) {
-        // op(A)(i, k) = A[k*lda + i]: the mc values of one k are contiguous. Walk each
-        // row of the stored A once along all of them, as pack_b does, handing MR-long
-        // pieces to the panels: panel by panel instead, every piece of 12 floats came
-        // from a new cache line lda apart (4 KiB for the weight gradients of an LSTM
-        // with H = 256), and that loop took 6% of the layer's fwd+bwd.
-        for (int64_t k = 0; k < kc; ++k) {
-            const T* src = A + (p0 + k) * lda + i0;
-            for (int64_t ir = 0; ir < mc; ir += mr) {
-                const int64_t m = std::min<int64_t>(mr, mc - ir);
-                T* d = dst + (ir / mr) * kc * mr + k * mr;
-                std::memcpy(d, src + ir, sizeof(T) * m);
-                for (int64_t i = m; i < mr; ++i) d[i] = T(0);
-            }
+void pack_along_k_rows(const T* X, int64_t ld, int64_t p0, int64_t kc, int64_t first, int64_t count, int width,
+                       T* dst) {
+    for (int64_t k = 0; k < kc; ++k) {
+        const T* src = X + (p0 + k) * ld + first;
+        for (int64_t j0 = 0; j0 < count; j0 += width) {
+            const int64_t n = std::min<int64_t>(width, count - j0);
+            T* d = dst + (j0 / width) * kc * width + k * width;
+            std::memcpy(d, src + j0, sizeof(T) * n);
+            for (int64_t j = n; j < width; ++j) d[j] = T(0);
         }
-        return;
-    }
-    for (int64_t ir = 0; ir < mc; ir += mr) {
-        const int64_t m = std::min<int64_t>(mr, mc - ir);
-        // op(A)(i, k) = A[i*lda + k]: the m rows, each read along k, transposed.
-        transpose_rows(A + (i0 + ir) * lda + p0, lda, m, kc, dst, mr);
-        for (int64_t i = m; i < mr; ++i)
-            for (int64_t k = 0; k < kc; ++k) dst[k * mr + i] = T(0);
-        dst += kc * mr;
     }
 }
 
+// transposed: X[(first + j) * ld + p0 + k], each of the panel's rows read along k, transposed.
+template <typename T>
+void pack_transposed(const T* X, int64_t ld, int64_t p0, int64_t kc, int64_t first, int64_t count, int width,
+                     T* dst) {
+    for (int64_t j0 = 0; j0 < count; j0 += width, dst += kc * width) {
+        const int64_t n = std::min<int64_t>(width, count - j0);
+        transpose_rows(X + (first + j0) * ld + p0, ld, n, kc, dst, width);
+        for (int64_t j = n; j < width; ++j)
+            for (int64_t k = 0; k < kc; ++k) dst[k * width + j] = T(0);
+    }
+}
+
+// Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-tall panels, each stored k-major, zero-padded.
+// op(A)(i, k) is A[k*lda + i] when transposed (rows of A along k), else A[i*lda + k].
+template <typename T>
+void pack_a(const T* A, int64_t lda, bool trans, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            int mr, T* dst) {
+    if (trans)
+        pack_along_k_rows(A, lda, p0, kc, i0, mc, mr, dst);
+    else
+        pack_transposed(A, lda, p0, kc, i0, mc, mr, dst);
+}
+
 // Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-wide panels, each stored k-major (kc x nr)
-// and zero-padded to nr columns.
+// and zero-padded to nr columns. op(B)(k, j) is B[k*ldb + j] (rows of B along k), or
+// B[j*ldb + k] when transposed.
 template <typename T>
 void pack_b(const T* B, int64_t ldb, bool trans, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr,
             T* dst) {
-    if (!trans) {
-        // op(B)(k, j) = B[k*ldb + j]: walk each row of B once, along all nc columns, so
-        // the reads are long contiguous runs the hardware prefetcher follows.
-        for (int64_t k = 0; k < kc; ++k) {
-            const T* src = B + (p0 + k) * ldb + j0;
-            for (int64_t jr = 0; jr < nc; jr += nr) {
-                const int64_t n = std::min<int64_t>(nr, nc - jr);
-                T* d = dst + (jr / nr) * kc * nr + k * nr;
-                std::memcpy(d, src + jr, sizeof(T) * n);
-                for (int64_t j = n; j < nr; ++j) d[j] = T(0);
-            }
-        }
-        return;
-    }
-    // op(B)(k, j) = B[j*ldb + k]: the panel's n rows of B, each read along k, transposed.
-    for (int64_t jr = 0; jr < nc; jr += nr, dst += kc * nr) {
-        const int64_t n = std::min<int64_t>(nr, nc - jr);
-        transpose_rows(B + (j0 + jr) * ldb + p0, ldb, n, kc, dst, nr);
-        for (int64_t j = n; j < nr; ++j)
-            for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = T(0);
-    }
+    if (trans)
+        pack_transposed(B, ldb, p0, kc, j0, nc, nr, dst);
+    else
+        pack_along_k_rows(B, ldb, p0, kc, j0, nc, nr, dst);
 }
 
 // Packing buffers live as long as the (pooled) OpenMP thread that uses them, so a

@@ -116,6 +116,21 @@ def run_model(model, x, gy):
     return y, model.backward(gy)
 
 
+def assert_matches_torch(model, tmodel, x, gy):
+    """float64: the (fused) model's output, input gradient and every parameter gradient
+    against the torch model with the same weights. Returns the input gradient."""
+    torch = pytest.importorskip("torch")
+    y, gx = run_model(model, x, gy)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = tmodel(xt)
+    yt.backward(torch.from_numpy(gy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    return gx
+
+
 def grads(model):
     return [p.grad.copy() for p in model.parameters()]
 
@@ -190,14 +205,7 @@ def test_sequential_fused_matches_torch(rng):
     tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
     x = rng.standard_normal((4, 1, 8, 8))
     gy = rng.standard_normal((4, 5))
-    y, gx = run_model(model, x, gy)
-    xt = torch.from_numpy(x).requires_grad_()
-    yt = tmodel(xt)
-    yt.backward(torch.from_numpy(gy))
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
-        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    assert_matches_torch(model, tmodel, x, gy)
 
 
 def test_sequential_fused_under_no_grad_and_eval(rng):
@@ -289,14 +297,7 @@ def test_relu_max_pool_fusion_matches_torch_and_finite_differences(rng):
     tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}, strict=False)
     x = rng.standard_normal((2, 2, 7, 7))
     gy = rng.standard_normal((2, 3, 2, 2))
-    y, gx = run_model(model, x, gy)
-    xt = torch.from_numpy(x).requires_grad_()
-    yt = tmodel(xt)
-    yt.backward(torch.from_numpy(gy))
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
-        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    gx = assert_matches_torch(model, tmodel, x, gy)
     # float64 central differences of the fused model itself (training-mode BatchNorm included).
     def f(_):
         with pycore.no_grad():
