@@ -158,3 +158,46 @@ def int_single(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
     return integer(value, name, minimum=minimum, maximum=maximum)
+
+
+def real(value, name, minimum=None, maximum=None, exclusive_minimum=False):
+    """Return value as a Python float (bool is refused: True is not a slope), within
+    [minimum, maximum] (or above minimum with exclusive_minimum=True, as eps > 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    value = float(value)
+    if minimum is not None and maximum is not None and not exclusive_minimum and not minimum <= value <= maximum:
+        raise ValueError(f"{name}: expected a value in [{minimum:g}, {maximum:g}], got {value:g}")
+    if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
+        relation = ">" if exclusive_minimum else ">="
+        raise ValueError(f"{name}: expected a value {relation} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected a value <= {maximum}, got {value}")
+    return value
+
+
+def optional_float_array(a, name, dtype, shape):
+    """None, or a float array of `dtype` whose shape matches `shape` (None entries: any size)."""
+    if a is None:
+        return None
+    a = float_array(a, name, dtype=dtype)
+    shape_matches(a, shape, name)
+    return a
+
+
+def grad_like(grad_output, reference, what="the output's"):
+    """grad_output as a float array of reference's dtype and shape (the incoming gradient of
+    an output that had reference's shape), else TypeError/ValueError naming grad_output."""
+    grad_output = float_array(grad_output, "grad_output", dtype=reference.dtype)
+    if grad_output.shape != reference.shape:
+        raise ValueError(f"grad_output: expected shape {reference.shape} ({what}), got {grad_output.shape}")
+    return grad_output
+
+
+def context(ctx, expected_type, op):
+    """ctx, if it is what op's forward returned (an instance of expected_type), else
+    TypeError: a backward never trusts a hand-built stand-in."""
+    if not isinstance(ctx, expected_type):
+        raise TypeError(f"ctx: expected the {expected_type.__name__} that {op}_forward returned, "
+                        f"got {type(ctx).__name__}")
+    return ctx

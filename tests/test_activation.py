@@ -1,5 +1,6 @@
-"""Activations, softmax / log_softmax and dropout: against PyTorch (values and autograd
-gradients), float64 finite differences, overflow, statistics and reproducibility."""
+"""Activations, softmax / log_softmax, PReLU and dropout: a float64 numpy reference and float64
+finite differences (these run without PyTorch), PyTorch parity (values and autograd
+gradients; skipped without PyTorch), overflow, statistics and reproducibility."""
 import numpy as np
 import pytest
 
@@ -7,28 +8,57 @@ from conftest import numeric_grad
 import pycore
 import pycore.functional as F
 import pycore.nn as nn
-
-torch = pytest.importorskip("torch")
+from pycore.testing import gradcheck
 
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
-# name -> (pycore module factory, torch function)
+
+def np_softmax(x, dim):
+    shifted = x - x.max(axis=dim, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=dim, keepdims=True)
+
+
+def np_log_softmax(x, dim):
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# name -> (pycore module factory, float64 numpy reference of the forward,
+#          torch function given the torch module: for the parity tests only)
 ACTIVATIONS = {
-    "relu": (lambda dt: nn.ReLU(dtype=dt), torch.relu),
-    "leaky_relu": (lambda dt: nn.LeakyReLU(0.2, dtype=dt), lambda t: torch.nn.functional.leaky_relu(t, 0.2)),
-    "leaky_relu_negative": (lambda dt: nn.LeakyReLU(-0.5, dtype=dt),
-                            lambda t: torch.nn.functional.leaky_relu(t, -0.5)),
-    "sigmoid": (lambda dt: nn.Sigmoid(dtype=dt), torch.sigmoid),
-    "tanh": (lambda dt: nn.Tanh(dtype=dt), torch.tanh),
-    "softmax_last": (lambda dt: nn.Softmax(-1, dtype=dt), lambda t: torch.softmax(t, -1)),
-    "softmax_1": (lambda dt: nn.Softmax(1, dtype=dt), lambda t: torch.softmax(t, 1)),
-    "softmax_0": (lambda dt: nn.Softmax(0, dtype=dt), lambda t: torch.softmax(t, 0)),
-    "log_softmax_last": (lambda dt: nn.LogSoftmax(-1, dtype=dt), lambda t: torch.log_softmax(t, -1)),
-    "log_softmax_1": (lambda dt: nn.LogSoftmax(1, dtype=dt), lambda t: torch.log_softmax(t, 1)),
+    "relu": (lambda dt: nn.ReLU(dtype=dt), lambda x: np.maximum(x, 0), lambda torch: torch.relu),
+    "leaky_relu": (lambda dt: nn.LeakyReLU(0.2, dtype=dt), lambda x: np.where(x > 0, x, 0.2 * x),
+                   lambda torch: lambda t: torch.nn.functional.leaky_relu(t, 0.2)),
+    "leaky_relu_negative": (lambda dt: nn.LeakyReLU(-0.5, dtype=dt), lambda x: np.where(x > 0, x, -0.5 * x),
+                            lambda torch: lambda t: torch.nn.functional.leaky_relu(t, -0.5)),
+    "sigmoid": (lambda dt: nn.Sigmoid(dtype=dt), np_sigmoid, lambda torch: torch.sigmoid),
+    "tanh": (lambda dt: nn.Tanh(dtype=dt), np.tanh, lambda torch: torch.tanh),
+    "softmax_last": (lambda dt: nn.Softmax(-1, dtype=dt), lambda x: np_softmax(x, -1),
+                     lambda torch: lambda t: torch.softmax(t, -1)),
+    "softmax_1": (lambda dt: nn.Softmax(1, dtype=dt), lambda x: np_softmax(x, 1),
+                  lambda torch: lambda t: torch.softmax(t, 1)),
+    "softmax_0": (lambda dt: nn.Softmax(0, dtype=dt), lambda x: np_softmax(x, 0),
+                  lambda torch: lambda t: torch.softmax(t, 0)),
+    "log_softmax_last": (lambda dt: nn.LogSoftmax(-1, dtype=dt), lambda x: np_log_softmax(x, -1),
+                         lambda torch: lambda t: torch.log_softmax(t, -1)),
+    "log_softmax_1": (lambda dt: nn.LogSoftmax(1, dtype=dt), lambda x: np_log_softmax(x, 1),
+                      lambda torch: lambda t: torch.log_softmax(t, 1)),
+    "prelu": (lambda dt: nn.PReLU(dtype=dt), lambda x: np.where(x > 0, x, 0.25 * x),
+              lambda torch: lambda t: torch.nn.functional.prelu(t, torch.full((1,), 0.25, dtype=t.dtype))),
+    "gelu": (lambda dt: nn.GELU(dtype=dt), None, lambda torch: torch.nn.functional.gelu),
+    "silu": (lambda dt: nn.SiLU(dtype=dt), lambda x: x * np_sigmoid(x), lambda torch: torch.nn.functional.silu),
 }
+# float32 tolerances of the numpy-implemented ones (GELU's float32 erf is within 1.5e-7)
+LOOSE = {"gelu", "silu", "prelu"}
 
 
 def torch_forward_backward(fn, x, gy):
+    torch = pytest.importorskip("torch")
     xt = torch.from_numpy(x.copy()).requires_grad_(True)
     yt = fn(xt)
     yt.backward(torch.from_numpy(gy))
@@ -39,16 +69,25 @@ def torch_forward_backward(fn, x, gy):
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 @pytest.mark.parametrize("shape", [(3, 5, 7), (2, 300, 4), (1, 1, 1)])
 def test_forward_and_backward_match_torch(simd_path, rng, dtype, name, shape):
-    make, torch_fn = ACTIVATIONS[name]
+    torch = pytest.importorskip("torch")
+    make, _, torch_fn = ACTIVATIONS[name]
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     x.flat[0] = 0.0  # the kink of relu / leaky_relu: torch's convention is gradient 0 / slope
     gy = rng.standard_normal(shape).astype(dtype)
-    y_ref, gx_ref = torch_forward_backward(torch_fn, x, gy)
+    y_ref, gx_ref = torch_forward_backward(torch_fn(torch), x, gy)
+    tol = dict(rtol=1e-5, atol=1e-6) if name in LOOSE and dtype == np.float32 else TOL[dtype]
     m = make(dtype)
     y = m(x)
     assert y.dtype == dtype and y.shape == x.shape
-    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
-    np.testing.assert_allclose(m.backward(gy), gx_ref, **TOL[dtype])
+    np.testing.assert_allclose(y, y_ref, **tol)
+    np.testing.assert_allclose(m.backward(gy), gx_ref, **tol)
+
+
+@pytest.mark.parametrize("name", [n for n in ACTIVATIONS if ACTIVATIONS[n][1] is not None])
+def test_forward_matches_a_numpy_reference(simd_path, rng, name):
+    make, reference, _ = ACTIVATIONS[name]
+    x = 3 * rng.standard_normal((3, 5, 7))
+    np.testing.assert_allclose(make(np.float64)(x), reference(x), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
@@ -60,6 +99,22 @@ def test_gradient_finite_differences(simd_path, rng, name):
     m(x)
     gx = m.backward(gy)
     np.testing.assert_allclose(gx, numeric_grad(m, x, gy), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax_1", "log_softmax_last",
+                                  "gelu", "silu"])
+def test_functional_pair_matches_the_module(rng, name):
+    """F.<op>_forward returns the module's output and a ctx; F.<op>_backward(grad_output, ctx)
+    the module's input gradient, bit for bit (the module is a holder around the pair)."""
+    op = {"softmax_1": "softmax", "log_softmax_last": "log_softmax"}.get(name, name)
+    args = {"leaky_relu": (0.2,), "softmax_1": (1,), "log_softmax_last": (-1,)}.get(name, ())
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    m = ACTIVATIONS[name][0](np.float32)
+    y, ctx = getattr(F, op + "_forward")(x, *args)
+    np.testing.assert_array_equal(y, m(x))
+    np.testing.assert_array_equal(y, getattr(F, op)(x, *args))
+    np.testing.assert_array_equal(getattr(F, op + "_backward")(gy, ctx), m.backward(gy))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -75,24 +130,23 @@ def test_softmax_is_overflow_safe(dtype, log):
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-30 if not log else 1e-6)
     gy = np.ones_like(x)
-    assert np.all(np.isfinite((F.log_softmax_backward if log else F.softmax_backward)(gy, y, dim=1)))
+    ctx = (F.log_softmax_forward if log else F.softmax_forward)(x, dim=1)[1]
+    assert np.all(np.isfinite((F.log_softmax_backward if log else F.softmax_backward)(gy, ctx)))
 
 
 def test_softmax_every_axis_and_non_contiguous(rng):
     base = rng.standard_normal((4, 5, 6, 3))
     for x in (base, base[:, ::2, :, ::-1], base.transpose(2, 0, 3, 1)):
         for dim in range(-x.ndim, x.ndim):
-            ref = torch.softmax(torch.from_numpy(np.ascontiguousarray(x)), dim).numpy()
-            np.testing.assert_allclose(F.softmax(x, dim), ref, rtol=1e-12, atol=1e-14)
-            ref = torch.log_softmax(torch.from_numpy(np.ascontiguousarray(x)), dim).numpy()
-            np.testing.assert_allclose(F.log_softmax(x, dim), ref, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(F.softmax(x, dim), np_softmax(x, dim), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(F.log_softmax(x, dim), np_log_softmax(x, dim), rtol=1e-12, atol=1e-14)
 
 
 def test_softmax_without_dim_follows_torchs_legacy_rule(rng):
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
     with pytest.warns(UserWarning, match="Implicit dimension"):
         y = nn.Softmax()(x)
-    np.testing.assert_allclose(y, torch.softmax(torch.from_numpy(x), 0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y, np_softmax(x.astype(np.float64), 0), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "softmax_1"])
@@ -210,7 +264,118 @@ def test_dropout_bad_arguments():
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax_last", "log_softmax_last"])
 def test_extreme_and_non_finite_inputs_match_torch(simd_path, name):
-    make, torch_fn = ACTIVATIONS[name]
+    torch = pytest.importorskip("torch")
+    make, _, torch_fn = ACTIVATIONS[name]
+    torch_fn = torch_fn(torch)
     x = np.array([[-1e4, -100.0, -0.0, 0.0, 100.0, 1e4], [-np.inf, np.inf, np.nan, 1.0, -1.0, 0.5]],
                  dtype=np.float32)
     np.testing.assert_allclose(make(np.float32)(x), torch_fn(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-30)
+
+
+# -- PReLU: the activation with a learnable weight ---------------------------------------------
+
+def prelu_reference(x, weight, gy):
+    """float64 numpy: y, dL/dx and dL/dweight of PReLU with weight per channel (axis 1) or shared."""
+    w = weight.reshape((1, -1) + (1,) * (x.ndim - 2)) if weight.size > 1 else weight.reshape(())
+    y = np.where(x > 0, x, w * x)
+    gx = np.where(x > 0, gy, w * gy)
+    per_element = np.where(x > 0, 0.0, gy * x)
+    gw = per_element.sum(axis=tuple(a for a in range(x.ndim) if weight.size == 1 or a != 1)).reshape(weight.shape)
+    return y, gx, gw
+
+
+@pytest.mark.parametrize("num_parameters, shape", [(1, (2, 3, 4, 5)), (3, (2, 3, 4, 5)), (4, (5, 4)), (1, (7,))])
+def test_prelu_matches_a_numpy_reference(rng, num_parameters, shape):
+    m = nn.PReLU(num_parameters, init=0.1, dtype=np.float64)
+    m.weight.data[...] = rng.uniform(-0.5, 0.5, num_parameters)
+    x, gy = rng.standard_normal(shape), rng.standard_normal(shape)
+    y_ref, gx_ref, gw_ref = prelu_reference(x, m.weight.data, gy)
+    np.testing.assert_allclose(m(x), y_ref, rtol=1e-14)
+    np.testing.assert_allclose(m.backward(gy), gx_ref, rtol=1e-14)
+    np.testing.assert_allclose(m.weight.grad, gw_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_prelu_gradcheck(rng, num_parameters):
+    x = rng.standard_normal((2, 3, 4))
+    x[np.abs(x) < 1e-3] = 0.5  # away from the kink
+    assert gradcheck(nn.PReLU(num_parameters, init=-0.3, dtype=np.float64), x)
+
+
+def test_prelu_weight_gradient_without_input_gradient_and_frozen(rng):
+    """requires_input_grad=False skips dL/dx only: the slope still learns (the old
+    _Activation.backward returned before any work). A frozen slope gets no gradient."""
+    x, gy = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 3))
+    m = nn.PReLU(2, dtype=np.float64)
+    _, gx_ref, gw_ref = prelu_reference(x, m.weight.data, gy)
+    m.requires_input_grad = False
+    m(x)
+    assert m.backward(gy) is None
+    np.testing.assert_allclose(m.weight.grad, gw_ref, rtol=1e-12)
+    m.requires_input_grad = True
+    m.weight.requires_grad = False
+    m(x)
+    np.testing.assert_allclose(m.backward(gy), gx_ref, rtol=1e-14)
+    assert m.weight.grad is None
+    m.weight.requires_grad = True
+    m.weight.grad = None  # set_to_none: the next backward creates it
+    m(x)
+    m.backward(gy)
+    np.testing.assert_allclose(m.weight.grad, gw_ref, rtol=1e-12)
+
+
+def test_prelu_functional_pair_and_bad_arguments(rng):
+    x, gy = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    weight = np.array([0.1, -0.2, 0.3])
+    y, ctx = F.prelu_forward(x, weight)
+    np.testing.assert_array_equal(y, F.prelu(x, weight))
+    grad_weight = np.zeros(3)
+    grad_x = F.prelu_backward(gy, ctx, grad_weight)
+    _, gx_ref, gw_ref = prelu_reference(x, weight, gy)
+    np.testing.assert_allclose(grad_x, gx_ref, rtol=1e-14)
+    np.testing.assert_allclose(grad_weight, gw_ref, rtol=1e-12)
+    assert F.prelu_backward(gy, ctx, grad_weight, need_input_grad=False) is None
+    np.testing.assert_allclose(grad_weight, 2 * gw_ref, rtol=1e-12)  # accumulates (+=)
+    with pytest.raises(ValueError, match=r"weight: 3 parameters need the input's channel axis 1 to have 3"):
+        F.prelu(np.zeros((2, 4)), weight)
+    with pytest.raises(ValueError, match="channels: none"):
+        F.prelu(np.zeros(3), weight)
+    with pytest.raises(TypeError, match="weight: dtype float32 does not match"):
+        F.prelu(x, weight.astype(np.float32))
+    with pytest.raises(TypeError, match="ctx: expected the PReLUContext that prelu_forward returned"):
+        F.prelu_backward(gy, (x, weight))
+    with pytest.raises(ValueError, match=r"grad_weight: expected shape \(3,\)"):
+        F.prelu_backward(gy, ctx, np.zeros(2))
+    with pytest.raises(ValueError, match="num_parameters: expected an int >= 1"):
+        nn.PReLU(0)
+    with pytest.raises(TypeError, match="init: expected a float"):
+        nn.PReLU(init="0.25")
+    with pytest.raises(ValueError, match="channel axis 1"):
+        nn.PReLU(3)(np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_parameters, shape", [(1, (2, 3, 5, 5)), (3, (2, 3, 5, 5)), (6, (4, 6))])
+def test_prelu_matches_torch_with_state_dict_round_trip(rng, dtype, num_parameters, shape):
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.PReLU(num_parameters, init=0.1, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        ref.weight.uniform_(-0.5, 0.5)
+    ours = nn.PReLU(num_parameters, dtype=dtype)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
+    x = (2 * rng.standard_normal(shape)).astype(dtype)
+    x.flat[0] = 0.0  # torch's convention at the kink: dL/dx = weight * grad, no weight gradient
+    gy = rng.standard_normal(shape).astype(dtype)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = ref(xt)
+    yt.backward(torch.from_numpy(gy))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours(x), yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(ours.backward(gy), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(ours.weight.grad, ref.weight.grad.numpy(), **tol)
+    # and back: pycore's state_dict loads into torch with the same numbers
+    ours.weight.data[...] = rng.uniform(-1, 1, num_parameters).astype(dtype)
+    fresh = torch.nn.PReLU(num_parameters, dtype=ref.weight.dtype)
+    fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+    np.testing.assert_array_equal(fresh.weight.detach().numpy(), ours.weight.data)

@@ -485,7 +485,7 @@ def test_losses_backward_before_forward():
             loss.backward()
     loss = nn.CrossEntropyLoss(reduction="none")
     loss(rand(3, 4), np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match=r"grad: expected a scalar or shape \(3,\) .*got \(4,\)"):
+    with pytest.raises(ValueError, match=r"grad_output: expected a scalar or shape \(3,\) .*got \(4,\)"):
         loss.backward(np.ones(4))
     loss(rand(3, 4), np.array([0, 1, 2]))
     loss.backward()

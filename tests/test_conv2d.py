@@ -111,10 +111,10 @@ def hyper(case):
 
 
 def run_pycore(x, w, b, gy, **kw):
-    y = F.conv2d(x, w, b, **kw)
+    y, ctx = F.conv2d_forward(x, w, b, **kw)
     gw = np.zeros(w.shape, w.dtype)
     gb = None if b is None else np.zeros(b.shape, b.dtype)
-    gx = F.conv2d_backward(gy, x, w, gw, gb, **kw)
+    gx = F.conv2d_backward(gy, ctx, gw, gb)
     return y, gx, gw, gb
 
 
@@ -244,7 +244,7 @@ def test_forward_algorithms_agree_bitwise(simd_path, dtype):
             for algorithm in ("im2col", "direct"):
                 _C.conv2d_set_algorithm(algorithm)
                 gw, gb = np.zeros_like(weight), np.zeros_like(bias)
-                gx = F.conv2d_backward(gy, x, weight, gw, gb, **kwargs)
+                gx = F.conv2d_backward(gy, F.conv2d_forward(x, weight, **kwargs)[1], gw, gb)
                 for got, expected in zip((gx, gw, gb), want):
                     np.testing.assert_allclose(got, expected, **TOL[dtype], err_msg=algorithm)
     finally:
@@ -435,22 +435,25 @@ def test_conv2d_rejects_bad_input(args, kwargs, exc, match):
 
 def test_conv2d_backward_rejects_bad_buffers():
     gy = np.zeros((2, 6, 6, 6), np.float32)
+    _, ctx = F.conv2d_forward(X, W)
+    with pytest.raises(TypeError, match="ctx: expected the Conv2dContext that conv2d_forward returned, got tuple"):
+        F.conv2d_backward(gy, (X, W))
     with pytest.raises(ValueError, match=r"grad_output: expected shape \(2, 6, 6, 6\)"):
-        F.conv2d_backward(gy[:, :, :5], X, W)
+        F.conv2d_backward(gy[:, :, :5], ctx)
     with pytest.raises(TypeError, match="grad_output: dtype float64"):
-        F.conv2d_backward(gy.astype(np.float64), X, W)
+        F.conv2d_backward(gy.astype(np.float64), ctx)
     with pytest.raises(TypeError, match="grad_weight: dtype float64"):
-        F.conv2d_backward(gy, X, W, grad_weight=np.zeros(W.shape))
+        F.conv2d_backward(gy, ctx, grad_weight=np.zeros(W.shape))
     with pytest.raises(ValueError, match=r"grad_weight: expected shape \(6, 4, 3, 3\)"):
-        F.conv2d_backward(gy, X, W, grad_weight=np.zeros((6, 4, 3, 2), np.float32))
+        F.conv2d_backward(gy, ctx, grad_weight=np.zeros((6, 4, 3, 2), np.float32))
     with pytest.raises(ValueError, match="grad_weight: must be C-contiguous and writeable"):
-        F.conv2d_backward(gy, X, W, grad_weight=np.zeros((3, 3, 4, 6), np.float32).T)
+        F.conv2d_backward(gy, ctx, grad_weight=np.zeros((3, 3, 4, 6), np.float32).T)
     ro = np.zeros(6, np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="grad_bias: must be C-contiguous and writeable"):
-        F.conv2d_backward(gy, X, W, grad_bias=ro)
+        F.conv2d_backward(gy, ctx, grad_bias=ro)
     with pytest.raises(TypeError, match="grad_bias: expected a numpy array"):
-        F.conv2d_backward(gy, X, W, grad_bias=[0.0] * 6)
+        F.conv2d_backward(gy, ctx, grad_bias=[0.0] * 6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -495,9 +498,9 @@ def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype, padding):
     try:
         for threads in (1, 2):
             pycore.set_num_threads(threads)
-            y = F.conv2d(x, w, b, padding=padding)
+            y, ctx = F.conv2d_forward(x, w, b, padding=padding)
             gw, gb = np.zeros_like(w), np.zeros_like(b)
-            gx = F.conv2d_backward(gy, x, w, gw, gb, padding=padding, need_input_grad=not first_layer)
+            gx = F.conv2d_backward(gy, ctx, gw, gb, need_input_grad=not first_layer)
             results.append((y, gx, gw, gb))
     finally:
         pycore.set_num_threads(before)

@@ -73,18 +73,18 @@ def test_fused_functional_backward_matches_finite_differences(rng):
     for name, slope in [("tanh", 0.01), ("sigmoid", 0.01), ("leaky_relu", 0.3)]:
         def f(_):
             return F.conv2d(x, w, b, activation=name, negative_slope=slope)
-        y = f(None)
+        y, ctx = F.conv2d_forward(x, w, b, activation=name, negative_slope=slope)
         gw, gb = np.zeros_like(w), np.zeros_like(b)
         grad_pre = F.activation_backward(gy, y, name, slope)
-        gx = F.conv2d_backward(grad_pre, x, w, gw, gb)
+        gx = F.conv2d_backward(grad_pre, ctx, gw, gb)
         np.testing.assert_allclose(gx, numeric_grad(f, x, gy), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(gw, numeric_grad(f, w, gy), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(gb, numeric_grad(f, b, gy), rtol=1e-6, atol=1e-7)
     xl, wl, bl = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
     gyl = rng.standard_normal((3, 4))
-    yl = F.linear(xl, wl, bl, activation="sigmoid")
+    yl, ctxl = F.linear_forward(xl, wl, bl, activation="sigmoid")
     gwl = np.zeros_like(wl)
-    gxl = F.linear_backward(F.activation_backward(gyl, yl, "sigmoid"), xl, wl, gwl)
+    gxl = F.linear_backward(F.activation_backward(gyl, yl, "sigmoid"), ctxl, gwl)
     np.testing.assert_allclose(gxl, numeric_grad(lambda _: F.linear(xl, wl, bl, activation="sigmoid"), xl, gyl),
                                rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(gwl, numeric_grad(lambda _: F.linear(xl, wl, bl, activation="sigmoid"), wl, gyl),

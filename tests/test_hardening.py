@@ -34,11 +34,11 @@ def test_softmax_with_an_empty_later_axis_returns_empty_like_torch(tmp_path):
         import numpy as np, torch, pycore.functional as F, pycore.nn as nn
         for shape, dim in [((2, 3, 0), 1), ((2, 3, 0), 0), ((0, 4, 5), 1), ((3, 0, 2), 0), ((2, 0), 0)]:
             x = np.ones(shape, np.float32)
-            for fwd, bwd, ref in ((F.softmax, F.softmax_backward, torch.softmax),
-                                  (F.log_softmax, F.log_softmax_backward, torch.log_softmax)):
-                y = fwd(x, dim)
+            for fwd, bwd, ref in ((F.softmax_forward, F.softmax_backward, torch.softmax),
+                                  (F.log_softmax_forward, F.log_softmax_backward, torch.log_softmax)):
+                y, ctx = fwd(x, dim)
                 assert y.shape == tuple(ref(torch.from_numpy(x), dim).shape), (shape, dim)
-                assert bwd(y, y, dim).shape == shape
+                assert bwd(y, ctx).shape == shape
             assert nn.Softmax(dim)(x).shape == shape
         # the binding's own check: (2**33, 2**31, 1) wraps to 0 elements, "matching" an empty array
         from pycore import _C
@@ -76,10 +76,10 @@ def test_conv2d_too_wide_for_memory_is_computed_in_segments(tmp_path):
         expected_dx = np.minimum(np.minimum(i + 1, 60000 - i), 30000).astype(np.float32)
         for threads in (1, 2):
             pycore.set_num_threads(threads)
-            y = F.conv2d(x, w)
+            y, ctx = F.conv2d_forward(x, w)
             assert y.shape == (1, 1, 1, 30001) and np.all(y == 30000), "wrong forward"
             grad_w = np.zeros_like(w)
-            grad_x = F.conv2d_backward(np.ones((1, 1, 1, 30001), np.float32), x, w, grad_w)
+            grad_x = F.conv2d_backward(np.ones((1, 1, 1, 30001), np.float32), ctx, grad_w)
             assert np.all(grad_w == 30001), "wrong weight gradient"
             assert np.array_equal(grad_x.reshape(-1), expected_dx), "wrong input gradient"
         small = F.conv2d(np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 3, 3), np.float32))
@@ -108,7 +108,8 @@ def test_allocation_failure_inside_a_parallel_region_is_a_memory_error(tmp_path)
         for threads in (2, 1):
             pycore.set_num_threads(threads)
             for call in (lambda: F.conv2d(x, w, stride=(1, 2)),
-                         lambda: F.conv2d_backward(np.ones((1, 2, 1, 8193)), x, w, np.zeros_like(w), stride=(1, 2))):
+                         lambda: F.conv2d_backward(np.ones((1, 2, 1, 8193)), F.conv.Conv2dContext(x, w, (1, 2), 0, 1, 1),
+                                                   np.zeros_like(w))):
                 try:
                     call()
                 except MemoryError:
@@ -155,7 +156,7 @@ def test_conv2d_backward_in_tiles_matches_torch(shape, kernel, kwargs):
     gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
     yt.backward(torch.from_numpy(gy))
     grad_w, grad_b = np.zeros_like(w), np.zeros(kernel[0], np.float32)
-    grad_x = F.conv2d_backward(gy, x, w, grad_w, grad_b, **kwargs)
+    grad_x = F.conv2d_backward(gy, F.conv2d_forward(x, w, **kwargs)[1], grad_w, grad_b)
     np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(grad_w, wt.grad.numpy(), rtol=1e-4, atol=2e-3)
     np.testing.assert_allclose(grad_b, gy.sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-3)
@@ -253,20 +254,23 @@ def test_set_num_threads_is_bounded():
 
 def test_pool_backward_validates_a_hand_built_geometry():
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
-    y, geometry = F.avg_pool2d_with_geometry(x, 2)
-    ym, argmax, geometry_m = F.max_pool2d_with_indices(x, 2)
+    y, ctx = F.avg_pool2d_forward(x, 2)
+    geometry = ctx.geometry
+    ym, ctx_m = F.max_pool2d_forward(x, 2)
     for bad in (geometry._replace(stride=(0, 0)), geometry._replace(kernel=(0, 2)),
                 geometry._replace(padding=(-1, 0)), geometry._replace(output_shape=(2, 3, 9, 9)),
                 geometry._replace(input_shape=(2, 3, 600, 600))):
         with pytest.raises(ValueError, match="geometry|stride|kernel|padding"):
-            F.avg_pool2d_backward(np.ones(bad.output_shape, np.float32), bad)
+            F.avg_pool2d_backward(np.ones(bad.output_shape, np.float32), ctx._replace(geometry=bad))
     with pytest.raises(ValueError):
-        F.max_pool2d_backward(ym, argmax, geometry_m._replace(stride=(0, 2)))
+        F.max_pool2d_backward(ym, ctx_m._replace(geometry=ctx_m.geometry._replace(stride=(0, 2))))
     with pytest.raises(TypeError, match="geometry"):
-        F.avg_pool2d_backward(y, tuple(geometry))
+        F.avg_pool2d_backward(y, ctx._replace(geometry=tuple(geometry)))
+    with pytest.raises(TypeError, match="ctx: expected the AvgPool2dContext"):
+        F.avg_pool2d_backward(y, tuple(ctx))
     # a valid geometry (ceil_mode too) still works
-    y2, g2 = F.avg_pool2d_with_geometry(x[:, :, :5, :5], 2, ceil_mode=True)
-    assert F.avg_pool2d_backward(np.ones_like(y2), g2).shape == (2, 3, 5, 5)
+    y2, ctx2 = F.avg_pool2d_forward(x[:, :, :5, :5], 2, ceil_mode=True)
+    assert F.avg_pool2d_backward(np.ones_like(y2), ctx2).shape == (2, 3, 5, 5)
 
 
 # -- grad = None: one rule for every parameter ------------------------------------------------
@@ -413,7 +417,7 @@ def test_linear_backward_grad_weight_aliasing_input():
     gy = rng.standard_normal((3, 3))
     expected = x + gy.T @ x
     grad_w = x  # the weight gradient buffer is the input itself
-    F.linear_backward(gy, grad_w, w, grad_weight=grad_w)
+    F.linear_backward(gy, F.linalg.LinearContext(grad_w, w), grad_weight=grad_w)
     np.testing.assert_allclose(grad_w, expected, rtol=1e-12)
 
 
@@ -482,7 +486,7 @@ def test_linear_with_zero_in_features_returns_the_bias():
     expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
     np.testing.assert_array_equal(F.linear(x, w, b), expected.numpy())
     grad_w, grad_b = np.zeros((2, 0), np.float32), np.zeros(2, np.float32)
-    grad_x = F.linear_backward(np.ones((3, 2), np.float32), x, w, grad_w, grad_b)
+    grad_x = F.linear_backward(np.ones((3, 2), np.float32), F.linear_forward(x, w, b)[1], grad_w, grad_b)
     assert grad_x.shape == (3, 0)
     np.testing.assert_array_equal(grad_b, [3.0, 3.0])
 
@@ -543,11 +547,13 @@ def test_rnn_layer_backward_validates_a_hand_built_cache():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 2, 4)).astype(np.float32)
     w_ih, w_hh = rng.standard_normal((9, 4)).astype(np.float32), rng.standard_normal((9, 3)).astype(np.float32)
-    y, _, cache = F.rnn_layer("GRU", x, w_ih, w_hh)
+    y, _, ctx = F.rnn_layer_forward("GRU", x, w_ih, w_hh)
     grads = (np.zeros_like(w_ih), np.zeros_like(w_hh))
-    with pytest.raises(TypeError, match="cache"):
-        F.rnn_layer_backward(tuple(cache), w_ih, w_hh, *grads, grad_y=np.ones_like(y))
-    for bad in (cache._replace(x=x[:, :, :2]), cache._replace(gates=cache.gates[:1]),
-                cache._replace(y=np.ones((3, 2, 5), np.float32)), cache._replace(x="x")):
+    grad_output = (np.ones_like(y), None)
+    with pytest.raises(TypeError, match="ctx: expected the RnnLayerContext"):
+        F.rnn_layer_backward(grad_output, tuple(ctx), *grads)
+    for bad in (ctx._replace(x=x[:, :, :2]), ctx._replace(gates=ctx.gates[:1]),
+                ctx._replace(y=np.ones((3, 2, 5), np.float32)), ctx._replace(x="x"),
+                ctx._replace(w_hh=w_hh[:3]), ctx._replace(w_ih=w_ih.astype(np.float64))):
         with pytest.raises((TypeError, ValueError)):
-            F.rnn_layer_backward(bad, w_ih, w_hh, *grads, grad_y=np.ones_like(y))
+            F.rnn_layer_backward(grad_output, bad, *grads)

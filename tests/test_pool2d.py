@@ -80,7 +80,7 @@ def pycore_pool(x, gy, mode, kernel_size, stride=None, padding=0, ceil_mode=Fals
                                              ((1, 4), (3, 2), (0, 2), False), ((5, 5), (3, 3), (2, 2), True)])
 def test_forward_matches_naive_loops(rng, dtype, k, s, p, ceil_mode):
     x = rng.standard_normal((2, 3, 7, 8)).astype(dtype)
-    y, arg, _ = F.max_pool2d_with_indices(x, k, s, p, ceil_mode)
+    y, (arg, _) = F.max_pool2d_forward(x, k, s, p, ceil_mode)
     ref, ref_arg = naive_pool(x.astype(np.float64), k, s, p, ceil_mode, "max")
     np.testing.assert_array_equal(y, ref.astype(dtype))
     np.testing.assert_array_equal(arg, ref_arg)
@@ -159,7 +159,7 @@ def test_max_pool_nan_propagates_like_torch():
     x[0, 0, 1, 1] = np.nan
     x[0, 1, 2, 3] = np.nan
     x[0, 1, 3, 2] = np.nan
-    y, arg, _ = F.max_pool2d_with_indices(x, 2)
+    y, (arg, _) = F.max_pool2d_forward(x, 2)
     y_ref, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
     np.testing.assert_array_equal(y, y_ref.numpy())
     np.testing.assert_array_equal(arg, arg_ref.numpy())
@@ -170,7 +170,7 @@ def test_max_pool_ties_and_all_padding_windows_pick_torchs_index():
     x[0, 0, 4, 4] = 1.0
     x[0, 0, :2, :2] = 7.0
     for kw in (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(kernel_size=2, stride=1)):
-        _, arg, _ = F.max_pool2d_with_indices(x, **kw)
+        _, (arg, _) = F.max_pool2d_forward(x, **kw)
         _, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
         np.testing.assert_array_equal(arg, arg_ref.numpy())
 
@@ -241,12 +241,12 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_max_pool_backward_refuses_a_bad_argmax():
     x = np.zeros((1, 2, 4, 4), dtype=np.float32)
-    y, argmax, geometry = F.max_pool2d_with_indices(x, 2)
+    y, ctx = F.max_pool2d_forward(x, 2)
     with pytest.raises(TypeError, match="argmax"):
-        F.max_pool2d_backward(np.ones_like(y), argmax.astype(np.int32), geometry)
-    argmax[0, 1, 1, 0] = 16
+        F.max_pool2d_backward(np.ones_like(y), ctx._replace(argmax=ctx.argmax.astype(np.int32)))
+    ctx.argmax[0, 1, 1, 0] = 16
     with pytest.raises(ValueError, match="outside the input plane"):
-        F.max_pool2d_backward(np.ones_like(y), argmax, geometry)
+        F.max_pool2d_backward(np.ones_like(y), ctx)
 
 
 @pytest.mark.parametrize("cls", [nn.MaxPool2d, nn.AvgPool2d])
@@ -300,7 +300,7 @@ def test_two_by_two_path_ties_infinities_and_odd_sizes_match_torch(rng):
     x[0, 0, :2, :2] = -np.inf
     x[1, 2, 4, 4] = np.nan
     for kwargs in (dict(kernel_size=2), dict(kernel_size=2, ceil_mode=True)):
-        y, arg, g = F.max_pool2d_with_indices(x, **kwargs)
+        y, (arg, g) = F.max_pool2d_forward(x, **kwargs)
         y_ref, arg_ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kwargs)
         np.testing.assert_array_equal(y, y_ref.numpy())
         np.testing.assert_array_equal(arg, arg_ref.numpy())
@@ -316,13 +316,14 @@ def test_relu_max_pool_equals_relu_then_max_pool(rng, dtype, kwargs):
     x = rng.standard_normal((2, 3, 10, 9)).astype(dtype)
     x[0, 1, :4, :4] = -1.0  # whole windows below zero: y == 0 and no gradient
     x[1, 0, 2, 2] = 0.0
-    y, arg, g = F.relu_max_pool2d_with_indices(x, **kwargs)
+    y, ctx = F.relu_max_pool2d_forward(x, **kwargs)
     relu_y = F.relu(x)
-    y_ref, arg_ref, g_ref = F.max_pool2d_with_indices(relu_y, **kwargs)
+    y_ref, ctx_ref = F.max_pool2d_forward(relu_y, **kwargs)
     np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(F.relu_max_pool2d(x, **kwargs), y_ref)
     grad_output = rng.standard_normal(y.shape).astype(dtype)
-    expected = F.relu_backward(F.max_pool2d_backward(grad_output, arg_ref, g_ref), relu_y)
-    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, y, arg, g), expected)
+    expected = F.relu_backward(F.max_pool2d_backward(grad_output, ctx_ref), relu_y)
+    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, ctx), expected)
 
 
 def test_relu_max_pool_against_torch(rng):
@@ -331,13 +332,13 @@ def test_relu_max_pool_against_torch(rng):
     yt = torch.nn.functional.max_pool2d(torch.relu(xt), 2)
     grad_output = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
     yt.backward(torch.from_numpy(grad_output))
-    y, arg, g = F.relu_max_pool2d_with_indices(x, 2)
+    y, ctx = F.relu_max_pool2d_forward(x, 2)
     np.testing.assert_array_equal(y, yt.detach().numpy())
-    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, y, arg, g), xt.grad.numpy())
+    np.testing.assert_array_equal(F.relu_max_pool2d_backward(grad_output, ctx), xt.grad.numpy())
     # A NaN propagates forward as in torch (its gradient follows pycore's relu_backward,
     # which passes none through a NaN output; the test above checks that rule).
     x[2, 5, 7, 9] = np.nan
-    y = F.relu_max_pool2d_with_indices(x, 2)[0]
+    y = F.relu_max_pool2d(x, 2)
     np.testing.assert_array_equal(y, torch.nn.functional.max_pool2d(torch.relu(torch.from_numpy(x)), 2).numpy())
 
 
@@ -354,4 +355,5 @@ def test_relu_max_pool_module_matches_the_pair_and_finite_differences(rng):
     with pytest.raises(ValueError, match="ReLUMaxPool2d.*too small"):
         fused(np.zeros((1, 1, 1, 1)))
     with pytest.raises(ValueError, match="shape"):
-        F.relu_max_pool2d_backward(grad_output, y[:1], *F.relu_max_pool2d_with_indices(x, 2)[1:])
+        ctx = F.relu_max_pool2d_forward(x, 2)[1]
+        F.relu_max_pool2d_backward(grad_output, ctx._replace(output=y[:1]))

@@ -1,19 +1,33 @@
-"""relu, leaky_relu, sigmoid, tanh, softmax, log_softmax and their backwards (csrc/elementwise.cpp).
+"""Activations (csrc/elementwise.cpp; GELU, SiLU and PReLU in numpy), as forward/backward pairs.
 
-Inputs of any shape, float32 or float64; outputs are new arrays of the same shape and
-dtype. Each backward takes grad_output and what its forward saved (the output y, or for
-leaky_relu the input x) and returns grad_input.
+Every activation X comes as
+    X(x, ...) -> y                                  torch.nn.functional's name: y only
+    X_forward(x, ...) -> (y, ctx)                   y and what backward needs
+    X_backward(grad_output, ctx) -> grad_input      dL/dx from dL/dy and that ctx
+and PReLU, the one with a learnable parameter, also adds dL/dweight into a buffer:
+    prelu_backward(grad_output, ctx, grad_weight=None, need_input_grad=True).
+ctx is the saved array itself where one array is enough (relu, sigmoid, tanh keep their
+output y; silu its input x), otherwise a small namedtuple (LeakyReLUContext,
+SoftmaxContext, GELUContext, PReLUContext). Inputs of any shape, float32 or float64;
+outputs are new arrays of the same shape and dtype.
 """
-__all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
-           "tanh", "tanh_backward", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
-           "gelu", "gelu_backward", "silu", "silu_backward"]
+__all__ = ["relu", "relu_forward", "relu_backward", "leaky_relu", "leaky_relu_forward", "leaky_relu_backward",
+           "sigmoid", "sigmoid_forward", "sigmoid_backward", "tanh", "tanh_forward", "tanh_backward",
+           "softmax", "softmax_forward", "softmax_backward", "log_softmax", "log_softmax_forward",
+           "log_softmax_backward", "gelu", "gelu_forward", "gelu_backward", "silu", "silu_forward", "silu_backward",
+           "prelu", "prelu_forward", "prelu_backward"]
 import math
-import numbers
+from collections import namedtuple
 
 import numpy as np
 
 from .. import _C
-from .._checks import choice, float_array, integer
+from .._checks import choice, context, float_array, gradient_buffer, grad_like, integer, real
+
+LeakyReLUContext = namedtuple("LeakyReLUContext", "input negative_slope")
+SoftmaxContext = namedtuple("SoftmaxContext", "output dim")
+GELUContext = namedtuple("GELUContext", "input approximate")
+PReLUContext = namedtuple("PReLUContext", "input weight")
 
 
 def _unary(kernel, x, *args):
@@ -25,19 +39,10 @@ def _unary(kernel, x, *args):
 
 def _unary_backward(kernel, grad_output, saved, saved_name, *args):
     saved = float_array(saved, saved_name)
-    grad_output = float_array(grad_output, "grad_output", dtype=saved.dtype)
-    if grad_output.shape != saved.shape:
-        raise ValueError(f"grad_output: expected shape {saved.shape} (the shape of {saved_name}), "
-                         f"got {grad_output.shape}")
+    grad_output = grad_like(grad_output, saved, f"the shape of {saved_name}")
     grad_input = np.empty_like(saved)
     kernel(grad_input, grad_output, saved, *args)
     return grad_input
-
-
-def _slope(negative_slope):
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
-    return float(negative_slope)
 
 
 def relu(x):
@@ -45,19 +50,34 @@ def relu(x):
     return _unary(_C.relu_forward, x)
 
 
-def relu_backward(grad_output, y):
-    """dL/dx = grad_output * (y > 0), from relu's output y."""
-    return _unary_backward(_C.relu_backward, grad_output, y, "output")
+def relu_forward(x):
+    """(y, ctx) of relu; ctx is y itself (the mask y > 0 is all backward needs)."""
+    y = relu(x)
+    return y, y
+
+
+def relu_backward(grad_output, ctx):
+    """dL/dx = grad_output * (y > 0), ctx = relu's output y."""
+    return _unary_backward(_C.relu_backward, grad_output, ctx, "output")
 
 
 def leaky_relu(x, negative_slope=0.01):
     """y = x if x > 0 else negative_slope * x, elementwise."""
-    return _unary(_C.leaky_relu_forward, x, _slope(negative_slope))
+    return _unary(_C.leaky_relu_forward, x, real(negative_slope, "negative_slope"))
 
 
-def leaky_relu_backward(grad_output, x, negative_slope=0.01):
-    """dL/dx = grad_output * (1 if x > 0 else negative_slope), from leaky_relu's input x."""
-    return _unary_backward(_C.leaky_relu_backward, grad_output, x, "input", _slope(negative_slope))
+def leaky_relu_forward(x, negative_slope=0.01):
+    """(y, LeakyReLUContext(input, negative_slope)): backward reads the sign of the input
+    (a negative slope flips the output's sign, so y alone would not do)."""
+    x = float_array(x, "input")
+    slope = real(negative_slope, "negative_slope")
+    return leaky_relu(x, slope), LeakyReLUContext(x, slope)
+
+
+def leaky_relu_backward(grad_output, ctx):
+    """dL/dx = grad_output * (1 if x > 0 else negative_slope)."""
+    x, slope = context(ctx, LeakyReLUContext, "leaky_relu")
+    return _unary_backward(_C.leaky_relu_backward, grad_output, x, "input", real(slope, "negative_slope"))
 
 
 def sigmoid(x):
@@ -65,9 +85,15 @@ def sigmoid(x):
     return _unary(_C.sigmoid_forward, x)
 
 
-def sigmoid_backward(grad_output, y):
-    """dL/dx = grad_output * y * (1 - y), from sigmoid's output y."""
-    return _unary_backward(_C.sigmoid_backward, grad_output, y, "output")
+def sigmoid_forward(x):
+    """(y, ctx) of sigmoid; ctx is y itself."""
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(grad_output, ctx):
+    """dL/dx = grad_output * y * (1 - y), ctx = sigmoid's output y."""
+    return _unary_backward(_C.sigmoid_backward, grad_output, ctx, "output")
 
 
 def tanh(x):
@@ -75,9 +101,15 @@ def tanh(x):
     return _unary(_C.tanh_forward, x)
 
 
-def tanh_backward(grad_output, y):
-    """dL/dx = grad_output * (1 - y^2), from tanh's output y."""
-    return _unary_backward(_C.tanh_backward, grad_output, y, "output")
+def tanh_forward(x):
+    """(y, ctx) of tanh; ctx is y itself."""
+    y = tanh(x)
+    return y, y
+
+
+def tanh_backward(grad_output, ctx):
+    """dL/dx = grad_output * (1 - y^2), ctx = tanh's output y."""
+    return _unary_backward(_C.tanh_backward, grad_output, ctx, "output")
 
 
 # -- softmax ------------------------------------------------------------------------------
@@ -104,11 +136,10 @@ def _softmax(x, dim, log_output, op):
     return y
 
 
-def _softmax_backward(grad_output, y, dim, log_output, op):
+def _softmax_backward(grad_output, ctx, log_output, op):
+    y, dim = context(ctx, SoftmaxContext, op)
     y = float_array(y, "output")
-    grad_output = float_array(grad_output, "grad_output", dtype=y.dtype)
-    if grad_output.shape != y.shape:
-        raise ValueError(f"grad_output: expected shape {y.shape} (the output's), got {grad_output.shape}")
+    grad_output = grad_like(grad_output, y)
     grad_input = np.empty_like(y)
     _C.softmax_backward(grad_input, grad_output, y, *_axis_view(y.shape, dim, op), log_output)
     return grad_input
@@ -123,9 +154,15 @@ def softmax(x, dim=-1):
     return _softmax(x, dim, False, "softmax")
 
 
-def softmax_backward(grad_output, y, dim=-1):
-    """dL/dx_i = y_i (g_i - sum_j g_j y_j) along `dim`, from softmax's output y."""
-    return _softmax_backward(grad_output, y, dim, False, "softmax")
+def softmax_forward(x, dim=-1):
+    """(y, SoftmaxContext(output=y, dim)) of softmax."""
+    y = softmax(x, dim)
+    return y, SoftmaxContext(y, dim)
+
+
+def softmax_backward(grad_output, ctx):
+    """dL/dx_i = y_i (g_i - sum_j g_j y_j) along dim, from softmax_forward's ctx."""
+    return _softmax_backward(grad_output, ctx, False, "softmax")
 
 
 def log_softmax(x, dim=-1):
@@ -133,9 +170,15 @@ def log_softmax(x, dim=-1):
     return _softmax(x, dim, True, "log_softmax")
 
 
-def log_softmax_backward(grad_output, y, dim=-1):
-    """dL/dx_i = g_i - exp(y_i) sum_j g_j along `dim`, from log_softmax's output y."""
-    return _softmax_backward(grad_output, y, dim, True, "log_softmax")
+def log_softmax_forward(x, dim=-1):
+    """(y, SoftmaxContext(output=y, dim)) of log_softmax."""
+    y = log_softmax(x, dim)
+    return y, SoftmaxContext(y, dim)
+
+
+def log_softmax_backward(grad_output, ctx):
+    """dL/dx_i = g_i - exp(y_i) sum_j g_j along dim, from log_softmax_forward's ctx."""
+    return _softmax_backward(grad_output, ctx, True, "log_softmax")
 
 
 # GELU and SiLU are numpy (no C++ kernel yet). numpy has no erf. float64 input uses
@@ -182,26 +225,25 @@ def gelu(x, approximate="none"):
     """GELU(x) = x * Phi(x), Phi the standard normal CDF (approximate='none', via erf), or
     0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with approximate='tanh', as
     torch.nn.functional.gelu."""
+    return gelu_forward(x, approximate)[0]
+
+
+def gelu_forward(x, approximate="none"):
+    """(y, GELUContext(input, approximate)) of gelu."""
     choice(approximate, "approximate", GELU_APPROXIMATIONS)
     x = float_array(x, "input")
     cdf, _ = _gelu_parts(x, approximate)
-    return x * cdf
+    return x * cdf, GELUContext(x, approximate)
 
 
-def gelu_backward(grad_output, x, approximate="none"):
-    """dL/dx of gelu given its input x: grad_output * (Phi(x) + x * Phi'(x))."""
+def gelu_backward(grad_output, ctx):
+    """dL/dx of gelu: grad_output * (Phi(x) + x * Phi'(x)), x and approximate from ctx."""
+    x, approximate = context(ctx, GELUContext, "gelu")
     choice(approximate, "approximate", GELU_APPROXIMATIONS)
     x = float_array(x, "input")
-    grad_output = _grad_like(grad_output, x)
+    grad_output = grad_like(grad_output, x, "the shape of input")
     cdf, density = _gelu_parts(x, approximate)
     return grad_output * (cdf + x * density)
-
-
-def _grad_like(grad_output, x):
-    grad_output = float_array(grad_output, "grad_output", dtype=x.dtype)
-    if grad_output.shape != x.shape:
-        raise ValueError(f"grad_output: expected shape {x.shape} (the shape of input), got {grad_output.shape}")
-    return grad_output
 
 
 def silu(x):
@@ -210,9 +252,73 @@ def silu(x):
     return x * sigmoid(x)
 
 
-def silu_backward(grad_output, x):
-    """dL/dx of silu given its input x: grad_output * s (1 + x (1 - s)), s = sigmoid(x)."""
+def silu_forward(x):
+    """(y, ctx) of silu; ctx is the input x (backward recomputes sigmoid(x))."""
     x = float_array(x, "input")
-    grad_output = _grad_like(grad_output, x)
+    return silu(x), x
+
+
+def silu_backward(grad_output, ctx):
+    """dL/dx of silu: grad_output * s (1 + x (1 - s)), s = sigmoid(x), x = ctx."""
+    x = float_array(ctx, "input")
+    grad_output = grad_like(grad_output, x, "the shape of input")
     s = sigmoid(x)
     return grad_output * s * (1 + x * (1 - s))
+
+
+# -- PReLU: the activation with a learnable parameter ----------------------------------------
+# numpy, no kernel: two passes forward (x > 0, the select), three backward. The worked
+# example of DEVELOPERS.md's checklist for an op with a weight.
+
+def _prelu_weight_view(x, weight):
+    """weight (num_parameters,) checked against x and shaped to broadcast over it: one
+    value per channel on axis 1 (x with >= 2 axes), or a single value for any x (PyTorch's
+    rule: a 0- or 1-D input has no channel axis)."""
+    weight = float_array(weight, "weight", dtype=x.dtype, ndim=1, layout="(num_parameters,)")
+    count = weight.shape[0]
+    if count == 1:
+        return weight, weight.reshape((1,) * x.ndim)
+    if x.ndim < 2 or x.shape[1] != count:
+        channels = x.shape[1] if x.ndim >= 2 else "none (a 0- or 1-D input)"
+        raise ValueError(f"weight: {count} parameters need the input's channel axis 1 to have {count} "
+                         f"entries, got input of shape {x.shape} (channels: {channels})")
+    return weight, weight.reshape((1, count) + (1,) * (x.ndim - 2))
+
+
+def prelu(x, weight):
+    """PReLU(x) = x if x > 0 else weight * x, elementwise, as torch.nn.functional.prelu.
+
+    x: any shape; weight: (num_parameters,), either one value for every element or one per
+    channel (axis 1 of x, which then has >= 2 axes). Output: x's shape and dtype.
+    """
+    return prelu_forward(x, weight)[0]
+
+
+def prelu_forward(x, weight):
+    """(y, PReLUContext(input, weight)) of prelu."""
+    x = float_array(x, "input")
+    weight, w = _prelu_weight_view(x, weight)
+    return np.where(x > 0, x, w * x), PReLUContext(x, weight)
+
+
+def prelu_backward(grad_output, ctx, grad_weight=None, need_input_grad=True):
+    """Gradients of prelu, given dL/dy and prelu_forward's ctx.
+
+    Adds dL/dweight = sum of grad_output * x where x <= 0 (over every axis but the
+    channel axis, or over all axes for a single weight) into grad_weight when given (in
+    place; None: the weight is frozen). Returns dL/dx = grad_output * (1 if x > 0 else
+    weight), PyTorch's convention at x == 0, or None when need_input_grad is False.
+    """
+    x, weight = context(ctx, PReLUContext, "prelu")
+    x = float_array(x, "input")
+    weight, w = _prelu_weight_view(x, weight)
+    grad_output = grad_like(grad_output, x)
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
+    positive = x > 0
+    if grad_weight is not None:
+        per_element = np.where(positive, 0, grad_output * x)
+        axes = tuple(a for a in range(x.ndim) if weight.shape[0] == 1 or a != 1)
+        grad_weight += per_element.sum(axis=axes).reshape(weight.shape)
+    if not need_input_grad:
+        return None
+    return np.where(positive, grad_output, grad_output * w)

@@ -9,11 +9,18 @@ so windows may overlap by one when out does not divide n. output_size 1 is globa
 pooling. One numpy reduction per output cell over all N * C planes at once: cheap for the
 small outputs these layers are used for (1x1 after a CNN's last block; 7x7 at most).
 """
-__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
-           "adaptive_max_pool2d_with_indices", "adaptive_max_pool2d_backward"]
+__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+           "adaptive_max_pool2d", "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward"]
+from collections import namedtuple
+
 import numpy as np
 
-from .._checks import float_array, int_pair, integer
+from .._checks import context, float_array, int_pair, integer
+
+AdaptiveAvgPool2dContext = namedtuple("AdaptiveAvgPool2dContext", "input_shape")
+AdaptiveMaxPool2dContext = namedtuple("AdaptiveMaxPool2dContext", "indices input_shape")
+AdaptiveMaxPool2dContext.__doc__ = """adaptive_max_pool2d_forward's ctx: indices (int64, y's shape),
+each output's flat position h * W + w in its (H, W) plane; input_shape: x's shape."""
 
 
 def _output_size(output_size, x_shape):
@@ -47,21 +54,31 @@ def _grad_output(grad_output, x_shape, dtype, output_size):
 def adaptive_avg_pool2d(x, output_size):
     """The mean of each adaptive window (see the module docstring), as
     torch.nn.functional.adaptive_avg_pool2d. Output (..., oh, ow)."""
+    return adaptive_avg_pool2d_forward(x, output_size)[0]
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """(y, AdaptiveAvgPool2dContext(input_shape)) of adaptive_avg_pool2d."""
     x, (oh, ow) = _input(x, output_size)
     H, W = x.shape[-2:]
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
     for i, (h0, h1) in enumerate(_windows(H, oh)):
         for j, (w0, w1) in enumerate(_windows(W, ow)):
             y[..., i, j] = x[..., h0:h1, w0:w1].mean(axis=(-2, -1))
-    return y
+    return y, AdaptiveAvgPool2dContext(x.shape)
 
 
-def adaptive_avg_pool2d_backward(grad_output, input_shape):
-    """dL/dx of adaptive_avg_pool2d for an input of input_shape: each output's gradient
-    shared equally by its window (overlapping windows add)."""
+def _input_shape(input_shape):
     input_shape = tuple(integer(d, "input_shape", minimum=1) for d in input_shape)
     if len(input_shape) not in (3, 4):
         raise ValueError(f"input_shape: expected (N, C, H, W) or (C, H, W), got {input_shape}")
+    return input_shape
+
+
+def adaptive_avg_pool2d_backward(grad_output, ctx):
+    """dL/dx of adaptive_avg_pool2d: each output's gradient shared equally by its window
+    (overlapping windows add)."""
+    input_shape = _input_shape(context(ctx, AdaptiveAvgPool2dContext, "adaptive_avg_pool2d").input_shape)
     g = float_array(grad_output, "grad_output", ndim=len(input_shape))
     oh, ow = g.shape[-2:]
     _grad_output(g, input_shape, g.dtype, (oh, ow))
@@ -73,10 +90,10 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
     return grad_input
 
 
-def adaptive_max_pool2d_with_indices(x, output_size):
-    """(y, indices): the maximum of each adaptive window and its flat position h * W + w
-    in its (H, W) plane (int64, the first maximum on ties), as
-    torch.nn.functional.adaptive_max_pool2d(return_indices=True)."""
+def adaptive_max_pool2d_forward(x, output_size):
+    """(y, AdaptiveMaxPool2dContext(indices, input_shape)): the maximum of each adaptive
+    window and its flat position h * W + w in its (H, W) plane (int64, the first maximum on
+    ties), as torch.nn.functional.adaptive_max_pool2d(return_indices=True)."""
     x, (oh, ow) = _input(x, output_size)
     H, W = x.shape[-2:]
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
@@ -87,21 +104,20 @@ def adaptive_max_pool2d_with_indices(x, output_size):
             k = np.argmax(window, axis=-1)  # NaN counts as the maximum, as in PyTorch
             y[..., i, j] = np.take_along_axis(window, k[..., None], axis=-1)[..., 0]
             indices[..., i, j] = (h0 + k // (w1 - w0)) * W + w0 + k % (w1 - w0)
-    return y, indices
+    return y, AdaptiveMaxPool2dContext(indices, x.shape)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
-    """adaptive max pooling, as torch.nn.functional.adaptive_max_pool2d."""
-    y, indices = adaptive_max_pool2d_with_indices(x, output_size)
-    return (y, indices) if return_indices else y
+    """adaptive max pooling, as torch.nn.functional.adaptive_max_pool2d: y, or (y, indices)."""
+    y, ctx = adaptive_max_pool2d_forward(x, output_size)
+    return (y, ctx.indices) if return_indices else y
 
 
-def adaptive_max_pool2d_backward(grad_output, indices, input_shape):
+def adaptive_max_pool2d_backward(grad_output, ctx):
     """dL/dx of adaptive_max_pool2d: each output's gradient goes to its window's maximum
-    (indices from adaptive_max_pool2d_with_indices); repeated positions add."""
-    input_shape = tuple(integer(d, "input_shape", minimum=1) for d in input_shape)
-    if len(input_shape) not in (3, 4):
-        raise ValueError(f"input_shape: expected (N, C, H, W) or (C, H, W), got {input_shape}")
+    (ctx from adaptive_max_pool2d_forward); repeated positions add."""
+    indices, input_shape = context(ctx, AdaptiveMaxPool2dContext, "adaptive_max_pool2d")
+    input_shape = _input_shape(input_shape)
     grad_output = float_array(grad_output, "grad_output", ndim=len(input_shape))
     indices = np.asarray(indices)
     if indices.dtype != np.int64 or indices.shape != grad_output.shape:

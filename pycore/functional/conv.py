@@ -6,7 +6,8 @@
 with g = oc // (C_out / groups) the group of output channel oc and C_g = C_in / groups. As in
 every deep-learning library this is cross-correlation: the kernel is not flipped.
 """
-__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
+__all__ = ["conv2d", "conv2d_forward", "conv2d_backward", "conv1d", "conv1d_forward", "conv1d_backward",
+           "conv_padding", "conv2d_geometry"]
 
 import numbers
 from collections import namedtuple
@@ -14,7 +15,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import INT64_MAX, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer
+from .._checks import INT64_MAX, context, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer
 from .fused import activation_code
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
@@ -23,8 +24,13 @@ Conv2dGeometry.__doc__ = """The resolved hyper-parameters of one convolution.
 stride, dilation: (h, w); padding: (top, bottom, left, right), after 'same'/'valid' are
 resolved; groups: int; output_shape: (N, C_out, H_out, W_out)."""
 
+Conv2dContext = namedtuple("Conv2dContext", "input weight stride padding dilation groups")
+Conv2dContext.__doc__ = """conv2d_forward's ctx: the input and weight the forward read (C-contiguous)
+and its hyper-parameters as given (backward resolves them again: conv2d_geometry caches)."""
+Conv1dContext = namedtuple("Conv1dContext", "input weight stride padding dilation groups")
 
-def _padding(padding, kernel, stride, dilation):
+
+def conv_padding(padding, kernel, stride, dilation):
     """(top, bottom, left, right) from an int, a pair, 'valid' or 'same' (PyTorch's rules).
 
     'same' keeps the size at stride 1: an axis needs d*(k-1) padding in all, total//2
@@ -101,7 +107,7 @@ def _resolve_geometry(input_shape, weight_shape, stride, padding, dilation, grou
         raise ValueError(f"weight: expected weight.shape[1] * groups == input channels, got "
                          f"weight of shape {tuple(weight_shape)} with groups={groups} for input of shape "
                          f"{tuple(input_shape)} ({c_per_group} * {groups} != {c_in})")
-    pads = _padding(padding, (kh, kw), stride, dilation)
+    pads = conv_padding(padding, (kh, kw), stride, dilation)
     # The kernel forms H + pad_top + pad_bottom and dilation*(kH - 1) in int64 (and the
     # same along W): each must fit, or it wraps (a stride of 2**62 leaves a tiny output).
     for size, k, lo, hi, d in ((h, kh, pads[0], pads[1], dilation[0]), (w, kw, pads[2], pads[3], dilation[1])):
@@ -157,6 +163,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, acti
         H_out = floor((H + pad_top + pad_bottom - dilation_h*(kH-1) - 1) / stride_h) + 1
         (W_out likewise).
     """
+    return conv2d_forward(x, weight, bias, stride, padding, dilation, groups, activation, negative_slope)[0]
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
+                   negative_slope=0.01):
+    """(y, Conv2dContext) of conv2d (arguments as conv2d)."""
     x, weight = _inputs(x, weight)
     if bias is not None:
         bias = float_array(bias, "bias", ndim=1, layout="(C_out,)")
@@ -169,19 +181,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, acti
     geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     out = np.empty(geo.output_shape, dtype=x.dtype)
-    return _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo), code, slope)
+    y = _C.conv2d_forward(out, x, weight, bias, *_kernel_args(geo), code, slope)
+    return y, Conv2dContext(x, weight, stride, padding, dilation, groups)
 
 
-def conv2d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
-                    dilation=1, groups=1, need_input_grad=True):
-    """Gradients of conv2d(x, weight, bias, stride, padding, dilation, groups).
+def conv2d_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of conv2d, given dL/dy (N, C_out, H_out, W_out) and conv2d_forward's ctx.
 
-    grad_output: dL/dy, (N, C_out, H_out, W_out). Adds, in place,
+    Adds, in place,
         grad_weight (C_out, C_in/groups, kH, kW) += dL/dweight   (when given)
         grad_bias   (C_out,)                     += dL/dbias = sum of grad_output over N, H, W
     and returns dL/dx (N, C_in, H, W), or None when need_input_grad is False (a network's
-    first layer: skipping it saves most of that layer's backward).
+    first layer: skipping it saves most of that layer's backward). A fused activation's
+    gradient is not included: run fused.activation_backward first.
     """
+    x, weight, stride, padding, dilation, groups = context(ctx, Conv2dContext, "conv2d")
     x, weight = _inputs(x, weight)
     geo = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, x.itemsize)
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
@@ -216,24 +230,31 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     padding (int, 'valid' or 'same'), dilation: ints. Output (N, C_out, L_out),
     L_out = floor((L + 2 padding - dilation (K - 1) - 1) / stride) + 1.
     """
+    return conv1d_forward(x, weight, bias, stride, padding, dilation, groups)[0]
+
+
+def conv1d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """(y, Conv1dContext) of conv1d (arguments as conv1d)."""
     x4, w4, hyper = _as_2d(x, weight, stride, padding, dilation)
-    return conv2d(x4, w4, bias, groups=groups, **hyper)[:, :, 0, :]
+    y = conv2d(x4, w4, bias, groups=groups, **hyper)[:, :, 0, :]
+    return y, Conv1dContext(x4[:, :, 0, :], w4[:, :, 0, :], stride, padding, dilation, groups)
 
 
-def conv1d_backward(grad_output, x, weight, grad_weight=None, grad_bias=None, stride=1, padding=0,
-                    dilation=1, groups=1, need_input_grad=True):
-    """Gradients of conv1d: adds into grad_weight (C_out, C_in / groups, K) and grad_bias
-    (C_out,) when given (in place); returns dL/dx (N, C_in, L) or None when need_input_grad
-    is False."""
+def conv1d_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of conv1d from conv1d_forward's ctx: adds into grad_weight (C_out, C_in /
+    groups, K) and grad_bias (C_out,) when given (in place); returns dL/dx (N, C_in, L) or
+    None when need_input_grad is False."""
+    x, weight, stride, padding, dilation, groups = context(ctx, Conv1dContext, "conv1d")
     x4, w4, hyper = _as_2d(x, weight, stride, padding, dilation)
     grad_output = float_array(grad_output, "grad_output", dtype=x4.dtype, ndim=3, layout="(N, C_out, L_out)")
-    _, _, left, right = _padding(hyper["padding"], (1, w4.shape[3]), hyper["stride"], hyper["dilation"])
+    _, _, left, right = conv_padding(hyper["padding"], (1, w4.shape[3]), hyper["stride"], hyper["dilation"])
     expected = (x4.shape[0], w4.shape[0],
                 _output_size(x4.shape[3], w4.shape[3], hyper["stride"][1], left, right, hyper["dilation"][1]))
     if grad_output.shape != expected:
         raise ValueError(f"grad_output: expected shape {expected} (the output's), got {grad_output.shape}")
     grad_weight = gradient_buffer(grad_weight, "grad_weight", w4.shape[:2] + w4.shape[3:], x4.dtype)
-    grad_x = conv2d_backward(grad_output[:, :, None, :], x4, w4,
+    ctx2d = Conv2dContext(x4, w4, groups=groups, **hyper)
+    grad_x = conv2d_backward(grad_output[:, :, None, :], ctx2d,
                              None if grad_weight is None else grad_weight[:, :, None, :], grad_bias,
-                             groups=groups, need_input_grad=need_input_grad, **hyper)
+                             need_input_grad=need_input_grad)
     return None if grad_x is None else grad_x[:, :, 0, :]

@@ -1,18 +1,15 @@
 """dropout forward and backward (csrc/elementwise.cpp)."""
-__all__ = ["dropout", "dropout_with_mask", "dropout_backward"]
+__all__ = ["dropout", "dropout_forward", "dropout_backward"]
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, probability
+from .._checks import float_array, grad_like, probability
 from .._context import default_generator
 
 
-def dropout_with_mask(x, p=0.5, training=True):
-    """dropout returning (y, mask) for dropout_backward.
-
-    mask (same shape and dtype as x) is 1/(1-p) where x was kept and 0 where it was
-    dropped; None when dropout is the identity (p = 0 or not training).
-    """
+def dropout_forward(x, p=0.5, training=True):
+    """(y, ctx) of dropout. ctx is the mask (x's shape and dtype: 1/(1-p) where x was kept,
+    0 where it was dropped), or None when dropout is the identity (p = 0 or not training)."""
     x = float_array(x, "input")
     p = probability(p, "p")
     if not training or p == 0.0:
@@ -32,16 +29,15 @@ def dropout(x, p=0.5, training=True):
 
     x: any shape; p: probability in [0, 1]. Returns an array of x's shape and dtype.
     """
-    return dropout_with_mask(x, p, training)[0]
+    return dropout_forward(x, p, training)[0]
 
 
-def dropout_backward(grad_output, mask):
-    """dL/dx = grad_output * mask (the mask from dropout_with_mask; None means identity)."""
-    if mask is None:
+def dropout_backward(grad_output, ctx):
+    """dL/dx = grad_output * mask, ctx = dropout_forward's mask (None: the identity)."""
+    if ctx is None:
         return float_array(grad_output, "grad_output").copy()
-    grad_output = float_array(grad_output, "grad_output", dtype=mask.dtype)
-    if grad_output.shape != mask.shape:
-        raise ValueError(f"grad_output: expected shape {mask.shape}, got {grad_output.shape}")
+    mask = float_array(ctx, "mask")
+    grad_output = grad_like(grad_output, mask, "the mask's")
     grad_input = np.empty_like(mask)
     _C.dropout_backward(grad_input, grad_output, mask)
     return grad_input

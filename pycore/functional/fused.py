@@ -10,15 +10,15 @@ results are the unfused ones (the same fastmath functions in the same order).
 Backward: activation_backward turns dL/dy into dL/d(pre-activation) from the saved
 output y alone, then conv2d_backward / linear_backward run as usual:
 
+    y, ctx = conv2d_forward(x, weight, bias, activation="relu")
     grad_pre = activation_backward(grad_y, y, "relu")
-    grad_x = conv2d_backward(grad_pre, x, weight, grad_weight, grad_bias)
+    grad_x = conv2d_backward(grad_pre, ctx, grad_weight, grad_bias)
 
 Activations: "relu", "leaky_relu" (negative_slope >= 0, so that the sign of y is that of
 the pre-activation and backward needs only y), "tanh", "sigmoid", or None.
 """
 __all__ = ["activation_backward"]
-import numbers
-
+from .._checks import real
 from . import activation as _act
 
 # The codes the kernels take (csrc/gemm.h: Activation).
@@ -32,12 +32,11 @@ def activation_code(activation, negative_slope):
     except (KeyError, TypeError):
         raise ValueError(f"activation: expected None, 'relu', 'leaky_relu', 'tanh' or 'sigmoid', "
                          f"got {activation!r}") from None
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
+    negative_slope = real(negative_slope, "negative_slope")
     if code == _CODES["leaky_relu"] and not negative_slope >= 0:
         raise ValueError(f"negative_slope: a fused leaky_relu needs negative_slope >= 0 (its backward reads "
                          f"the sign of the output), got {negative_slope}")
-    return code, float(negative_slope)
+    return code, negative_slope
 
 
 def activation_backward(grad_output, y, activation, negative_slope=0.01):
@@ -53,8 +52,8 @@ def activation_backward(grad_output, y, activation, negative_slope=0.01):
         return grad_output
     if activation == "relu":
         return _act.relu_backward(grad_output, y)
-    if activation == "leaky_relu":
-        return _act.leaky_relu_backward(grad_output, y, negative_slope)
+    if activation == "leaky_relu":  # the output stands in for the input: same sign
+        return _act.leaky_relu_backward(grad_output, _act.LeakyReLUContext(y, negative_slope))
     if activation == "tanh":
         return _act.tanh_backward(grad_output, y)
     return _act.sigmoid_backward(grad_output, y)

@@ -1,12 +1,16 @@
 """Matrix products through pycore's own GEMM (csrc/gemm.cpp)."""
-__all__ = ["gemm", "matmul", "linear", "linear_backward"]
+__all__ = ["gemm", "matmul", "linear", "linear_forward", "linear_backward"]
 import math
+from collections import namedtuple
 
 import numpy as np
 
 from .. import _C
-from .._checks import fits_int64, float_array, gradient_buffer, is_float_dtype, same_dtype
+from .._checks import context, fits_int64, float_array, gradient_buffer, is_float_dtype, same_dtype
 from .fused import activation_code
+
+LinearContext = namedtuple("LinearContext", "input weight")
+LinearContext.__doc__ = "linear_forward's ctx: the input (*, in_features) and the weight it read."
 
 
 def _checked_2d(x, name):
@@ -99,6 +103,11 @@ def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
     applied with the bias as the GEMM writes y (a fused layer, see pycore.functional.fused).
     Returns (*, out_features).
     """
+    return linear_forward(x, weight, bias, activation, negative_slope)[0]
+
+
+def linear_forward(x, weight, bias=None, activation=None, negative_slope=0.01):
+    """(y, LinearContext(input, weight)) of linear (arguments as linear)."""
     code, slope = activation_code(activation, negative_slope)
     x = float_array(x, "input", contiguous=False)
     weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)",
@@ -116,28 +125,31 @@ def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
     y = np.empty((x2.shape[0], weight.shape[0]), dtype=x.dtype)
     # The bias (one per column of y) and the activation are the GEMM's epilogue.
     _C.gemm(x2, weight, y, False, True, 1.0, 0.0, None, bias, code, slope)
-    return y.reshape(x.shape[:-1] + (weight.shape[0],))
+    return y.reshape(x.shape[:-1] + (weight.shape[0],)), LinearContext(x, weight)
 
 
-def linear_backward(grad_y, x, weight, grad_weight=None, grad_bias=None, need_input_grad=True):
-    """Gradients of linear(x, weight, bias) given grad_y = dL/dy.
+def linear_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of linear given grad_output = dL/dy and linear_forward's ctx.
 
-    Adds dL/dweight = grad_y^T x into grad_weight and dL/dbias = sum(grad_y) into
-    grad_bias (when given, in place); returns dL/dx = grad_y @ weight, or None when
-    need_input_grad is False.
+    Adds dL/dweight = grad_output^T x into grad_weight and dL/dbias = sum(grad_output) into
+    grad_bias (when given, in place); returns dL/dx = grad_output @ weight, or None when
+    need_input_grad is False. A fused activation's gradient is not included: run
+    fused.activation_backward first.
     """
+    x, weight = context(ctx, LinearContext, "linear")
     x = float_array(x, "input")
     weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)")
     out_features, in_features = weight.shape
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(f"input: expected shape (*, {in_features}) to match weight of shape {weight.shape}, "
                          f"got {x.shape}")
-    grad_y = float_array(grad_y, "grad_y", dtype=x.dtype)
-    if grad_y.shape != x.shape[:-1] + (out_features,):
-        raise ValueError(f"grad_y: expected shape {x.shape[:-1] + (out_features,)} (the output's), got {grad_y.shape}")
+    grad_output = float_array(grad_output, "grad_output", dtype=x.dtype)
+    if grad_output.shape != x.shape[:-1] + (out_features,):
+        raise ValueError(f"grad_output: expected shape {x.shape[:-1] + (out_features,)} (the output's), "
+                         f"got {grad_output.shape}")
     grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
     grad_bias = gradient_buffer(grad_bias, "grad_bias", (out_features,), x.dtype)
-    gy2 = grad_y.reshape(_rows(x.shape), out_features)
+    gy2 = grad_output.reshape(_rows(x.shape), out_features)
     x2 = x.reshape(_rows(x.shape), in_features)
     if grad_weight is not None:
         _C.gemm(_apart_from(gy2, grad_weight), _apart_from(x2, grad_weight), grad_weight, True, False, 1.0, 1.0)

@@ -1,33 +1,43 @@
-"""cross_entropy, mse_loss, binary_cross_entropy_with_logits and their backwards (csrc/loss.cpp).
+"""cross_entropy, mse_loss, binary_cross_entropy_with_logits as forward/backward pairs (csrc/loss.cpp).
 
-Each loss comes as a forward that returns the loss (a Python float, or an array for
-reduction='none') and a `*_backward(grad, ...)` that returns the gradient of the input.
-`cross_entropy_forward` also returns the per-row log-sum-exp, which lets
-`cross_entropy_backward` rebuild the softmax without another pass for the max.
+Each loss X comes as X(input, target, ...) -> loss (a Python float, or an array for
+reduction='none'), X_forward(...) -> (loss, ctx) and X_backward(grad_output, ctx) -> the
+gradient of the input, grad_output being the loss's own gradient (1.0 for the loss
+itself; for reduction='none' a number or an array of the loss's shape). The cross
+entropy ctx keeps the checked arguments, the per-row log-sum-exp (so backward rebuilds
+the softmax without another pass for the max) and the mean's denominator.
 
 Reductions follow PyTorch: 'mean' divides by the number of elements (for cross entropy:
 of rows not ignored, or their summed class weights), 'sum' adds, 'none' keeps one loss
 per row (cross entropy) or per element. A mean over nothing is nan, as in PyTorch.
 """
 __all__ = [
-    "cross_entropy", "cross_entropy_forward", "cross_entropy_backward",
-    "mse_loss", "mse_loss_backward",
-    "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+    "cross_entropy", "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_options",
+    "mse_loss", "mse_loss_forward", "mse_loss_backward",
+    "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_forward",
+    "binary_cross_entropy_with_logits_backward", "REDUCTIONS",
 ]
 import numbers
+from collections import namedtuple
 
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, integer
+from .._checks import choice, context, float_array, integer, real
 
 REDUCTIONS = ("mean", "sum", "none")
 
+CrossEntropyContext = namedtuple(
+    "CrossEntropyContext",
+    "logits targets weight ignore_index label_smoothing reduction logsumexp denominator loss_shape input_shape")
+CrossEntropyContext.__doc__ = """cross_entropy_forward's ctx: logits (R, C) and int64 targets (R,)
+as the kernel read them, the checked options, logsumexp (R,) float64, the mean's
+denominator, and the shapes of the loss and of the input."""
+ElementwiseLossContext = namedtuple("ElementwiseLossContext", "input target pos_weight reduction")
+
 
 def _reduction(reduction):
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction: expected one of 'mean', 'sum', 'none', got {reduction!r}")
-    return reduction
+    return choice(reduction, "reduction", REDUCTIONS)
 
 
 def _reduce(total, count, reduction):
@@ -43,20 +53,30 @@ def _grad_of_losses(grad, loss_shape, dtype, reduction, denominator):
     if reduction == "none":
         g = np.asarray(grad)
         if g.dtype.kind not in "fiub":
-            raise TypeError(f"grad: expected a number or a float array, got dtype {g.dtype}")
+            raise TypeError(f"grad_output: expected a number or a float array, got dtype {g.dtype}")
         if g.ndim and g.shape != tuple(loss_shape):
-            raise ValueError(f"grad: expected a scalar or shape {tuple(loss_shape)} (the shape of the "
+            raise ValueError(f"grad_output: expected a scalar or shape {tuple(loss_shape)} (the shape of the "
                              f"unreduced loss), got {g.shape}")
         return np.ascontiguousarray(np.broadcast_to(g.astype(dtype, copy=False), loss_shape)).reshape(-1)
     if isinstance(grad, np.ndarray) and grad.size == 1:
         grad = grad.reshape(()).item()
     if isinstance(grad, bool) or not isinstance(grad, numbers.Real):
-        raise TypeError(f"grad: expected a number (the gradient of the scalar loss), got {type(grad).__name__}")
+        raise TypeError(f"grad_output: expected a number (the gradient of the scalar loss), "
+                        f"got {type(grad).__name__}")
     scale = np.float64(grad)
     if reduction == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):  # a mean over nothing: nan, as in PyTorch
             scale = scale / np.float64(denominator)
     return np.array([scale], dtype=dtype)
+
+
+def cross_entropy_options(weight, ignore_index, reduction, label_smoothing):
+    """(weight (C,) float array or None, ignore_index, reduction, label_smoothing), checked:
+    what nn.CrossEntropyLoss checks at construction and cross_entropy at every call."""
+    if weight is not None:
+        weight = float_array(weight, "weight", ndim=1)
+    return (weight, integer(ignore_index, "ignore_index"), _reduction(reduction),
+            real(label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -79,23 +99,19 @@ def _cross_entropy_args(input, target, weight, ignore_index, reduction, label_sm
     if target.shape != logits.shape[:-1]:
         raise ValueError(f"target: expected shape {logits.shape[:-1]} to match input of shape {logits.shape} "
                          f"(classes on the last axis), got {target.shape}")
-    ignore_index = integer(ignore_index, "ignore_index")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing: expected a float, got {type(label_smoothing).__name__}")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
-    _reduction(reduction)
+    weight, ignore_index, reduction, label_smoothing = cross_entropy_options(weight, ignore_index, reduction,
+                                                                             label_smoothing)
     bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"target: class index {int(target[position])} at position {position} is outside "
                          f"[0, {num_classes}) and is not ignore_index ({ignore_index})")
     if weight is not None:
-        weight = float_array(weight, "weight", ndim=1).astype(logits.dtype, copy=False)
+        weight = weight.astype(logits.dtype, copy=False)
         if weight.shape != (num_classes,):
             raise ValueError(f"weight: expected shape ({num_classes},), one weight per class, got {weight.shape}")
     targets = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
-    return logits.reshape(-1, num_classes), targets, weight, ignore_index, float(label_smoothing)
+    return logits.reshape(-1, num_classes), targets, weight, ignore_index, label_smoothing
 
 
 def _cross_entropy_denominator(targets, weight, ignore_index):
@@ -105,30 +121,21 @@ def _cross_entropy_denominator(targets, weight, ignore_index):
 
 
 def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Cross entropy of logits against class indices: returns (loss, logsumexp).
+    """(loss, CrossEntropyContext) of cross_entropy (arguments as cross_entropy).
 
-    The class axis is the LAST axis (unlike torch.nn.functional.cross_entropy, which wants
-    (N, C, d1, ...)): input (*, C) with target (*), e.g. (N, C) with (N,) or a sequence
-    model's (N, T, C) with (N, T). logsumexp (float64, target's shape; double even for
-    float32 logits, whose exp(x - lse) would lose precision otherwise) is what
-    `cross_entropy_backward` needs. See `cross_entropy` for the math.
+    ctx.logsumexp (float64, one per row; double even for float32 logits, whose
+    exp(x - lse) would lose precision otherwise) is what cross_entropy_backward reads.
     """
-    loss, logsumexp, _ = _cross_entropy_forward_checked(
-        _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing), np.shape(target),
-        reduction)
-    return loss, logsumexp.reshape(np.shape(target))
-
-
-def _cross_entropy_forward_checked(args, loss_shape, reduction):
-    """(loss, flat logsumexp, the mean's denominator) from _cross_entropy_args' result.
-    nn.CrossEntropyLoss keeps args and the denominator for its backward, which then checks
-    nothing twice (the target range check and the denominator each read every target)."""
+    args = _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing)
     logits, targets, weight, ignore_index, label_smoothing = args
+    loss_shape = np.shape(target)
     losses, logsumexp = _C.cross_entropy_forward(logits, targets, weight, label_smoothing, ignore_index)
     if reduction == "none":
-        return losses.reshape(loss_shape), logsumexp, 1.0
-    denominator = _cross_entropy_denominator(targets, weight, ignore_index)
-    return _reduce(losses.sum(dtype=np.float64), denominator, reduction), logsumexp, denominator
+        loss, denominator = losses.reshape(loss_shape), 1.0
+    else:
+        denominator = _cross_entropy_denominator(targets, weight, ignore_index)
+        loss = _reduce(losses.sum(dtype=np.float64), denominator, reduction)
+    return loss, CrossEntropyContext(*args, reduction, logsumexp, denominator, loss_shape, np.shape(input))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -153,34 +160,27 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return cross_entropy_forward(input, target, weight, ignore_index, reduction, label_smoothing)[0]
 
 
-def cross_entropy_backward(grad, input, target, logsumexp=None, weight=None, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0):
-    """Gradient of `cross_entropy` with respect to its logits: an array of input's shape and dtype.
+def cross_entropy_backward(grad_output, ctx):
+    """Gradient of cross_entropy with respect to its logits: an array of input's shape and dtype.
 
-    grad: the gradient of the loss (a number; for reduction='none' a number or an array of
-    target's shape). logsumexp: from `cross_entropy_forward` (recomputed when None). Per row
-    the gradient is grad * (softmax(x) - q) for the unweighted loss, where q is the target
+    grad_output: the gradient of the loss (a number; for reduction='none' a number or an
+    array of target's shape); ctx: cross_entropy_forward's. Per row the gradient is
+    grad_output * (softmax(x) - q) for the unweighted loss, where q is the target
     distribution: (1 - eps) at the target plus eps / C everywhere; zero for ignored rows.
     """
-    args = _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing)
-    logits, targets, weight, ignore_index, label_smoothing = args
-    if logsumexp is None:
-        _, logsumexp = _C.cross_entropy_forward(logits, targets, weight, label_smoothing, ignore_index)
-    else:
-        logsumexp = float_array(logsumexp, "logsumexp", dtype=np.float64)
-        if logsumexp.shape != np.shape(target):
-            raise ValueError(f"logsumexp: expected shape {np.shape(target)} (that of target), got {logsumexp.shape}")
-    denominator = _cross_entropy_denominator(targets, weight, ignore_index) if reduction == "mean" else 1.0
-    return _cross_entropy_backward_checked(grad, args, logsumexp.reshape(-1), denominator, np.shape(target),
-                                           np.shape(input), reduction)
-
-
-def _cross_entropy_backward_checked(grad, args, logsumexp, denominator, loss_shape, input_shape, reduction):
-    """cross_entropy_backward from checked arguments (see _cross_entropy_forward_checked)."""
-    logits, targets, weight, ignore_index, label_smoothing = args
-    dlosses = _grad_of_losses(grad, loss_shape, logits.dtype, reduction, denominator)
-    dlogits = _C.cross_entropy_backward(dlosses, logsumexp, logits, targets, weight, label_smoothing, ignore_index)
-    return dlogits.reshape(input_shape)
+    ctx = context(ctx, CrossEntropyContext, "cross_entropy")
+    logits = float_array(ctx.logits, "ctx.logits", ndim=2)
+    targets = ctx.targets
+    if not (isinstance(targets, np.ndarray) and targets.dtype == np.int64 and targets.shape == logits.shape[:1]
+            and targets.flags.c_contiguous):
+        raise TypeError(f"ctx.targets: expected the int64 ({logits.shape[0]},) array cross_entropy_forward made")
+    logsumexp = float_array(ctx.logsumexp, "ctx.logsumexp", dtype=np.float64)
+    if logsumexp.shape != targets.shape:
+        raise ValueError(f"ctx.logsumexp: expected shape {targets.shape} (one per row), got {logsumexp.shape}")
+    dlosses = _grad_of_losses(grad_output, ctx.loss_shape, logits.dtype, ctx.reduction, ctx.denominator)
+    dlogits = _C.cross_entropy_backward(dlosses, logsumexp, logits, targets, ctx.weight, ctx.label_smoothing,
+                                        ctx.ignore_index)
+    return dlogits.reshape(ctx.input_shape)
 
 
 # ----------------------------------------------------------------------------
@@ -206,17 +206,23 @@ def mse_loss(input, target, reduction="mean"):
     input and target: the same shape and float dtype. Returns a float, or an array of
     input's shape for 'none'.
     """
+    return mse_loss_forward(input, target, reduction)[0]
+
+
+def mse_loss_forward(input, target, reduction="mean"):
+    """(loss, ElementwiseLossContext(input, target, None, reduction)) of mse_loss."""
     x, y = _pair(input, target)
     _reduction(reduction)
     total, elements = _C.mse_forward(x, y, reduction == "none")
-    return _elementwise_result(total, elements, x.size, reduction)
+    return _elementwise_result(total, elements, x.size, reduction), ElementwiseLossContext(x, y, None, reduction)
 
 
-def mse_loss_backward(grad, input, target, reduction="mean"):
-    """Gradient of `mse_loss` with respect to input: 2 (input - target) * grad (/ input.size for 'mean')."""
+def mse_loss_backward(grad_output, ctx):
+    """Gradient of mse_loss with respect to input: 2 (input - target) * grad_output
+    (/ input.size for 'mean')."""
+    input, target, _, reduction = context(ctx, ElementwiseLossContext, "mse_loss")
     x, y = _pair(input, target)
-    _reduction(reduction)
-    dlosses = _grad_of_losses(grad, x.shape, x.dtype, reduction, x.size)
+    dlosses = _grad_of_losses(grad_output, x.shape, x.dtype, _reduction(reduction), x.size)
     return _C.mse_backward(dlosses, x, y)
 
 
@@ -240,18 +246,25 @@ def binary_cross_entropy_with_logits(input, target, pos_weight=None, reduction="
     pos_weight (C,) weights the positive term of each class on the last axis (or one
     value for all). input and target: the same shape and float dtype.
     """
+    return binary_cross_entropy_with_logits_forward(input, target, pos_weight, reduction)[0]
+
+
+def binary_cross_entropy_with_logits_forward(input, target, pos_weight=None, reduction="mean"):
+    """(loss, ElementwiseLossContext(input, target, pos_weight, reduction)) of
+    binary_cross_entropy_with_logits."""
     x, y = _pair(input, target)
     pw = _pos_weight(pos_weight, x)
     _reduction(reduction)
     total, elements = _C.bce_with_logits_forward(x, y, pw, reduction == "none")
-    return _elementwise_result(total, elements, x.size, reduction)
+    return _elementwise_result(total, elements, x.size, reduction), ElementwiseLossContext(x, y, pw, reduction)
 
 
-def binary_cross_entropy_with_logits_backward(grad, input, target, pos_weight=None, reduction="mean"):
-    """Gradient of `binary_cross_entropy_with_logits` with respect to input:
-    ((1 - y) - (1 + (pos_weight - 1) y) * sigmoid(-x)) * grad, i.e. sigmoid(x) - y without pos_weight."""
+def binary_cross_entropy_with_logits_backward(grad_output, ctx):
+    """Gradient of binary_cross_entropy_with_logits with respect to input:
+    ((1 - y) - (1 + (pos_weight - 1) y) * sigmoid(-x)) * grad_output, i.e. sigmoid(x) - y
+    without pos_weight."""
+    input, target, pos_weight, reduction = context(ctx, ElementwiseLossContext, "binary_cross_entropy_with_logits")
     x, y = _pair(input, target)
     pw = _pos_weight(pos_weight, x)
-    _reduction(reduction)
-    dlosses = _grad_of_losses(grad, x.shape, x.dtype, reduction, x.size)
+    dlosses = _grad_of_losses(grad_output, x.shape, x.dtype, _reduction(reduction), x.size)
     return _C.bce_with_logits_backward(dlosses, x, y, pw)

@@ -1,12 +1,18 @@
 """batch_norm forward and backward (csrc/batchnorm.cpp); layer_norm (numpy)."""
-__all__ = ["batch_norm", "batch_norm_with_stats", "batch_norm_backward", "layer_norm", "layer_norm_with_stats",
+__all__ = ["batch_norm", "batch_norm_forward", "batch_norm_backward", "layer_norm", "layer_norm_forward",
            "layer_norm_backward"]
-import numbers
+from collections import namedtuple
 
 import numpy as np
 
 from .. import _C
-from .._checks import float_array, gradient_buffer, shape_matches
+from .._checks import context, float_array, grad_like, gradient_buffer, real, shape_matches
+
+BatchNormContext = namedtuple("BatchNormContext", "input mean invstd weight training")
+BatchNormContext.__doc__ = """batch_norm_forward's ctx: the input, the per-channel mean and invstd
+it normalised with (the batch's, or the running ones in eval), the weight (or None) and
+whether the statistics came from the batch (training)."""
+LayerNormContext = namedtuple("LayerNormContext", "input normalized_shape mean invstd weight")
 
 
 def _channel_array(a, name, C, dtype, writeable=False):
@@ -26,24 +32,16 @@ def _channel_array(a, name, C, dtype, writeable=False):
     return a
 
 
-def _real(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
-    return float(value)
-
-
-def batch_norm_with_stats(x, running_mean, running_var, weight=None, bias=None, training=False,
-                          momentum=0.1, eps=1e-5):
-    """batch_norm returning (y, mean, invstd): the statistics used, for batch_norm_backward."""
+def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, training=False,
+                       momentum=0.1, eps=1e-5):
+    """(y, BatchNormContext) of batch_norm (arguments as batch_norm)."""
     x = float_array(x, "input", ndim=(2, 3, 4, 5), layout="(N, C, ...)")
     C = x.shape[1]
     running_mean = _channel_array(running_mean, "running_mean", C, x.dtype, writeable=True)
     running_var = _channel_array(running_var, "running_var", C, x.dtype, writeable=True)
     weight = _channel_array(weight, "weight", C, x.dtype)
     bias = _channel_array(bias, "bias", C, x.dtype)
-    momentum, eps = _real(momentum, "momentum"), _real(eps, "eps")
-    if eps <= 0:
-        raise ValueError(f"eps: expected a value > 0, got {eps}")
+    momentum, eps = real(momentum, "momentum"), real(eps, "eps", minimum=0, exclusive_minimum=True)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
     if not training and running_mean is None:
@@ -56,7 +54,7 @@ def batch_norm_with_stats(x, running_mean, running_var, weight=None, bias=None, 
     invstd = np.empty(C, dtype=x.dtype)
     _C.batch_norm_forward(y, mean, invstd, x, weight, bias, running_mean, running_var, bool(training),
                           momentum, eps)
-    return y, mean, invstd
+    return y, BatchNormContext(x, mean, invstd, weight, bool(training))
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
@@ -71,12 +69,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     training=False: mean_c and var_c are running_mean and running_var.
     weight, bias: (C,) or None (no scale / no shift).
     """
-    return batch_norm_with_stats(x, running_mean, running_var, weight, bias, training, momentum, eps)[0]
+    return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps)[0]
 
 
-def batch_norm_backward(grad_output, x, mean, invstd, weight=None, grad_weight=None, grad_bias=None,
-                        training=True, need_input_grad=True):
-    """Gradients of batch_norm, given its input x and the (mean, invstd) it used.
+def batch_norm_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of batch_norm, given dL/dy and batch_norm_forward's ctx.
 
     Adds dL/dweight_c = sum(grad_output * xhat) into grad_weight and dL/dbias_c =
     sum(grad_output) into grad_bias (each when given), xhat = (x - mean) * invstd.
@@ -84,10 +81,9 @@ def batch_norm_backward(grad_output, x, mean, invstd, weight=None, grad_weight=N
         training: weight_c invstd_c (g - mean(g) - xhat mean(g xhat))   (means over N, H, W)
         eval:     weight_c invstd_c g
     """
+    x, mean, invstd, weight, training = context(ctx, BatchNormContext, "batch_norm")
     x = float_array(x, "input", ndim=(2, 3, 4, 5), layout="(N, C, ...)")
-    grad_output = float_array(grad_output, "grad_output", dtype=x.dtype)
-    if grad_output.shape != x.shape:
-        raise ValueError(f"grad_output: expected shape {x.shape}, got {grad_output.shape}")
+    grad_output = grad_like(grad_output, x, "the input's")
     C = x.shape[1]
     mean = _channel_array(mean, "mean", C, x.dtype)
     invstd = _channel_array(invstd, "invstd", C, x.dtype)
@@ -110,9 +106,9 @@ def _layer_norm_shapes(x, normalized_shape):
     return tuple(range(x.ndim - k, x.ndim))
 
 
-def layer_norm_with_stats(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """layer_norm returning (y, mean, invstd), each statistic of shape x.shape[:-k] + (1,) * k,
-    for layer_norm_backward."""
+def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """(y, LayerNormContext) of layer_norm; ctx's mean and invstd have shape
+    x.shape[:-k] + (1,) * k."""
     x = float_array(x, "input")
     axes = _layer_norm_shapes(x, normalized_shape)
     trailing = x.shape[axes[0]:]
@@ -121,9 +117,7 @@ def layer_norm_with_stats(x, normalized_shape, weight=None, bias=None, eps=1e-5)
     for a, name in ((weight, "weight"), (bias, "bias")):
         if a is not None:
             shape_matches(a, trailing, name)
-    eps = _real(eps, "eps")
-    if eps <= 0:
-        raise ValueError(f"eps: expected a value > 0, got {eps}")
+    eps = real(eps, "eps", minimum=0, exclusive_minimum=True)
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
     # Biased variance, as PyTorch; computed in the input's dtype (float32 statistics on
@@ -134,31 +128,28 @@ def layer_norm_with_stats(x, normalized_shape, weight=None, bias=None, eps=1e-5)
         y *= weight
     if bias is not None:
         y += bias
-    return y, mean, invstd
+    return y, LayerNormContext(x, tuple(normalized_shape), mean, invstd, weight)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Layer normalisation over the last len(normalized_shape) axes, as
     torch.nn.functional.layer_norm:  y = (x - mean) / sqrt(var + eps) * weight + bias,
     mean and biased var per sample over those axes; weight, bias: normalized_shape or None."""
-    return layer_norm_with_stats(x, normalized_shape, weight, bias, eps)[0]
+    return layer_norm_forward(x, normalized_shape, weight, bias, eps)[0]
 
 
-def layer_norm_backward(grad_output, x, normalized_shape, mean, invstd, weight=None, grad_weight=None,
-                        grad_bias=None, need_input_grad=True):
-    """Gradients of layer_norm given its input x, normalized_shape and the (mean, invstd)
-    layer_norm_with_stats returned.
+def layer_norm_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+    """Gradients of layer_norm given dL/dy and layer_norm_forward's ctx.
 
     Adds dL/dweight = sum over the leading axes of grad_output * xhat into grad_weight and
     dL/dbias = sum of grad_output into grad_bias (each when given), xhat = (x - mean) invstd.
     Returns dL/dx = invstd (g - mean(g) - xhat mean(g xhat)), g = grad_output * weight and
     the means over the normalized axes (None when need_input_grad is False).
     """
+    x, normalized_shape, mean, invstd, weight = context(ctx, LayerNormContext, "layer_norm")
     x = float_array(x, "input")
     axes = _layer_norm_shapes(x, normalized_shape)
-    grad_output = float_array(grad_output, "grad_output", dtype=x.dtype)
-    if grad_output.shape != x.shape:
-        raise ValueError(f"grad_output: expected shape {x.shape}, got {grad_output.shape}")
+    grad_output = grad_like(grad_output, x, "the input's")
     stats_shape = x.shape[:axes[0]] + (1,) * len(axes)
     mean = float_array(mean, "mean", dtype=x.dtype)
     invstd = float_array(invstd, "invstd", dtype=x.dtype)

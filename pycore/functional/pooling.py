@@ -6,20 +6,28 @@ Inputs are (N, C, H, W) or unbatched (C, H, W), as in PyTorch. Output size per a
     out = ceil((n + 2p - k) / s) + 1, minus one when the last window would start
           past the input and its left padding                (ceil_mode=True)
 """
-__all__ = ["max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
-           "avg_pool2d_with_geometry", "avg_pool2d_backward", "relu_max_pool2d_with_indices",
-           "relu_max_pool2d_backward", "pool_geometry", "max_pool2d_forward", "avg_pool2d_forward"]
+__all__ = ["max_pool2d", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_forward",
+           "avg_pool2d_backward", "relu_max_pool2d", "relu_max_pool2d_forward", "relu_max_pool2d_backward",
+           "pool_geometry"]
 import numbers
 from collections import namedtuple
 
 import numpy as np
 
 from .. import _pool2d
-from .._checks import INT64_MAX, fits_int64, float_array, float_dtype, int_pair
+from .._checks import INT64_MAX, context, fits_int64, float_array, float_dtype, int_pair
 from ..memory import pooled
 
-# Everything the kernels need besides the arrays; forward returns it so backward reuses it.
+# Everything the kernels need besides the arrays; forward keeps it in ctx so backward reuses it.
 PoolGeometry = namedtuple("PoolGeometry", ["input_shape", "output_shape", "kernel", "stride", "padding", "dtype"])
+MaxPool2dContext = namedtuple("MaxPool2dContext", "argmax geometry")
+MaxPool2dContext.__doc__ = """max_pool2d_forward's ctx: argmax (int64, y's shape) holds, for each
+output, the flat index ih*W + iw of its maximum within its input plane (PyTorch's
+return_indices layout); geometry: the PoolGeometry."""
+ReLUMaxPool2dContext = namedtuple("ReLUMaxPool2dContext", "output argmax geometry")
+ReLUMaxPool2dContext.__doc__ = """relu_max_pool2d_forward's ctx: the pooled output (ReLU's mask:
+a gradient passes where it is > 0), argmax and geometry as MaxPool2dContext."""
+AvgPool2dContext = namedtuple("AvgPool2dContext", "geometry count_include_pad")
 
 
 def _output_size(n, k, s, p, ceil_mode):
@@ -47,9 +55,23 @@ def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
     Raises ValueError where PyTorch raises: a kernel or stride < 1, padding < 0 or
     > kernel // 2, an empty channel/height/width, an output size < 1; and for a window of
     more than MAX_WINDOW elements (or a side above MAX_KERNEL_SIDE) or a stride above MAX_STRIDE (sizes PyTorch would
-    not finish computing either).
+    not finish computing either). Results are cached by value (as conv2d_geometry).
     """
-    return _resolve(x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, op)
+    key = (x.shape, x.dtype, repr((kernel_size, stride, padding, ceil_mode)), op)
+    geometry = _GEOMETRY_CACHE.get(key)
+    if geometry is None:
+        geometry = _resolve(x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, op)
+        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
+            _GEOMETRY_CACHE.clear()  # a model has a few shapes; many means shapes keep changing
+        _GEOMETRY_CACHE[key] = geometry
+    return geometry
+
+
+# A layer pools the same shapes every step: resolving the geometry again costs ~15 us a call
+# at LeNet's sizes. The key holds the repr of the arguments (1 and True differ there), so a
+# value that must be rejected never finds a cached result; failures are not cached.
+_GEOMETRY_CACHE = {}
+_GEOMETRY_CACHE_SIZE = 256
 
 
 def _resolve(x_shape, dtype, kernel_size, stride, padding, ceil_mode, op):
@@ -113,71 +135,15 @@ def _input(x):
     return float_array(x, "input", ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)", contiguous=False)
 
 
-def _grad_output(grad_output, geometry):
-    g = float_array(grad_output, "grad_output", dtype=geometry.dtype)
-    if g.shape != geometry.output_shape:
-        raise ValueError(f"grad_output: expected shape {geometry.output_shape}, got {g.shape}")
-    return g
-
-
-def _matches_geometry(x, geometry):
-    """x, already checked by float_array, is the input `geometry` was computed for."""
-    if x.shape != geometry.input_shape or x.dtype != geometry.dtype:
-        raise ValueError(f"input: expected shape {geometry.input_shape} and dtype {geometry.dtype} (the "
-                         f"geometry's), got {x.shape} {x.dtype}")
-    return x
-
-
-@pooled
-def max_pool2d_forward(x, geometry, relu=False, with_indices=True):
-    """(y, argmax) of max pooling x with a PoolGeometry from pool_geometry, which a layer
-    computes once per input shape; relu=True pools relu(x) in the same pass.
-    with_indices=False: argmax is None (not computed: inference needs no backward)."""
-    x = _matches_geometry(float_array(x, "input"), geometry)
+def _pool(x, geometry, relu, with_indices):
+    """(y, argmax or None) of max pooling x (checked, of the geometry's shape); relu=True
+    pools relu(x) in the same pass."""
+    x = np.ascontiguousarray(x)
     y = np.empty(geometry.output_shape, dtype=x.dtype)
     argmax = np.empty(geometry.output_shape, dtype=np.int64) if with_indices else None
     _pool2d.max_pool2d_forward(_planes(y), None if argmax is None else _planes(argmax), _planes(x),
                                *geometry.kernel, *geometry.stride, *geometry.padding, relu)
     return y, argmax
-
-
-@pooled
-def max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """max_pool2d that also returns what the backward needs: (y, argmax, geometry).
-
-    argmax (int64, same shape as y) holds, for each output, the flat index ih*W + iw of
-    its maximum within the input plane (PyTorch's return_indices=True layout).
-    """
-    x = _input(x)
-    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
-    return (*max_pool2d_forward(x, g), g)
-
-
-@pooled
-def relu_max_pool2d_with_indices(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """max_pool2d(relu(x)) in one pass over x: (y, argmax, geometry) for relu_max_pool2d_backward.
-
-    Since relu is monotonic, max_pool2d(relu(x)) = relu(max_pool2d(x)): the pooled maxima are
-    clipped at 0 as each output row is finished, so relu's full-size output is never written.
-    argmax is that of x (where y == 0 it may differ from max_pool2d(relu(x))'s, whose
-    gradient there is 0 either way). Arguments and shapes as max_pool2d.
-    """
-    x = _input(x)
-    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "relu_max_pool2d")
-    y, argmax = max_pool2d_forward(x, g, relu=True)
-    return y, argmax, g
-
-
-@pooled
-def relu_max_pool2d_backward(grad_output, y, argmax, geometry):
-    """dL/dx of relu_max_pool2d: each output with y > 0 sends its gradient to its maximum,
-    as max_pool2d_backward followed by relu_backward does."""
-    geometry = _checked_geometry(geometry, "relu_max_pool2d")
-    grad_output = _grad_output(grad_output, geometry)
-    y = float_array(y, "output", dtype=geometry.dtype)
-    if y.shape != geometry.output_shape:
-        raise ValueError(f"output: expected shape {geometry.output_shape}, got {y.shape}")
-    return _max_pool_backward(grad_output, argmax, geometry, y)
 
 
 @pooled
@@ -189,18 +155,74 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 
     Args: kernel_size (int or (kh, kw)); stride (default kernel_size); padding (int or
     pair, at most half the kernel); ceil_mode (round the output size up, see module doc).
+    No argmax is computed (inference needs no backward): max_pool2d_forward keeps it.
     """
     x = _input(x)
     g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
-    return max_pool2d_forward(x, g, with_indices=False)[0]
+    return _pool(x, g, False, False)[0]
 
 
 @pooled
-def max_pool2d_backward(grad_output, argmax, geometry):
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """(y, MaxPool2dContext(argmax, geometry)) of max_pool2d."""
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    y, argmax = _pool(x, g, False, True)
+    return y, MaxPool2dContext(argmax, g)
+
+
+@pooled
+def max_pool2d_backward(grad_output, ctx):
     """dL/dx of max_pool2d: each output's gradient goes to the input element that was its
-    maximum (argmax and geometry from max_pool2d_with_indices); shapes as the input."""
+    maximum (ctx from max_pool2d_forward); shapes as the input."""
+    argmax, geometry = context(ctx, MaxPool2dContext, "max_pool2d")
     geometry = _checked_geometry(geometry, "max_pool2d")
     return _max_pool_backward(_grad_output(grad_output, geometry), argmax, geometry, None)
+
+
+@pooled
+def relu_max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """max_pool2d(relu(x)) in one pass over x (see relu_max_pool2d_forward)."""
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "relu_max_pool2d")
+    return _pool(x, g, True, False)[0]
+
+
+@pooled
+def relu_max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """(y, ReLUMaxPool2dContext(y, argmax, geometry)) of max_pool2d(relu(x)), in one pass over x.
+
+    Since relu is monotonic, max_pool2d(relu(x)) = relu(max_pool2d(x)): the pooled maxima are
+    clipped at 0 as each output row is finished, so relu's full-size output is never written.
+    argmax is that of x (where y == 0 it may differ from max_pool2d(relu(x))'s, whose
+    gradient there is 0 either way). Arguments and shapes as max_pool2d. On an input that
+    is already >= 0 (a layer's fused ReLU epilogue) this is max_pool2d, with the ReLU's
+    mask for backward in ctx.
+    """
+    x = _input(x)
+    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "relu_max_pool2d")
+    y, argmax = _pool(x, g, True, True)
+    return y, ReLUMaxPool2dContext(y, argmax, g)
+
+
+@pooled
+def relu_max_pool2d_backward(grad_output, ctx):
+    """dL/dx of relu_max_pool2d: each output with y > 0 sends its gradient to its maximum,
+    as max_pool2d_backward followed by relu_backward does."""
+    y, argmax, geometry = context(ctx, ReLUMaxPool2dContext, "relu_max_pool2d")
+    geometry = _checked_geometry(geometry, "relu_max_pool2d")
+    grad_output = _grad_output(grad_output, geometry)
+    y = float_array(y, "output", dtype=geometry.dtype)
+    if y.shape != geometry.output_shape:
+        raise ValueError(f"output: expected shape {geometry.output_shape}, got {y.shape}")
+    return _max_pool_backward(grad_output, argmax, geometry, y)
+
+
+def _grad_output(grad_output, geometry):
+    g = float_array(grad_output, "grad_output", dtype=geometry.dtype)
+    if g.shape != geometry.output_shape:
+        raise ValueError(f"grad_output: expected shape {geometry.output_shape}, got {g.shape}")
+    return g
 
 
 def _max_pool_backward(grad_output, argmax, geometry, relu_output):
@@ -223,30 +245,25 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     input, or with count_include_pad=True (the default) those inside the zero-padded
     input, but never the positions past it that ceil_mode adds (as PyTorch).
     """
-    return avg_pool2d_with_geometry(x, kernel_size, stride, padding, ceil_mode, count_include_pad)[0]
+    return avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad)[0]
 
 
 @pooled
-def avg_pool2d_with_geometry(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """avg_pool2d returning (y, geometry) for avg_pool2d_backward."""
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """(y, AvgPool2dContext(geometry, count_include_pad)) of avg_pool2d."""
     x = _input(x)
-    g = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
-    return avg_pool2d_forward(x, g, count_include_pad), g
-
-
-@pooled
-def avg_pool2d_forward(x, geometry, count_include_pad=True):
-    """Average pooling of x with a PoolGeometry from pool_geometry (see max_pool2d_forward)."""
-    x = _matches_geometry(float_array(x, "input"), geometry)
+    geometry = pool_geometry(x, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
+    x = np.ascontiguousarray(x)
     y = np.empty(geometry.output_shape, dtype=x.dtype)
     _pool2d.avg_pool2d_forward(_planes(y), _planes(x), *geometry.kernel, *geometry.stride, *geometry.padding,
                                bool(count_include_pad))
-    return y
+    return y, AvgPool2dContext(geometry, bool(count_include_pad))
 
 
 @pooled
-def avg_pool2d_backward(grad_output, geometry, count_include_pad=True):
+def avg_pool2d_backward(grad_output, ctx):
     """dL/dx of avg_pool2d: each output's gradient divided by its divisor, added over its window."""
+    geometry, count_include_pad = context(ctx, AvgPool2dContext, "avg_pool2d")
     geometry = _checked_geometry(geometry, "avg_pool2d")
     grad_output = _grad_output(grad_output, geometry)
     grad_x = np.empty(geometry.input_shape, dtype=grad_output.dtype)

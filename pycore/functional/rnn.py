@@ -12,16 +12,20 @@ order i, f, g, o, GRU 3 in the order r, z, n):
     GRU   r, z = sigmoid(.),   n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
           h_t = (1 - z) * n + z * h_{t-1}
 
-`rnn_layer` returns the outputs h_1..h_T, the final state and a cache of the activations
-that `rnn_layer_backward` reads (backpropagation through time over the same T steps).
+`rnn_layer` returns the outputs h_1..h_T and the final state (h_n, c_n);
+`rnn_layer_forward` returns them and a ctx (RnnLayerContext: the activations and weights)
+that `rnn_layer_backward(grad_output, ctx, ...)` reads for backpropagation through time
+over the same T steps. grad_output mirrors the outputs: (grad_y, (grad_h_n, grad_c_n)),
+any part None for zero. The `_varlen` pair does the same over a right-padded batch.
 """
-__all__ = ["rnn_layer", "rnn_layer_backward", "rnn_layer_varlen", "rnn_layer_varlen_backward"]
+__all__ = ["rnn_layer", "rnn_layer_forward", "rnn_layer_backward", "rnn_layer_varlen", "rnn_layer_varlen_forward",
+           "rnn_layer_varlen_backward", "RNN_MODES"]
 from collections import namedtuple
 
 import numpy as np
 
 from .. import _C
-from .._checks import fits_int64, float_array, shape_matches
+from .._checks import context, fits_int64, float_array, optional_float_array, shape_matches
 
 # mode name -> (kernel id, gate blocks G)
 RNN_MODES = {
@@ -31,10 +35,11 @@ RNN_MODES = {
     "GRU": (_C.GRU, 3),
 }
 
-RnnLayerCache = namedtuple("RnnLayerCache", "mode x h0 c0 y gates cell cell_tanh")
-RnnLayerCache.__doc__ = """What rnn_layer keeps for rnn_layer_backward.
+RnnLayerContext = namedtuple("RnnLayerContext", "mode x h0 c0 y gates cell cell_tanh w_ih w_hh")
+RnnLayerContext.__doc__ = """What rnn_layer_forward keeps for rnn_layer_backward.
 
-mode: a key of RNN_MODES; x (T, N, I) and h0, c0 (N, H) or None: the inputs; y (T, N, H):
+mode: a key of RNN_MODES; x (T, N, I) and h0, c0 (N, H) or None: the inputs; w_ih, w_hh:
+the weights the forward read; y (T, N, H):
 the outputs; gates (T, N, G*H): LSTM's i, f, g, o or GRU's r, z, n after their
 nonlinearities (RNN: unused scratch); cell (T, N, H): LSTM's c_t, or GRU's
 W_hn h_{t-1} + b_hn; cell_tanh (T, N, H): LSTM's tanh(c_t).
@@ -47,12 +52,7 @@ def _mode(mode):
     return RNN_MODES[mode]
 
 
-def _optional(a, name, dtype, shape):
-    if a is None:
-        return None
-    a = float_array(a, name, dtype=dtype)
-    shape_matches(a, shape, name)
-    return a
+_optional = optional_float_array
 
 
 def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
@@ -60,9 +60,16 @@ def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
 
     mode: "RNN_TANH", "RNN_RELU", "LSTM" or "GRU". x: (T, N, I); weights as in the module
     docstring; h0 (and c0 for LSTM): (N, H) initial state, None for zeros.
-    Returns (y, (h_n, c_n), cache): y (T, N, H) the hidden state after every step,
-    h_n = y[-1] and c_n (LSTM's final cell, else None), both (N, H).
+    Returns (y, (h_n, c_n)): y (T, N, H) the hidden state after every step, h_n = y[-1]
+    and c_n (LSTM's final cell, else None), both (N, H).
     """
+    y, state, _ = rnn_layer_forward(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    return y, state
+
+
+def rnn_layer_forward(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+    """(y, (h_n, c_n), RnnLayerContext) of rnn_layer (arguments as rnn_layer): the outputs,
+    then ctx, last as in every forward."""
     kernel_mode, gates = _mode(mode)
     x = float_array(x, "input", ndim=3, layout="(T, N, input_size)", contiguous=False)
     w_hh = float_array(w_hh, "w_hh", dtype=x.dtype, ndim=2, layout="(G*H, H)")
@@ -87,29 +94,50 @@ def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
     cell_tanh = np.empty((steps, batch, hidden), dtype=x.dtype) if mode == "LSTM" else None
     _C.rnn_forward(kernel_mode, y, gate_buf, cell, cell_tanh, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     c_n = cell[-1] if mode == "LSTM" else None
-    cache = RnnLayerCache(mode, x, h0, c0, y, gate_buf, cell, cell_tanh)
-    return y, (y[-1], c_n), cache
+    ctx = RnnLayerContext(mode, x, h0, c0, y, gate_buf, cell, cell_tanh, w_ih, w_hh)
+    return y, (y[-1], c_n), ctx
 
 
-def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, grad_b_hh=None,
-                       grad_y=None, grad_h_n=None, grad_c_n=None, need_input_grad=True):
-    """Backpropagation through time for one rnn_layer call.
+def _grad_parts(grad_output):
+    """(grad_y, grad_h_n, grad_c_n) from grad_output = (grad_y, (grad_h_n, grad_c_n)) (the
+    outputs' structure; the state part may be None, or a lone grad_h_n for RNN/GRU)."""
+    if not isinstance(grad_output, (tuple, list)) or len(grad_output) != 2:
+        raise TypeError(f"grad_output: expected (grad_y, (grad_h_n, grad_c_n)), the structure of the outputs, "
+                        f"got {type(grad_output).__name__}")
+    grad_y, grad_state = grad_output
+    if grad_state is None:
+        return grad_y, None, None
+    if isinstance(grad_state, (tuple, list)):
+        if len(grad_state) != 2:
+            raise TypeError(f"grad_output: expected the state's gradient as (grad_h_n, grad_c_n), got "
+                            f"{len(grad_state)} items")
+        return grad_y, grad_state[0], grad_state[1]
+    return grad_y, grad_state, None
 
-    cache: what rnn_layer returned; w_ih, w_hh: the same weights. grad_y (T, N, H): the
-    gradient of every output, or None when only the final state has one; grad_h_n,
-    grad_c_n (N, H): gradients of the final state (None for zero). h_n is y[-1], so a
-    loss on the last output alone (many-to-one) is passed as grad_h_n with grad_y=None:
-    then no (T, N, H) gradient is built or read.
+
+def rnn_layer_backward(grad_output, ctx, grad_w_ih=None, grad_w_hh=None, grad_b_ih=None, grad_b_hh=None,
+                       need_input_grad=True):
+    """Backpropagation through time for one rnn_layer_forward call.
+
+    grad_output: (grad_y, (grad_h_n, grad_c_n)). grad_y (T, N, H): the gradient of every
+    output, or None when only the final state has one; grad_h_n, grad_c_n (N, H):
+    gradients of the final state (None for zero). h_n is y[-1], so a loss on the last
+    output alone (many-to-one) is passed as grad_h_n with grad_y=None: then no (T, N, H)
+    gradient is built or read. ctx: rnn_layer_forward's.
     Adds into grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh (in place; any may be None: not kept).
     Returns (grad_x or None when need_input_grad is False, grad_h0, grad_c0 or None).
     """
-    if not isinstance(cache, RnnLayerCache):  # a hand-built stand-in: checked, never trusted
-        raise TypeError(f"cache: expected the RnnLayerCache that rnn_layer returned, got {type(cache).__name__}")
-    kernel_mode, _ = _mode(cache.mode)
+    grad_y, grad_h_n, grad_c_n = _grad_parts(grad_output)
+    cache = context(ctx, RnnLayerContext, "rnn_layer")  # a hand-built stand-in: checked, never trusted
+    kernel_mode, gates = _mode(cache.mode)
     x = float_array(cache.x, "cache.x", ndim=3, layout="(T, N, input_size)")
     y = float_array(cache.y, "cache.y", dtype=x.dtype, ndim=3, layout="(T, N, H)")
-    steps, batch, _ = x.shape
+    steps, batch, input_size = x.shape
     hidden = y.shape[2]
+    w_hh = float_array(cache.w_hh, "ctx.w_hh", dtype=x.dtype)
+    shape_matches(w_hh, (gates * hidden, hidden), "ctx.w_hh")
+    w_ih = float_array(cache.w_ih, "ctx.w_ih", dtype=x.dtype)
+    shape_matches(w_ih, (gates * hidden, input_size), "ctx.w_ih")
     grad_y = _optional(grad_y, "grad_y", x.dtype, (steps, batch, hidden))
     grad_h_n = _optional(grad_h_n, "grad_h_n", x.dtype, (batch, hidden))
     grad_c_n = _optional(grad_c_n, "grad_c_n", x.dtype, (batch, hidden)) if cache.mode == "LSTM" else None
@@ -135,10 +163,10 @@ def rnn_layer_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, 
 
 # -- variable lengths: the kernels on shrinking active batches ------------------------
 
-RnnVarlenCache = namedtuple("RnnVarlenCache", "steps batch input_size groups")
-RnnVarlenCache.__doc__ = """What rnn_layer_varlen keeps for rnn_layer_varlen_backward.
+RnnVarlenContext = namedtuple("RnnVarlenContext", "steps batch input_size groups")
+RnnVarlenContext.__doc__ = """What rnn_layer_varlen_forward keeps for rnn_layer_varlen_backward.
 
-groups: one (t0, t1, active, RnnLayerCache) per step group: steps [t0, t1) ran on the
+groups: one (t0, t1, active, RnnLayerContext) per step group: steps [t0, t1) ran on the
 first `active` sequences (the batch is sorted by non-increasing length).
 """
 
@@ -166,18 +194,24 @@ def rnn_layer_varlen(mode, x, lengths, w_ih, w_hh, b_ih=None, b_hh=None, h0=None
     lengths: (N,) ints, non-increasing, in [1, T] (the caller sorts the batch), or None
     for all T (then this is rnn_layer). The padded steps are never computed: each step
     group runs rnn_layer on the sequences still going, carrying their state.
-    Returns (y, (h_n, c_n), cache): y (T, N, H) zero past each sequence's end; h_n, c_n
-    (N, H) each sequence's state after its last real step.
+    Returns (y, (h_n, c_n)): y (T, N, H) zero past each sequence's end; h_n, c_n (N, H)
+    each sequence's state after its last real step.
     """
+    y, state, _ = rnn_layer_varlen_forward(mode, x, lengths, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    return y, state
+
+
+def rnn_layer_varlen_forward(mode, x, lengths, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+    """(y, (h_n, c_n), RnnVarlenContext) of rnn_layer_varlen (arguments as rnn_layer_varlen)."""
     steps, batch, input_size = np.shape(x)
     groups = step_groups(lengths, steps, batch)
     if groups == [(0, steps, batch)]:  # every sequence is T long: one call, no copies
-        y, state, cache = rnn_layer(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-        return y, state, RnnVarlenCache(steps, batch, input_size, [(0, steps, batch, cache)])
+        y, state, cache = rnn_layer_forward(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+        return y, state, RnnVarlenContext(steps, batch, input_size, [(0, steps, batch, cache)])
     y = h_n = c_n = None
     h, c, saved = h0, c0, []
     for k, (t0, t1, active) in enumerate(groups):
-        y_part, (h, c), cache = rnn_layer(mode, x[t0:t1, :active], w_ih, w_hh, b_ih, b_hh,
+        y_part, (h, c), cache = rnn_layer_forward(mode, x[t0:t1, :active], w_ih, w_hh, b_ih, b_hh,
                                           None if h is None else h[:active], None if c is None else c[:active])
         if y is None:
             y = np.zeros((steps, batch, y_part.shape[2]), dtype=y_part.dtype)
@@ -189,24 +223,24 @@ def rnn_layer_varlen(mode, x, lengths, w_ih, w_hh, b_ih=None, b_hh=None, h0=None
         if c_n is not None:
             c_n[still_going:active] = c[still_going:]
         saved.append((t0, t1, active, cache))
-    return y, (h_n, c_n), RnnVarlenCache(steps, batch, input_size, saved)
+    return y, (h_n, c_n), RnnVarlenContext(steps, batch, input_size, saved)
 
 
-def rnn_layer_varlen_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih=None, grad_b_hh=None,
-                              grad_y=None, grad_h_n=None, grad_c_n=None, need_input_grad=True):
-    """Backpropagation through time for one rnn_layer_varlen call (arguments as
+def rnn_layer_varlen_backward(grad_output, ctx, grad_w_ih=None, grad_w_hh=None, grad_b_ih=None, grad_b_hh=None,
+                              need_input_grad=True):
+    """Backpropagation through time for one rnn_layer_varlen_forward call (arguments as
     rnn_layer_backward). The step groups run backwards; the gradient of the state a group
     hands on is the next group's initial-state gradient for the sequences still going
     and grad_h_n (grad_c_n) for those that end there. Padded steps get zero gradient.
     Returns (grad_x or None, grad_h0, grad_c0 or None).
     """
-    if not isinstance(cache, RnnVarlenCache):
-        raise TypeError(f"cache: expected the RnnVarlenCache that rnn_layer_varlen returned, "
-                        f"got {type(cache).__name__}")
+    cache = context(ctx, RnnVarlenContext, "rnn_layer_varlen")
     groups = cache.groups
     if [g[:3] for g in groups] == [(0, cache.steps, cache.batch)]:
-        return rnn_layer_backward(groups[0][3], w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-                                  grad_y, grad_h_n, grad_c_n, need_input_grad)
+        return rnn_layer_backward(grad_output, groups[0][3], grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+                                  need_input_grad)
+    grad_y, grad_h_n, grad_c_n = _grad_parts(grad_output)
+    w_hh = float_array(groups[0][3].w_hh, "ctx.w_hh")
     grad_x = np.zeros((cache.steps, cache.batch, cache.input_size), dtype=w_hh.dtype) if need_input_grad else None
     carry_h = carry_c = None  # gradient of the state at the end of the group, for the sequences going on
 
@@ -224,12 +258,11 @@ def rnn_layer_varlen_backward(cache, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih
     for k in reversed(range(len(groups))):
         t0, t1, active, part = groups[k]
         still_going = groups[k + 1][2] if k + 1 < len(groups) else 0
-        grad_x_part, carry_h, carry_c = rnn_layer_backward(
-            part, w_ih, w_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-            grad_y=None if grad_y is None else grad_y[t0:t1, :active],
-            grad_h_n=handed_on(carry_h, grad_h_n, active, still_going),
-            grad_c_n=handed_on(carry_c, grad_c_n, active, still_going) if is_lstm else None,
-            need_input_grad=need_input_grad)
+        grad_part = (None if grad_y is None else grad_y[t0:t1, :active],
+                     (handed_on(carry_h, grad_h_n, active, still_going),
+                      handed_on(carry_c, grad_c_n, active, still_going) if is_lstm else None))
+        grad_x_part, carry_h, carry_c = rnn_layer_backward(grad_part, part, grad_w_ih, grad_w_hh, grad_b_ih,
+                                                           grad_b_hh, need_input_grad)
         if grad_x is not None:
             grad_x[t0:t1, :active] = grad_x_part
     return grad_x, carry_h, carry_c

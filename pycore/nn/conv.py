@@ -5,7 +5,6 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import int_pair, int_single, integer
-from ..functional.conv import _padding
 from . import init
 from .module import Module, Parameter
 
@@ -21,9 +20,10 @@ def _groups(layer, groups):
 
 
 class _ConvNd(Module):
-    """What Conv1d and Conv2d share: the input check and backward, on F.<op>_backward."""
+    """What Conv1d and Conv2d share: the input check, and backward on F.<op>_backward with
+    the ctx F.<op>_forward returned."""
 
-    _op = "conv2d"
+    _backward_fn = staticmethod(F.conv2d_backward)
     _input_layout = "(N, C_in, H, W)"
     _output_layout = "(N, C_out, H_out, W_out)"
 
@@ -36,13 +36,12 @@ class _ConvNd(Module):
         return x
 
     def backward(self, grad_output):
-        (x,) = self._pop_saved()
+        (ctx,) = self._pop_saved()
         ndim = self._output_layout.count(",") + 1
         grad_output = self._check_input(grad_output, "grad_output", ndim=ndim, layout=self._output_layout)
-        backward = getattr(F, self._op + "_backward")
-        return backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
-                        None if self.bias is None else self.bias.grad_buffer(), **self._hyper(),
-                        need_input_grad=self.requires_input_grad)
+        return self._backward_fn(grad_output, ctx, self.weight.grad_buffer(),
+                                 None if self.bias is None else self.bias.grad_buffer(),
+                                 need_input_grad=self.requires_input_grad)
 
 
 class Conv2d(_ConvNd):
@@ -101,7 +100,7 @@ class Conv2d(_ConvNd):
         self.stride = int_pair(stride, "stride", minimum=1)
         self.dilation = int_pair(dilation, "dilation", minimum=1)
         self.groups = _groups(self, groups)
-        _padding(padding, self.kernel_size, self.stride, self.dilation)  # raises for a bad padding now
+        F.conv_padding(padding, self.kernel_size, self.stride, self.dilation)  # raises for a bad padding now
         self.padding = padding if isinstance(padding, str) else int_pair(padding, "padding", minimum=0)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(init.kaiming_uniform(shape, self.dtype))
@@ -116,9 +115,9 @@ class Conv2d(_ConvNd):
     def _fused_forward(self, x, activation=None, negative_slope=0.01):
         """forward, or forward fused with the activation after it (nn/fusion.py)."""
         x = self._checked_input(x)
-        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper(),
-                     activation=activation, negative_slope=negative_slope)
-        self._save_for_backward(x)
+        y, ctx = F.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
+                                  **self._hyper(), activation=activation, negative_slope=negative_slope)
+        self._save_for_backward(ctx)
         return y
 
     def extra_repr(self):
@@ -147,7 +146,7 @@ class Conv1d(_ConvNd):
     as Conv2d's (U(-b, b), b = 1 / sqrt(C_in / groups * kernel_size)).
     """
 
-    _op = "conv1d"
+    _backward_fn = staticmethod(F.conv1d_backward)
     _input_layout = "(N, C_in, L)"
     _output_layout = "(N, C_out, L_out)"
 
@@ -161,7 +160,7 @@ class Conv1d(_ConvNd):
         self.dilation = (int_single(dilation, "dilation", 1),)
         self.groups = _groups(self, groups)
         if isinstance(padding, str):
-            _padding(padding, (1,) + self.kernel_size, (1,) + self.stride, (1,) + self.dilation)
+            F.conv_padding(padding, (1,) + self.kernel_size, (1,) + self.stride, (1,) + self.dilation)
             self.padding = padding
         else:
             self.padding = (int_single(padding, "padding", 0),)
@@ -175,8 +174,9 @@ class Conv1d(_ConvNd):
 
     def forward(self, x):
         x = self._checked_input(x)
-        y = F.conv1d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._hyper())
-        self._save_for_backward(x)
+        y, ctx = F.conv1d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
+                                  **self._hyper())
+        self._save_for_backward(ctx)
         return y
 
     def extra_repr(self):

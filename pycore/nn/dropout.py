@@ -22,18 +22,18 @@ class Dropout(Module):
 
     def forward(self, x):
         x = self._check_input(x)
-        y, mask = F.dropout_with_mask(x, self.p, self.training)
-        self._save_for_backward(mask, x.shape)
+        y, ctx = F.dropout_forward(x, self.p, self.training)
+        self._save_for_backward(ctx, x.shape)
         return y
 
     def backward(self, grad_output):
-        mask, shape = self._pop_saved()
+        ctx, shape = self._pop_saved()  # ctx: the mask, or None (the identity), which has no shape
         if not self.requires_input_grad:
             return None
         grad_output = self._check_input(grad_output, "grad_output")
         if grad_output.shape != shape:
             raise ValueError(f"Dropout.backward: grad_output has shape {grad_output.shape}, expected {shape}")
-        return F.dropout_backward(grad_output, mask)
+        return F.dropout_backward(grad_output, ctx)
 
     def extra_repr(self):
         return f"p={self.p}"

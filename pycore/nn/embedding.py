@@ -2,6 +2,7 @@
 __all__ = ["Embedding"]
 import numpy as np
 
+from .. import functional as F
 from .._checks import integer
 from .._context import default_generator
 from .module import Module, Parameter
@@ -31,13 +32,10 @@ class Embedding(Module):
         super().__init__(dtype)
         self.num_embeddings = integer(num_embeddings, "num_embeddings", minimum=1)
         self.embedding_dim = integer(embedding_dim, "embedding_dim", minimum=1)
-        if padding_idx is not None:
-            padding_idx = integer(padding_idx, "padding_idx")
-            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
-                raise ValueError(f"Embedding: padding_idx: expected a value in [{-self.num_embeddings}, "
-                                 f"{self.num_embeddings}), got {padding_idx}")
-            padding_idx %= self.num_embeddings
-        self.padding_idx = padding_idx
+        try:
+            self.padding_idx = padding_idx = F.embedding_padding_idx(padding_idx, self.num_embeddings)
+        except ValueError as err:
+            raise ValueError(f"Embedding: {err}") from None
         weight = default_generator().standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
         if padding_idx is not None:
             weight[padding_idx] = 0
@@ -45,39 +43,21 @@ class Embedding(Module):
         # The data feeds this layer: there is never an input gradient to compute.
         self.requires_input_grad = False
 
-    def _check_indices(self, indices):
-        if not isinstance(indices, np.ndarray):
-            indices = np.asarray(indices)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"Embedding: indices: expected an integer array, got dtype {indices.dtype}")
-        if indices.size:
-            low, high = indices.min(), indices.max()
-            if low < 0 or high >= self.num_embeddings:
-                bad = low if low < 0 else high
-                raise ValueError(f"Embedding: indices: expected values in [0, {self.num_embeddings}) "
-                                 f"(num_embeddings), got {bad}")
-        return indices
-
     def forward(self, indices):
-        indices = self._check_indices(indices)
-        self._save_for_backward(indices)
-        return self.weight.data[indices]
+        try:
+            y, ctx = F.embedding_forward(indices, self.weight.data, self.padding_idx)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"Embedding: {err}") from None
+        self._save_for_backward(ctx)
+        return y
 
     def backward(self, grad_output):
-        (indices,) = self._pop_saved()
+        (ctx,) = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
-        expected = indices.shape + (self.embedding_dim,)
-        if grad_output.shape != expected:
-            raise ValueError(f"Embedding.backward: grad_output has shape {grad_output.shape}, expected {expected}")
-        flat_idx = indices.reshape(-1)
-        flat_grad = grad_output.reshape(-1, self.embedding_dim)
-        if self.padding_idx is not None:
-            keep = flat_idx != self.padding_idx
-            flat_idx, flat_grad = flat_idx[keep], flat_grad[keep]
-        grad_weight = self.weight.grad_buffer()
-        if grad_weight is not None:  # None: the weight is frozen (requires_grad=False)
-            np.add.at(grad_weight, flat_idx, flat_grad)
-        return None
+        try:
+            return F.embedding_backward(grad_output, ctx, self.weight.grad_buffer())
+        except ValueError as err:
+            raise ValueError(f"Embedding.backward: {err}") from None
 
     def extra_repr(self):
         s = f"{self.num_embeddings}, {self.embedding_dim}"

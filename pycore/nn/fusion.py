@@ -6,10 +6,11 @@
 A Conv2d or Linear followed by ReLU, LeakyReLU (negative_slope >= 0), Tanh or Sigmoid
 becomes one step: the layer's GEMM adds the bias and applies the activation as it writes
 each output tile (csrc/gemm.h, GemmEpilogue), so the output is written once instead of
-three times. Backward turns dL/dy into dL/d(pre-activation) from the output alone
-(functional.fused.activation_backward), then runs the layer's own backward. Results are
-those of the unfused modules, and each module keeps its own state: the layer saves its
-input, the activation its output, so either may still be called on its own.
+three times. Backward runs the activation's own backward on the ctx its forward would
+have kept, built from the output alone (y; for LeakyReLU with slope >= 0, y stands in
+for the input: the same sign), then the layer's own backward. Results are those of the
+unfused modules, and each module keeps its own ctx, so either may still be
+differentiated on its own.
 
 ReLU followed by MaxPool2d pools and clips in one pass (max_pool2d(relu(x)) equals
 relu(max_pool2d(x)), so ReLU's full-size output is never written), and a Conv2d/Linear +
@@ -19,16 +20,15 @@ its maximum only where the pooled output is > 0 (the maximum's pre-activation is
 exactly then), which saves the separate relu_backward pass over the full-size map
 (LeNet-5's conv1: 64 x 6 x 28 x 28 values per step). After a fused ReLU + MaxPool2d pair
 the ReLU module keeps nothing (its output was never made); in the triple it keeps its
-output, as unfused.
+output, as unfused. The pooling keeps F.relu_max_pool2d_forward's ctx (its output is
+ReLU's mask), which on the layer's already clipped output is plain max pooling.
 
 Only these exact classes fuse (a subclass may override forward), and nothing fuses in
 debug mode (pycore.set_debug), whose messages name the layer that produced a NaN.
 The modules, their names, state_dict keys and repr are the Sequential's, unchanged.
 """
 from .. import _context
-from .._context import is_grad_enabled
-from ..functional.fused import activation_backward
-from ..functional.pooling import _max_pool_backward, max_pool2d_forward
+from .. import functional as F
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .linear import Linear
@@ -48,8 +48,14 @@ def _activation(module):
     return (name, slope) if slope >= 0 else None
 
 
+def _ctx_from_output(act, y):
+    """The ctx act's own forward keeps, from the fused layer's output y: y itself for
+    ReLU, Tanh and Sigmoid; for LeakyReLU (slope >= 0 here) y in place of its input."""
+    return F.activation.LeakyReLUContext(y, act.negative_slope) if type(act) is LeakyReLU else y
+
+
 class FusedStep:
-    """A layer and its activation run as one: forward and backward, keeping both modules' state."""
+    """A layer and its activation run as one: forward and backward, keeping both modules' ctx."""
 
     __slots__ = ("layer", "act", "name", "slope")
 
@@ -58,54 +64,37 @@ class FusedStep:
 
     def __call__(self, x):
         y = self.layer._fused_forward(x, self.name, self.slope)
-        self.act._save_for_backward(y)
+        self.act._save_for_backward(_ctx_from_output(self.act, y))
         return y
 
     def backward(self, grad_output):
-        (y,) = self.act._pop_saved()
-        if not self.act.requires_input_grad:
-            return None
-        grad_output = self.act._check_input(grad_output, "grad_output")
-        if grad_output.shape != y.shape:
-            raise ValueError(f"{type(self.act).__name__}.backward: grad_output has shape {grad_output.shape}, "
-                             f"expected {y.shape}")
-        return self.layer.backward(activation_backward(grad_output, y, self.name, self.slope))
+        grad_pre = self.act.backward(grad_output)
+        return None if grad_pre is None else self.layer.backward(grad_pre)
 
 
 class ReLUPoolStep:
     """ReLU and MaxPool2d run as one, after a Conv2d/Linear (with ReLU as its epilogue) or
     on their own; backward sends the gradient through the pooling and ReLU's mask at once."""
 
-    __slots__ = ("layer", "relu", "pool", "pooled")
+    __slots__ = ("layer", "relu", "pool")
 
     def __init__(self, layer, relu, pool):
         self.layer, self.relu, self.pool = layer, relu, pool
-        self.pooled = None  # the pooled output while a backward is due: ReLU's mask
 
     def __call__(self, x):
-        keep = is_grad_enabled()
-        if self.layer is None:
-            x, geometry = self.pool._input(x)
-            clip = True  # relu inside the pooling pass; ReLU's own output never exists
-        else:
+        if self.layer is not None:
             x = self.layer._fused_forward(x, "relu")
             self.relu._save_for_backward(x)
-            x, geometry = self.pool._input(x)
-            clip = False  # already clipped by the layer's epilogue
-        y, argmax = max_pool2d_forward(x, geometry, relu=clip, with_indices=keep)
-        self.pool._save_for_backward(argmax, geometry)
-        self.pooled = y if keep else None
-        return y
+        # relu inside the pooling pass (alone: ReLU's own output never exists; after the
+        # layer: x is already clipped, and the pooled output is ReLU's mask for backward)
+        return self.pool._forward_with(F.relu_max_pool2d_forward, F.relu_max_pool2d, x)
 
     def backward(self, grad_output):
-        argmax, geometry = self.pool._pop_saved()
         if self.layer is not None:
-            self.relu._pop_saved()  # the mask comes from the pooled output instead
-        pooled, self.pooled = self.pooled, None
-        if not (self.pool.requires_input_grad and self.relu.requires_input_grad):
+            self.relu._pop_saved()  # the mask comes from the pooled output in the pool's ctx
+        grad = self.pool._backward_with(F.relu_max_pool2d_backward, grad_output)
+        if grad is None or not self.relu.requires_input_grad:
             return None
-        # geometry and argmax come from this step's own forward: only grad_output is checked.
-        grad = _max_pool_backward(self.pool._grad(grad_output, geometry), argmax, geometry, pooled)
         return grad if self.layer is None else self.layer.backward(grad)
 
 

@@ -8,6 +8,7 @@ from .. import _C
 from .. import functional as F
 from .._checks import integer
 from ..functional.fused import activation_code
+from ..functional.linalg import LinearContext
 from . import init
 from .module import Module, Parameter
 
@@ -50,14 +51,14 @@ class Linear(Module):
             rows, out_shape, code, slope = checked[2:]
             y = np.empty((rows, self.out_features), dtype=x.dtype)
             _C.gemm(x.reshape(rows, self.in_features), weight, y, False, True, 1.0, 0.0, None, bias, code, slope)
-            y = y.reshape(out_shape)
+            y, ctx = y.reshape(out_shape), LinearContext(x, weight)  # what F.linear_forward's ctx holds
         else:
             if x.ndim < 1 or x.shape[-1] != self.in_features:
                 raise ValueError(f"Linear: expected input with {self.in_features} features on the last axis, "
                                  f"got shape {x.shape}")
-            y = F.linear(x, weight, bias, activation=activation, negative_slope=negative_slope)
+            y, ctx = F.linear_forward(x, weight, bias, activation=activation, negative_slope=negative_slope)
             self._remember_checked(x.shape, activation, negative_slope, weight, bias)
-        self._save_for_backward(x)
+        self._save_for_backward(ctx)
         return y
 
     def _remember_checked(self, shape, activation, negative_slope, weight, bias):
@@ -74,12 +75,9 @@ class Linear(Module):
             weight, bias, math.prod(shape[:-1]), shape[:-1] + (self.out_features,), code, slope)
 
     def backward(self, grad_output):
-        (x,) = self._pop_saved()
+        (ctx,) = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.shape != x.shape[:-1] + (self.out_features,):
-            raise ValueError(f"Linear.backward: grad_output has shape {grad_output.shape}, "
-                             f"expected {x.shape[:-1] + (self.out_features,)}")
-        return F.linear_backward(grad_output, x, self.weight.data, self.weight.grad_buffer(),
+        return F.linear_backward(grad_output, ctx, self.weight.grad_buffer(),
                                  None if self.bias is None else self.bias.grad_buffer(),
                                  need_input_grad=self.requires_input_grad)
 

@@ -14,16 +14,29 @@ __all__ = ["CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss"]
 import numpy as np
 
 from .. import functional as F
-from .._checks import float_array
+from .._checks import choice, float_array
 from .module import Module
 
 
 class _Loss(Module):
-    """Shared by the losses: the reduction, and a forward/backward over saved arrays."""
+    """Shared by the losses: the reduction, and backward = F.<loss>_backward(grad, ctx)
+    with the ctx F.<loss>_forward returned."""
+
+    _backward_fn = None
 
     def __init__(self, reduction="mean"):
         super().__init__()
-        self.reduction = F.loss._reduction(reduction)
+        self.reduction = choice(reduction, "reduction", F.REDUCTIONS)
+
+    def _keep(self, loss_and_ctx):
+        loss, ctx = loss_and_ctx
+        self._save_for_backward(ctx)
+        return loss
+
+    def backward(self, grad=1.0):
+        """d loss / d input, of input's shape and dtype, scaled by grad (the loss's own gradient)."""
+        (ctx,) = self._pop_saved()
+        return self._backward_fn(grad, ctx)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
@@ -51,37 +64,22 @@ class CrossEntropyLoss(_Loss):
     and its gradient (unweighted) is softmax(x) - ((1 - eps) * onehot(t) + eps / C).
     """
 
+    _backward_fn = staticmethod(F.cross_entropy_backward)
+
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__(reduction)
+        weight, self.ignore_index, _, self.label_smoothing = F.cross_entropy_options(
+            weight, ignore_index, reduction, label_smoothing)
         if weight is not None:
-            self.register_buffer("weight", float_array(weight, "weight", ndim=1).copy())
+            self.register_buffer("weight", weight.copy())
         else:
             self.weight = None
-        self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
-        # Check the remaining arguments now, on a one-row problem, rather than at the first forward.
-        F.loss._cross_entropy_args(
-            [[0.0] * (1 if weight is None else self.weight.shape[0])], [0], self.weight, ignore_index, reduction,
-            label_smoothing)
-
-    def _options(self):
-        return dict(weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
-                    label_smoothing=self.label_smoothing)
 
     def forward(self, input, target):
         """input (*, C) logits, target (*) class indices -> the loss (float, or array for 'none')."""
-        args = F.loss._cross_entropy_args(input, target, **self._options())
-        loss_shape = np.shape(target)
-        loss, logsumexp, denominator = F.loss._cross_entropy_forward_checked(args, loss_shape, self.reduction)
-        # backward reuses the checked arguments and the mean's denominator instead of redoing them.
-        self._save_for_backward(args, logsumexp, denominator, loss_shape, np.shape(input))
-        return loss
-
-    def backward(self, grad=1.0):
-        """d loss / d input, of input's shape and dtype, scaled by grad (the loss's own gradient)."""
-        args, logsumexp, denominator, loss_shape, input_shape = self._pop_saved()
-        return F.loss._cross_entropy_backward_checked(grad, args, logsumexp, denominator, loss_shape, input_shape,
-                                                      self.reduction)
+        # ctx keeps the checked arguments and the mean's denominator: backward redoes neither.
+        return self._keep(F.cross_entropy_forward(input, target, self.weight, self.ignore_index, self.reduction,
+                                                  self.label_smoothing))
 
     def extra_repr(self):
         return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
@@ -94,15 +92,10 @@ class MSELoss(_Loss):
     input and target: the same shape and float dtype.
     """
 
-    def forward(self, input, target):
-        loss = F.mse_loss(input, target, self.reduction)
-        self._save_for_backward(input, target)
-        return loss
+    _backward_fn = staticmethod(F.mse_loss_backward)  # 2 (input - target) * grad, / input.size for 'mean'
 
-    def backward(self, grad=1.0):
-        """d loss / d input = 2 (input - target) * grad, divided by input.size for 'mean'."""
-        input, target = self._pop_saved()
-        return F.mse_loss_backward(grad, input, target, self.reduction)
+    def forward(self, input, target):
+        return self._keep(F.mse_loss_forward(input, target, self.reduction))
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -122,12 +115,8 @@ class BCEWithLogitsLoss(_Loss):
         else:
             self.pos_weight = None
 
-    def forward(self, input, target):
-        loss = F.binary_cross_entropy_with_logits(input, target, self.pos_weight, self.reduction)
-        self._save_for_backward(input, target)
-        return loss
+    # d loss / d input = sigmoid(x) - y (with pos_weight: (1 - y) - (1 + (pw - 1) y) sigmoid(-x)), times grad
+    _backward_fn = staticmethod(F.binary_cross_entropy_with_logits_backward)
 
-    def backward(self, grad=1.0):
-        """d loss / d input = sigmoid(x) - y (with pos_weight: (1 - y) - (1 + (pw - 1) y) sigmoid(-x)), times grad."""
-        input, target = self._pop_saved()
-        return F.binary_cross_entropy_with_logits_backward(grad, input, target, self.pos_weight, self.reduction)
+    def forward(self, input, target):
+        return self._keep(F.binary_cross_entropy_with_logits_forward(input, target, self.pos_weight, self.reduction))

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from .._checks import integer
+from .._checks import integer, real
 from .module import Module, Parameter
 
 
@@ -35,12 +35,8 @@ class _BatchNorm(Module):
                  dtype=np.float32):
         super().__init__(dtype)
         self.num_features = integer(num_features, "num_features", minimum=1)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"eps: expected a float > 0, got {eps!r}")
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)):
-            raise TypeError(f"momentum: expected a float or None, got {type(momentum).__name__}")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
+        self.eps = real(eps, "eps", minimum=0, exclusive_minimum=True)
+        self.momentum = None if momentum is None else real(momentum, "momentum")
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         C = self.num_features
@@ -71,26 +67,21 @@ class _BatchNorm(Module):
             seen = int(self.num_batches_tracked) + 1
             momentum = 1.0 / seen if self.momentum is None else self.momentum
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
-        y, mean, invstd = F.batch_norm_with_stats(
+        y, ctx = F.batch_norm_forward(
             x, *running, None if self.weight is None else self.weight.data,
             None if self.bias is None else self.bias.data, use_batch_stats, momentum, self.eps)
         if update_running:
             self.num_batches_tracked += 1
-        self._save_for_backward(x, mean, invstd, use_batch_stats)
+        self._save_for_backward(ctx)
         return y
 
     def backward(self, grad_output):
-        x, mean, invstd, use_batch_stats = self._pop_saved()
-        grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.shape != x.shape:
-            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
-                             f"expected {x.shape}")
+        (ctx,) = self._pop_saved()
         return F.batch_norm_backward(
-            grad_output, x, mean, invstd,
-            weight=None if self.weight is None else self.weight.data,
+            self._check_input(grad_output, "grad_output"), ctx,
             grad_weight=None if self.weight is None else self.weight.grad_buffer(),
             grad_bias=None if self.bias is None else self.bias.grad_buffer(),
-            training=use_batch_stats, need_input_grad=self.requires_input_grad)
+            need_input_grad=self.requires_input_grad)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -132,9 +123,7 @@ class LayerNorm(Module):
         if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
             raise TypeError(f"normalized_shape: expected an int or a non-empty tuple of ints, got {normalized_shape!r}")
         self.normalized_shape = tuple(integer(d, "normalized_shape", minimum=1) for d in normalized_shape)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"eps: expected a float > 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = real(eps, "eps", minimum=0, exclusive_minimum=True)
         self.elementwise_affine = bool(elementwise_affine)
         affine = self.elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype=self.dtype)) if affine else None
@@ -142,19 +131,15 @@ class LayerNorm(Module):
 
     def forward(self, x):
         x = self._check_input(x)
-        y, mean, invstd = F.layer_norm_with_stats(x, self.normalized_shape,
-                                                  None if self.weight is None else self.weight.data,
-                                                  None if self.bias is None else self.bias.data, self.eps)
-        self._save_for_backward(x, mean, invstd)
+        y, ctx = F.layer_norm_forward(x, self.normalized_shape, None if self.weight is None else self.weight.data,
+                                      None if self.bias is None else self.bias.data, self.eps)
+        self._save_for_backward(ctx)
         return y
 
     def backward(self, grad_output):
-        x, mean, invstd = self._pop_saved()
-        grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.shape != x.shape:
-            raise ValueError(f"LayerNorm.backward: grad_output has shape {grad_output.shape}, expected {x.shape}")
+        (ctx,) = self._pop_saved()
         return F.layer_norm_backward(
-            grad_output, x, self.normalized_shape, mean, invstd, None if self.weight is None else self.weight.data,
+            self._check_input(grad_output, "grad_output"), ctx,
             grad_weight=None if self.weight is None else self.weight.grad_buffer(),
             grad_bias=None if self.bias is None else self.bias.grad_buffer(),
             need_input_grad=self.requires_input_grad)

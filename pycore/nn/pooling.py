@@ -9,13 +9,11 @@ from .._context import is_grad_enabled
 from .module import Module
 
 
-# Input shapes whose geometry a layer remembers (a training and an evaluation batch size,
-# a last smaller batch...); past this the cache starts over.
-_GEOMETRIES_KEPT = 8
-
-
 class _Pool2d(Module):
-    op = "pool2d"
+    """What the pooling layers share: their arguments, and running a functional op on
+    them with the error naming the layer. Each forward keeps the ctx of F.<op>_forward;
+    under pycore.no_grad() the plain F.<op> runs instead (max pooling then computes no
+    argmax: inference needs no backward)."""
 
     def __init__(self, kernel_size, stride, padding, ceil_mode, dtype):
         super().__init__(dtype)
@@ -23,30 +21,31 @@ class _Pool2d(Module):
         self.stride = self.kernel_size if stride is None else int_pair(stride, "stride", minimum=1)
         self.padding = int_pair(padding, "padding", minimum=0)
         self.ceil_mode = bool(ceil_mode)
-        self._geometries = {}
 
-    def _input(self, x):
-        """(x, geometry): the checked input and its PoolGeometry, validated once per
-        shape and dtype (~15 us a call saved at LeNet's sizes)."""
+    def _run(self, op, x, *extra):
+        """op(x, kernel_size, stride, padding, ceil_mode, *extra), the input checked for the
+        layer and a bad geometry reported with its name. (F's geometry cache makes the
+        checks ~1 us after a shape's first call.)"""
         x = self._check_input(x, ndim=(3, 4), layout="(N, C, H, W) or (C, H, W)")
-        key = (x.shape, x.dtype)
-        geometry = self._geometries.get(key)
-        if geometry is None:
-            try:
-                geometry = F.pool_geometry(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.op)
-            except ValueError as err:
-                raise ValueError(f"{type(self).__name__}: {err}") from None
-            if len(self._geometries) >= _GEOMETRIES_KEPT:
-                self._geometries.clear()
-            self._geometries[key] = geometry
-        return x, geometry
+        try:
+            return op(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, *extra)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: {err}") from None
 
-    def _grad(self, grad_output, geometry):
-        grad_output = self._check_input(grad_output, "grad_output")
-        if grad_output.shape != geometry.output_shape:
-            raise ValueError(f"{type(self).__name__}.backward: grad_output has shape {grad_output.shape}, "
-                             f"expected {geometry.output_shape}")
-        return grad_output
+    def _forward_with(self, op_forward, op, x, *extra):
+        """y, keeping op_forward's ctx while gradients are on; else y = op(...)."""
+        if not is_grad_enabled():
+            self._save_for_backward()  # keeps nothing, and drops an older forward's ctx
+            return self._run(op, x, *extra)
+        y, ctx = self._run(op_forward, x, *extra)
+        self._save_for_backward(ctx)
+        return y
+
+    def _backward_with(self, op_backward, grad_output):
+        (ctx,) = self._pop_saved()
+        if not self.requires_input_grad:
+            return None
+        return op_backward(self._check_input(grad_output, "grad_output"), ctx)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -67,19 +66,11 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, dtype=np.float32):
         super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
 
-    op = "max_pool2d"
-
     def forward(self, x):
-        x, geometry = self._input(x)
-        y, argmax = F.max_pool2d_forward(x, geometry, with_indices=is_grad_enabled())
-        self._save_for_backward(argmax, geometry)
-        return y
+        return self._forward_with(F.max_pool2d_forward, F.max_pool2d, x)
 
     def backward(self, grad_output):
-        argmax, geometry = self._pop_saved()
-        if not self.requires_input_grad:
-            return None
-        return F.max_pool2d_backward(self._grad(grad_output, geometry), argmax, geometry)
+        return self._backward_with(F.max_pool2d_backward, grad_output)
 
 
 class AvgPool2d(_Pool2d):
@@ -97,43 +88,27 @@ class AvgPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
         self.count_include_pad = bool(count_include_pad)
 
-    op = "avg_pool2d"
-
     def forward(self, x):
-        x, geometry = self._input(x)
-        y = F.avg_pool2d_forward(x, geometry, self.count_include_pad)
-        self._save_for_backward(geometry)
-        return y
+        return self._forward_with(F.avg_pool2d_forward, F.avg_pool2d, x, self.count_include_pad)
 
     def backward(self, grad_output):
-        (geometry,) = self._pop_saved()
-        if not self.requires_input_grad:
-            return None
-        return F.avg_pool2d_backward(self._grad(grad_output, geometry), geometry, self.count_include_pad)
+        return self._backward_with(F.avg_pool2d_backward, grad_output)
 
     def extra_repr(self):
         return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
 
 
 class ReLUMaxPool2d(MaxPool2d):
-    """MaxPool2d(ReLU(x)) in one pass over x (F.relu_max_pool2d_with_indices): the same
-    outputs and gradients as nn.ReLU() followed by nn.MaxPool2d, without the ReLU's
-    full-size output. Arguments and shapes as MaxPool2d; no parameters, so a model that
-    swaps the pair for it keeps its state_dict."""
-
-    op = "relu_max_pool2d"
+    """MaxPool2d(ReLU(x)) in one pass over x (F.relu_max_pool2d_forward): the same outputs
+    and gradients as nn.ReLU() followed by nn.MaxPool2d, without the ReLU's full-size
+    output. Arguments and shapes as MaxPool2d; no parameters, so a model that swaps the
+    pair for it keeps its state_dict."""
 
     def forward(self, x):
-        x, geometry = self._input(x)
-        y, argmax = F.max_pool2d_forward(x, geometry, relu=True)
-        self._save_for_backward(y, argmax, geometry)
-        return y
+        return self._forward_with(F.relu_max_pool2d_forward, F.relu_max_pool2d, x)
 
     def backward(self, grad_output):
-        y, argmax, geometry = self._pop_saved()
-        if not self.requires_input_grad:
-            return None
-        return F.relu_max_pool2d_backward(self._grad(grad_output, geometry), y, argmax, geometry)
+        return self._backward_with(F.relu_max_pool2d_backward, grad_output)
 
 
 class _AdaptivePool2d(Module):
@@ -172,16 +147,15 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
         super().__init__(output_size, dtype)
 
     def forward(self, x):
-        x = self._input(x)
-        y = F.adaptive_avg_pool2d(x, self.output_size)
-        self._save_for_backward(x.shape, y.shape)
+        y, ctx = F.adaptive_avg_pool2d_forward(self._input(x), self.output_size)
+        self._save_for_backward(ctx, y.shape)
         return y
 
     def backward(self, grad_output):
-        x_shape, y_shape = self._pop_saved()
+        ctx, y_shape = self._pop_saved()
         if not self.requires_input_grad:
             return None
-        return F.adaptive_avg_pool2d_backward(self._grad(grad_output, y_shape), x_shape)
+        return F.adaptive_avg_pool2d_backward(self._grad(grad_output, y_shape), ctx)
 
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
@@ -195,13 +169,12 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
         self.return_indices = bool(return_indices)
 
     def forward(self, x):
-        x = self._input(x)
-        y, indices = F.adaptive_max_pool2d_with_indices(x, self.output_size)
-        self._save_for_backward(x.shape, indices)
-        return (y, indices) if self.return_indices else y
+        y, ctx = F.adaptive_max_pool2d_forward(self._input(x), self.output_size)
+        self._save_for_backward(ctx)
+        return (y, ctx.indices) if self.return_indices else y
 
     def backward(self, grad_output):
-        x_shape, indices = self._pop_saved()
+        (ctx,) = self._pop_saved()
         if not self.requires_input_grad:
             return None
-        return F.adaptive_max_pool2d_backward(self._grad(grad_output, indices.shape), indices, x_shape)
+        return F.adaptive_max_pool2d_backward(self._grad(grad_output, ctx.indices.shape), ctx)

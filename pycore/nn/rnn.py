@@ -56,7 +56,7 @@ class _RNNBase(Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
-        gates = F.rnn.RNN_MODES[mode][1] * self.hidden_size
+        gates = F.RNN_MODES[mode][1] * self.hidden_size
         bound = 1.0 / math.sqrt(self.hidden_size)
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -187,7 +187,7 @@ class _RNNBase(Module):
             if layer > 0:  # dropout on the outputs of every layer but the last (PyTorch's placement)
                 mask = None
                 if self.training and self.dropout:
-                    layer_input, mask = F.dropout_with_mask(layer_input, self.dropout, True)
+                    layer_input, mask = F.dropout_forward(layer_input, self.dropout, True)
                 masks.append(mask)
             outputs = []
             for direction in range(self.num_directions):
@@ -196,7 +196,7 @@ class _RNNBase(Module):
                 # The reverse direction is the same kernel on each sequence read backwards
                 # from its last real step; its outputs are put back in time order.
                 seq = layer_input if direction == 0 else layer_input[reverse]
-                y, (h_last, c_last), cache = F.rnn_layer_varlen(
+                y, (h_last, c_last), cache = F.rnn_layer_varlen_forward(
                     self.mode, seq, sorted_lengths, w_ih.data, w_hh.data, None if b_ih is None else b_ih.data,
                     None if b_hh is None else b_hh.data, None if h0 is None else h0[row],
                     None if c0 is None else c0[row])
@@ -299,9 +299,8 @@ class _RNNBase(Module):
                     grad_out = grad_below[:, :, direction * hidden:(direction + 1) * hidden]
                     grad_out = grad_out[reverse] if direction else np.ascontiguousarray(grad_out)
                 grad_x, grad_h0[row], grad_c0[row] = F.rnn_layer_varlen_backward(
-                    caches[row], w_ih.data, w_hh.data, w_ih.grad_buffer(), w_hh.grad_buffer(),
+                    (grad_out, (grad_h_n[row], grad_c_n[row])), caches[row], w_ih.grad_buffer(), w_hh.grad_buffer(),
                     None if b_ih is None else b_ih.grad_buffer(), None if b_hh is None else b_hh.grad_buffer(),
-                    grad_y=grad_out, grad_h_n=grad_h_n[row], grad_c_n=grad_c_n[row],
                     need_input_grad=need_input_grad)
                 if grad_x is not None:
                     grad_x = grad_x[reverse] if direction else grad_x
@@ -484,7 +483,7 @@ class _CellBase(Module):
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"{type(self).__name__}: bias: expected a bool, got {type(bias).__name__}")
         self.bias = bool(bias)
-        gates = F.rnn.RNN_MODES[mode][1] * self.hidden_size
+        gates = F.RNN_MODES[mode][1] * self.hidden_size
         bound = 1.0 / math.sqrt(self.hidden_size)  # PyTorch's init, in its order
         self.weight_ih = Parameter(init.uniform((gates, self.input_size), bound, self.dtype))
         self.weight_hh = Parameter(init.uniform((gates, self.hidden_size), bound, self.dtype))
@@ -530,7 +529,7 @@ class _CellBase(Module):
                     raise ValueError(f"{name}: {what}: expected shape {shape}, got {value.shape}")
                 parts.append(value.reshape(batch, self.hidden_size))
             h, c = parts if self._has_cell else (parts[0], None)
-        y, (h_new, c_new), cache = F.rnn_layer(
+        y, (h_new, c_new), cache = F.rnn_layer_forward(
             self.mode, x.reshape(1, batch, self.input_size), self.weight_ih.data, self.weight_hh.data,
             None if not self.bias else self.bias_ih.data, None if not self.bias else self.bias_hh.data, h, c)
         if is_grad_enabled():
@@ -568,9 +567,8 @@ class _CellBase(Module):
                 grads[i] = grads[i].reshape(batch, self.hidden_size)
         self._contexts.pop()
         grad_x, grad_h, grad_c = F.rnn_layer_backward(
-            cache, self.weight_ih.data, self.weight_hh.data, self.weight_ih.grad_buffer(),
-            self.weight_hh.grad_buffer(), self.bias_ih.grad_buffer() if self.bias else None,
-            self.bias_hh.grad_buffer() if self.bias else None, grad_h_n=grads[0], grad_c_n=grads[1],
+            (None, (grads[0], grads[1])), cache, self.weight_ih.grad_buffer(), self.weight_hh.grad_buffer(),
+            self.bias_ih.grad_buffer() if self.bias else None, self.bias_hh.grad_buffer() if self.bias else None,
             need_input_grad=self.requires_input_grad)
         grad_x = None if grad_x is None else grad_x.reshape((self.input_size,) if unbatched else (batch, -1))
         grad_h = grad_h.reshape(shape)

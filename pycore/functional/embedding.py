@@ -1,0 +1,75 @@
+"""embedding: rows of a table gathered by integer ids, forward and backward (numpy)."""
+__all__ = ["embedding", "embedding_forward", "embedding_backward", "embedding_padding_idx"]
+from collections import namedtuple
+
+import numpy as np
+
+from .._checks import context, float_array, gradient_buffer, integer
+
+EmbeddingContext = namedtuple("EmbeddingContext", "indices weight_shape padding_idx")
+EmbeddingContext.__doc__ = """embedding_forward's ctx: the checked indices, the table's shape and
+padding_idx (a row that never receives a gradient; None for none)."""
+
+
+def _indices(indices, num_embeddings):
+    if not isinstance(indices, np.ndarray):
+        indices = np.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices: expected an integer array, got dtype {indices.dtype}")
+    if indices.size:
+        low, high = indices.min(), indices.max()
+        if low < 0 or high >= num_embeddings:
+            raise ValueError(f"indices: expected values in [0, {num_embeddings}) (num_embeddings), "
+                             f"got {low if low < 0 else high}")
+    return indices
+
+
+def embedding_padding_idx(padding_idx, num_embeddings):
+    """padding_idx in [0, num_embeddings), negative values counting from the end, or None."""
+    if padding_idx is None:
+        return None
+    padding_idx = integer(padding_idx, "padding_idx")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"padding_idx: expected a value in [{-num_embeddings}, {num_embeddings}), got {padding_idx}")
+    return padding_idx % num_embeddings
+
+
+def embedding(indices, weight, padding_idx=None):
+    """y[..., :] = weight[indices[...], :], as torch.nn.functional.embedding.
+
+    indices: integer array of any shape, values in [0, num_embeddings); weight
+    (num_embeddings, embedding_dim). Returns indices.shape + (embedding_dim,).
+    """
+    return embedding_forward(indices, weight, padding_idx)[0]
+
+
+def embedding_forward(indices, weight, padding_idx=None):
+    """(y, EmbeddingContext) of embedding."""
+    weight = float_array(weight, "weight", ndim=2, layout="(num_embeddings, embedding_dim)")
+    indices = _indices(indices, weight.shape[0])
+    padding_idx = embedding_padding_idx(padding_idx, weight.shape[0])
+    return weight[indices], EmbeddingContext(indices, weight.shape, padding_idx)
+
+
+def embedding_backward(grad_output, ctx, grad_weight=None):
+    """Adds grad_output into the rows of grad_weight that forward read (a row used k times
+    gets k contributions; padding_idx's row none) when grad_weight is given (in place; None:
+    the table is frozen). Returns None: integer indices have no gradient."""
+    indices, weight_shape, padding_idx = context(ctx, EmbeddingContext, "embedding")
+    num_embeddings, dim = (integer(d, "ctx.weight_shape", minimum=1) for d in weight_shape)
+    indices = _indices(indices, num_embeddings)
+    padding_idx = embedding_padding_idx(padding_idx, num_embeddings)
+    grad_output = float_array(grad_output, "grad_output")
+    expected = indices.shape + (dim,)
+    if grad_output.shape != expected:
+        raise ValueError(f"grad_output: expected shape {expected} (the output's), got {grad_output.shape}")
+    grad_weight = gradient_buffer(grad_weight, "grad_weight", (num_embeddings, dim), grad_output.dtype)
+    if grad_weight is None:
+        return None
+    flat_idx = indices.reshape(-1)
+    flat_grad = grad_output.reshape(-1, dim)
+    if padding_idx is not None:
+        keep = flat_idx != padding_idx
+        flat_idx, flat_grad = flat_idx[keep], flat_grad[keep]
+    np.add.at(grad_weight, flat_idx, flat_grad)
+    return None
