@@ -3,6 +3,15 @@ checks its arguments before any C++ runs and raises an exception naming the argu
 the expected/received value (TypeError for a type/dtype, ValueError for a shape/value,
 RuntimeError for calls in the wrong order); odd memory layouts give identical results;
 sizes that would overflow int64 are rejected before anything is copied or allocated.
+
+A NEW OP REGISTERS HERE, in three registries (test_every_op_is_registered fails, naming
+the registry and the op, when one is missing):
+  ENTRY_POINTS          every public forward, F.<op> and nn.<Module>: a valid call and input
+  MODULES               every nn module: a factory and an input shape (call order, grad
+                        shape and odd memory layouts run on each)
+  FUNCTIONAL_BACKWARDS  every F.<op>_backward: a ctx from a real F.<op>_forward
+Optional, when the op has them: SECOND_ARGUMENT_DTYPES (a weight's dtype), WRONG_NDIM,
+EMPTY_AXES, _functional_calls (odd layouts of each argument), HUGE_SIZES (int64 overflow).
 """
 import re
 
@@ -53,6 +62,8 @@ ENTRY_POINTS = {
     "F.dropout": (lambda x: F.dropout(x, 0.3), rand(3, 4)),
     "F.batch_norm": (lambda x: F.batch_norm(x, BN_MEAN.copy(), BN_VAR.copy()), rand(2, 3, 4, 4)),
     "F.rnn_layer": (lambda x: F.rnn_layer("LSTM", x, W_IH, W_HH)[0], rand(4, 2, 6)),
+    "F.rnn_layer_varlen": (lambda x: F.rnn_layer_varlen("GRU", x, np.array([4, 1]), rand(21, 6), rand(21, 7))[0],
+                           rand(4, 2, 6)),
     "F.adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, 2), rand(2, 3, 5, 5)),
     "F.adaptive_max_pool2d": (lambda x: F.adaptive_max_pool2d(x, 2), rand(2, 3, 5, 5)),
     "F.layer_norm": (lambda x: F.layer_norm(x, (4,)), rand(3, 4)),
@@ -64,6 +75,10 @@ ENTRY_POINTS = {
                    rand(3, 4)),
     "F.binary_cross_entropy_with_logits": (
         lambda x: F.binary_cross_entropy_with_logits(x, np.zeros((3, 4), np.float32)), rand(3, 4)),
+    "F.prelu": (lambda x: F.prelu(x, np.full(3, 0.25, x.dtype if x.dtype.kind == "f" else np.float32)),
+                rand(2, 3, 4)),
+    "F.relu_max_pool2d": (lambda x: F.relu_max_pool2d(x, 2), rand(2, 3, 4, 4)),
+    "F.embedding": (lambda x: F.embedding(np.array([[0, 2], [1, 1]]), x), rand(3, 4)),
     "nn.Conv2d": (_module_call(lambda: nn.Conv2d(3, 4, 3, padding=1)), rand(2, 3, 5, 5)),
     "nn.MaxPool2d": (_module_call(lambda: nn.MaxPool2d(2)), rand(2, 3, 4, 4)),
     "nn.AvgPool2d": (_module_call(lambda: nn.AvgPool2d(2)), rand(2, 3, 4, 4)),
@@ -82,6 +97,8 @@ ENTRY_POINTS = {
     "nn.GELU": (_module_call(nn.GELU), rand(3, 4)),
     "nn.Conv1d": (_module_call(lambda: nn.Conv1d(3, 4, 3)), rand(2, 3, 7)),
     "nn.SiLU": (_module_call(nn.SiLU), rand(3, 4)),
+    "nn.PReLU": (_module_call(lambda: nn.PReLU(3)), rand(2, 3, 4)),
+    "nn.ReLUMaxPool2d": (_module_call(lambda: nn.ReLUMaxPool2d(2)), rand(2, 3, 4, 4)),
     "nn.AdaptiveAvgPool2d": (_module_call(lambda: nn.AdaptiveAvgPool2d(2)), rand(2, 3, 5, 5)),
     "nn.AdaptiveMaxPool2d": (_module_call(lambda: nn.AdaptiveMaxPool2d(2)), rand(2, 3, 5, 5)),
     "nn.RNN": (_module_call(lambda: nn.RNN(6, 7)), rand(4, 2, 6)),
@@ -99,12 +116,12 @@ BAD_DTYPES = [np.int32, np.int64, np.bool_, np.float16, np.object_, np.complex64
 @pytest.mark.parametrize("dtype", BAD_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_wrong_dtype_is_a_type_error_naming_the_dtype(name, dtype):
     call, x = ENTRY_POINTS[name]
-    with pytest.raises(TypeError, match=rf"(input|a): .*{np.dtype(dtype).name}"):
+    with pytest.raises(TypeError, match=rf"(input|a|weight): .*{np.dtype(dtype).name}"):  # F.embedding: weight
         call(x.astype(dtype))
 
 
 @pytest.mark.parametrize("name", ["nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d", "nn.LayerNorm", "nn.Conv1d",
-                                  "nn.RNN", "nn.LSTM", "nn.GRU"])
+                                  "nn.RNN", "nn.LSTM", "nn.GRU", "nn.PReLU"])
 def test_a_float64_batch_for_a_float32_module_is_a_type_error(name):
     """A layer with weights demands its own dtype: no silent casts (weightless layers take either)."""
     call, x = ENTRY_POINTS[name]
@@ -386,6 +403,8 @@ MODULES = {
     "LayerNorm": (lambda: nn.LayerNorm(4), (3, 4)),
     "GELU": (nn.GELU, (3, 4)),
     "SiLU": (nn.SiLU, (3, 4)),
+    "PReLU": (lambda: nn.PReLU(3, init=-0.1), (2, 3, 4)),
+    "ReLUMaxPool2d": (lambda: nn.ReLUMaxPool2d(2), (2, 3, 4, 4)),
     "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 5)),
     "AdaptiveMaxPool2d": (lambda: nn.AdaptiveMaxPool2d(2), (2, 3, 5, 5)),
     "Identity": (nn.Identity, (3, 4)),
@@ -432,51 +451,117 @@ def test_backward_with_a_grad_of_the_wrong_shape(name):
         m.backward(np.ones(y.shape, np.int64))
 
 
-def _functional_backwards():
-    """name -> (backward(grad), the forward output's shape), each from a real forward."""
-    x4, x2 = rand(2, 3, 5, 5), rand(3, 6)
-    _, argmax, geo_max = F.max_pool2d_with_indices(x4, 2)
-    _, geo_avg = F.avg_pool2d_with_geometry(x4, 2)
-    y_soft = F.softmax(x2)
-    _, mask = F.dropout_with_mask(x2, 0.5)
-    _, mean, invstd = F.batch_norm_with_stats(x4, None, None, training=True)
-    return {
-        "conv2d_backward": (lambda g: F.conv2d_backward(g, x4, W_CONV), (2, 4, 3, 3)),
-        "linear_backward": (lambda g: F.linear_backward(g, x2, W_LIN), (3, 5)),
-        "max_pool2d_backward": (lambda g: F.max_pool2d_backward(g, argmax, geo_max), geo_max.output_shape),
-        "avg_pool2d_backward": (lambda g: F.avg_pool2d_backward(g, geo_avg), geo_avg.output_shape),
-        "relu_backward": (lambda g: F.relu_backward(g, x2), (3, 6)),
-        "softmax_backward": (lambda g: F.softmax_backward(g, y_soft), (3, 6)),
-        "dropout_backward": (lambda g: F.dropout_backward(g, mask), (3, 6)),
-        "batch_norm_backward": (lambda g: F.batch_norm_backward(g, x4, mean, invstd), x4.shape),
+def _make_functional_backwards():
+    """name -> (backward(grad_output), the forward output's shape), each with the ctx of a
+    real forward. Every F.<op>_backward belongs here (test_every_op_is_registered)."""
+    x4, x3, x2, xs = rand(2, 3, 5, 5), rand(2, 3, 7), rand(3, 6), rand(4, 2, 6)
+    target = np.array([0, 5, 1])
+
+    def pair(op, *args, **kwargs):
+        y, ctx = getattr(F, op + "_forward")(*args, **kwargs)
+        return (lambda g: getattr(F, op + "_backward")(g, ctx)), np.shape(y)
+
+    def rnn_pair(op, *args):
+        y, _, ctx = getattr(F, op + "_forward")(*args)
+        return (lambda g: getattr(F, op + "_backward")((g, None), ctx)[0]), y.shape
+
+    registry = {
+        "conv2d_backward": pair("conv2d", x4, W_CONV),
+        "conv1d_backward": pair("conv1d", x3, W_CONV[:, :, 0]),
+        "linear_backward": pair("linear", x2, W_LIN),
+        "max_pool2d_backward": pair("max_pool2d", x4, 2),
+        "relu_max_pool2d_backward": pair("relu_max_pool2d", x4, 2),
+        "avg_pool2d_backward": pair("avg_pool2d", x4, 2),
+        "adaptive_avg_pool2d_backward": pair("adaptive_avg_pool2d", x4, 2),
+        "adaptive_max_pool2d_backward": pair("adaptive_max_pool2d", x4, 2),
+        "relu_backward": pair("relu", x2),
+        "leaky_relu_backward": pair("leaky_relu", x2, 0.1),
+        "prelu_backward": pair("prelu", x4, np.full(3, 0.25, np.float32)),
+        "sigmoid_backward": pair("sigmoid", x2),
+        "tanh_backward": pair("tanh", x2),
+        "gelu_backward": pair("gelu", x2),
+        "silu_backward": pair("silu", x2),
+        "softmax_backward": pair("softmax", x2),
+        "log_softmax_backward": pair("log_softmax", x2, 0),
+        "dropout_backward": pair("dropout", x2, 0.5),
+        "batch_norm_backward": pair("batch_norm", x4, None, None, training=True),
+        "layer_norm_backward": pair("layer_norm", x2, (6,)),
+        "embedding_backward": pair("embedding", np.array([[0, 2], [1, 1]]), rand(3, 4)),
+        "rnn_layer_backward": rnn_pair("rnn_layer", "GRU", xs, rand(21, 6), rand(21, 7)),
+        "rnn_layer_varlen_backward": rnn_pair("rnn_layer_varlen", "LSTM", xs, np.array([4, 2]), W_IH, W_HH),
+        "activation_backward": ((lambda g: F.activation_backward(g, x2, "tanh")), x2.shape),
     }
+    # The losses' grad_output is the loss's own gradient: a number, or one per element ('none').
+    for loss, args in (("cross_entropy", (x2, target)), ("mse_loss", (x2, rand(3, 6))),
+                       ("binary_cross_entropy_with_logits", (x2, rand(3, 6)))):
+        registry[loss + "_backward"] = pair(loss, *args, reduction="none")
+    return registry
 
 
-@pytest.mark.parametrize("name", sorted(_functional_backwards()))
+FUNCTIONAL_BACKWARDS = sorted(_make_functional_backwards())
+# backwards that return no input gradient (integer indices): checked without a float result
+NO_INPUT_GRADIENT = {"embedding_backward"}
+
+
+@pytest.mark.parametrize("name", FUNCTIONAL_BACKWARDS)
 def test_functional_backwards_check_the_gradient(name):
-    backward, shape = _functional_backwards()[name]
-    assert backward(np.ones(shape, np.float32)).dtype == np.float32
+    backward, shape = _make_functional_backwards()[name]
+    result = backward(np.ones(shape, np.float32))
+    assert result is None if name in NO_INPUT_GRADIENT else result.dtype == np.float32
     wrong = shape[:-1] + (shape[-1] + 1,)
     with pytest.raises(ValueError, match=r"grad.*" + re.escape(str(wrong))):
         backward(np.ones(wrong, np.float32))
-    with pytest.raises(TypeError, match=r"grad.*float64"):
-        backward(np.ones(shape, np.float64))
+    if name not in NO_INPUT_GRADIENT and not name.startswith(("cross_entropy", "mse", "binary")):
+        with pytest.raises(TypeError, match=r"grad.*float64"):
+            backward(np.ones(shape, np.float64))
+
+
+@pytest.mark.parametrize("name", FUNCTIONAL_BACKWARDS)
+def test_functional_backwards_refuse_a_hand_built_context(name):
+    if name == "activation_backward":
+        return  # reads the output y, no ctx
+    backward = getattr(F, name)
+    grad = np.ones(_make_functional_backwards()[name][1], np.float32)
+    # (relu, sigmoid, tanh, silu and dropout keep one array as their ctx: it is checked as an array)
+    with pytest.raises(TypeError, match=r"ctx: expected the \w+ that \w+_forward returned|"
+                                        r"(output|input|mask): expected a float32 or float64 array"):
+        backward((grad, None) if name.startswith("rnn") else grad, ("a", "hand-built", "tuple"))
+
+
+def test_every_op_is_registered():
+    """A new op must join the registries above: this names the ones it is missing from."""
+    backwards = {n for n in F.__all__ if n.endswith("_backward")}
+    missing = sorted(backwards - set(FUNCTIONAL_BACKWARDS))
+    assert not missing, f"add to _make_functional_backwards (FUNCTIONAL_BACKWARDS): {missing}"
+    forwards = {n[:-len("_backward")] for n in backwards} - {"activation"}
+    missing = sorted(f"F.{n}" for n in forwards if f"F.{n}" not in ENTRY_POINTS)
+    assert not missing, f"add to ENTRY_POINTS: {missing}"
+    modules = {n for n in nn.__all__ if isinstance(getattr(nn, n), type) and issubclass(getattr(nn, n), nn.Module)}
+    # containers, losses (their own tests below) and the base classes hold no backward of their own here
+    exempt = {"Module", "Sequential", "ModuleList", "ModuleDict", "Embedding", "RNNCell", "LSTMCell", "GRUCell",
+              "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss"}
+    missing = sorted(modules - exempt - set(MODULES))
+    assert not missing, f"add to MODULES: {missing}"
+    missing = sorted(f"nn.{n}" for n in modules - exempt - {"Identity"} if f"nn.{n}" not in ENTRY_POINTS)
+    assert not missing, f"add to ENTRY_POINTS: {missing}"
 
 
 def test_linear_backward_checks_its_gradient_buffers():
     x, gy = rand(3, 6), rand(3, 5)
+    _, ctx = F.linear_forward(x, W_LIN)
     with pytest.raises(ValueError, match=r"grad_weight: expected shape \(5, 6\), got \(5, 5\)"):
-        F.linear_backward(gy, x, W_LIN, np.zeros((5, 5), np.float32))
+        F.linear_backward(gy, ctx, np.zeros((5, 5), np.float32))
     with pytest.raises(ValueError, match=r"grad_bias: expected shape \(5,\), got \(4,\)"):
-        F.linear_backward(gy, x, W_LIN, None, np.zeros(4, np.float32))
+        F.linear_backward(gy, ctx, None, np.zeros(4, np.float32))
     with pytest.raises(TypeError, match=r"grad_weight: dtype float64 does not match the input's dtype float32"):
-        F.linear_backward(gy, x, W_LIN, np.zeros((5, 6)))
+        F.linear_backward(gy, ctx, np.zeros((5, 6)))
     with pytest.raises(ValueError, match=r"input: expected shape \(\*, 6\) to match weight of shape \(5, 6\), got \(3, 4\)"):
-        F.linear_backward(gy, rand(3, 4), W_LIN)
-    # strided x gives what the contiguous x gives
+        F.linear_backward(gy, ctx._replace(input=rand(3, 4)))  # a hand-edited ctx is checked again
+    # a strided input gives what the contiguous one gives
     wide = np.zeros((3, 12), np.float32)
     wide[:, ::2] = x
-    np.testing.assert_array_equal(F.linear_backward(gy, wide[:, ::2], W_LIN), F.linear_backward(gy, x, W_LIN))
+    np.testing.assert_array_equal(F.linear_backward(gy, F.linear_forward(wide[:, ::2], W_LIN)[1]),
+                                  F.linear_backward(gy, ctx))
 
 
 def test_losses_backward_before_forward():
@@ -498,7 +583,7 @@ def test_embedding_backward_before_forward_and_wrong_grad():
     with pytest.raises(RuntimeError, match=r"Embedding.backward: no forward"):
         emb.backward(np.ones((2, 3), np.float32))
     emb(np.array([1, 2]))
-    with pytest.raises(ValueError, match=r"Embedding.backward: grad_output has shape \(2, 4\), expected \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"Embedding.backward: grad_output: expected shape \(2, 3\) .*got \(2, 4\)"):
         emb.backward(np.ones((2, 4), np.float32))
 
 

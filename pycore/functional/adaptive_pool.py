@@ -15,12 +15,12 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._checks import context, float_array, int_pair, integer
+from .._checks import context, float_array, float_dtype, int_pair, integer
 
-AdaptiveAvgPool2dContext = namedtuple("AdaptiveAvgPool2dContext", "input_shape")
-AdaptiveMaxPool2dContext = namedtuple("AdaptiveMaxPool2dContext", "indices input_shape")
+AdaptiveAvgPool2dContext = namedtuple("AdaptiveAvgPool2dContext", "input_shape output_shape dtype")
+AdaptiveMaxPool2dContext = namedtuple("AdaptiveMaxPool2dContext", "indices input_shape dtype")
 AdaptiveMaxPool2dContext.__doc__ = """adaptive_max_pool2d_forward's ctx: indices (int64, y's shape),
-each output's flat position h * W + w in its (H, W) plane; input_shape: x's shape."""
+each output's flat position h * W + w in its (H, W) plane; input_shape and dtype: x's."""
 
 
 def _output_size(output_size, x_shape):
@@ -43,11 +43,10 @@ def _input(x, output_size):
     return x, _output_size(output_size, x.shape)
 
 
-def _grad_output(grad_output, x_shape, dtype, output_size):
-    g = float_array(grad_output, "grad_output", dtype=dtype)
-    expected = tuple(x_shape[:-2]) + tuple(output_size)
-    if g.shape != expected:
-        raise ValueError(f"grad_output: expected shape {expected}, got {g.shape}")
+def _grad_output(grad_output, output_shape, dtype):
+    g = float_array(grad_output, "grad_output", dtype=float_dtype(dtype, "ctx.dtype"))
+    if g.shape != tuple(output_shape):
+        raise ValueError(f"grad_output: expected shape {tuple(output_shape)} (the output's), got {g.shape}")
     return g
 
 
@@ -65,7 +64,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     for i, (h0, h1) in enumerate(_windows(H, oh)):
         for j, (w0, w1) in enumerate(_windows(W, ow)):
             y[..., i, j] = x[..., h0:h1, w0:w1].mean(axis=(-2, -1))
-    return y, AdaptiveAvgPool2dContext(x.shape)
+    return y, AdaptiveAvgPool2dContext(x.shape, y.shape, x.dtype)
 
 
 def _input_shape(input_shape):
@@ -78,10 +77,12 @@ def _input_shape(input_shape):
 def adaptive_avg_pool2d_backward(grad_output, ctx):
     """dL/dx of adaptive_avg_pool2d: each output's gradient shared equally by its window
     (overlapping windows add)."""
-    input_shape = _input_shape(context(ctx, AdaptiveAvgPool2dContext, "adaptive_avg_pool2d").input_shape)
-    g = float_array(grad_output, "grad_output", ndim=len(input_shape))
+    input_shape, output_shape, dtype = context(ctx, AdaptiveAvgPool2dContext, "adaptive_avg_pool2d")
+    input_shape = _input_shape(input_shape)
+    if len(output_shape) != len(input_shape) or tuple(output_shape[:-2]) != input_shape[:-2]:
+        raise ValueError(f"ctx.output_shape: expected {input_shape[:-2]} + (oh, ow), got {output_shape}")
+    g = _grad_output(grad_output, output_shape, dtype)
     oh, ow = g.shape[-2:]
-    _grad_output(g, input_shape, g.dtype, (oh, ow))
     H, W = input_shape[-2:]
     grad_input = np.zeros(input_shape, dtype=g.dtype)
     for i, (h0, h1) in enumerate(_windows(H, oh)):
@@ -104,7 +105,7 @@ def adaptive_max_pool2d_forward(x, output_size):
             k = np.argmax(window, axis=-1)  # NaN counts as the maximum, as in PyTorch
             y[..., i, j] = np.take_along_axis(window, k[..., None], axis=-1)[..., 0]
             indices[..., i, j] = (h0 + k // (w1 - w0)) * W + w0 + k % (w1 - w0)
-    return y, AdaptiveMaxPool2dContext(indices, x.shape)
+    return y, AdaptiveMaxPool2dContext(indices, x.shape, x.dtype)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
@@ -116,14 +117,13 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
 def adaptive_max_pool2d_backward(grad_output, ctx):
     """dL/dx of adaptive_max_pool2d: each output's gradient goes to its window's maximum
     (ctx from adaptive_max_pool2d_forward); repeated positions add."""
-    indices, input_shape = context(ctx, AdaptiveMaxPool2dContext, "adaptive_max_pool2d")
+    indices, input_shape, dtype = context(ctx, AdaptiveMaxPool2dContext, "adaptive_max_pool2d")
     input_shape = _input_shape(input_shape)
-    grad_output = float_array(grad_output, "grad_output", ndim=len(input_shape))
     indices = np.asarray(indices)
-    if indices.dtype != np.int64 or indices.shape != grad_output.shape:
-        raise ValueError(f"indices: expected int64 of the shape of grad_output {grad_output.shape}, "
+    if indices.dtype != np.int64 or indices.ndim != len(input_shape) or indices.shape[:-2] != input_shape[:-2]:
+        raise ValueError(f"ctx.indices: expected int64 of shape {input_shape[:-2]} + (oh, ow), "
                          f"got {indices.dtype} {indices.shape}")
-    _grad_output(grad_output, input_shape, grad_output.dtype, grad_output.shape[-2:])
+    grad_output = _grad_output(grad_output, indices.shape, dtype)
     plane = input_shape[-2] * input_shape[-1]
     if indices.size and (indices.min() < 0 or indices.max() >= plane):
         raise ValueError(f"indices: expected positions in [0, {plane}) of an (H, W) plane")

@@ -241,6 +241,7 @@ def rnn_layer_varlen_backward(grad_output, ctx, grad_w_ih=None, grad_w_hh=None, 
                                   need_input_grad)
     grad_y, grad_h_n, grad_c_n = _grad_parts(grad_output)
     w_hh = float_array(groups[0][3].w_hh, "ctx.w_hh")
+    grad_y = _optional(grad_y, "grad_y", w_hh.dtype, (cache.steps, cache.batch, w_hh.shape[1]))
     grad_x = np.zeros((cache.steps, cache.batch, cache.input_size), dtype=w_hh.dtype) if need_input_grad else None
     carry_h = carry_c = None  # gradient of the state at the end of the group, for the sequences going on
 
