@@ -129,21 +129,19 @@ T* optional_channel_out(const py::object& a, int64_t C, const char* name) {
     return p;
 }
 
-void dims_of(const py::array& x, int64_t& N, int64_t& C, int64_t& HW) {
-    if (x.ndim() < 2) throw py::value_error("batch_norm: expected x with at least 2 dimensions (N, C, ...), got shape " + bind::shape_str(x));
-    N = x.shape(0);
-    C = x.shape(1);
-    HW = 1;
-    for (py::ssize_t i = 2; i < x.ndim(); ++i) HW *= x.shape(i);
+// Sizes come from Python as (outer, channels, inner) = (N, C, H*W...), as for softmax and
+// channel_sum (DEVELOPERS.md, "one way to pass shapes"); checked against the array here.
+void check_dims(const py::array& x, int64_t N, int64_t C, int64_t HW, const char* what) {
+    if (bind::size_product({N, C, HW}, what) != static_cast<int64_t>(x.size()))
+        throw py::value_error(std::string(what) + ": outer * channels * inner does not match the array size");
 }
 
 void batch_norm_py(py::array y, py::array mean, py::array invstd, const py::array& x, const py::object& weight,
                    const py::object& bias, const py::object& running_mean, const py::object& running_var,
-                   bool training, double momentum, double eps) {
+                   int64_t N, int64_t C, int64_t HW, bool training, double momentum, double eps) {
     bind::dispatch_float(x, "x", [&](auto tag) {
         using T = decltype(tag);
-        int64_t N, C, HW;
-        dims_of(x, N, C, HW);
+        check_dims(x, N, C, HW, "batch_norm");
         check_size<T>(y, x, "y");
         const T* xp = bind::in_ptr<T>(x, "x");
         T* yp = bind::out_ptr<T>(y, "y");
@@ -163,11 +161,10 @@ void batch_norm_py(py::array y, py::array mean, py::array invstd, const py::arra
 
 void batch_norm_backward_py(const py::object& dx, const py::object& grad_weight, const py::object& grad_bias,
                             const py::array& dy, const py::array& x, const py::array& mean, const py::array& invstd,
-                            const py::object& weight, bool training) {
+                            const py::object& weight, int64_t N, int64_t C, int64_t HW, bool training) {
     bind::dispatch_float(x, "x", [&](auto tag) {
         using T = decltype(tag);
-        int64_t N, C, HW;
-        dims_of(x, N, C, HW);
+        check_dims(x, N, C, HW, "batch_norm_backward");
         check_size<T>(dy, x, "dy");
         T* dxp = nullptr;
         if (!dx.is_none()) {
@@ -231,12 +228,15 @@ void bind_elementwise(pybind11::module_& m) {
     m.def("dropout_forward", &dropout_py, py::arg("y"), py::arg("mask"), py::arg("x"), py::arg("u"), py::arg("p"),
           "mask = (u >= p) / (1 - p); y = x * mask");
     m.def("batch_norm_forward", &batch_norm_py, py::arg("y"), py::arg("mean"), py::arg("invstd"), py::arg("x"),
-          py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
-          py::arg("momentum"), py::arg("eps"),
-          "per-channel batch normalisation of x (N, C, ...); updates the running statistics in training");
+          py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("outer"),
+          py::arg("channels"), py::arg("inner"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
+          "per-channel batch normalisation of x viewed as (outer, channels, inner) = (N, C, H*W); updates the "
+          "running statistics in training");
     m.def("batch_norm_backward", &batch_norm_backward_py, py::arg("dx"), py::arg("grad_weight"),
           py::arg("grad_bias"), py::arg("dy"), py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
-          py::arg("training"), "gradients of batch_norm; accumulates into grad_weight and grad_bias");
+          py::arg("outer"), py::arg("channels"), py::arg("inner"), py::arg("training"),
+          "gradients of batch_norm (x viewed as (outer, channels, inner)); accumulates into grad_weight and "
+          "grad_bias");
 }
 
 }  // namespace pycore

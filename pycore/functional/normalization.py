@@ -1,6 +1,7 @@
 """batch_norm forward and backward (csrc/batchnorm.cpp); layer_norm (numpy)."""
 __all__ = ["batch_norm", "batch_norm_forward", "batch_norm_backward", "layer_norm", "layer_norm_forward",
            "layer_norm_backward"]
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -32,6 +33,11 @@ def _channel_array(a, name, C, dtype, writeable=False):
     return a
 
 
+def _channel_view(shape):
+    """(outer, channels, inner) = (N, C, prod(spatial)): the kernels' view of an (N, C, ...) array."""
+    return shape[0], shape[1], math.prod(shape[2:])
+
+
 def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, training=False,
                        momentum=0.1, eps=1e-5):
     """(y, BatchNormContext) of batch_norm (arguments as batch_norm)."""
@@ -52,8 +58,8 @@ def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, tra
     y = np.empty_like(x)
     mean = np.empty(C, dtype=x.dtype)
     invstd = np.empty(C, dtype=x.dtype)
-    _C.batch_norm_forward(y, mean, invstd, x, weight, bias, running_mean, running_var, bool(training),
-                          momentum, eps)
+    _C.batch_norm_forward(y, mean, invstd, x, weight, bias, running_mean, running_var, *_channel_view(x.shape),
+                          bool(training), momentum, eps)
     return y, BatchNormContext(x, mean, invstd, weight, bool(training))
 
 
@@ -92,7 +98,7 @@ def batch_norm_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need
     grad_bias = _channel_array(grad_bias, "grad_bias", C, x.dtype, writeable=True)
     grad_input = np.empty_like(x) if need_input_grad else None
     _C.batch_norm_backward(grad_input, grad_weight, grad_bias, grad_output, x, mean, invstd, weight,
-                           bool(training))
+                           *_channel_view(x.shape), bool(training))
     return grad_input
 
 
