@@ -1,7 +1,8 @@
 // elementwise.h: activations, softmax / log_softmax and dropout, forward and backward.
 //
 // Every array is contiguous and holds n elements (softmax: outer * dim * inner).
-// Backward kernels write the input gradient (they have no parameters to accumulate).
+// Backward kernels write the input gradient: none of these activations has a parameter
+// (PReLU's learnable slope is numpy, pycore/functional/activation.py).
 // Where the derivative is cheaper from the output, backward reads the saved output y:
 //
 //   relu        y = max(x, 0)                    dx = dy * (y > 0)

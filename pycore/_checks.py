@@ -160,12 +160,15 @@ def int_single(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     return integer(value, name, minimum=minimum, maximum=maximum)
 
 
-def real(value, name, minimum=None, maximum=None, exclusive_minimum=False):
+def real(value, name, minimum=None, maximum=None, exclusive_minimum=False, finite=False):
     """Return value as a Python float (bool is refused: True is not a slope), within
-    [minimum, maximum] (or above minimum with exclusive_minimum=True, as eps > 0)."""
+    [minimum, maximum] (or above minimum with exclusive_minimum=True, as eps > 0);
+    finite=True also refuses inf and nan (ValueError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
     value = float(value)
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
     if minimum is not None and maximum is not None and not exclusive_minimum and not minimum <= value <= maximum:
         raise ValueError(f"{name}: expected a value in [{minimum:g}, {maximum:g}], got {value:g}")
     if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):

@@ -17,11 +17,10 @@ default initialisation, as PyTorch's layers do it.
 __all__ = ["calculate_gain", "calculate_fan_in_and_fan_out", "uniform_", "normal_", "constant_", "ones_",
            "zeros_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
 import math
-import numbers
 
 import numpy as np
 
-from .._checks import choice
+from .._checks import choice, real
 from .._context import default_generator
 from .module import Parameter
 
@@ -63,10 +62,8 @@ _LINEAR_GAINS = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_trans
 _NONLINEARITIES = _LINEAR_GAINS + ("tanh", "relu", "leaky_relu", "selu")
 
 
-def _real(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    return float(value)
+def _finite(value, name):
+    return real(value, name, finite=True)
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -82,7 +79,7 @@ def calculate_gain(nonlinearity, param=None):
         return math.sqrt(2.0)
     if nonlinearity == "selu":
         return 3.0 / 4
-    slope = 0.01 if param is None else _real(param, "param")
+    slope = 0.01 if param is None else _finite(param, "param")
     return math.sqrt(2.0 / (1 + slope ** 2))
 
 
@@ -110,7 +107,7 @@ def _fill(tensor, values):
 
 def uniform_(tensor, a=0.0, b=1.0):
     """Fill with U(a, b)."""
-    a, b = _real(a, "a"), _real(b, "b")
+    a, b = _finite(a, "a"), _finite(b, "b")
     if a > b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
     return _fill(tensor, default_generator().uniform(a, b, size=_target(tensor).shape))
@@ -118,7 +115,7 @@ def uniform_(tensor, a=0.0, b=1.0):
 
 def normal_(tensor, mean=0.0, std=1.0):
     """Fill with N(mean, std^2)."""
-    mean, std = _real(mean, "mean"), _real(std, "std")
+    mean, std = _finite(mean, "mean"), _finite(std, "std")
     if std < 0:
         raise ValueError(f"normal_: expected std >= 0, got {std}")
     return _fill(tensor, default_generator().normal(mean, std, size=_target(tensor).shape))
@@ -126,7 +123,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def constant_(tensor, val):
     """Fill with val."""
-    return _fill(tensor, _real(val, "val"))
+    return _fill(tensor, _finite(val, "val"))
 
 
 def ones_(tensor):
@@ -140,14 +137,14 @@ def zeros_(tensor):
 def xavier_uniform_(tensor, gain=1.0):
     """Glorot: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
     fi, fo = _fans(_target(tensor).shape)
-    bound = _real(gain, "gain") * math.sqrt(6.0 / (fi + fo))
+    bound = _finite(gain, "gain") * math.sqrt(6.0 / (fi + fo))
     return uniform_(tensor, -bound, bound)
 
 
 def xavier_normal_(tensor, gain=1.0):
     """Glorot: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fi, fo = _fans(_target(tensor).shape)
-    return normal_(tensor, 0.0, _real(gain, "gain") * math.sqrt(2.0 / (fi + fo)))
+    return normal_(tensor, 0.0, _finite(gain, "gain") * math.sqrt(2.0 / (fi + fo)))
 
 
 def _kaiming_std(tensor, a, mode, nonlinearity):
@@ -177,7 +174,7 @@ def orthogonal_(tensor, gain=1.0):
     array = _target(tensor)
     if array.ndim < 2:
         raise ValueError(f"orthogonal_: only arrays with 2 or more dimensions are supported, got shape {array.shape}")
-    gain = _real(gain, "gain")
+    gain = _finite(gain, "gain")
     rows = array.shape[0]
     cols = array.size // rows if rows else 0
     flat = default_generator().standard_normal((rows, cols))
