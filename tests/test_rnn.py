@@ -6,13 +6,17 @@ import pycore
 import pycore.nn as nn
 from pycore import _C
 
-torch = pytest.importorskip("torch")
+try:  # only the PyTorch-parity tests need it (@requires_torch); the rest run without
+    import torch
+except ImportError:
+    torch = None
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed: a parity test")
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
-TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
-KINDS = {"LSTM": (nn.LSTM, torch.nn.LSTM, {}), "GRU": (nn.GRU, torch.nn.GRU, {}),
-         "RNN_TANH": (nn.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
-         "RNN_RELU": (nn.RNN, torch.nn.RNN, {"nonlinearity": "relu"})}
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64} if torch else {}
+KINDS = {"LSTM": (nn.LSTM, torch and torch.nn.LSTM, {}), "GRU": (nn.GRU, torch and torch.nn.GRU, {}),
+         "RNN_TANH": (nn.RNN, torch and torch.nn.RNN, {"nonlinearity": "tanh"}),
+         "RNN_RELU": (nn.RNN, torch and torch.nn.RNN, {"nonlinearity": "relu"})}
 
 
 def make_pair(kind, input_size, hidden, layers=1, bias=True, batch_first=False, dtype=np.float32):
@@ -51,6 +55,7 @@ CASES = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("kind,layers,batch,steps,hidden,batch_first,many_to_one,with_state,dtype", CASES)
 def test_matches_torch(rng, kind, layers, batch, steps, hidden, batch_first, many_to_one, with_state, dtype):
     input_size = 6
@@ -110,6 +115,7 @@ def test_matches_torch(rng, kind, layers, batch, steps, hidden, batch_first, man
         close(getattr(ours, name).grad, p.grad, dtype, f"grad of {name}")
 
 
+@requires_torch
 def test_grad_of_zero_initial_state_matches_torch(rng):
     """With no state given, grad_initial_state is still dL/dh_0 at h_0 = 0."""
     ours, ref = make_pair("GRU", 4, 6, layers=2, dtype=np.float64)
@@ -122,6 +128,7 @@ def test_grad_of_zero_initial_state_matches_torch(rng):
     close(ours.grad_initial_state, h0.grad, np.float64, "grad of zero h_0")
 
 
+@requires_torch
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN_TANH"])
 def test_no_bias_and_gradients_accumulate(rng, kind):
     ours, ref = make_pair(kind, 5, 7, layers=2, bias=False, dtype=np.float64)
@@ -136,6 +143,7 @@ def test_no_bias_and_gradients_accumulate(rng, kind):
         close(getattr(ours, name).grad, p.grad, np.float64, f"grad of {name}")
 
 
+@requires_torch
 def test_unbatched_input_matches_torch(rng):
     ours, ref = make_pair("LSTM", 3, 5, layers=2, dtype=np.float64)
     x = rng.standard_normal((4, 3))
@@ -149,6 +157,7 @@ def test_unbatched_input_matches_torch(rng):
     close(gx, tx.grad, np.float64, "grad of input")
 
 
+@requires_torch
 def test_parameter_names_shapes_and_init():
     pycore.manual_seed(3)
     m = nn.LSTM(10, 20, num_layers=2)
@@ -201,6 +210,7 @@ def test_odd_layouts_give_the_same_result(rng):
         np.testing.assert_array_equal(y, expected)
 
 
+@requires_torch
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN_RELU"])
 def test_one_and_two_threads_agree(rng, kind):
     # big enough that the fused passes and the GEMMs split over two threads
@@ -225,6 +235,7 @@ SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(
 _C.set_simd_path("auto")
 
 
+@requires_torch
 @pytest.mark.parametrize("simd_path", SIMD_PATHS)
 @pytest.mark.parametrize("batch", [1, 32])
 def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch):
@@ -410,6 +421,7 @@ def test_bad_backward(rng):
 
 # -- Embedding ---------------------------------------------------------------------
 
+@requires_torch
 @pytest.mark.parametrize("padding_idx", [None, 2, -1])
 def test_embedding_matches_torch(rng, padding_idx):
     ref = torch.nn.Embedding(7, 5, padding_idx=padding_idx).double()
@@ -443,6 +455,7 @@ def test_embedding_init_and_bad_indices():
         e.backward(np.zeros((3, 8), np.float32))
 
 
+@requires_torch
 def test_embedding_feeds_lstm_end_to_end(rng):
     """Embedding -> LSTM (batch_first) -> Linear on (N, T, H) against the same stack in torch."""
     emb_ref = torch.nn.Embedding(11, 6).double()

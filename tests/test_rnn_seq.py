@@ -6,12 +6,16 @@ import pytest
 import pycore
 import pycore.nn as nn
 
-torch = pytest.importorskip("torch")
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+try:  # only the PyTorch-parity tests need it (@requires_torch); the rest run without
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+except ImportError:
+    torch = None
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed: a parity test")
 
-KINDS = {"LSTM": (nn.LSTM, torch.nn.LSTM, {}), "GRU": (nn.GRU, torch.nn.GRU, {}),
-         "RNN_TANH": (nn.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
-         "RNN_RELU": (nn.RNN, torch.nn.RNN, {"nonlinearity": "relu"})}
+KINDS = {"LSTM": (nn.LSTM, torch and torch.nn.LSTM, {}), "GRU": (nn.GRU, torch and torch.nn.GRU, {}),
+         "RNN_TANH": (nn.RNN, torch and torch.nn.RNN, {"nonlinearity": "tanh"}),
+         "RNN_RELU": (nn.RNN, torch and torch.nn.RNN, {"nonlinearity": "relu"})}
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
 
 
@@ -114,6 +118,7 @@ BIDIRECTIONAL = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("kind,layers,batch_first,many_to_one,dtype", BIDIRECTIONAL)
 def test_bidirectional_matches_torch(rng, kind, layers, batch_first, many_to_one, dtype):
     check_against_torch(rng, kind, layers, True, batch_first, many_to_one=many_to_one, dtype=dtype)
@@ -131,6 +136,7 @@ LENGTHS = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("kind,layers,bidirectional,batch_first,lengths,many_to_one", LENGTHS)
 def test_lengths_match_torch_packed_sequences(rng, kind, layers, bidirectional, batch_first, lengths, many_to_one):
     gx = check_against_torch(rng, kind, layers, bidirectional, batch_first, lengths=np.array(lengths),
@@ -153,6 +159,7 @@ def test_lengths_without_state_and_padding_values_do_not_matter(rng):
     assert not y[2:, 0].any() and not y[3:, 2].any()
 
 
+@requires_torch
 def test_dropout_p0_in_training_and_any_p_in_eval_equal_torch(rng):
     check_against_torch(rng, "LSTM", 2, True, False, lengths=np.array([3, 5, 2, 4]))  # dropout=0 default
     ours, ref = make_pair("GRU", 3, 5, num_layers=3, dropout=0.6, bidirectional=True)
@@ -165,6 +172,7 @@ def test_dropout_p0_in_training_and_any_p_in_eval_equal_torch(rng):
     close(h, th, np.float64, "eval h_n")
 
 
+@requires_torch
 def test_dropout_mask_is_applied_between_layers(rng):
     """Training mode: the pycore generator's draws u give mask (u >= p) / (1 - p) on the
     first layer's outputs; the reference is two single-layer torch modules with that mask."""
@@ -230,9 +238,9 @@ def test_bad_lengths(rng):
 
 # -- cells ---------------------------------------------------------------------------
 
-CELLS = {"LSTM": (nn.LSTMCell, torch.nn.LSTMCell, {}), "GRU": (nn.GRUCell, torch.nn.GRUCell, {}),
-         "RNN_TANH": (nn.RNNCell, torch.nn.RNNCell, {}),
-         "RNN_RELU": (nn.RNNCell, torch.nn.RNNCell, {"nonlinearity": "relu"})}
+CELLS = {"LSTM": (nn.LSTMCell, torch and torch.nn.LSTMCell, {}), "GRU": (nn.GRUCell, torch and torch.nn.GRUCell, {}),
+         "RNN_TANH": (nn.RNNCell, torch and torch.nn.RNNCell, {}),
+         "RNN_RELU": (nn.RNNCell, torch and torch.nn.RNNCell, {"nonlinearity": "relu"})}
 
 
 def cell_loop_backward(cell, grad_outs, lstm):
@@ -247,6 +255,7 @@ def cell_loop_backward(cell, grad_outs, lstm):
     return np.stack(grad_x[::-1]), (grad_h, grad_c) if lstm else grad_h
 
 
+@requires_torch
 @pytest.mark.parametrize("kind,bias,unbatched", [("LSTM", True, False), ("GRU", True, True),
                                                  ("RNN_TANH", False, False), ("RNN_RELU", True, False)])
 def test_cell_loop_matches_torch(rng, kind, bias, unbatched):
