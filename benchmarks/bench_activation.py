@@ -1,4 +1,4 @@
-"""Activations: relu, leaky_relu, sigmoid, tanh (forward and backward), softmax,
+"""Activations: relu, leaky_relu, sigmoid, tanh (forward and backward), PReLU, softmax,
 log_softmax (forward), and cross entropy.
 
 float32 arrays: (256, 1000), a classifier's logits, with softmax over the last axis; and
@@ -38,6 +38,7 @@ def _activation_cases(shape, dim, threads):
     y_sigmoid, y_tanh = F.sigmoid(x), F.tanh(x)
     ty_sigmoid, ty_tanh = (torch.from_numpy(y_sigmoid), torch.from_numpy(y_tanh)) if torch is not None else (None, None)
     aten = torch.ops.aten if torch is not None else None
+    leaky_ctx = F.leaky_relu_forward(x, 0.01)[1]  # backward reads the input x
     ops = [
         ("relu", lambda: F.relu(x), lambda: np.maximum(x, 0), lambda: torch.relu(tx)),
         # relu's backward from its output, as pycore's; torch's threshold_backward is the same mask
@@ -45,7 +46,7 @@ def _activation_cases(shape, dim, threads):
          lambda: aten.threshold_backward(tg, tx, 0)),
         ("leaky_relu", lambda: F.leaky_relu(x, 0.01), lambda: np.where(x > 0, x, x * np.float32(0.01)),
          lambda: torch.nn.functional.leaky_relu(tx, 0.01)),
-        ("leaky_relu bwd", lambda: F.leaky_relu_backward(g, x, 0.01),
+        ("leaky_relu bwd", lambda: F.leaky_relu_backward(g, leaky_ctx),
          lambda: np.where(x > 0, g, g * np.float32(0.01)), lambda: aten.leaky_relu_backward(tg, tx, 0.01, False)),
         ("sigmoid", lambda: F.sigmoid(x), lambda: 1 / (1 + np.exp(-x)), lambda: torch.sigmoid(tx)),
         ("sigmoid bwd", lambda: F.sigmoid_backward(g, y_sigmoid), lambda: g * y_sigmoid * (1 - y_sigmoid),
@@ -69,8 +70,8 @@ def _cross_entropy_case(rows, classes, threads):
     target = rng.integers(0, classes, rows)
 
     def ours():
-        _, lse = F.cross_entropy_forward(logits, target)
-        return F.cross_entropy_backward(1.0, logits, target, lse)
+        _, ctx = F.cross_entropy_forward(logits, target)
+        return F.cross_entropy_backward(1.0, ctx)
 
     torch_fn = None
     if torch is not None:
@@ -85,9 +86,35 @@ def _cross_entropy_case(rows, classes, threads):
                 torch=torch_fn, items=float(rows * classes), items_name="elem/s")
 
 
+def _prelu_case(shape, threads):
+    """PReLU forward + backward (input and weight gradients), one slope per channel (axis 1):
+    numpy in pycore (no kernel yet), so this is the number that would justify one."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    weight = np.full(shape[1], 0.25, np.float32)
+    grad_weight = np.zeros_like(weight)
+
+    def ours():
+        _, ctx = F.prelu_forward(x, weight)
+        return F.prelu_backward(g, ctx, grad_weight)
+
+    torch_fn = None
+    if torch is not None:
+        tw, tg = torch.from_numpy(weight).requires_grad_(True), torch.from_numpy(g)
+
+        def torch_fn():
+            tx = torch.from_numpy(x).requires_grad_(True)
+            torch.nn.functional.prelu(tx, tw).backward(tg)
+            return tx.grad
+
+    return Case(op="prelu fwd+bwd", shape="x".join(map(str, shape)), threads=threads, pycore=ours, torch=torch_fn,
+                items=float(x.size), items_name="elem/s")
+
+
 def cases(quick):
     shapes = [((64, 100), -1), ((4, 8, 14, 14), 1)] if quick else [((256, 1000), -1), ((64, 32, 28, 28), 1)]
     ce = (64, 100) if quick else (256, 1000)
     return [case for threads in (1, 2)
             for case in [c for shape, dim in shapes for c in _activation_cases(shape, dim, threads)]
-            + [_cross_entropy_case(*ce, threads)]]
+            + [_cross_entropy_case(*ce, threads)] + [_prelu_case(shape, threads) for shape, _ in shapes]]

@@ -74,9 +74,8 @@ def _pycore_fns(shape, x, weight, bias, grad_y, first_layer):
         return F.conv2d(x, weight, bias, stride=stride, padding=pad)
 
     def forward_backward():
-        F.conv2d(x, weight, bias, stride=stride, padding=pad)
-        return F.conv2d_backward(grad_y, x, weight, grad_w, grad_b, stride=stride, padding=pad,
-                                 need_input_grad=not first_layer)
+        _, ctx = F.conv2d_forward(x, weight, bias, stride=stride, padding=pad)
+        return F.conv2d_backward(grad_y, ctx, grad_w, grad_b, need_input_grad=not first_layer)
 
     return forward, forward_backward
 
@@ -162,9 +161,9 @@ else:
     pycore.set_num_threads({threads})
     gw, gb = np.zeros_like(weight), np.zeros_like(bias)
     base = peak_kib()
-    y = F.conv2d(x, weight, bias, stride=stride, padding=pad)
+    y, ctx = F.conv2d_forward(x, weight, bias, stride=stride, padding=pad)
     if not {fwd_only}:
-        gx = F.conv2d_backward(grad_y, x, weight, gw, gb, stride=stride, padding=pad, need_input_grad=not first)
+        gx = F.conv2d_backward(grad_y, ctx, gw, gb, need_input_grad=not first)
 print(peak_kib() - base)
 """
 
