@@ -306,3 +306,26 @@ def test_relu_max_pool_fusion_matches_torch_and_finite_differences(rng):
     grad_w = conv_weight.grad.copy()
     np.testing.assert_allclose(gx, numeric_grad(f, x, gy), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(grad_w, numeric_grad(f, conv_weight.data, gy), rtol=1e-6, atol=1e-8)
+
+
+def test_each_module_backward_after_a_fused_forward_equals_the_fused_backward():
+    """DistributedDataParallel runs each child's backward in turn after Sequential's fused
+    forward: every module must hold a ctx its own backward can use (MaxPool2d after a fused
+    Conv2d + ReLU + MaxPool2d holds F.relu_max_pool2d_forward's, and ReLU its output)."""
+    rng = np.random.default_rng(3)
+    pycore.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 3),
+                          nn.LeakyReLU(0.1))
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    gy = rng.standard_normal((2, 3)).astype(np.float32)
+    model(x)
+    fused = model.backward(gy)
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    g = gy
+    for layer in reversed(list(model.children())):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(g, fused)
+    for p, expected in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, expected)

@@ -11,8 +11,6 @@ raises RuntimeError. Under pycore.no_grad() a forward keeps nothing.
 """
 __all__ = ["CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss"]
 
-import numpy as np
-
 from .. import functional as F
 from .._checks import choice, float_array
 from .module import Module

@@ -9,6 +9,16 @@ from .._context import is_grad_enabled
 from .module import Module
 
 
+def _max_pool2d_backward(grad_output, ctx):
+    """MaxPool2d's backward. After a fused ReLU + MaxPool2d (nn/fusion.py) its ctx is
+    F.relu_max_pool2d_forward's, which holds the max-pooling ctx and ReLU's mask; run on its
+    own (DistributedDataParallel runs each module's backward in turn) this layer is plain
+    max pooling, and the ReLU module applies its own mask."""
+    if isinstance(ctx, F.pooling.ReLUMaxPool2dContext):
+        ctx = F.pooling.MaxPool2dContext(ctx.argmax, ctx.geometry)
+    return F.max_pool2d_backward(grad_output, ctx)
+
+
 class _Pool2d(Module):
     """What the pooling layers share: their arguments, and running a functional op on
     them with the error naming the layer. Each forward keeps the ctx of F.<op>_forward;
@@ -70,7 +80,7 @@ class MaxPool2d(_Pool2d):
         return self._forward_with(F.max_pool2d_forward, F.max_pool2d, x)
 
     def backward(self, grad_output):
-        return self._backward_with(F.max_pool2d_backward, grad_output)
+        return self._backward_with(_max_pool2d_backward, grad_output)
 
 
 class AvgPool2d(_Pool2d):
