@@ -52,9 +52,6 @@ def _mode(mode):
     return RNN_MODES[mode]
 
 
-_optional = optional_float_array
-
-
 def rnn_layer(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
     """One recurrent layer over a whole sequence.
 
@@ -83,10 +80,10 @@ def rnn_layer_forward(mode, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=Non
     x = np.ascontiguousarray(x)
     w_ih = float_array(w_ih, "w_ih", dtype=x.dtype)
     shape_matches(w_ih, (gates * hidden, input_size), "w_ih")
-    b_ih = _optional(b_ih, "b_ih", x.dtype, (gates * hidden,))
-    b_hh = _optional(b_hh, "b_hh", x.dtype, (gates * hidden,))
-    h0 = _optional(h0, "h0", x.dtype, (batch, hidden))
-    c0 = _optional(c0, "c0", x.dtype, (batch, hidden)) if mode == "LSTM" else None
+    b_ih = optional_float_array(b_ih, "b_ih", x.dtype, (gates * hidden,))
+    b_hh = optional_float_array(b_hh, "b_hh", x.dtype, (gates * hidden,))
+    h0 = optional_float_array(h0, "h0", x.dtype, (batch, hidden))
+    c0 = optional_float_array(c0, "c0", x.dtype, (batch, hidden)) if mode == "LSTM" else None
 
     y = np.empty((steps, batch, hidden), dtype=x.dtype)
     gate_buf = np.empty((steps, batch, gates * hidden), dtype=x.dtype)
@@ -130,17 +127,17 @@ def rnn_layer_backward(grad_output, ctx, grad_w_ih=None, grad_w_hh=None, grad_b_
     grad_y, grad_h_n, grad_c_n = _grad_parts(grad_output)
     cache = context(ctx, RnnLayerContext, "rnn_layer")  # a hand-built stand-in: checked, never trusted
     kernel_mode, gates = _mode(cache.mode)
-    x = float_array(cache.x, "cache.x", ndim=3, layout="(T, N, input_size)")
-    y = float_array(cache.y, "cache.y", dtype=x.dtype, ndim=3, layout="(T, N, H)")
+    x = float_array(cache.x, "ctx.x", ndim=3, layout="(T, N, input_size)")
+    y = float_array(cache.y, "ctx.y", dtype=x.dtype, ndim=3, layout="(T, N, H)")
     steps, batch, input_size = x.shape
     hidden = y.shape[2]
     w_hh = float_array(cache.w_hh, "ctx.w_hh", dtype=x.dtype)
     shape_matches(w_hh, (gates * hidden, hidden), "ctx.w_hh")
     w_ih = float_array(cache.w_ih, "ctx.w_ih", dtype=x.dtype)
     shape_matches(w_ih, (gates * hidden, input_size), "ctx.w_ih")
-    grad_y = _optional(grad_y, "grad_y", x.dtype, (steps, batch, hidden))
-    grad_h_n = _optional(grad_h_n, "grad_h_n", x.dtype, (batch, hidden))
-    grad_c_n = _optional(grad_c_n, "grad_c_n", x.dtype, (batch, hidden)) if cache.mode == "LSTM" else None
+    grad_y = optional_float_array(grad_y, "grad_y", x.dtype, (steps, batch, hidden))
+    grad_h_n = optional_float_array(grad_h_n, "grad_h_n", x.dtype, (batch, hidden))
+    grad_c_n = optional_float_array(grad_c_n, "grad_c_n", x.dtype, (batch, hidden)) if cache.mode == "LSTM" else None
     for grad, name in ((grad_w_ih, "grad_w_ih"), (grad_w_hh, "grad_w_hh"), (grad_b_ih, "grad_b_ih"),
                        (grad_b_hh, "grad_b_hh")):
         if grad is not None and (not isinstance(grad, np.ndarray) or grad.dtype != x.dtype
@@ -241,7 +238,7 @@ def rnn_layer_varlen_backward(grad_output, ctx, grad_w_ih=None, grad_w_hh=None, 
                                   need_input_grad)
     grad_y, grad_h_n, grad_c_n = _grad_parts(grad_output)
     w_hh = float_array(groups[0][3].w_hh, "ctx.w_hh")
-    grad_y = _optional(grad_y, "grad_y", w_hh.dtype, (cache.steps, cache.batch, w_hh.shape[1]))
+    grad_y = optional_float_array(grad_y, "grad_y", w_hh.dtype, (cache.steps, cache.batch, w_hh.shape[1]))
     grad_x = np.zeros((cache.steps, cache.batch, cache.input_size), dtype=w_hh.dtype) if need_input_grad else None
     carry_h = carry_c = None  # gradient of the state at the end of the group, for the sequences going on
 
