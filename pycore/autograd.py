@@ -68,6 +68,15 @@ def note_saver(module):
         savers.append(module)
 
 
+def set_read_only(out):
+    """Every array in out: an array, or a (nested) tuple of them (an RNN's (y, (h_n, c_n)))."""
+    if type(out) is tuple:
+        for item in out:
+            set_read_only(item)
+    elif isinstance(out, np.ndarray):
+        out.setflags(write=False)  # (half the cost of .flags.writeable = False)
+
+
 def _is_float_array(value):
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
@@ -295,8 +304,6 @@ class Tape:
             output = module.forward(*args, **kwargs)
         finally:
             _recording.tape, _recording.savers = self, None
-        from .nn.module import _read_only_when_saved  # (nn imports this module)
-        output = _read_only_when_saved(output, args)
         # The called module itself and every module that saved state during the call (a
         # Sequential's children): dict.fromkeys keeps the order and drops repeats.
         holders = tuple((m, m._take_backward_state()) for m in dict.fromkeys((module, *savers)))
@@ -305,22 +312,21 @@ class Tape:
         return output
 
     def call_op(self, function, operands, output, backward):
-        """Record an op of pycore.functional.merge: `operands` (arrays, Parameters or numbers)
-        gave `output` (an array or a tuple of arrays); backward(output_grads) returns one
-        gradient per operand. Returns output, read-only."""
-        from .nn.module import Parameter, _set_read_only
-
+        """Record an op of pycore.functional.merge: `operands` (arrays, numbers, or
+        Parameters: the op has checked that anything else is one) gave `output` (an array or
+        a tuple of arrays); backward(output_grads) returns one gradient per operand.
+        Returns output, read-only."""
         parameters, leaves = [], []
         for index, operand in enumerate(operands):
-            if isinstance(operand, Parameter):
+            if isinstance(operand, (np.ndarray, numbers.Real)):
+                leaves.append(operand)
+            else:
                 parameters.append((index, operand))
                 leaves.append(None)
-            else:
-                leaves.append(operand)
         if not is_grad_enabled():
             return self._constant_outputs(output)
         inputs = self.slots_of(leaves, f"F.{function}", kind="operand")
-        _set_read_only(output)
+        set_read_only(output)
         input_wanted = any(slot is not None and self.wanted[slot] for slot in inputs)
         trains = any(p.requires_grad for _, p in parameters)
         if not (input_wanted or trains or any(slot is not None for slot in inputs)):

@@ -30,16 +30,16 @@ from .._checks import integer
 
 def _value(operand, name):
     """The numpy value of an operand: an array, a real number, or a Parameter's data."""
-    from ..nn.module import Parameter  # (pycore.nn imports pycore.functional)
-
-    if isinstance(operand, Parameter):
-        return operand.data
     if isinstance(operand, np.ndarray):
         if operand.dtype.kind not in "fiub":
             raise TypeError(f"{name}: expected a numeric array, got dtype {operand.dtype}")
         return operand
     if isinstance(operand, numbers.Real) and not isinstance(operand, bool):
         return operand
+    from ..nn.module import Parameter  # (pycore.nn imports pycore.functional)
+
+    if isinstance(operand, Parameter):
+        return operand.data
     raise TypeError(f"{name}: expected a numpy array, a number or a Parameter, got {type(operand).__name__}")
 
 

@@ -177,17 +177,8 @@ def _read_only_when_saved(out, inputs):
     (`return x`) leaves it alone: the caller's own array is not frozen.
     """
     if is_grad_enabled() and not any(out is x for x in inputs):
-        _set_read_only(out)
+        autograd.set_read_only(out)
     return out
-
-
-def _set_read_only(out):
-    """Every array in out: an array, or a (nested) tuple of them (an RNN's (y, (h_n, c_n)))."""
-    if type(out) is tuple:
-        for item in out:
-            _set_read_only(item)
-    elif isinstance(out, np.ndarray):
-        out.setflags(write=False)  # (half the cost of .flags.writeable = False)
 
 
 class Module:
@@ -245,7 +236,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         tape = autograd._recording.tape
         if tape is not None:  # inside a composite's recorded forward: one node of its tape
-            return tape.call_module(self, args, kwargs)
+            return _read_only_when_saved(tape.call_module(self, args, kwargs), args)
         if self._auto_backward and is_grad_enabled():  # a composite: record its forward
             tape = autograd.record(self, args, kwargs)
             self._save_for_backward(tape)
