@@ -160,14 +160,16 @@ class _ModuleNode:
         self.module, self.args, self.output = module, args, output
         self.holders, self.inputs, self.outputs = holders, inputs, outputs
 
-    def backward(self, output_grads, input_grad_wanted):
+    def backward(self, output_grads, input_wanted):
         module = self.module
         for holder, state in self.holders:
             holder._restore_backward_state(state)
         self.holders = ()
         grad_output = _rebuild(self.output, output_grads)
-        if input_grad_wanted:
+        if any(input_wanted):
             grads = module._backward_from_tape(grad_output, self.output)
+            if type(grads) is not tuple and len(self.args) > 1:
+                self._check_only_the_first_wanted(input_wanted)
         else:  # parameters only: the module skips its input gradient, as a network's first layer does
             wanted = module.requires_input_grad
             module.requires_input_grad = False
@@ -176,6 +178,21 @@ class _ModuleNode:
             finally:
                 module.requires_input_grad = wanted
         return _grads_in_leaf_order(self.args, grads, f"{type(module).__name__}.backward")
+
+    def _check_only_the_first_wanted(self, input_wanted):
+        """A backward that returned one gradient gave none for the arguments after the first:
+        an error when one of them needs a gradient (it would be dropped from the sum)."""
+        first = len(_leaves(self.args[:1], []))
+        leaves = _leaves(self.args, [])
+        for position in range(first, len(leaves)):
+            if input_wanted[position]:
+                name = type(self.module).__name__
+                raise RuntimeError(
+                    f"{name}.backward returned the gradient of its first argument only, but {_describe(leaves[position])}"
+                    f" passed after it needs one too (it comes from the model's inputs or parameters), and its "
+                    f"gradient would be lost. Wrap it with F.constant(...) if it needs none (a loss's target), set "
+                    f"requires_input_grad = False for a data input, or return one gradient per argument from "
+                    f"{name}.backward.")
 
 
 class _CompositeNode:
@@ -186,7 +203,7 @@ class _CompositeNode:
     def __init__(self, tape, inputs, outputs):
         self.tape, self.inputs, self.outputs = tape, inputs, outputs
 
-    def backward(self, output_grads, input_grad_wanted):
+    def backward(self, output_grads, input_wanted):
         return self.tape.replay(output_grads)
 
 
@@ -199,7 +216,7 @@ class _OpNode:
         self.function, self.operands = function, operands
         self.inputs, self.outputs, self.parameters = inputs, outputs, parameters
 
-    def backward(self, output_grads, input_grad_wanted):
+    def backward(self, output_grads, input_wanted):
         grads = self.function(output_grads)
         for index, param in self.parameters:  # a Parameter operand: its gradient goes into .grad
             buffer = param.grad_buffer()
@@ -353,9 +370,9 @@ class Tape:
             for slot in node.outputs:
                 if slot is not None:
                     grads[slot] = None  # handed to the node; freed as soon as it is done
-            input_wanted = any(slot is not None and wanted[slot] for slot in node.inputs)
+            input_wanted = [slot is not None and wanted[slot] for slot in node.inputs]
             in_grads = node.backward(out, input_wanted)
-            if not input_wanted:
+            if not any(input_wanted):
                 continue
             for slot, grad in zip(node.inputs, in_grads):
                 if slot is not None and grad is not None and wanted[slot]:

@@ -292,3 +292,32 @@ def test_merge_ops_outside_a_recording_are_numpy():
 def test_merge_op_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call(randn(2, 3))
+
+
+def test_a_backward_that_drops_a_needed_gradient_raises():
+    """MSELoss's backward returns the gradient of its input only: a target that needs one
+    (it comes from the model) is an error, not a silently dropped term; a constant is fine."""
+
+    class Distill(nn.Module):
+        def __init__(self, constant_target):
+            super().__init__()
+            self.student, self.teacher = nn.Linear(3, 2, dtype=F64), nn.Linear(3, 2, dtype=F64)
+            self.loss, self.constant_target = nn.MSELoss(), constant_target
+
+        def forward(self, x):
+            target = self.teacher(x)
+            return self.loss(self.student(x), F.constant(target) if self.constant_target else target)
+
+    model = Distill(constant_target=False)
+    model(randn(4, 3))
+    with pytest.raises(RuntimeError, match=r"MSELoss\.backward returned the gradient of its first argument only"):
+        model.backward()
+    model = Distill(constant_target=True)
+    x = randn(4, 3)
+    loss = model(x)
+    model.backward()
+    diff = (x @ model.student.weight.data.T + model.student.bias.data) - (
+        x @ model.teacher.weight.data.T + model.teacher.bias.data)
+    assert np.isclose(loss, np.mean(diff ** 2))
+    np.testing.assert_allclose(model.student.weight.grad, (2 * diff / diff.size).T @ x)
+    assert not model.teacher.weight.grad.any()

@@ -271,7 +271,7 @@ def _reduce(name, input, dim, keepdim, scale_by_count):
         g = np.asarray(grads[0], dtype=x.dtype)
         if not keepdim:
             g = np.expand_dims(g, axes)
-        g = np.broadcast_to(g / count if scale_by_count else g, x.shape)
+        g = np.broadcast_to(g / count if scale_by_count else g, x.shape).copy()  # writeable, like every gradient
         return (g,)
 
     return _record(name, (input,), y, backward)
