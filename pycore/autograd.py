@@ -210,11 +210,10 @@ class _CompositeNode:
 class _OpNode:
     """One call of a merge or shape op: backward(output_grads) -> one gradient per operand."""
 
-    __slots__ = ("function", "operands", "inputs", "outputs", "parameters")
+    __slots__ = ("function", "inputs", "outputs", "parameters")
 
-    def __init__(self, function, operands, inputs, outputs, parameters):
-        self.function, self.operands = function, operands
-        self.inputs, self.outputs, self.parameters = inputs, outputs, parameters
+    def __init__(self, function, inputs, outputs, parameters):
+        self.function, self.inputs, self.outputs, self.parameters = function, inputs, outputs, parameters
 
     def backward(self, output_grads, input_wanted):
         grads = self.function(output_grads)
@@ -256,8 +255,6 @@ class Tape:
 
     def _where(self, module):
         """'layer1.conv1' (Conv2d) for a module of the recorded composite."""
-        if module is None:
-            return "an op"
         for name, m in self.owner.named_modules():
             if m is module and name:
                 return f"layer '{name}' ({type(module).__name__})"
@@ -349,7 +346,7 @@ class Tape:
         if not (input_wanted or trains or any(slot is not None for slot in inputs)):
             return self._constant_outputs(output)  # constants only in, a constant out
         outputs = self._outputs(output, input_wanted or trains)
-        self.nodes.append(_OpNode(backward, operands, inputs, outputs, parameters))
+        self.nodes.append(_OpNode(backward, inputs, outputs, parameters))
         return output
 
     # -- replaying ------------------------------------------------------------------------
