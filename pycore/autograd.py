@@ -77,6 +77,14 @@ def set_read_only(out):
         out.setflags(write=False)  # (half the cost of .flags.writeable = False)
 
 
+def _flat(args):
+    """Whether no argument is a tuple or list (then args are their own leaves)."""
+    for arg in args:
+        if type(arg) in (tuple, list):
+            return False
+    return True
+
+
 def _is_float_array(value):
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
@@ -165,7 +173,7 @@ class _ModuleNode:
         for holder, state in self.holders:
             holder._restore_backward_state(state)
         self.holders = ()
-        grad_output = _rebuild(self.output, output_grads)
+        grad_output = _rebuild(self.output, output_grads) if type(self.output) is tuple else output_grads[0]
         if any(input_wanted):
             grads = module._backward_from_tape(grad_output, self.output)
             if type(grads) is not tuple and len(self.args) > 1:
@@ -177,6 +185,8 @@ class _ModuleNode:
                 grads = module._backward_from_tape(grad_output, self.output)
             finally:
                 module.requires_input_grad = wanted
+        if len(self.inputs) == 1 and type(grads) is not tuple and type(self.args[0]) is not tuple:
+            return (grads,)  # the usual case: one array in, its gradient back
         return _grads_in_leaf_order(self.args, grads, f"{type(module).__name__}.backward")
 
     def _check_only_the_first_wanted(self, input_wanted):
@@ -303,8 +313,9 @@ class Tape:
                 return self._constant_outputs(module(*args, **kwargs))
             finally:
                 _recording.tape = self
-        args, kwargs = _positional_arrays(module, args, kwargs)
-        inputs = self.slots_of(_leaves(args, []), module)
+        if kwargs:
+            args, kwargs = _positional_arrays(module, args, kwargs)
+        inputs = self.slots_of(args if _flat(args) else _leaves(args, []), module)
         input_wanted = [slot is not None and self.wanted[slot] for slot in inputs]
         if module._auto_backward:
             child = record(module, args, kwargs, input_wanted)
@@ -320,9 +331,16 @@ class Tape:
             _recording.tape, _recording.savers = self, None
         # The called module itself and every module that saved state during the call (a
         # Sequential's children): dict.fromkeys keeps the order and drops repeats.
-        holders = tuple((m, m._take_backward_state()) for m in dict.fromkeys((module, *savers)))
+        if not savers or (len(savers) == 1 and savers[0] is module):
+            holders = ((module, module._take_backward_state()),)
+        else:
+            holders = tuple((m, m._take_backward_state()) for m in dict.fromkeys((module, *savers)))
         wanted = any(input_wanted) or _trains(module)
-        self.nodes.append(_ModuleNode(module, args, output, holders, inputs, self._outputs(output, wanted)))
+        if isinstance(output, np.ndarray) and output.dtype.kind == "f":
+            outputs = (self._new_slot(output, wanted),)
+        else:
+            outputs = self._outputs(output, wanted)
+        self.nodes.append(_ModuleNode(module, args, output, holders, inputs, outputs))
         return output
 
     def call_op(self, function, operands, output, backward):

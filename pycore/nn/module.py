@@ -311,7 +311,9 @@ class Module:
         """Keep what backward needs, unless gradients are off (pycore.no_grad())."""
         # (through __dict__: skips __setattr__'s container check, ~0.3 us on every forward)
         self.__dict__["_saved"] = values if is_grad_enabled() else None
-        autograd.note_saver(self)
+        savers = autograd._recording.savers  # (autograd.note_saver, inlined: every forward passes here)
+        if savers is not None:
+            savers.append(self)
 
     def _pop_saved(self):
         """What forward saved; RuntimeError when there is nothing (no forward, or a second backward)."""
