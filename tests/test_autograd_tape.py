@@ -321,3 +321,33 @@ def test_a_backward_that_drops_a_needed_gradient_raises():
     assert np.isclose(loss, np.mean(diff ** 2))
     np.testing.assert_allclose(model.student.weight.grad, (2 * diff / diff.size).T @ x)
     assert not model.teacher.weight.grad.any()
+
+
+def test_fit_distributed_in_a_world_of_one_trains_a_two_input_composite_as_fit():
+    """fit(distributed=True) wraps the model in DistributedDataParallel, whose call must go
+    through Module.__call__ so that the composite's forward is recorded."""
+    import pycore.distributed as dist
+    from pycore.data import DataLoader
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4, dtype=F64), nn.Linear(2, 4, dtype=F64)
+            self.head = nn.Linear(4, 2, dtype=F64)
+
+        def forward(self, a, b):
+            return self.head(F.mul(self.a(a), self.b(b)))
+
+    rng = np.random.default_rng(0)
+    a, b, y = rng.standard_normal((12, 3)), rng.standard_normal((12, 2)), rng.integers(0, 2, 12)
+    states = []
+    for distributed in (False, True):
+        pycore.manual_seed(0)
+        model = TwoInputs()
+        sampler = dist.DistributedSampler(12, shuffle=False) if distributed else None
+        loader = DataLoader(a, b, y, batch_size=4, sampler=sampler)
+        pycore.train.fit(model, nn.CrossEntropyLoss(), pycore.optim.SGD(model.parameters(), lr=0.1), loader, 2,
+                         verbose=0, distributed=distributed)
+        states.append(model.state_dict())
+    for key in states[0]:
+        np.testing.assert_allclose(states[1][key], states[0][key], rtol=1e-12, err_msg=key)
