@@ -64,7 +64,9 @@ def _dims(dim, ndim):
     if dim is None:
         return tuple(range(ndim))
     dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
-    axes = tuple(_dim(d, max(ndim, 1)) for d in dims)
+    axes = tuple(_dim(d, max(ndim, 1)) for d in dims)  # a 0-d array has dims 0 and -1, as in torch
+    if ndim == 0:
+        return ()
     if len(set(axes)) != len(axes):
         raise ValueError(f"dim: {dim} names an axis twice")
     return axes
