@@ -162,11 +162,11 @@ def _describe(value):
 class _ModuleNode:
     """One call of a module with its own backward."""
 
-    __slots__ = ("module", "args", "output", "holders", "inputs", "outputs")
+    __slots__ = ("module", "args", "output", "holders", "inputs", "wanted", "outputs")
 
-    def __init__(self, module, args, output, holders, inputs, outputs):
+    def __init__(self, module, args, output, holders, inputs, wanted, outputs):
         self.module, self.args, self.output = module, args, output
-        self.holders, self.inputs, self.outputs = holders, inputs, outputs
+        self.holders, self.inputs, self.wanted, self.outputs = holders, inputs, wanted, outputs
 
     def backward(self, output_grads, input_wanted):
         module = self.module
@@ -208,10 +208,10 @@ class _ModuleNode:
 class _CompositeNode:
     """One call of a composite inside another composite's forward: its own tape."""
 
-    __slots__ = ("tape", "inputs", "outputs")
+    __slots__ = ("tape", "inputs", "wanted", "outputs")
 
-    def __init__(self, tape, inputs, outputs):
-        self.tape, self.inputs, self.outputs = tape, inputs, outputs
+    def __init__(self, tape, inputs, wanted, outputs):
+        self.tape, self.inputs, self.wanted, self.outputs = tape, inputs, wanted, outputs
 
     def backward(self, output_grads, input_wanted):
         return self.tape.replay(output_grads)
@@ -220,10 +220,11 @@ class _CompositeNode:
 class _OpNode:
     """One call of a merge or shape op: backward(output_grads) -> one gradient per operand."""
 
-    __slots__ = ("function", "inputs", "outputs", "parameters")
+    __slots__ = ("function", "inputs", "wanted", "outputs", "parameters")
 
-    def __init__(self, function, inputs, outputs, parameters):
-        self.function, self.inputs, self.outputs, self.parameters = function, inputs, outputs, parameters
+    def __init__(self, function, inputs, wanted, outputs, parameters):
+        self.function, self.inputs, self.wanted, self.outputs = function, inputs, wanted, outputs
+        self.parameters = parameters
 
     def backward(self, output_grads, input_wanted):
         grads = self.function(output_grads)
@@ -320,7 +321,7 @@ class Tape:
         if module._auto_backward:
             child = record(module, args, kwargs, input_wanted)
             wanted = any(input_wanted) or _trains(module)
-            node = _CompositeNode(child, inputs, self._outputs(child.output, wanted))
+            node = _CompositeNode(child, inputs, input_wanted, self._outputs(child.output, wanted))
             self.nodes.append(node)
             return child.output
         savers = []
@@ -340,7 +341,7 @@ class Tape:
             outputs = (self._new_slot(output, wanted),)
         else:
             outputs = self._outputs(output, wanted)
-        self.nodes.append(_ModuleNode(module, args, output, holders, inputs, outputs))
+        self.nodes.append(_ModuleNode(module, args, output, holders, inputs, input_wanted, outputs))
         return output
 
     def call_op(self, function, operands, output, backward):
@@ -359,12 +360,12 @@ class Tape:
             return self._constant_outputs(output)
         inputs = self.slots_of(leaves, f"F.{function}", kind="operand")
         set_read_only(output)
-        input_wanted = any(slot is not None and self.wanted[slot] for slot in inputs)
+        input_wanted = [slot is not None and self.wanted[slot] for slot in inputs]
         trains = any(p.requires_grad for _, p in parameters)
-        if not (input_wanted or trains or any(slot is not None for slot in inputs)):
+        if not (any(input_wanted) or trains or any(slot is not None for slot in inputs)):
             return self._constant_outputs(output)  # constants only in, a constant out
-        outputs = self._outputs(output, input_wanted or trains)
-        self.nodes.append(_OpNode(backward, inputs, outputs, parameters))
+        outputs = self._outputs(output, any(input_wanted) or trains)
+        self.nodes.append(_OpNode(backward, inputs, input_wanted, outputs, parameters))
         return output
 
     # -- replaying ------------------------------------------------------------------------
@@ -377,20 +378,20 @@ class Tape:
             if slot is not None and grad is not None and wanted[slot]:
                 _accumulate(grads, slot, grad)
         for node in reversed(self.nodes):
-            out = [None if slot is None else grads[slot] for slot in node.outputs]
-            if all(g is None for g in out):
+            out, reached = [], False
+            for slot in node.outputs:
+                grad = None if slot is None else grads[slot]
+                if grad is not None:
+                    reached = True
+                    grads[slot] = None  # handed to the node; freed as soon as it is done
+                out.append(grad)
+            if not reached:
                 if isinstance(node, _ModuleNode):
                     node.holders = ()  # no gradient reached it: its state is dropped
                 continue
-            for slot in node.outputs:
-                if slot is not None:
-                    grads[slot] = None  # handed to the node; freed as soon as it is done
-            input_wanted = [slot is not None and wanted[slot] for slot in node.inputs]
-            in_grads = node.backward(out, input_wanted)
-            if not any(input_wanted):
-                continue
-            for slot, grad in zip(node.inputs, in_grads):
-                if slot is not None and grad is not None and wanted[slot]:
+            in_grads = node.backward(out, node.wanted)
+            for slot, want, grad in zip(node.inputs, node.wanted, in_grads):
+                if want and grad is not None:
                     _accumulate(grads, slot, grad)
         self.nodes = []
         return [None if slot is None or not wanted[slot] else grads[slot] for slot in self.input_slots]
