@@ -5,12 +5,16 @@ import threading
 
 import numpy as np
 
-_local = threading.local()
+class _Local(threading.local):
+    grad_enabled = True  # each thread's default (a class attribute: no AttributeError to catch per read)
+
+
+_local = _Local()
 
 
 def is_grad_enabled():
     """False inside `no_grad()`: forwards then cache nothing for a backward."""
-    return getattr(_local, "grad_enabled", True)
+    return _local.grad_enabled
 
 
 @contextlib.contextmanager

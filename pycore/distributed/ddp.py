@@ -149,7 +149,7 @@ class DistributedDataParallel:
 
     # -- passing through -----------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        return self.module.forward(*args, **kwargs)
+        return self.module(*args, **kwargs)  # (through Module.__call__: a composite records its forward)
 
     def forward(self, *args, **kwargs):
         return self.module.forward(*args, **kwargs)

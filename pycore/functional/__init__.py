@@ -11,7 +11,7 @@ each parameter's gradient into the buffer passed for it (llm.c's `+=`; None skip
 gradient: a frozen parameter). ctx is opaque to callers: a namedtuple per family, or the
 saved array itself where one is enough (relu keeps its output). See DEVELOPERS.md.
 """
-from . import activation, adaptive_pool, conv, fused, linalg, loss, normalization, pooling, rnn
+from . import activation, adaptive_pool, conv, fused, linalg, loss, merge, normalization, pooling, rnn
 # (not `from . import dropout, embedding`: the star-imports below rebind those names to the functions)
 from . import dropout as _dropout_module, embedding as _embedding_module
 from .activation import *  # noqa: F401,F403
@@ -22,10 +22,11 @@ from .embedding import *  # noqa: F401,F403
 from .fused import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .merge import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 
 __all__ = (activation.__all__ + adaptive_pool.__all__ + conv.__all__ + _dropout_module.__all__
-           + _embedding_module.__all__ + fused.__all__ + linalg.__all__ + loss.__all__ + normalization.__all__
-           + pooling.__all__ + rnn.__all__)
+           + _embedding_module.__all__ + fused.__all__ + linalg.__all__ + loss.__all__ + merge.__all__
+           + normalization.__all__ + pooling.__all__ + rnn.__all__)

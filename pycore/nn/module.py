@@ -3,6 +3,9 @@
     y = m(x)            forward; caches what backward needs (unless under pycore.no_grad())
     gx = m.backward(gy) gradient of the input; *adds* each parameter's gradient into .grad
 
+A subclass that defines only forward (a composite model) gets its backward from the tape
+(pycore/autograd.py): its calls are recorded during forward and replayed by backward.
+
 Layers hold numpy arrays. Parameters and sub-modules are found by walking the
 instance's attributes in the order they were set, so their names are PyTorch's
 ("conv1.weight", "0.bias", ...) and a PyTorch state_dict converted with
@@ -15,6 +18,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import _context
+from .. import autograd
 from .._checks import float_array, float_dtype
 from .._context import is_grad_enabled
 from ..memory import enter as memory_enter, leave as memory_leave
@@ -156,6 +160,7 @@ def _anomaly_checked(method, phase):
         return out
 
     checked.__name__, checked.__qualname__, checked.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    checked.__wrapped__ = method  # inspect.signature sees the method's own arguments
     checked._anomaly_checked = True
     return checked
 
@@ -172,27 +177,23 @@ def _read_only_when_saved(out, inputs):
     (`return x`) leaves it alone: the caller's own array is not frozen.
     """
     if is_grad_enabled() and not any(out is x for x in inputs):
-        _set_read_only(out)
+        autograd.set_read_only(out)
     return out
-
-
-def _set_read_only(out):
-    """Every array in out: an array, or a (nested) tuple of them (an RNN's (y, (h_n, c_n)))."""
-    if type(out) is tuple:
-        for item in out:
-            _set_read_only(item)
-    elif isinstance(out, np.ndarray):
-        out.setflags(write=False)  # (half the cost of .flags.writeable = False)
 
 
 class Module:
     """Base class of every layer and model.
 
-    Subclasses call `super().__init__()` and implement `forward(x)` and `backward(grad)`.
+    Subclasses call `super().__init__()` and implement `forward(x)` and `backward(grad)`,
+    or only `forward`, made of pycore modules and pycore.functional ops: backward then
+    comes from the calls recorded during forward (pycore/autograd.py; a *composite*).
     Set `requires_input_grad = False` on a model's first layer (or on a Sequential) to
     skip the gradient of the input, which a network's data never needs: backward then
     returns None. pycore.train.fit does this for you.
     """
+
+    # True for a composite: no class between it and Module defines backward (set per class).
+    _auto_backward = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -200,6 +201,8 @@ class Module:
             method = cls.__dict__.get(phase)
             if method is not None and not getattr(method, "_anomaly_checked", False):
                 setattr(cls, phase, _anomaly_checked(method, phase))
+        below_module = cls.__mro__[:cls.__mro__.index(Module)]
+        cls._auto_backward = not any("backward" in c.__dict__ for c in below_module)
 
     def _debug_name(self):
         return self.__dict__.get("_path_name") or type(self).__name__
@@ -231,13 +234,54 @@ class Module:
 
     # -- running -----------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        tape = autograd._recording.tape
+        if tape is not None:  # inside a composite's recorded forward: one node of its tape
+            return _read_only_when_saved(tape.call_module(self, args, kwargs), args)
+        if self._auto_backward and is_grad_enabled():  # a composite: record its forward
+            tape = autograd.record(self, args, kwargs)
+            self._save_for_backward(tape)
+            return _read_only_when_saved(tape.output, args)
         return _read_only_when_saved(self.forward(*args, **kwargs), args)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+    def backward(self, *grad_outputs):
+        """A composite's backward (a subclass that defines only forward): the calls its
+        last forward recorded, replayed newest first. grad_outputs: the gradient of the
+        output, one per output when forward returned a tuple (None for an unused one), or
+        nothing for a scalar output (a loss: 1.0). Adds into every parameter's .grad and
+        returns the input's gradient, a tuple of them for several inputs, None when
+        requires_input_grad is False."""
+        if not self._auto_backward:
+            raise NotImplementedError(f"{type(self).__name__} does not define backward")
+        (tape,) = self._pop_saved()
+        return autograd.backward(self, tape, grad_outputs)
+
+    # -- backward state, as the tape (pycore/autograd.py) moves it ----------------------
+    def _take_backward_state(self):
+        """Remove and return what the last forward kept for backward. The tape calls it after
+        each recorded call, on the module called and on every module that saved state during
+        the call (a Sequential's children), and gives the value back to
+        `_restore_backward_state` just before that call's backward: so one module may be
+        called several times in a forward. A module that keeps backward state anywhere but
+        `_save_for_backward` overrides both (the RNN cells' stack)."""
+        saved = self.__dict__.get("_saved")
+        self.__dict__["_saved"] = None
+        return saved
+
+    def _restore_backward_state(self, state):
+        self.__dict__["_saved"] = state
+
+    def _backward_from_tape(self, grad_output, output):
+        """Backward of one recorded call. grad_output has output's structure (None for an
+        output no gradient reached). Returns the input gradients: one value for the first
+        argument, or a tuple with one entry per positional argument. Overridden where
+        backward's signature differs (nn.LSTM: backward(grad_y, grad_state) and the
+        initial state's gradient in an attribute)."""
+        if type(output) is tuple:
+            return self.backward(*autograd.zeros_for_missing(grad_output, output))
+        return self.backward(grad_output)
 
     def _check_input(self, x, name="input", ndim=None, layout=None):
         """x as a C-contiguous float array; TypeError/ValueError naming the layer.
@@ -267,6 +311,9 @@ class Module:
         """Keep what backward needs, unless gradients are off (pycore.no_grad())."""
         # (through __dict__: skips __setattr__'s container check, ~0.3 us on every forward)
         self.__dict__["_saved"] = values if is_grad_enabled() else None
+        savers = autograd._recording.savers  # (autograd.note_saver, inlined: every forward passes here)
+        if savers is not None:
+            savers.append(self)
 
     def _pop_saved(self):
         """What forward saved; RuntimeError when there is nothing (no forward, or a second backward)."""
@@ -524,6 +571,10 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+# The composite's backward allocates from the pool and is checked in debug mode like every other.
+Module.backward = _anomaly_checked(Module.backward, "backward")
+
+
 def _shapes(out):
     """An output's shape as text: (2, 10), or a tuple of them for several outputs."""
     if isinstance(out, np.ndarray):
@@ -592,7 +643,18 @@ class Sequential(Module):
         for step in steps:
             x = step(x)
         self.__dict__["_last_steps"] = steps  # backward runs the steps this forward took
+        autograd.note_saver(self)
         return x
+
+    def _take_backward_state(self):
+        # The steps this forward took (the fusion plan may change between calls); every
+        # step keeps its state in its modules' ctx (nn/fusion.py), taken from each of them.
+        return super()._take_backward_state(), self.__dict__.get("_last_steps")
+
+    def _restore_backward_state(self, state):
+        saved, steps = state
+        super()._restore_backward_state(saved)
+        self.__dict__["_last_steps"] = steps
 
     def backward(self, grad):
         steps = self.__dict__.get("_last_steps")

@@ -221,6 +221,11 @@ class _RNNBase(Module):
             y = y.transpose(1, 0, 2)
         return y, ((h_n, c_n) if self._has_cell else h_n)
 
+    def _backward_from_tape(self, grad_output, output):
+        # (pycore/autograd.py) forward returned (y, state); the initial state's gradient is an attribute
+        grad_y, grad_state = grad_output
+        return self.backward(grad_y, grad_state), self.grad_initial_state
+
     @staticmethod
     def _reversal(lengths, steps, batch):
         """Fancy index (rows (T, N), columns (1, N)) that reverses each sequence in time within
@@ -495,6 +500,16 @@ class _CellBase(Module):
     def clear_saved(self):
         """Drop the saved contexts of calls that will not be differentiated."""
         self._contexts = []
+
+    # (pycore/autograd.py) a call's state is the context it pushed; backward takes the pair grad_state
+    def _take_backward_state(self):
+        return self._contexts.pop()
+
+    def _restore_backward_state(self, state):
+        self._contexts.append(state)
+
+    def _backward_from_tape(self, grad_state, output):
+        return self.backward(grad_state)
 
     def forward(self, x, state=None):
         """One step. x: (N, input_size) or unbatched (input_size,). state: h (N, hidden_size)
