@@ -1,0 +1,216 @@
+"""Row-by-row MNIST: an LSTM reads each image as a sequence of 28 rows of 28 pixels.
+
+    python -m pycore.examples.row_mnist --data ~/mnist            # full MNIST, 6 epochs
+    python -m pycore.examples.row_mnist --data ~/mnist --torch    # and PyTorch's time per epoch
+
+A classic sequence benchmark: the network sees one row per step, so it has to carry what
+it read in its state for up to 28 steps before the last state decides the digit:
+
+    image (N, 28, 28) = 28 steps of 28 pixels -> LSTM(28, 128) -> h_n (N, 128) -> Linear -> 10 logits
+
+Adam with the learning rate annealed along a cosine to 0 over all steps, gradients clipped
+to norm 1. With --torch a torch.nn.LSTM + Linear twin starts from the same weights (copied
+through state_dict) and trains on the same batches with the same optimizer settings, one
+library after the other in this process, and both times per epoch are printed.
+
+MNIST comes from --data DIR, $PYCORE_DATA/mnist or the cache (~/.cache/pycore/mnist);
+without it the example runs offline on scikit-learn's 8x8 digits read as 8 rows of 8.
+"""
+import argparse
+import time
+
+import numpy as np
+
+import pycore
+from pycore import nn, optim
+from pycore.data import DataLoader
+from pycore.datasets import load_digits, load_mnist, mnist_available
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class RowLSTM(nn.Module):
+    """(N, rows, pixels) images -> (N, classes) logits from the LSTM's last hidden state.
+
+    Parameter names are those of `torch.nn.Module` with attributes `lstm` and `head`
+    (lstm.weight_ih_l0, ..., head.weight, head.bias), so state_dicts load either way.
+    """
+
+    def __init__(self, pixels, hidden, classes=10, dtype=np.float32):
+        super().__init__(dtype)
+        self.lstm = nn.LSTM(pixels, hidden, batch_first=True, dtype=dtype)
+        self.head = nn.Linear(hidden, classes, dtype=dtype)
+
+    def forward(self, images):
+        _, (h_n, _) = self.lstm(images)
+        return self.head(h_n[-1])
+
+    def backward(self, grad_logits):
+        # (N, hidden) for the output at the last step: that output is h_n, so BPTT starts there
+        return self.lstm.backward(self.head.backward(grad_logits))
+
+
+def row_dataset(data=None, digits=False, seed=0):
+    """((x_train, y_train), (x_test, y_test), name): float32 (N, rows, pixels) standardised images.
+
+    MNIST when found (data, $PYCORE_DATA/mnist, the cache) and digits is False; otherwise
+    scikit-learn's digits (8 rows of 8), split 80/20 with a seeded shuffle.
+    """
+    if not digits and (data is not None or mnist_available()):
+        (x_train, y_train), (x_test, y_test) = load_mnist(data)
+        scale = lambda x: ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)  # noqa: E731
+        return (scale(x_train), y_train), (scale(x_test), y_test), "MNIST"
+    images, labels = load_digits()
+    order = np.random.default_rng(seed).permutation(len(images))
+    cut = int(0.8 * len(images))
+    train, test = order[:cut], order[cut:]
+    mean, std = images[train].mean(), images[train].std()
+    x = ((images - mean) / std).astype(np.float32)
+    return (x[train], labels[train]), (x[test], labels[test]), "scikit-learn digits (MNIST not found)"
+
+
+class PycoreTrainer:
+    """One optimizer step per call on a pycore RowLSTM: Adam, cosine-annealed rate, clipping."""
+
+    def __init__(self, model, lr, total_steps, clip):
+        self.model, self.clip = model, clip
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.optimizer = optim.Adam(model.parameters(), lr=lr)
+        self.scheduler = optim.CosineAnnealingLR(self.optimizer, T_max=total_steps)
+        model.requires_input_grad = False  # the pixels need no gradient
+
+    def step(self, x, y):
+        self.model.train()
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.model(x), y)
+        self.model.backward(self.loss_fn.backward())
+        optim.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss
+
+    def predict(self, x):
+        self.model.eval()
+        with pycore.no_grad():
+            return self.model(x).argmax(axis=1)
+
+
+class TorchTrainer:
+    """The same model, optimizer, schedule and clipping in PyTorch, from a pycore model's weights."""
+
+    def __init__(self, pycore_model, lr, total_steps, clip):
+        import torch
+        self.torch, self.clip = torch, clip
+        hidden = pycore_model.lstm.hidden_size
+        self.model = torch.nn.Module()
+        self.model.lstm = torch.nn.LSTM(pycore_model.lstm.input_size, hidden, batch_first=True)
+        self.model.head = torch.nn.Linear(hidden, pycore_model.head.out_features)
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in pycore_model.state_dict().items()})
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+
+    def _logits(self, x):
+        _, (h_n, _) = self.model.lstm(self.torch.from_numpy(x))
+        return self.model.head(h_n[-1])
+
+    def step(self, x, y):
+        self.model.train()
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self._logits(x), self.torch.from_numpy(y))
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def predict(self, x):
+        self.model.eval()
+        with self.torch.no_grad():
+            return self._logits(x).argmax(dim=1).numpy()
+
+
+def accuracy(trainer, x, y, batch_size=1000):
+    correct = sum(int(np.sum(trainer.predict(x[i:i + batch_size]) == y[i:i + batch_size]))
+                  for i in range(0, len(x), batch_size))
+    return correct / len(x)
+
+
+def train(trainer, train_loader, x_test, y_test, epochs, name, say=print):
+    """Train for `epochs` over train_loader; returns [(seconds, mean loss, test accuracy)] per epoch.
+    The time counts training steps only (the test pass is outside it)."""
+    results = []
+    for epoch in range(1, epochs + 1):
+        start, losses = time.perf_counter(), []
+        for x, y in train_loader:
+            losses.append(trainer.step(x, y))
+        seconds = time.perf_counter() - start
+        results.append((seconds, float(np.mean(losses)), accuracy(trainer, x_test, y_test)))
+        say(f"  {name} epoch {epoch}: {seconds:.1f} s, loss {results[-1][1]:.4f}, "
+            f"test accuracy {100 * results[-1][2]:.2f}%", flush=True)
+    return results
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m pycore.examples.row_mnist", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $PYCORE_DATA/mnist, cache)")
+    p.add_argument("--digits", action="store_true", help="use scikit-learn's digits even if MNIST is available")
+    p.add_argument("--epochs", type=int, help="passes over the training data (default: 6 on MNIST, 30 on digits)")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam's initial learning rate (cosine-annealed to 0)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
+    p.add_argument("--torch", action="store_true",
+                   help="also train a PyTorch twin from the same weights on the same batches; print both epoch times")
+    p.add_argument("--torch-epochs", type=int, help="epochs of the PyTorch twin (default: as many as pycore's)")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT training and test images (a quick run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="threads for both libraries (default: pycore's default)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    """Returns {"pycore": per-epoch results, "torch": per-epoch results or None, "dataset": name}."""
+    args = parse_args(argv)
+    if args.threads:
+        pycore.set_num_threads(args.threads)
+    pycore.manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test), dataset = row_dataset(args.data, args.digits, args.seed)
+    if args.limit:
+        x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]
+    epochs = args.epochs or (6 if dataset == "MNIST" else 30)
+    steps, pixels = x_train.shape[1:]
+    batches = lambda: DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)  # noqa: E731
+    loader = batches()
+    total_steps = epochs * len(loader)
+    print(f"Row-by-row {dataset}: {len(x_train)} training and {len(x_test)} test images as {steps} steps of "
+          f"{pixels} pixels; LSTM({pixels}, {args.hidden}) -> Linear({args.hidden}, 10); {epochs} epochs, batch "
+          f"{args.batch_size}, Adam lr {args.lr} cosine-annealed, clip {args.clip}, "
+          f"{pycore.get_num_threads()} threads", flush=True)
+
+    model = RowLSTM(pixels, args.hidden)
+    twin = None
+    if args.torch:  # built before training, so it starts from the same weights
+        twin = TorchTrainer(model, args.lr, total_steps, args.clip)
+        twin.torch.set_num_threads(pycore.get_num_threads())
+    results = {"dataset": dataset, "torch": None}
+    results["pycore"] = train(PycoreTrainer(model, args.lr, total_steps, args.clip), loader, x_test, y_test,
+                              epochs, "pycore")
+    if twin is not None:
+        torch_epochs = args.torch_epochs or epochs
+        results["torch"] = train(twin, batches(), x_test, y_test, torch_epochs, "torch")
+    seconds = [r[0] for r in results["pycore"]]
+    print(f"pycore: test accuracy {100 * results['pycore'][-1][2]:.2f}% after {epochs} epochs, "
+          f"{np.median(seconds):.1f} s per epoch (median)")
+    if twin is not None:
+        torch_seconds = [r[0] for r in results["torch"]]
+        compared = min(len(seconds), len(torch_seconds))
+        ratio = np.median(torch_seconds[:compared]) / np.median(seconds[:compared])
+        print(f"torch:  test accuracy {100 * results['torch'][-1][2]:.2f}% after {len(torch_seconds)} epochs, "
+              f"{np.median(torch_seconds):.1f} s per epoch (median); torch time / pycore time = {ratio:.2f} "
+              f"(epochs 1..{compared})")
+    return results
+
+
+if __name__ == "__main__":
+    main()
