@@ -29,25 +29,27 @@ from pycore.datasets import load_digits, load_mnist, mnist_available
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-class RowLSTM(nn.Module):
-    """(N, rows, pixels) images -> (N, classes) logits from the LSTM's last hidden state.
+class LastStateModel(nn.Module):
+    """A recurrent layer, then a Linear head on its top layer's last hidden state:
+    (N, T, features) (or (T, N, features) for a layer without batch_first) -> (N, outputs).
 
-    Parameter names are those of `torch.nn.Module` with attributes `lstm` and `head`
-    (lstm.weight_ih_l0, ..., head.weight, head.bias), so state_dicts load either way.
+    Parameter names are those of a `torch.nn.Module` with attributes `rnn` and `head`
+    (rnn.weight_ih_l0, ..., head.weight, head.bias), so state_dicts load either way.
     """
 
-    def __init__(self, pixels, hidden, classes=10, dtype=np.float32):
-        super().__init__(dtype)
-        self.lstm = nn.LSTM(pixels, hidden, batch_first=True, dtype=dtype)
-        self.head = nn.Linear(hidden, classes, dtype=dtype)
+    def __init__(self, rnn, outputs):
+        super().__init__(rnn.dtype)
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.hidden_size, outputs, dtype=rnn.dtype)
 
-    def forward(self, images):
-        _, (h_n, _) = self.lstm(images)
+    def forward(self, x):
+        _, state = self.rnn(x)
+        h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
         return self.head(h_n[-1])
 
-    def backward(self, grad_logits):
-        # (N, hidden) for the output at the last step: that output is h_n, so BPTT starts there
-        return self.lstm.backward(self.head.backward(grad_logits))
+    def backward(self, grad_output):
+        # an (N, hidden) grad_y is the gradient of the output at the last step, which is h_n[-1]
+        return self.rnn.backward(self.head.backward(grad_output))
 
 
 def row_dataset(data=None, digits=False, seed=0):
@@ -70,7 +72,7 @@ def row_dataset(data=None, digits=False, seed=0):
 
 
 class PycoreTrainer:
-    """One optimizer step per call on a pycore RowLSTM: Adam, cosine-annealed rate, clipping."""
+    """One optimizer step per call on a pycore model: Adam, cosine-annealed rate, clipping."""
 
     def __init__(self, model, lr, total_steps, clip):
         self.model, self.clip = model, clip
@@ -101,9 +103,9 @@ class TorchTrainer:
     def __init__(self, pycore_model, lr, total_steps, clip):
         import torch
         self.torch, self.clip = torch, clip
-        hidden = pycore_model.lstm.hidden_size
+        hidden = pycore_model.rnn.hidden_size
         self.model = torch.nn.Module()
-        self.model.lstm = torch.nn.LSTM(pycore_model.lstm.input_size, hidden, batch_first=True)
+        self.model.rnn = torch.nn.LSTM(pycore_model.rnn.input_size, hidden, batch_first=True)
         self.model.head = torch.nn.Linear(hidden, pycore_model.head.out_features)
         self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in pycore_model.state_dict().items()})
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
@@ -111,7 +113,7 @@ class TorchTrainer:
         self.loss_fn = torch.nn.CrossEntropyLoss()
 
     def _logits(self, x):
-        _, (h_n, _) = self.model.lstm(self.torch.from_numpy(x))
+        _, (h_n, _) = self.model.rnn(self.torch.from_numpy(x))
         return self.model.head(h_n[-1])
 
     def step(self, x, y):
@@ -188,7 +190,7 @@ def main(argv=None):
           f"{args.batch_size}, Adam lr {args.lr} cosine-annealed, clip {args.clip}, "
           f"{pycore.get_num_threads()} threads", flush=True)
 
-    model = RowLSTM(pixels, args.hidden)
+    model = LastStateModel(nn.LSTM(pixels, args.hidden, batch_first=True), 10)
     twin = None
     if args.torch:  # built before training, so it starts from the same weights
         twin = TorchTrainer(model, args.lr, total_steps, args.clip)
