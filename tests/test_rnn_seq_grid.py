@@ -4,10 +4,10 @@ bidirectional x {1, 2 layers} x batch_first both ways with all-different lengths
 import numpy as np
 import pytest
 
-import pycore.nn as nn
+from pycore import nn
 
 pytest.importorskip("torch")
-from test_rnn_seq import KINDS, cell_loop_backward, check_against_torch  # noqa: E402
+from test_rnn_seq import KINDS, cell_loop_backward, check_against_torch
 
 GRID = [(kind, layers, batch_first) for kind in KINDS for layers in (1, 2) for batch_first in (False, True)]
 
@@ -42,7 +42,7 @@ def test_cell_loop_equals_the_layer_with_initial_state(rng, kind):
     for t in range(5):
         cell_state = cell(x[t], cell_state)
         outs.append(cell_state[0] if lstm else cell_state)
-    tol = dict(rtol=1e-12, atol=1e-13)
+    tol = {"rtol": 1e-12, "atol": 1e-13}
     np.testing.assert_allclose(np.stack(outs), y, **tol)
     np.testing.assert_allclose(cell_state[0] if lstm else cell_state, (state[0] if lstm else state)[0], **tol)
     gx_cell, grad_initial = cell_loop_backward(cell, grad_y, lstm)

@@ -3,9 +3,9 @@ classifier and the vanishing-gradient study learn or behave as they claim, and t
 hand-written composite backwards match PyTorch."""
 import numpy as np
 import pytest
+from conftest import data_path
 
 import pycore
-from conftest import data_path
 from pycore import nn
 from pycore.examples import row_mnist, text_classifier, vanishing_gradients
 from pycore.examples.row_mnist import LastStateModel

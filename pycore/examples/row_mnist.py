@@ -60,7 +60,7 @@ def row_dataset(data=None, digits=False, seed=0):
     """
     if not digits and (data is not None or mnist_available()):
         (x_train, y_train), (x_test, y_test) = load_mnist(data)
-        scale = lambda x: ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)  # noqa: E731
+        scale = lambda x: ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)
         return (scale(x_train), y_train), (scale(x_test), y_test), "MNIST"
     images, labels = load_digits()
     order = np.random.default_rng(seed).permutation(len(images))
@@ -182,7 +182,7 @@ def main(argv=None):
         x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]
     epochs = args.epochs or (6 if dataset == "MNIST" else 30)
     steps, pixels = x_train.shape[1:]
-    batches = lambda: DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)  # noqa: E731
+    batches = lambda: DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     loader = batches()
     total_steps = epochs * len(loader)
     print(f"Row-by-row {dataset}: {len(x_train)} training and {len(x_test)} test images as {steps} steps of "
