@@ -1,6 +1,6 @@
 """Row-by-row MNIST: an LSTM reads each image as a sequence of 28 rows of 28 pixels.
 
-    python -m pycore.examples.row_mnist --data ~/mnist            # full MNIST, 6 epochs
+    python -m pycore.examples.row_mnist --data ~/mnist            # full MNIST, 4 epochs
     python -m pycore.examples.row_mnist --data ~/mnist --torch    # and PyTorch's time per epoch
 
 A classic sequence benchmark: the network sees one row per step, so it has to carry what
@@ -10,8 +10,9 @@ it read in its state for up to 28 steps before the last state decides the digit:
 
 Adam with the learning rate annealed along a cosine to 0 over all steps, gradients clipped
 to norm 1. With --torch a torch.nn.LSTM + Linear twin starts from the same weights (copied
-through state_dict) and trains on the same batches with the same optimizer settings, one
-library after the other in this process, and both times per epoch are printed.
+through state_dict) and trains on the same batches with the same optimizer settings; the
+two take turns batch by batch (so load on a shared machine falls on both alike), each
+library's steps are timed, and both times per epoch are printed.
 
 MNIST comes from --data DIR, $PYCORE_DATA/mnist or the cache (~/.cache/pycore/mnist);
 without it the example runs offline on scikit-learn's 8x8 digits read as 8 rows of 8.
@@ -98,11 +99,13 @@ class PycoreTrainer:
 
 
 class TorchTrainer:
-    """The same model, optimizer, schedule and clipping in PyTorch, from a pycore model's weights."""
+    """The same model, optimizer, schedule and clipping in PyTorch, from a pycore model's weights,
+    on as many threads as pycore."""
 
     def __init__(self, pycore_model, lr, total_steps, clip):
         import torch
         self.torch, self.clip = torch, clip
+        torch.set_num_threads(pycore.get_num_threads())
         hidden = pycore_model.rnn.hidden_size
         self.model = torch.nn.Module()
         self.model.rnn = torch.nn.LSTM(pycore_model.rnn.input_size, hidden, batch_first=True)
@@ -138,18 +141,23 @@ def accuracy(trainer, x, y, batch_size=1000):
     return correct / len(x)
 
 
-def train(trainer, train_loader, x_test, y_test, epochs, name, say=print):
-    """Train for `epochs` over train_loader; returns [(seconds, mean loss, test accuracy)] per epoch.
-    The time counts training steps only (the test pass is outside it)."""
-    results = []
+def train(trainers, train_loader, x_test, y_test, epochs, say=print):
+    """Train each of {name: trainer} for `epochs` over train_loader, in lockstep: every batch
+    goes to each trainer in turn, so a busy machine slows them alike. Returns
+    {name: [(seconds, mean loss, test accuracy)] per epoch}; the seconds count that
+    trainer's steps only (the test pass is outside them)."""
+    results = {name: [] for name in trainers}
     for epoch in range(1, epochs + 1):
-        start, losses = time.perf_counter(), []
+        seconds, losses = dict.fromkeys(trainers, 0.0), {name: [] for name in trainers}
         for x, y in train_loader:
-            losses.append(trainer.step(x, y))
-        seconds = time.perf_counter() - start
-        results.append((seconds, float(np.mean(losses)), accuracy(trainer, x_test, y_test)))
-        say(f"  {name} epoch {epoch}: {seconds:.1f} s, loss {results[-1][1]:.4f}, "
-            f"test accuracy {100 * results[-1][2]:.2f}%", flush=True)
+            for name, trainer in trainers.items():
+                start = time.perf_counter()
+                losses[name].append(trainer.step(x, y))
+                seconds[name] += time.perf_counter() - start
+        for name, trainer in trainers.items():
+            results[name].append((seconds[name], float(np.mean(losses[name])), accuracy(trainer, x_test, y_test)))
+            say(f"  {name} epoch {epoch}: {seconds[name]:.1f} s, loss {results[name][-1][1]:.4f}, "
+                f"test accuracy {100 * results[name][-1][2]:.2f}%", flush=True)
     return results
 
 
@@ -157,14 +165,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m pycore.examples.row_mnist", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files (default: $PYCORE_DATA/mnist, cache)")
     p.add_argument("--digits", action="store_true", help="use scikit-learn's digits even if MNIST is available")
-    p.add_argument("--epochs", type=int, help="passes over the training data (default: 6 on MNIST, 30 on digits)")
+    p.add_argument("--epochs", type=int, help="passes over the training data (default: 4 on MNIST, 30 on digits)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam's initial learning rate (cosine-annealed to 0)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--torch", action="store_true",
                    help="also train a PyTorch twin from the same weights on the same batches; print both epoch times")
-    p.add_argument("--torch-epochs", type=int, help="epochs of the PyTorch twin (default: as many as pycore's)")
     p.add_argument("--limit", type=int, help="use only the first LIMIT training and test images (a quick run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="threads for both libraries (default: pycore's default)")
@@ -180,10 +187,9 @@ def main(argv=None):
     (x_train, y_train), (x_test, y_test), dataset = row_dataset(args.data, args.digits, args.seed)
     if args.limit:
         x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]
-    epochs = args.epochs or (6 if dataset == "MNIST" else 30)
+    epochs = args.epochs or (4 if dataset == "MNIST" else 30)
     steps, pixels = x_train.shape[1:]
-    batches = lambda: DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    loader = batches()
+    loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     total_steps = epochs * len(loader)
     print(f"Row-by-row {dataset}: {len(x_train)} training and {len(x_test)} test images as {steps} steps of "
           f"{pixels} pixels; LSTM({pixels}, {args.hidden}) -> Linear({args.hidden}, 10); {epochs} epochs, batch "
@@ -191,26 +197,19 @@ def main(argv=None):
           f"{pycore.get_num_threads()} threads", flush=True)
 
     model = LastStateModel(nn.LSTM(pixels, args.hidden, batch_first=True), 10)
-    twin = None
+    trainers = {"pycore": PycoreTrainer(model, args.lr, total_steps, args.clip)}
     if args.torch:  # built before training, so it starts from the same weights
-        twin = TorchTrainer(model, args.lr, total_steps, args.clip)
-        twin.torch.set_num_threads(pycore.get_num_threads())
-    results = {"dataset": dataset, "torch": None}
-    results["pycore"] = train(PycoreTrainer(model, args.lr, total_steps, args.clip), loader, x_test, y_test,
-                              epochs, "pycore")
-    if twin is not None:
-        torch_epochs = args.torch_epochs or epochs
-        results["torch"] = train(twin, batches(), x_test, y_test, torch_epochs, "torch")
-    seconds = [r[0] for r in results["pycore"]]
-    print(f"pycore: test accuracy {100 * results['pycore'][-1][2]:.2f}% after {epochs} epochs, "
-          f"{np.median(seconds):.1f} s per epoch (median)")
-    if twin is not None:
-        torch_seconds = [r[0] for r in results["torch"]]
-        compared = min(len(seconds), len(torch_seconds))
-        ratio = np.median(torch_seconds[:compared]) / np.median(seconds[:compared])
-        print(f"torch:  test accuracy {100 * results['torch'][-1][2]:.2f}% after {len(torch_seconds)} epochs, "
-              f"{np.median(torch_seconds):.1f} s per epoch (median); torch time / pycore time = {ratio:.2f} "
-              f"(epochs 1..{compared})")
+        trainers["torch"] = TorchTrainer(model, args.lr, total_steps, args.clip)
+    results = train(trainers, loader, x_test, y_test, epochs)
+    for name, per_epoch in results.items():
+        print(f"{name}: test accuracy {100 * per_epoch[-1][2]:.2f}% after {epochs} epochs, "
+              f"{np.median([r[0] for r in per_epoch]):.1f} s per epoch (median)")
+    if args.torch:
+        ratios = [t[0] / p[0] for p, t in zip(results["pycore"], results["torch"])]
+        print(f"torch time / pycore time per epoch: {', '.join(f'{r:.2f}' for r in ratios)} "
+              f"(interleaved batch by batch, {pycore.get_num_threads()} threads each)")
+    results.setdefault("torch", None)
+    results["dataset"] = dataset
     return results
 
 
