@@ -135,7 +135,7 @@ def plot(results, lengths, path):
             losses = results[name, steps]["losses"]
             window = max(1, len(losses) // 50)  # a running mean over 2% of the run
             smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-            ax.plot(smooth, color=colors[name], label=f"{name} ({results[name, steps]['mse']:.3f})")
+            ax.plot(smooth, color=colors[name], label=f"{name} ({results[name, steps]['mse']:.4f})")
         ax.axhline(BASELINE_MSE, color="gray", linestyle="--", label="variance baseline")
         ax.set(title=f"adding problem, T = {steps}", xlabel="iteration", ylabel="training MSE",
                ylim=(0, 2.5 * BASELINE_MSE))
