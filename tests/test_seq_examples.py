@@ -98,10 +98,19 @@ def test_text_classifier_beats_the_majority_baseline():
     """Two short epochs on every speech (cut to 40 words) already double the baseline (8 sections)."""
     path = data_path("tinyshakespeare", "input.txt")
     results = text_classifier.main(["--data", str(path), "--epochs", "2", "--embedding", "32", "--hidden", "32",
-                                    "--max-words", "40", "--threads", "1"])
+                                    "--max-words", "40", "--threads", "1", "--no-timing"])
     assert results["accuracy"] > 1.5 * results["baseline"]
+    assert results["seconds"] is None
+
+
+def test_text_classifier_times_the_three_batchings(capsys):
+    path = data_path("tinyshakespeare", "input.txt")
+    results = text_classifier.main(["--data", str(path), "--limit", "300", "--epochs", "1", "--embedding", "8",
+                                    "--hidden", "8", "--max-words", "30", "--threads", "1"])
     assert set(results["seconds"]) == {"padded to the global maximum", "per-batch padding + lengths=",
                                        "bucketed + lengths="}
+    assert all(seconds > 0 for seconds in results["seconds"].values())
+    assert "bucketed + lengths=" in capsys.readouterr().out
 
 
 def test_tanh_gradients_vanish_faster_than_the_lstms():

@@ -113,15 +113,14 @@ def run(lengths, hidden, iterations, batch_size, lr, clip, seed, say=print):
 
 def plot(results, lengths, path):
     """Gradient norms over t (longest T, before and after training) and the learning curves."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # no pyplot: leaves the caller's backend alone
+        from matplotlib.figure import Figure
     except ImportError:
         raise SystemExit("vanishing_gradients: the plot needs matplotlib (pip install matplotlib); "
                          "or pass --no-plot") from None
     longest = max(lengths)
-    fig, axes = plt.subplots(1, 1 + len(lengths), figsize=(4.2 * (1 + len(lengths)), 3.8))
+    fig = Figure(figsize=(4.2 * (1 + len(lengths)), 3.8))
+    axes = fig.subplots(1, 1 + len(lengths))
     colors = dict(zip(MODELS, ("tab:red", "tab:orange", "tab:blue")))
     ax = axes[0]
     for name in MODELS:
@@ -142,7 +141,6 @@ def plot(results, lengths, path):
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def parse_args(argv=None):
