@@ -35,6 +35,8 @@ def test_last_state_model_gradients_match_finite_differences(rng):
     """The head on h_n[-1] and backward's (N, hidden) grad_y path: input and every parameter."""
     model = LastStateModel(nn.GRU(3, 4, num_layers=2, batch_first=True, dtype=np.float64), 2)
     assert pycore.testing.gradcheck(model, rng.standard_normal((3, 5, 3)))
+    with pytest.raises(ValueError, match="bidirectional"):
+        LastStateModel(nn.LSTM(3, 4, bidirectional=True), 2)
 
 
 SPEECHES = """First Citizen:

@@ -40,6 +40,9 @@ class LastStateModel(nn.Module):
 
     def __init__(self, rnn, outputs):
         super().__init__(rnn.dtype)
+        if rnn.bidirectional:  # h_n[-1] would be the reverse direction's state alone
+            raise ValueError("LastStateModel: expected a one-direction RNN/LSTM/GRU, got bidirectional=True "
+                             "(see pycore.examples.text_classifier for both directions' final states)")
         self.rnn = rnn
         self.head = nn.Linear(rnn.hidden_size, outputs, dtype=rnn.dtype)
 
@@ -69,7 +72,8 @@ def row_dataset(data=None, digits=False, seed=0):
     train, test = order[:cut], order[cut:]
     mean, std = images[train].mean(), images[train].std()
     x = ((images - mean) / std).astype(np.float32)
-    return (x[train], labels[train]), (x[test], labels[test]), "scikit-learn digits (MNIST not found)"
+    name = "scikit-learn digits" if digits else "scikit-learn digits (MNIST not found)"
+    return (x[train], labels[train]), (x[test], labels[test]), name
 
 
 class PycoreTrainer:
