@@ -211,10 +211,17 @@ constexpr int64_t kLanes = 16;
 // lanes[0] + ... + lanes[kLanes - 1], added pairwise (lane j with lane j + half, halving):
 // four dependent vector additions instead of a chain of sixteen scalar ones, which cost
 // as much as the exponentials of a row of 65 classes.
-PYCORE_INLINE double lane_sum(double* lanes) {
-    for (int64_t half = kLanes / 2; half > 0; half /= 2)
-        for (int64_t j = 0; j < half; ++j) lanes[j] += lanes[j + half];
-    return lanes[0];
+// Written out level by level with fixed trip counts, so that each level is one vector
+// addition on registers (a loop over `half` went through the stack: stores of whole
+// vectors reloaded in halves, which the CPU cannot forward, in every softmax row).
+PYCORE_INLINE double lane_sum(const double* lanes) {
+    static_assert(kLanes == 16, "lane_sum adds 16 lanes in four levels");
+    double s8[8], s4[4];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) s8[j] = lanes[j] + lanes[j + 8];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) s4[j] = s8[j] + s8[j + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 // max_c x[c] (see max for NaNs; -inf for n == 0).
@@ -291,20 +298,39 @@ PYCORE_INLINE double row_centered_dot(const T* x, double mu, const T* y, int64_t
 // over the row. log_softmax and cross entropy need only the sum: y == nullptr skips
 // the stores (kStore is the same choice made at compile time, so that neither loop
 // has a branch in it).
+//
+// The last n % kLanes values (n >= kLanes) go through the same vector body as one more
+// block: the last kLanes values of the row, x[n - kLanes, n), with the lanes already
+// summed masked to +0 (where). A scalar tail loop cost a scalar exp per value, as much
+// as a whole vector, for 1 value in a row of 65 classes and 8 in a row of 1000; a
+// padded copy of the tail cost more (scalar stores reloaded as a vector stall). With
+// kStore the block rewrites the overlapped y values with the same exponentials (y and x
+// never alias: restrict).
 template <bool kStore, typename T>
 PYCORE_INLINE double row_exp_sum_impl(T* PYCORE_RESTRICT y, const T* PYCORE_RESTRICT x, T shift, int64_t n) {
-    double lanes[kLanes] = {};
-    int64_t c = 0;
-    for (; c + kLanes <= n; c += kLanes)
+    double lanes[kLanes];
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = 0.0;
+    const int64_t full = n / kLanes * kLanes;
+    for (int64_t c = 0; c < full; c += kLanes)
         for (int64_t j = 0; j < kLanes; ++j) {
             const T e = exp_nonpositive(x[c + j] - shift);
             if constexpr (kStore) y[c + j] = e;
             lanes[j] += double(e);
         }
-    for (; c < n; ++c) {
-        const T e = exp_nonpositive(x[c] - shift);
-        if constexpr (kStore) y[c] = e;
-        lanes[0] += double(e);
+    if (full < n && full > 0) {
+        const int64_t c = n - kLanes, first_new = full - c;
+        for (int64_t j = 0; j < kLanes; ++j) {
+            const T e = exp_nonpositive(x[c + j] - shift);
+            if constexpr (kStore) y[c + j] = e;
+            lanes[j] += double(where(j >= first_new, e, T(0)));
+        }
+    } else {
+        for (int64_t c = full; c < n; ++c) {
+            const T e = exp_nonpositive(x[c] - shift);
+            if constexpr (kStore) y[c] = e;
+            lanes[0] += double(e);
+        }
     }
     return lane_sum(lanes);
 }
