@@ -53,7 +53,7 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 template <typename T>
 PYCORE_INLINE double row_logsumexp(const T* x, int64_t C) {
     const T max_x = fastmath::row_max(x, C);
-    return double(max_x) + std::log(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
+    return double(max_x) + fastmath::log_of_sum(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
