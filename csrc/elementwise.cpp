@@ -161,7 +161,7 @@ void softmax_rows(T* y, const T* x, int64_t rows, int64_t dim, bool log_output) 
             // y = x - lse with lse = hi + lo split into two T values: two T subtractions,
             // each rounding by at most half an ulp of y (lo is tiny), instead of a pass in
             // double
-            const double lse = double(max) + std::log(sum);
+            const double lse = double(max) + fastmath::log_of_sum(sum);
             const T hi = T(lse), lo = T(lse - double(hi));
             for (int64_t d = 0; d < dim; ++d) yr[d] = (xr[d] - hi) - lo;
         } else {
@@ -221,7 +221,7 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
             // y = x - lse, lse = hi + lo in two T values (as in softmax_rows): hi goes to
             // max[], lo stays in sum[]
             for (int64_t j = 0; j < width; ++j) {
-                const double lse = double(max[j]) + std::log(sum[j]);
+                const double lse = double(max[j]) + fastmath::log_of_sum(sum[j]);
                 max[j] = T(lse);
                 sum[j] = lse - double(max[j]);
             }

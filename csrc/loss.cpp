@@ -53,18 +53,24 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 template <typename T>
 PYCORE_INLINE double row_logsumexp(const T* x, int64_t C) {
     const T max_x = fastmath::row_max(x, C);
-    return double(max_x) + std::log(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
+    return double(max_x) + fastmath::log_of_sum(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
-// x[c] - lse is formed in double (lse is large when the logits are) and rounded once.
+// lse is large when the logits are, so it is split into lse_hi + lse_lo, two T values
+// (as softmax_rows' log_softmax does): x[c] - lse = (x[c] - lse_hi) - lse_lo, two T
+// subtractions instead of a round trip through double (six conversions per 16 values).
+// x[c] <= max <= lse, so the argument exceeds 0 by at most lse_lo's half ulp, and
+// exp_nonpositive (right up to 89) applies.
 template <typename T>
-PYCORE_INLINE void softmax_gradient_row(T* dx, const T* x, double lse, T p_scale, T offset, const T* weight,
-                                        int64_t C) {
+PYCORE_INLINE void softmax_gradient_row(T* PYCORE_RESTRICT dx, const T* PYCORE_RESTRICT x, double lse, T p_scale,
+                                        T offset, const T* PYCORE_RESTRICT weight, int64_t C) {
+    const T lse_hi = T(lse), lse_lo = T(lse - double(lse_hi));
     if (weight) {
-        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset * weight[c];
+        for (int64_t c = 0; c < C; ++c)
+            dx[c] = p_scale * fastmath::exp_nonpositive((x[c] - lse_hi) - lse_lo) - offset * weight[c];
     } else {
-        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * fastmath::exp(T(double(x[c]) - lse)) - offset;
+        for (int64_t c = 0; c < C; ++c) dx[c] = p_scale * fastmath::exp_nonpositive((x[c] - lse_hi) - lse_lo) - offset;
     }
 }
 

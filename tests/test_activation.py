@@ -134,6 +134,23 @@ def test_softmax_is_overflow_safe(dtype, log):
     assert np.all(np.isfinite((F.log_softmax_backward if log else F.softmax_backward)(gy, ctx)))
 
 
+@pytest.mark.parametrize("dim", [1, -1])
+def test_log_softmax_float64_log_of_sum_on_every_path(simd_path, rng, dim):
+    # log_softmax's log of the row sum is fastmath::log_of_sum (vectorised over the
+    # channels of dim=1): sums from 1 to ~6e5 (weights of up to 1e3 over up to 600 values),
+    # the mantissa around sqrt(2) and powers of two included, match numpy's float64 log.
+    weights = [np.exp(rng.uniform(-30, 7, (6, n, 17))) for n in (1, 2, 3, 17, 600)]
+    sums = np.array([np.sqrt(2) * 2.0 ** k for k in range(8)] + [2.0 ** k for k in range(1, 9)])
+    sums = np.concatenate([sums * (1 + d) for d in (0.0, 1e-15, -1e-15, 1e-9)])
+    weights.append((sums - 1.0).reshape(1, 1, -1))  # rows (0, log(s - 1)): sums s
+    for w in weights:
+        x = np.log(np.concatenate([np.ones((w.shape[0], 1, w.shape[2])), w], axis=1))  # max term exp(0) = 1
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if dim == -1 else x
+        shifted = x - x.max(axis=dim, keepdims=True)
+        ref = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        np.testing.assert_allclose(F.log_softmax(x, dim=dim), ref, rtol=1e-14, atol=1e-14)
+
+
 def test_softmax_every_axis_and_non_contiguous(rng):
     base = rng.standard_normal((4, 5, 6, 3))
     for x in (base, base[:, ::2, :, ::-1], base.transpose(2, 0, 3, 1)):

@@ -237,13 +237,14 @@ _C.set_simd_path("auto")
 
 @requires_torch
 @pytest.mark.parametrize("simd_path", SIMD_PATHS)
-@pytest.mark.parametrize("batch", [1, 32])
-def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch):
-    # Batch 1 reads W_hh in place through the GEMM's one-row kernels (forward W_hh^T,
-    # backward W_hh), split over two threads from H = 513 on (odd: scalar column tails);
+@pytest.mark.parametrize("batch, steps", [(1, 3), (1, 9), (32, 3)])
+def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
+    # Batch 1 runs the GEMM's one-row kernels, split over two threads from H = 513 on
+    # (odd: scalar column tails): forward reads W_hh in place for fewer than 8 steps and
+    # a transposed copy from 8 on (rnn.cpp's kTransposeMinSteps), backward W_hh in place;
     # batch 32 takes the GEMM's shorter tile where the path has one. Each path matches
     # torch and gives the same bits on one and two threads.
-    hidden, steps = 513, 3
+    hidden = 513
     ours, ref = make_pair("LSTM", 7, hidden)
     x = rng.standard_normal((steps, batch, 7)).astype(np.float32)
     grad_y = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
