@@ -46,6 +46,7 @@ napoleon_custom_sections = ["Shape", "Backward"]
 autodoc_default_options = {"members": True, "show-inheritance": True, "member-order": "bysource"}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_preserve_defaults = True   # signatures show `dtype=np.float32`, as written
 autosummary_generate = False    # the reference pages are written by hand, grouped by topic
 
 # The examples share one namespace per page; numpy and pycore are always there. Examples that

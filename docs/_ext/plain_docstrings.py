@@ -13,6 +13,8 @@ makes the text safe without changing what it says:
   doctest lines;
 - a "Shape:" section becomes a "Shape" heading over a literal block (its lines are formulas).
 
+It also lists every class's own forward and backward, with or without a docstring.
+
 So writers of docstrings need no reStructuredText; tests/test_docs.py checks the transformation.
 """
 import re
@@ -119,7 +121,18 @@ def process_docstring(app, what, name, obj, options, lines):
     lines[:] = convert(list(lines))
 
 
+# A layer's forward and backward are its API even before they have docstrings of their own.
+ALWAYS_SHOWN = {"forward", "backward"}
+
+
+def show_forward_and_backward(app, what, name, obj, skip, options):
+    if what == "class" and name in ALWAYS_SHOWN:
+        return False
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", show_forward_and_backward)
     # Before napoleon (priority 500), which turns Google sections into reStructuredText fields.
     app.connect("autodoc-process-docstring", process_docstring, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
