@@ -160,3 +160,18 @@ def test_every_public_docstring_converts(module_name):
 def _words(lines):
     """The text without what the hook adds or moves: whitespace, escapes, colons, rubrics."""
     return re.sub(r"[\s\\:]", "", "".join(lines)).replace("..rubric", "")
+
+
+def test_private_bases_show_their_public_ancestor():
+    class Public:
+        pass
+
+    class _Private(Public):
+        pass
+
+    class _Mixin:
+        pass
+
+    bases = [_Private, _Mixin, ValueError]
+    plain_docstrings.public_bases(None, "Layer", None, {}, bases)
+    assert bases == [Public, object, ValueError]

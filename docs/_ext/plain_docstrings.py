@@ -13,7 +13,8 @@ makes the text safe without changing what it says:
   doctest lines;
 - a "Shape:" section becomes a "Shape" heading over a literal block (its lines are formulas).
 
-It also lists every class's own forward and backward, with or without a docstring.
+It also lists every class's own forward and backward, with or without a docstring, and names a
+class's public ancestors instead of private base classes.
 
 So writers of docstrings need no reStructuredText; tests/test_docs.py checks the transformation.
 """
@@ -131,8 +132,20 @@ def show_forward_and_backward(app, what, name, obj, skip, options):
     return None
 
 
+def public_bases(app, name, obj, options, bases):
+    """Show `Conv2d(Module)`, not `Conv2d(_ConvNd)`: a private base stands for its first
+    public ancestor, which the reader can look up."""
+    shown = []
+    for base in bases:
+        public = next((c for c in base.__mro__ if not c.__name__.startswith("_")), object)
+        if public not in shown:
+            shown.append(public)
+    bases[:] = shown
+
+
 def setup(app):
     app.connect("autodoc-skip-member", show_forward_and_backward)
+    app.connect("autodoc-process-bases", public_bases)
     # Before napoleon (priority 500), which turns Google sections into reStructuredText fields.
     app.connect("autodoc-process-docstring", process_docstring, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
