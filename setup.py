@@ -25,6 +25,7 @@ An edited header rebuilds the sources that include it: the extension lists the h
 as `depends` (so build_ext does not skip it), and each object file is recompiled when
 its source or any header it includes, directly or not, is newer (`needs_recompile`).
 """
+
 import copy
 import glob
 import os
@@ -67,9 +68,9 @@ def env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def project_version(pyproject=os.path.join(HERE, "pyproject.toml")):
+def project_version():
     """The version from pyproject.toml's [project] table: the one place it is written."""
-    with open(pyproject, "rb") as f:
+    with open(os.path.join(HERE, "pyproject.toml"), "rb") as f:
         return tomllib.load(f)["project"]["version"]
 
 
@@ -133,6 +134,7 @@ def openmp_flags(compiler):
 def make_build_ext(base):
     """The build_ext command: a subclass of `base` (pybind11's), made in a function so that
     this file imports without the build requirements (tests read its helpers)."""
+
     class BuildExt(base):
         """pybind11's build_ext with the compiler-specific flags (chosen here, where the
         compiler is known) and the sanitizer build, which compiles the thin bind*.cpp glue
@@ -170,8 +172,13 @@ def make_build_ext(base):
             glue = [s for s in ext.sources if os.path.basename(s).startswith("bind")]
             plain_args = [a for a in ext.extra_compile_args if a not in SANITIZE]
             glue_objects = self.compiler.compile(
-                glue, output_dir=self.build_temp, macros=ext.define_macros, include_dirs=ext.include_dirs,
-                extra_postargs=plain_args, depends=ext.depends)
+                glue,
+                output_dir=self.build_temp,
+                macros=ext.define_macros,
+                include_dirs=ext.include_dirs,
+                extra_postargs=plain_args,
+                depends=ext.depends,
+            )
             kernels = copy.copy(ext)
             kernels.sources = [s for s in ext.sources if s not in glue]
             kernels.extra_objects = list(ext.extra_objects) + glue_objects
@@ -205,8 +212,13 @@ def extensions():
     return [core] + cythonize(
         cython_modules,
         build_dir="build/cython",
-        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
-                             "cdivision": True, "initializedcheck": False},
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
     )
 
 

@@ -24,8 +24,9 @@ def installed_bytes():
 def import_milliseconds(runs):
     best = float("inf")
     for _ in range(runs):
-        err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pycore"],
-                             capture_output=True, text=True, check=True).stderr
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import pycore"], capture_output=True, text=True, check=True
+        ).stderr
         # "import time:      self [us] | cumulative | imported package"
         top = [int(m.group(1)) for m in re.finditer(r"\|\s*(\d+) \| pycore$", err, re.MULTILINE)]
         best = min(best, top[-1] / 1000)
@@ -39,8 +40,10 @@ def main():
     args = parser.parse_args()
     size_mb = installed_bytes() / 1e6
     ms = import_milliseconds(args.runs)
-    print(f"installed size: {size_mb:.2f} MB; import time (import pycore, numpy included): "
-          f"{ms:.0f} ms, best of {args.runs} (python {sys.version.split()[0]})")
+    print(
+        f"installed size: {size_mb:.2f} MB; import time (import pycore, numpy included): "
+        f"{ms:.0f} ms, best of {args.runs} (python {sys.version.split()[0]})"
+    )
     if args.max_size_mb is not None and size_mb > args.max_size_mb:
         sys.exit(f"installed size {size_mb:.2f} MB is over {args.max_size_mb} MB")
 

@@ -26,8 +26,12 @@ CONSTANT_VALUE = re.compile(r"^(\w+: [\w.]+) = .*$", re.MULTILINE)
 def generate():
     """The stub text for the pycore._C this interpreter imports."""
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, "-m", "pybind11_stubgen", "--exit-code", "-o", out, "pycore._C"],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "pybind11_stubgen", "--exit-code", "-o", out, "pycore._C"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         with open(os.path.join(out, "pycore", "_C.pyi"), encoding="utf-8") as f:
             text = f.read()
     return CONSTANT_VALUE.sub(r"\1", text)
