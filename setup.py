@@ -58,7 +58,9 @@ int main(void) {
 # Flags by compiler family. GCC and Clang (Linux, Apple clang, MinGW) take the same ones;
 # MSVC has its own spelling and no equivalent of the warnings' fine control.
 UNIX_COMPILE = ["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-UNIX_CYTHON_EXTRA = ["-Wno-unused-function"]  # Cython's generated helpers
+# Cython's generated helpers; -g0: Python's own CFLAGS say -g, which made _pool2d 1.9 MB
+# instead of 0.35 (pybind11 adds -g0 to _C itself)
+UNIX_CYTHON_EXTRA = ["-Wno-unused-function", "-g0"]
 MSVC_COMPILE = ["/O2"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
@@ -161,7 +163,7 @@ def make_build_ext(base):
             for ext in self.extensions:
                 cython = ext.name != "pycore._C"
                 extra = [] if msvc or not cython else UNIX_CYTHON_EXTRA
-                ext.extra_compile_args += [a for a in compile_args if not (cython and a == "-Wextra")] + extra
+                ext.extra_compile_args += extra + [a for a in compile_args if not (cython and a == "-Wextra")]
                 ext.extra_link_args += link_args
                 ext.define_macros += macros
             super().build_extensions()

@@ -18,6 +18,8 @@ std::string compiler_name() {
     return std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
     return std::string("gcc ") + __VERSION__;
+#elif defined(_MSC_VER)
+    return "msvc " + std::to_string(_MSC_VER);
 #else
     return "unknown";
 #endif

@@ -1,6 +1,8 @@
 #include "threads.h"
 
+#ifndef _WIN32  // Windows has no fork(), so nothing to guard there
 #include <pthread.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -33,9 +35,11 @@ void after_fork_in_child() {
     g_threads.store(1);
 }
 
+#ifndef _WIN32
 struct ForkGuard {
     ForkGuard() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
 } g_fork_guard;
+#endif
 
 }  // namespace
 
