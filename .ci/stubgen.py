@@ -25,14 +25,22 @@ CONSTANT_VALUE = re.compile(r"^(\w+: [\w.]+) = .*$", re.MULTILINE)
 
 def generate():
     """The stub text for the pycore._C this interpreter imports."""
+    import pycore
+
+    # The child must import this same pycore: run it outside the checkout, whose ./pycore has
+    # no compiled module after a plain install, with the imported package's folder on its path.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(pycore.__file__))))
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(
-            [sys.executable, "-m", "pybind11_stubgen", "--exit-code", "-o", out, "pycore._C"],
-            check=True,
+        result = subprocess.run(
+            [sys.executable, "-m", "pybind11_stubgen", "--exit-code", "-o", "stubs", "pycore._C"],
+            cwd=out,
+            env=env,
             capture_output=True,
             text=True,
         )
-        with open(os.path.join(out, "pycore", "_C.pyi"), encoding="utf-8") as f:
+        if result.returncode != 0:
+            raise RuntimeError(f"pybind11-stubgen failed:\n{result.stdout}{result.stderr}")
+        with open(os.path.join(out, "stubs", "pycore", "_C.pyi"), encoding="utf-8") as f:
             text = f.read()
     return CONSTANT_VALUE.sub(r"\1", text)
 
