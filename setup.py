@@ -121,7 +121,12 @@ def openmp_flags(compiler):
             with open(src, "w") as f:
                 f.write(OPENMP_PROBE)
             objects = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
-            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags[1] or flags[0])
+            # The extensions' link line gets $LDFLAGS (libomp's folder on macOS); the probe's does not.
+            library_dirs = [a[2:] for a in os.environ.get("LDFLAGS", "").split() if a.startswith("-L")]
+            link_flags = flags[1] or flags[0]
+            compiler.link_executable(
+                objects, "probe", output_dir=tmp, library_dirs=library_dirs, extra_postargs=link_flags
+            )
             exe = os.path.join(tmp, "probe" + (compiler.exe_extension or ""))
             subprocess.run([exe], check=True, capture_output=True)
         return flags
