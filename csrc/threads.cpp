@@ -48,6 +48,9 @@ int get_num_threads() { return g_threads.load(std::memory_order_relaxed); }
 void set_num_threads(int n) {
     if (n < 1) n = 1;
     if (g_forked_child.load()) n = 1;
+#ifndef _OPENMP
+    n = 1;  // a build without OpenMP runs one thread: kernels that split work by thread id must not plan for more
+#endif
     g_threads.store(n, std::memory_order_relaxed);
 }
 

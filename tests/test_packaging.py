@@ -170,7 +170,8 @@ def test_build_without_openmp_runs_single_threaded():
     assert not pycore._C.openmp_enabled()
     assert pycore._C.openmp_version() == 0
     assert pycore.get_num_threads() == 1
-    pycore.set_num_threads(2)  # accepted, and the kernels still run (sequentially)
+    pycore.set_num_threads(2)  # accepted, but the kernels keep one thread (they split work by thread id)
+    assert pycore.get_num_threads() == 1
     try:
         a, b = np.random.default_rng(0).standard_normal((2, 67, 67))
         np.testing.assert_allclose(pycore.functional.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
