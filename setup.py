@@ -1,31 +1,47 @@
 """Build pycore's compiled parts.
 
-Two extension modules come out of csrc/:
+Two kinds of extension module come out of csrc/:
   pycore._C       every C++ kernel (csrc/*.cpp) behind one pybind11 module;
   pycore._NAME    one module per csrc/NAME.pyx: loops written in Cython with prange.
+
+The package's metadata (name, version, dependencies) lives in pyproject.toml; this file
+only describes the extension modules. The version is read from pyproject.toml here and
+compiled into the module (`pycore._C.__version__`, which is `pycore.__version__`), so it
+is written in one place.
 
 Build-time switches (environment variables):
   PYCORE_NATIVE=1          add -march=native (not portable; off by default)
   PYCORE_SANITIZE=1        build with AddressSanitizer + UndefinedBehaviorSanitizer
+  PYCORE_NO_OPENMP=1       build without OpenMP: every kernel runs on one thread (what a
+                           compiler without OpenMP gives; CI builds this way to test it)
   PYCORE_FAIL_NO_OPENMP=1  make a missing OpenMP an error instead of a warning
   PYCORE_BUILD_JOBS=N      compile N files at once (default: all cores)
 
-The GEMM micro-kernels are compiled once per instruction set (csrc/gemm_*.cpp set
-their own target with a pragma) and chosen at run time, so the default build runs
-on any x86-64 and still uses AVX2/FMA or AVX-512 where the CPU has them.
+The GEMM micro-kernels and the hot loops are compiled once per instruction set (target
+pragmas and attributes in csrc/) and chosen at run time, so the default build runs on
+any x86-64 and still uses AVX2/FMA or AVX-512 where the CPU has them.
+
+An edited header rebuilds the sources that include it: the extension lists the headers
+as `depends` (so build_ext does not skip it), and each object file is recompiled when
+its source or any header it includes, directly or not, is newer (`needs_recompile`).
 """
+
+import copy
 import glob
 import os
+import re
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import warnings
 
-import numpy
-from Cython.Build import cythonize
-from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext, naive_recompile
-from setuptools import Extension, setup
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: the build requirement tomli (pyproject.toml)
+    import tomli as tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = "csrc"
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -39,103 +55,183 @@ int main(void) {
 }
 """
 
+# Flags by compiler family. GCC and Clang (Linux, Apple clang, MinGW) take the same ones;
+# MSVC has its own spelling and no equivalent of the warnings' fine control.
+UNIX_COMPILE = ["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+# Cython's generated helpers; -g0: Python's own CFLAGS say -g, which made _pool2d 1.9 MB
+# instead of 0.35 (pybind11 adds -g0 to _C itself)
+UNIX_CYTHON_EXTRA = ["-Wno-unused-function", "-g0"]
+MSVC_COMPILE = ["/O2"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 
-def _env_flag(name):
+
+def env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def openmp_flags():
-    """Return the compile/link flags for OpenMP, after checking that they work.
+def project_version():
+    """The version from pyproject.toml's [project] table: the one place it is written."""
+    with open(os.path.join(HERE, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["version"]
 
-    Like scikit-learn's build helper: compile and run a tiny program; when that
-    fails, warn and build sequential kernels (or stop, with PYCORE_FAIL_NO_OPENMP).
+
+def local_includes(path):
+    """The files `path` includes with #include "..." that exist beside it, transitively."""
+    found = set()
+    pending = [path]
+    while pending:
+        with open(pending.pop(), encoding="utf-8") as f:
+            text = f.read()
+        for name in INCLUDE_RE.findall(text):
+            header = os.path.normpath(os.path.join(os.path.dirname(path), name))
+            if os.path.isfile(header) and header not in found:
+                found.add(header)
+                pending.append(header)
+    return found
+
+
+def needs_recompile(obj, src):
+    """True when the object file is older than its source or than any header the source
+    includes (pybind11's naive_recompile looks at the source only)."""
+    built = os.stat(obj).st_mtime
+    return any(os.stat(p).st_mtime > built for p in [src, *local_includes(src)])
+
+
+def openmp_flags(compiler):
+    """(compile, link) flags for OpenMP with this compiler, after checking that they work.
+
+    Like scikit-learn's build helper: compile, link and run a tiny program; when that
+    fails (or PYCORE_NO_OPENMP=1 asks for it), warn and build sequential kernels, which
+    run on one thread; PYCORE_FAIL_NO_OPENMP=1 makes it an error instead.
     """
-    compiler = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
-    flag = "/openmp" if sys.platform == "win32" else "-fopenmp"
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "probe.cpp")
-        exe = os.path.join(tmp, "probe")
-        with open(src, "w") as f:
-            f.write(OPENMP_PROBE)
-        try:
-            subprocess.run(compiler.split() + [flag, src, "-o", exe], check=True, capture_output=True)
+    if compiler.compiler_type == "msvc":
+        flags = (["/openmp"], [])
+    elif sys.platform == "darwin":
+        # Apple clang has no -fopenmp driver flag: the preprocessor flag plus LLVM's libomp
+        # (Homebrew's; CPPFLAGS/LDFLAGS point at it, see [tool.cibuildwheel.macos]).
+        flags = (["-Xpreprocessor", "-fopenmp"], ["-lomp"])
+    else:
+        flags = (["-fopenmp"], ["-fopenmp"])
+    try:
+        if env_flag("PYCORE_NO_OPENMP"):
+            raise RuntimeError("PYCORE_NO_OPENMP is set")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(OPENMP_PROBE)
+            objects = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
+            # The extensions' link line gets $LDFLAGS (libomp's folder on macOS); the probe's does not.
+            library_dirs = [a[2:] for a in os.environ.get("LDFLAGS", "").split() if a.startswith("-L")]
+            link_flags = flags[1] or flags[0]
+            compiler.link_executable(
+                objects, "probe", output_dir=tmp, library_dirs=library_dirs, extra_postargs=link_flags
+            )
+            exe = os.path.join(tmp, "probe" + (compiler.exe_extension or ""))
             subprocess.run([exe], check=True, capture_output=True)
-            return [flag], [flag]
-        except (OSError, subprocess.CalledProcessError) as exc:
-            message = f"OpenMP probe failed ({exc}); pycore's kernels will run on one thread."
-            if _env_flag("PYCORE_FAIL_NO_OPENMP"):
-                raise RuntimeError(message) from exc
-            warnings.warn(message)
-            return [], []
+        return flags
+    except Exception as exc:  # distutils' CompileError/LinkError, OSError, CalledProcessError...
+        message = f"OpenMP probe failed ({exc}); pycore's kernels will run on one thread."
+        if env_flag("PYCORE_FAIL_NO_OPENMP"):
+            raise RuntimeError(message) from exc
+        warnings.warn(message, stacklevel=1)
+        return [], []
 
 
-omp_compile, omp_link = openmp_flags()
-compile_args = ["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"] + omp_compile
-link_args = list(omp_link)
-macros = [("PYCORE_VERSION_INFO", '"0.1.0"')]
-if _env_flag("PYCORE_NATIVE"):
-    compile_args.append("-march=native")
-    macros.append(("PYCORE_NATIVE_BUILD", "1"))
-sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
-if _env_flag("PYCORE_SANITIZE"):
-    compile_args = [a for a in compile_args if a != "-O3"] + ["-O1"] + sanitize
-    link_args += sanitize
-    macros.append(("PYCORE_SANITIZE_BUILD", "1"))
+def make_build_ext(base):
+    """The build_ext command: a subclass of `base` (pybind11's), made in a function so that
+    this file imports without the build requirements (tests read its helpers)."""
 
-# Sorted so that builds are reproducible.
-cpp_sources = sorted(glob.glob("csrc/*.cpp"))
+    class BuildExt(base):
+        """pybind11's build_ext with the compiler-specific flags (chosen here, where the
+        compiler is known) and the sanitizer build, which compiles the thin bind*.cpp glue
+        without instrumentation (pybind11's templates take minutes to compile with it), so
+        the sanitizers watch the kernels, where pycore's own index math lives."""
 
-core = Pybind11Extension(
-    "pycore._C",
-    cpp_sources,
-    include_dirs=["csrc", numpy.get_include()],  # numpy's C API: bind_memory.cpp only
-    define_macros=macros,
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
-    cxx_std=17,
-)
+        def build_extensions(self):
+            msvc = self.compiler.compiler_type == "msvc"
+            omp_compile, omp_link = openmp_flags(self.compiler)
+            compile_args = (MSVC_COMPILE if msvc else UNIX_COMPILE) + omp_compile
+            link_args = list(omp_link)
+            macros = []
+            if env_flag("PYCORE_NATIVE"):
+                if msvc:
+                    raise RuntimeError("PYCORE_NATIVE=1: -march=native has no MSVC equivalent here")
+                compile_args.append("-march=native")
+                macros.append(("PYCORE_NATIVE_BUILD", "1"))
+            if env_flag("PYCORE_SANITIZE"):
+                if msvc:
+                    raise RuntimeError("PYCORE_SANITIZE=1 needs GCC or Clang")
+                compile_args = [a for a in compile_args if a != "-O3"] + ["-O1"] + SANITIZE
+                link_args += SANITIZE
+                macros.append(("PYCORE_SANITIZE_BUILD", "1"))
+            for ext in self.extensions:
+                cython = ext.name != "pycore._C"
+                extra = [] if msvc or not cython else UNIX_CYTHON_EXTRA
+                ext.extra_compile_args += extra + [a for a in compile_args if not (cython and a == "-Wextra")]
+                ext.extra_link_args += link_args
+                ext.define_macros += macros
+            super().build_extensions()
 
-# Each csrc/NAME.pyx becomes the module pycore._NAME.
-cython_modules = [
-    Extension(
-        "pycore._" + os.path.splitext(os.path.basename(pyx))[0],
-        [pyx],
-        language="c++",
-        extra_compile_args=[a for a in compile_args if a != "-Wextra"] + ["-Wno-unused-function"],
-        extra_link_args=link_args,
+        def build_extension(self, ext):
+            if not (env_flag("PYCORE_SANITIZE") and ext.name == "pycore._C"):
+                return super().build_extension(ext)
+            glue = [s for s in ext.sources if os.path.basename(s).startswith("bind")]
+            plain_args = [a for a in ext.extra_compile_args if a not in SANITIZE]
+            glue_objects = self.compiler.compile(
+                glue,
+                output_dir=self.build_temp,
+                macros=ext.define_macros,
+                include_dirs=ext.include_dirs,
+                extra_postargs=plain_args,
+                depends=ext.depends,
+            )
+            kernels = copy.copy(ext)
+            kernels.sources = [s for s in ext.sources if s not in glue]
+            kernels.extra_objects = list(ext.extra_objects) + glue_objects
+            return super().build_extension(kernels)
+
+    return BuildExt
+
+
+def extensions():
+    import numpy
+    from Cython.Build import cythonize
+    from pybind11.setup_helpers import Pybind11Extension
+
+    core = Pybind11Extension(
+        "pycore._C",
+        sorted(glob.glob(f"{CSRC}/*.cpp")),  # sorted: reproducible builds
+        depends=sorted(glob.glob(f"{CSRC}/*.h")),
+        include_dirs=[CSRC, numpy.get_include()],  # numpy's C API: bind_memory.cpp only
+        # A bare token, turned into a string in bind_core.cpp (a quoted string in a -D
+        # flag does not survive MSVC's command line).
+        define_macros=[("PYCORE_VERSION_INFO", project_version())],
+        cxx_std=17,
     )
-    for pyx in sorted(glob.glob("csrc/*.pyx"))
-]
+    # Each csrc/NAME.pyx becomes the module pycore._NAME.
+    from setuptools import Extension
 
-
-
-class BuildExt(build_ext):
-    """pybind11's build_ext; in a sanitizer build the thin bind_*.cpp glue is compiled
-    without instrumentation (pybind11's templates take minutes to compile with it), so the
-    sanitizers watch the kernels, which is where pycore's own index math lives."""
-
-    def build_extensions(self):
-        if _env_flag("PYCORE_SANITIZE"):
-            compile_one = self.compiler._compile
-
-            def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
-                if os.path.basename(src).startswith("bind"):
-                    extra_postargs = [a for a in extra_postargs if a not in sanitize]
-                return compile_one(obj, src, ext, cc_args, extra_postargs, pp_opts)
-
-            self.compiler._compile = _compile
-        super().build_extensions()
-
-
-ParallelCompile("PYCORE_BUILD_JOBS", needs_recompile=naive_recompile).install()
-
-setup(
-    ext_modules=[core]
-    + cythonize(
+    cython_modules = [
+        Extension("pycore._" + os.path.splitext(os.path.basename(pyx))[0], [pyx], language="c++")
+        for pyx in sorted(glob.glob(f"{CSRC}/*.pyx"))
+    ]
+    return [core] + cythonize(
         cython_modules,
         build_dir="build/cython",
-        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
-                             "cdivision": True, "initializedcheck": False},
-    ),
-    cmdclass={"build_ext": BuildExt},
-)
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+
+if __name__ == "__main__":
+    from pybind11.setup_helpers import ParallelCompile, build_ext
+    from setuptools import setup
+
+    with ParallelCompile("PYCORE_BUILD_JOBS", needs_recompile=needs_recompile):
+        setup(ext_modules=extensions(), cmdclass={"build_ext": make_build_ext(build_ext)})

@@ -4,6 +4,12 @@
 #include "parallel.h"
 #include "threads.h"
 
+#ifndef PYCORE_VERSION_INFO
+#error "PYCORE_VERSION_INFO is not defined: build with setup.py, which reads the version from pyproject.toml"
+#endif
+#define PYCORE_STRINGIFY_TOKENS(x) #x
+#define PYCORE_STRINGIFY(x) PYCORE_STRINGIFY_TOKENS(x)
+
 namespace pycore {
 
 namespace {
@@ -12,6 +18,8 @@ std::string compiler_name() {
     return std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
     return std::string("gcc ") + __VERSION__;
+#elif defined(_MSC_VER)
+    return "msvc " + std::to_string(_MSC_VER);
 #else
     return "unknown";
 #endif
@@ -39,9 +47,8 @@ void bind_core(pybind11::module_& m) {
         py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("outer"), py::arg("channels"), py::arg("inner"),
         "out[c] += sum of x viewed as (outer, channels, inner) over axes 0 and 2, in an order that does not "
         "depend on the thread count (a bias gradient). x must be C-contiguous.");
-#ifdef PYCORE_VERSION_INFO
-    m.attr("__version__") = PYCORE_VERSION_INFO;
-#endif
+    // setup.py passes the version from pyproject.toml as a bare token (-DPYCORE_VERSION_INFO=0.1.0)
+    m.attr("__version__") = PYCORE_STRINGIFY(PYCORE_VERSION_INFO);
     m.attr("compiler") = compiler_name();
 #ifdef PYCORE_NATIVE_BUILD
     m.attr("native_build") = true;

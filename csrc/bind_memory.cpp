@@ -66,11 +66,14 @@ PyObject* memory_leave(PyObject*, PyObject* previous) {
 }
 
 // Called once per layer call, so plain METH_NOARGS/METH_O functions (~40 ns) rather
-// than pybind11 wrappers (~300 ns).
+// than pybind11 wrappers (~300 ns). The docstrings start with a text signature (CPython's
+// "name(args)\n--\n\n" form) so that inspect.signature and pybind11-stubgen read one.
 PyMethodDef g_enter_def = {"memory_enter", memory_enter, METH_NOARGS,
+                           "memory_enter()\n--\n\n"
                            "Install the pool as numpy's allocator in this context; returns what "
                            "memory_leave needs to undo it (None when it was already installed)."};
 PyMethodDef g_leave_def = {"memory_leave", memory_leave, METH_O,
+                           "memory_leave(previous, /)\n--\n\n"
                            "Undo memory_enter: put back the handler it returned."};
 
 }  // namespace
@@ -81,8 +84,9 @@ void bind_memory(py::module_& m) {
     if (g_capsule == nullptr) throw py::error_already_set();
     m.attr("memory_handler") = py::reinterpret_borrow<py::object>(g_capsule);
     m.attr("memory_handler_name") = g_handler.name;
+    const py::object module_name = m.attr("__name__");  // the functions' __module__
     for (PyMethodDef* def : {&g_enter_def, &g_leave_def}) {
-        PyObject* fn = PyCFunction_NewEx(def, nullptr, m.ptr());
+        PyObject* fn = PyCFunction_NewEx(def, nullptr, module_name.ptr());
         if (fn == nullptr) throw py::error_already_set();
         m.attr(def->ml_name) = py::reinterpret_steal<py::object>(fn);
     }

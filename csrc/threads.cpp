@@ -1,6 +1,8 @@
 #include "threads.h"
 
+#ifndef _WIN32  // Windows has no fork(), so nothing to guard there
 #include <pthread.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -33,9 +35,11 @@ void after_fork_in_child() {
     g_threads.store(1);
 }
 
+#ifndef _WIN32
 struct ForkGuard {
     ForkGuard() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
 } g_fork_guard;
+#endif
 
 }  // namespace
 
@@ -44,6 +48,9 @@ int get_num_threads() { return g_threads.load(std::memory_order_relaxed); }
 void set_num_threads(int n) {
     if (n < 1) n = 1;
     if (g_forked_child.load()) n = 1;
+#ifndef _OPENMP
+    n = 1;  // a build without OpenMP runs one thread: kernels that split work by thread id must not plan for more
+#endif
     g_threads.store(n, std::memory_order_relaxed);
 }
 

@@ -1,6 +1,7 @@
 """Thread control, the instruction set the kernels run on, and build information."""
 import os
 import sys
+from typing import IO, Optional
 
 from . import _C
 from ._checks import integer
@@ -10,12 +11,12 @@ from ._checks import integer
 MAX_THREADS_PER_CPU = 4
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads each kernel uses (default: OMP_NUM_THREADS, else the CPUs this process may use)."""
     return _C.get_num_threads()
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Use `n` threads in every following kernel call, from any Python thread.
 
     A kernel already running keeps the count it started with. In a process forked
@@ -38,12 +39,12 @@ SIMD_PATHS = {"avx512": "avx512f", "avx512f": "avx512f", "avx2": "avx2+fma", "av
               "generic": "generic", "auto": "auto"}
 
 
-def simd_path():
+def simd_path() -> str:
     """The instruction set every kernel runs on: 'avx512f', 'avx2+fma' or 'generic' (SSE2)."""
     return _C.simd_path()
 
 
-def set_simd_path(name):
+def set_simd_path(name: str) -> None:
     """Run every kernel (GEMM micro-kernels and vectorised loops) on one instruction set:
     'avx512' ('avx512f'), 'avx2' ('avx2+fma'), 'generic' (the SSE2 baseline) or 'auto'
     (the best this CPU has, the default). For benchmarks and tests; the environment
@@ -56,7 +57,7 @@ def set_simd_path(name):
                            f"(it runs {_C.simd_path()})")
 
 
-def _simd_path_from_environment():
+def _simd_path_from_environment() -> None:
     """Apply PYCORE_SIMD at import (unset or empty: auto)."""
     name = os.environ.get("PYCORE_SIMD", "").strip()
     if name:
@@ -66,7 +67,7 @@ def _simd_path_from_environment():
             raise type(exc)(f"PYCORE_SIMD={name}: {exc}") from None
 
 
-def show_config(file=None):
+def show_config(file: Optional[IO[str]] = None) -> None:
     """Print how pycore was built and what it uses at run time, like numpy.show_config()."""
     import numpy
 

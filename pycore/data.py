@@ -70,7 +70,9 @@ class DataLoader:
         self.batch_size = integer(batch_size, "batch_size", minimum=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        if sampler is not None and (self.shuffle or not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__")):
+        if sampler is not None and (
+            self.shuffle or not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__")
+        ):
             raise ValueError("sampler: expected an iterable of indices with len(), and shuffle=False with it "
                              f"(the sampler decides the order), got {type(sampler).__name__} and shuffle={shuffle}")
         self.sampler = sampler

@@ -23,7 +23,6 @@ import pathlib
 import shutil
 import struct
 import tempfile
-import urllib.request
 
 import numpy as np
 
@@ -169,6 +168,8 @@ def download_mnist(folder, mirrors=MNIST_MIRRORS, files=None, timeout=60):
     failed or corrupted download never leaves a file that load_mnist would pick up.
     `files` maps names to MD5 digests (default MNIST_FILES).
     """
+    import urllib.request  # here, not at the top: it pulls in http, ssl and email (~20 ms of every import pycore)
+
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in (files or MNIST_FILES).items():

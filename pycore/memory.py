@@ -14,6 +14,7 @@ counted and are never touched.
 __all__ = ["stats", "cache_limit", "set_cache_limit", "empty_cache", "handler_name"]
 
 import functools
+from typing import Callable, TypeVar
 
 from . import _C
 from ._checks import integer
@@ -22,44 +23,45 @@ from ._checks import integer
 enter = _C.memory_enter
 leave = _C.memory_leave
 
+F = TypeVar("F", bound=Callable[..., object])
 
 
-def pooled(function):
+def pooled(function: F) -> F:
     """Decorator for pycore's own functions (the functional API): the arrays `function`
     creates come from the pool."""
 
     @functools.wraps(function)
-    def run_pooled(*args, **kwargs):
+    def run_pooled(*args: object, **kwargs: object) -> object:
         token = enter()
         try:
             return function(*args, **kwargs)
         finally:
             leave(token)
 
-    return run_pooled
+    return run_pooled  # type: ignore[return-value]  # functools.wraps keeps the signature
 
 
 #: What numpy reports for a pool-backed array: np.lib.array_utils... get_handler_name(a).
 handler_name = _C.memory_handler_name
 
 
-def stats():
+def stats() -> dict[str, int]:
     """dict: hits and misses (requests served from the cache / from the system), cached_bytes
     (free blocks kept now), cache_limit, live_blocks (blocks in use)."""
     return _C.memory_stats()
 
 
-def cache_limit():
+def cache_limit() -> int:
     """The most bytes of free blocks the pool keeps."""
     return stats()["cache_limit"]
 
 
-def set_cache_limit(nbytes):
+def set_cache_limit(nbytes: int) -> None:
     """Keep at most `nbytes` of free blocks (0: keep none, every freed block goes back to
     the system). Frees the cache now if it holds more."""
     _C.memory_set_cache_limit(integer(nbytes, "nbytes", minimum=0))
 
 
-def empty_cache():
+def empty_cache() -> None:
     """Give every cached free block back to the system (arrays in use stay valid)."""
     _C.memory_empty_cache()

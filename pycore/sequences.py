@@ -158,7 +158,9 @@ class SequenceLoader(DataLoader):
                  drop_last=False, padding_value=0, target_padding=-100, bucket_batches=50):
         holder = sequence_array(sequences)
         self.lengths = np.array([len(s) for s in holder], dtype=np.int64)
-        self.per_step_targets = targets is not None and not (isinstance(targets, np.ndarray) and targets.dtype != object)
+        self.per_step_targets = targets is not None and not (
+            isinstance(targets, np.ndarray) and targets.dtype != object
+        )
         arrays = [holder]
         if self.per_step_targets:
             targets = sequence_array(targets)

@@ -48,7 +48,7 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own cap: a larger header is
 CHECKSUM_KEY = "pycore.sha256"
 
 # safetensors dtype names <-> numpy little-endian dtypes
-_DTYPES = {
+_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
@@ -237,7 +237,7 @@ def _shape_problem(shape, dtype):
 _TEMP_SUFFIX = ".pycore-tmp"
 # Temp files this process is writing right now (several threads may save to one path at
 # once): the stale-temp clean-up must never delete one of them.
-_in_flight = set()
+_in_flight: set[str] = set()
 _in_flight_lock = threading.Lock()
 
 

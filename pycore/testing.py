@@ -49,7 +49,7 @@ def _float64_inputs(inputs):
 
 
 def _tolerance(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0:
         raise ValueError(f"gradcheck: {name} must be a number >= 0, got {value!r}")
     return float(value)
 

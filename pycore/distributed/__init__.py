@@ -6,9 +6,9 @@ See world.py (init, rank, collectives, failure, threads), ddp.py (DistributedDat
 and sampler.py (DistributedSampler, shard_stream). mpi4py is imported only when the
 process was started by an MPI launcher, so pycore works without it.
 """
-from .world import *  # noqa: F401,F403
+from . import ddp, sampler, world
 from .ddp import *  # noqa: F401,F403
 from .sampler import *  # noqa: F401,F403
-from . import ddp, sampler, world
+from .world import *  # noqa: F401,F403
 
 __all__ = [*world.__all__, *ddp.__all__, *sampler.__all__]

@@ -67,7 +67,7 @@ class _Bucket:
 
     def rebind(self):
         """Put back any gradient array that was replaced (e.g. by module.to()) as a view into the buffer."""
-        for i, (p, view) in enumerate(zip(self.params, self.views)):
+        for p, view in zip(self.params, self.views):
             if p.grad is not view:
                 if p.grad is None or p.grad.shape != view.shape or p.grad.dtype != view.dtype:
                     raise RuntimeError("DistributedDataParallel: a parameter's shape or dtype changed after "
@@ -126,14 +126,15 @@ class DistributedDataParallel:
         self.__dict__["_stages"] = list(_stages(module))
         # A parameter's gradient is final once the earliest stage that uses it ran backward.
         # One that no stage owns is final only at the end (stage 0).
-        owner = {}
+        owner: dict[int, int] = {}  # id(parameter) -> stage
         for s, stage in enumerate(self._stages):
             for p in stage.parameters():
                 owner.setdefault(id(p), s)
         # Backward finishes the stages in reverse order: fill buckets in that order.
         ordered = sorted(params, key=lambda p: -owner.get(id(p), 0))
         cap = bucket_cap_mb * 2**20
-        buckets, current = [], []
+        buckets: list[list] = []
+        current: list = []
         for p in ordered:
             if current and (p.dtype != current[0].dtype or sum(q.data.nbytes for q in current) >= cap):
                 buckets.append(current)
@@ -142,7 +143,7 @@ class DistributedDataParallel:
         if current:
             buckets.append(current)
         self.__dict__["_buckets"] = [_Bucket(b) for b in buckets]
-        ready_after = {}  # stage index -> the buckets whose last gradient that stage produces
+        ready_after: dict[int, list] = {}  # stage index -> the buckets whose last gradient that stage produces
         for bucket in self._buckets:
             ready_after.setdefault(min(owner.get(id(p), 0) for p in bucket.params), []).append(bucket)
         self.__dict__["_ready_after"] = ready_after

@@ -32,7 +32,7 @@ class LRScheduler:
     current rates live in the optimizer's state_dict, as in PyTorch.
     """
 
-    _hyperparameters = ()
+    _hyperparameters: tuple[str, ...] = ()  # attribute names, set from the constructor's arguments
 
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
@@ -314,6 +314,14 @@ class OneCycleLR(LRScheduler):
 
     _hyperparameters = ("total_steps", "pct_start", "anneal_strategy", "cycle_momentum", "div_factor",
                         "final_div_factor", "three_phase", "use_beta1")
+    total_steps: int
+    pct_start: float
+    anneal_strategy: str
+    cycle_momentum: bool
+    div_factor: float
+    final_div_factor: float
+    three_phase: bool
+    use_beta1: bool
 
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
                  anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
@@ -416,6 +424,16 @@ class ReduceLROnPlateau:
     fit(scheduler=...) passes: by default "val_loss" with a val_loader, else "loss".
     """
 
+    # set from the constructor's arguments (or load_state_dict) after one check of all of them
+    mode: str
+    factor: float
+    patience: int
+    threshold: float
+    threshold_mode: str
+    cooldown: int
+    eps: float
+    min_lrs: list[float]
+
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8, monitor=None):
         if not isinstance(optimizer, Optimizer):
@@ -457,9 +475,10 @@ class ReduceLROnPlateau:
             values["min_lrs"][i] = entry[f"min_lr[{i}]"]
 
     def _better(self, value):
+        relative = self.threshold_mode == "rel"
         if self.mode == "min":
-            return value < (self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold)
-        return value > (self.best * (self.threshold + 1.0) if self.threshold_mode == "rel" else self.best + self.threshold)
+            return value < (self.best * (1.0 - self.threshold) if relative else self.best - self.threshold)
+        return value > (self.best * (self.threshold + 1.0) if relative else self.best + self.threshold)
 
     def step(self, metrics):
         """One epoch with monitored value `metrics` (a number)."""
@@ -507,6 +526,9 @@ class ReduceLROnPlateau:
 
 class _Combined(LRScheduler):
     """Shared checks and state of SequentialLR and ChainedScheduler."""
+
+    _own_state: tuple[str, ...]  # the subclass's own counters in its state_dict
+    _schedulers: list[LRScheduler]
 
     def _check_children(self, schedulers, optimizer):
         schedulers = list(schedulers)
@@ -589,7 +611,8 @@ class ChainedScheduler(_Combined):
 
     def __init__(self, schedulers, optimizer=None):
         schedulers = list(schedulers)
-        optimizer = optimizer if optimizer is not None else getattr(schedulers[0], "optimizer", None) if schedulers else None
+        if optimizer is None and schedulers:
+            optimizer = getattr(schedulers[0], "optimizer", None)
         self._schedulers = self._check_children(schedulers, optimizer)
         self.optimizer = optimizer
         self._last_lr = [group["lr"] for group in optimizer.param_groups]

@@ -22,7 +22,6 @@ import numpy as np
 
 from .._checks import FLOAT_DTYPES
 
-
 # Entries the schedulers keep in a param group (PyTorch's names), saved and restored with it:
 # 'initial_lr' by every scheduler, the others by OneCycleLR.
 SCHEDULER_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
@@ -172,7 +171,7 @@ class Optimizer:
         Arrays are copies; parameters are numbered in the order of param_groups, as in
         PyTorch, and only parameters that have state appear under 'state'.
         """
-        index = {}
+        index: dict[int, int] = {}  # id(parameter) -> its number
         groups = []
         for group in self.param_groups:
             packed = {k: _plain(v) for k, v in group.items() if k != "params"}
@@ -219,7 +218,9 @@ class Optimizer:
             for key in SCHEDULER_GROUP_KEYS:
                 if key in saved:
                     if isinstance(saved[key], bool) or not isinstance(saved[key], numbers.Real):
-                        raise ValueError(f"{name}: param_groups[{g}][{key!r}]: expected a number, got {saved[key]!r:.50}")
+                        raise ValueError(
+                            f"{name}: param_groups[{g}][{key!r}]: expected a number, got {saved[key]!r:.50}"
+                        )
                     new_group[key] = float(saved[key])
             if isinstance(new_group.get("betas"), list):
                 new_group["betas"] = tuple(new_group["betas"])
@@ -262,7 +263,7 @@ class Optimizer:
         if missing or unexpected:
             raise ValueError(f"{where}: missing state entries {missing}, unexpected {unexpected} for these "
                              "hyperparameters")
-        state = {}
+        state: dict[str, object] = {}
         for key, value in entries.items():
             if key == "step":
                 step = float(np.asarray(value))

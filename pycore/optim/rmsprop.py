@@ -33,7 +33,7 @@ class RMSprop(Optimizer):
         _flag(group, "maximize")
 
     def _state_keys(self, group):
-        required = ("step", "square_avg")
+        required: tuple[str, ...] = ("step", "square_avg")
         required += ("momentum_buffer",) if group["momentum"] > 0 else ()
         required += ("grad_avg",) if group["centered"] else ()
         return required, ()

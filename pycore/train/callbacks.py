@@ -17,15 +17,16 @@ epoch, step, and stop_training, which a callback sets to True to end training af
 """
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "restore_training_state"]
 
+import functools
 import math
 import numbers
 import os
 import string
+from typing import Callable
 
 import numpy as np
 
-from .. import _context
-from .. import serialization
+from .. import _context, serialization
 from .fit import History, NonFiniteLossError, _callback_keys
 
 
@@ -91,8 +92,9 @@ class _Monitor:
 
     def value(self, logs):
         if self.monitor not in logs:
-            raise ValueError(f"{self.owner}: monitor={self.monitor!r} is not among the logged values "
-                             f"{sorted(logs)}" + ("; pass val_loader= to fit()" if self.monitor.startswith("val_") else ""))
+            hint = "; pass val_loader= to fit()" if self.monitor.startswith("val_") else ""
+            raise ValueError(f"{self.owner}: monitor={self.monitor!r} is not among the logged values {sorted(logs)}"
+                             + hint)
         return float(logs[self.monitor])
 
     def improved(self, value):
@@ -123,9 +125,9 @@ class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved for `patience` epochs.
 
     Args: monitor ("val_loss"), patience (stop after this many epochs in a row without
-    improvement; 0 and 1 both stop at the first, as in Keras), min_delta (the smallest change that counts as an improvement), mode ("min",
-    "max" or "auto": max for accuracies), restore_best (load the best epoch's weights back
-    into the model when training ends).
+    improvement; 0 and 1 both stop at the first, as in Keras), min_delta (the smallest
+    change that counts as an improvement), mode ("min", "max" or "auto": max for accuracies),
+    restore_best (load the best epoch's weights back into the model when training ends).
     Attributes after training: best, best_epoch, stopped_epoch (0 if it never stopped).
     state_dict(): best, best_epoch, stopped_epoch, wait, best_weights (with restore_best).
     """
@@ -370,12 +372,12 @@ def _history_from(saved):
 
 def _snapshot(model, optimizer, loader, scheduler, callbacks):
     """Functions that put each object back as it is now (for an all-or-nothing restore)."""
-    undo = []
+    undo: list[Callable[[], object]] = []
     weights = {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
     undo.append(lambda: model.load_state_dict(weights, strict=False))
     for obj in (optimizer, scheduler, loader, *callbacks):
         if obj is not None and callable(getattr(obj, "state_dict", None)) \
                 and callable(getattr(obj, "load_state_dict", None)):
             saved = obj.state_dict()
-            undo.append(lambda obj=obj, saved=saved: obj.load_state_dict(saved))
+            undo.append(functools.partial(obj.load_state_dict, saved))
     return undo

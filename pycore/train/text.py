@@ -18,6 +18,7 @@ __all__ = ["CharModel", "train_char_model", "evaluate_char_model", "sample"]
 import math
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,8 @@ def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, s
     optimizer = optimizer if optimizer is not None else optim.Adam(params, lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     streams = StreamBatches(train_ids, batch_size, seq_len)
-    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "chars_per_s": None, "time": None}
+    history: dict[str, Any] = {"step": [], "loss": [], "val_step": [], "val_loss": [],
+                               "chars_per_s": None, "time": None}
     model.train()
     train_time, chars, step = 0.0, 0, 0
     start_all = time.perf_counter()
