@@ -11,13 +11,13 @@ def adam_step(param: numpy.ndarray, grad: numpy.ndarray, exp_avg: numpy.ndarray,
     """
     One Adam/AdamW update of param and its moments in place.
     """
-def batch_norm_backward(dx: typing.Any, grad_weight: typing.Any, grad_bias: typing.Any, dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, invstd: numpy.ndarray, weight: typing.Any, training: bool) -> None:
+def batch_norm_backward(dx: typing.Any, grad_weight: typing.Any, grad_bias: typing.Any, dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray, invstd: numpy.ndarray, weight: typing.Any, outer: typing.SupportsInt | typing.SupportsIndex, channels: typing.SupportsInt | typing.SupportsIndex, inner: typing.SupportsInt | typing.SupportsIndex, training: bool) -> None:
     """
-    gradients of batch_norm; accumulates into grad_weight and grad_bias
+    gradients of batch_norm (x viewed as (outer, channels, inner)); accumulates into grad_weight and grad_bias
     """
-def batch_norm_forward(y: numpy.ndarray, mean: numpy.ndarray, invstd: numpy.ndarray, x: numpy.ndarray, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> None:
+def batch_norm_forward(y: numpy.ndarray, mean: numpy.ndarray, invstd: numpy.ndarray, x: numpy.ndarray, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, outer: typing.SupportsInt | typing.SupportsIndex, channels: typing.SupportsInt | typing.SupportsIndex, inner: typing.SupportsInt | typing.SupportsIndex, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
-    per-channel batch normalisation of x (N, C, ...); updates the running statistics in training
+    per-channel batch normalisation of x viewed as (outer, channels, inner) = (N, C, H*W); updates the running statistics in training
     """
 def bce_with_logits_backward(dlosses: numpy.ndarray, input: numpy.ndarray, target: numpy.ndarray, pos_weight: numpy.ndarray | None) -> numpy.ndarray:
     """
