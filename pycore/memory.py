@@ -39,7 +39,7 @@ def pooled(function):
     return run_pooled
 
 
-#: What numpy reports for a pool-backed array: np.lib.array_utils... get_handler_name(a).
+#: What numpy reports for a pool-backed array: numpy._core.multiarray.get_handler_name(a).
 handler_name = _C.memory_handler_name
 
 
