@@ -11,7 +11,7 @@ weights). After --warmup steps, --steps steps are timed on every rank (slowest r
 "in MPI" is the share of a step that rank 0 spent inside MPI calls in backward: the
 transfer plus the wait for the slowest rank. "one all-reduce" is the median time of a
 blocking all-reduce of all the gradient bytes between ranks that start together: the
-pure transfer cost, the term of the README's scaling model.
+pure transfer cost, the term of the scaling model in docs/benchmarks.md ("Data parallelism over MPI").
 Data: $PYCORE_DATA/mnist (else synthetic images of MNIST's shape).
 """
 import argparse

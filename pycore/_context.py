@@ -88,4 +88,7 @@ def set_debug(enabled=True):
 
 
 def is_debug():
+    """Returns:
+        True while anomaly mode (pycore.set_debug(True)) is on: modules check every output
+        and gradient for NaN/Inf."""
     return _debug

@@ -28,7 +28,8 @@ import numpy as np
 
 from ._checks import integer
 
-# name -> (MD5, as torchvision lists them; the files are the same on every mirror)
+#: The four MNIST files: name -> MD5 (as torchvision lists them; the files are the same on every
+#: mirror). download_mnist checks every file it fetches against it.
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -146,6 +147,15 @@ def load_mnist(path=None, download=False, cache_dir=None):
 
 
 def file_digest(path, algorithm="md5"):
+    """The hex digest of a file, read in 1 MiB blocks (files larger than memory are fine).
+
+    Args:
+        path: the file.
+        algorithm: any name hashlib.new accepts ("md5", as MNIST_FILES lists, "sha256", ...).
+
+    Returns:
+        The digest as a lowercase hex string.
+    """
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

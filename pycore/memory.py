@@ -41,7 +41,7 @@ def pooled(function: F) -> F:
     return run_pooled  # type: ignore[return-value]  # functools.wraps keeps the signature
 
 
-#: What numpy reports for a pool-backed array: np.lib.array_utils... get_handler_name(a).
+#: What numpy reports for a pool-backed array: numpy._core.multiarray.get_handler_name(a).
 handler_name = _C.memory_handler_name
 
 

@@ -162,7 +162,7 @@ def test_an_exception_on_one_rank_ends_the_job(tmp_path, when):
 
 @needs_mpi
 def test_lenet_example_runs_under_mpiexec(tmp_path):
-    """`mpiexec -n 2 python -m pycore.examples.lenet --distributed` as the README shows (--quick)."""
+    """`mpiexec -n 2 python -m pycore.examples.lenet --distributed` as docs/guides/parallelism.md shows (--quick)."""
     pytest.importorskip("sklearn")
     env = child_process_env()
     env["OMP_NUM_THREADS"] = "1"

@@ -54,7 +54,8 @@ def test_small_cnn_sgd_steps_match_pytorch():
 
 
 class Residual(nn.Module):
-    """The README's composite example: y = relu(x + linear2(relu(linear1(x))))."""
+    """The hand-written composite of docs/guides/modules.md (ResidualByHand, the low-level path):
+    y = relu(x + linear2(relu(linear1(x))))."""
 
     def __init__(self, features, dtype=np.float32):
         super().__init__(dtype)

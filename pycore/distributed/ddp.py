@@ -153,6 +153,7 @@ class DistributedDataParallel:
         return self.module(*args, **kwargs)  # (through Module.__call__: a composite records its forward)
 
     def forward(self, *args, **kwargs):
+        """The wrapped module's forward, unchanged (gradients are averaged in backward)."""
         return self.module.forward(*args, **kwargs)
 
     def parameters(self):

@@ -101,6 +101,9 @@ def init(threads=None):
 
 
 def is_initialized():
+    """Returns:
+        True after init_process_group() and until destroy_process_group(), as
+        torch.distributed.is_initialized()."""
     return _world is not None
 
 

@@ -161,6 +161,7 @@ class Softmax(_Activation):
         self.dim = None if dim is None else integer(dim, "dim")
 
     def forward(self, x):
+        """x -> softmax(x) along self.dim, the same shape; keeps the output for backward."""
         x = self._check_input(x)
         dim = _legacy_softmax_dim(x.ndim) if self.dim is None else self.dim
         y, ctx = self._forward_fn(x, dim)  # ctx keeps the dim used, for backward

@@ -110,6 +110,7 @@ class Conv2d(_ConvNd):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
     def forward(self, x):
+        """x (N, C_in, H, W) -> the convolution, (N, C_out, H_out, W_out) (see the class's Shape)."""
         return self._fused_forward(x)
 
     def _fused_forward(self, x, activation=None, negative_slope=0.01):
@@ -173,6 +174,7 @@ class Conv1d(_ConvNd):
                     dilation=self.dilation[0], groups=self.groups)
 
     def forward(self, x):
+        """x (N, C_in, L) -> the convolution, (N, C_out, L_out) (see the class's Shape)."""
         x = self._checked_input(x)
         y, ctx = F.conv1d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
                                   **self._hyper())

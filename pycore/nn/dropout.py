@@ -21,12 +21,16 @@ class Dropout(Module):
         self.p = probability(p, "p")
 
     def forward(self, x):
+        """x -> x with each element zeroed with probability p and the rest scaled by 1/(1-p)
+        in training mode; x unchanged in eval mode. Keeps the mask for backward."""
         x = self._check_input(x)
         y, ctx = F.dropout_forward(x, self.p, self.training)
         self._save_for_backward(ctx, x.shape)
         return y
 
     def backward(self, grad_output):
+        """grad_output (x's shape) -> the input's gradient: grad_output through the same mask
+        and scale (unchanged in eval mode); None when requires_input_grad is False."""
         ctx, shape = self._pop_saved()  # ctx: the mask, or None (the identity), which has no shape
         if not self.requires_input_grad:
             return None

@@ -44,6 +44,8 @@ class Embedding(Module):
         self.requires_input_grad = False
 
     def forward(self, indices):
+        """indices, integers of any shape (*) in [0, num_embeddings) -> their rows of the
+        weight, (*, embedding_dim)."""
         try:
             y, ctx = F.embedding_forward(indices, self.weight.data, self.padding_idx)
         except (TypeError, ValueError) as err:
@@ -52,6 +54,8 @@ class Embedding(Module):
         return y
 
     def backward(self, grad_output):
+        """grad_output (*, embedding_dim) -> None (indices have no gradient); adds each row's
+        gradient into weight.grad (the padding_idx row excepted)."""
         (ctx,) = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
         try:

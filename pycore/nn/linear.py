@@ -38,6 +38,7 @@ class Linear(Module):
         self._checked_calls = {}
 
     def forward(self, x):
+        """x (*, in_features) -> x @ weight.T + bias, (*, out_features)."""
         return self._fused_forward(x)
 
     def _fused_forward(self, x, activation=None, negative_slope=0.01):
@@ -75,6 +76,8 @@ class Linear(Module):
             weight, bias, math.prod(shape[:-1]), shape[:-1] + (self.out_features,), code, slope)
 
     def backward(self, grad_output):
+        """grad_output (*, out_features) -> the input's gradient (*, in_features) (None when
+        requires_input_grad is False); adds into weight.grad and bias.grad."""
         (ctx,) = self._pop_saved()
         grad_output = self._check_input(grad_output, "grad_output")
         return F.linear_backward(grad_output, ctx, self.weight.grad_buffer(),
@@ -94,6 +97,7 @@ class Flatten(Module):
         self._shapes = {}  # (input shape, start_dim, end_dim) -> output shape (_flattened_shape)
 
     def forward(self, x):
+        """x -> x with dims start_dim..end_dim merged into one (a view, no copy)."""
         x = self._check_input(x)
         shape = self._shapes.get((x.shape, self.start_dim, self.end_dim))
         if shape is None:
@@ -123,6 +127,7 @@ class Flatten(Module):
         return shape
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> reshaped back to the input's shape."""
         (shape,) = self._pop_saved()
         if not self.requires_input_grad:
             return None

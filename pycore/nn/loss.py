@@ -93,6 +93,7 @@ class MSELoss(_Loss):
     _backward_fn = staticmethod(F.mse_loss_backward)  # 2 (input - target) * grad, / input.size for 'mean'
 
     def forward(self, input, target):
+        """input and target of the same shape -> the loss (float, or array for 'none')."""
         return self._keep(F.mse_loss_forward(input, target, self.reduction))
 
 
@@ -117,4 +118,6 @@ class BCEWithLogitsLoss(_Loss):
     _backward_fn = staticmethod(F.binary_cross_entropy_with_logits_backward)
 
     def forward(self, input, target):
+        """input logits and target probabilities in [0, 1], of the same shape -> the loss
+        (float, or array for 'none')."""
         return self._keep(F.binary_cross_entropy_with_logits_forward(input, target, self.pos_weight, self.reduction))

@@ -244,6 +244,8 @@ class Module:
         return _read_only_when_saved(self.forward(*args, **kwargs), args)
 
     def forward(self, *args, **kwargs):
+        """The layer's computation; every subclass defines it. Call the module (m(x)), not
+        forward: the call adds the memory pool, debug checks and, for a composite, the tape."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def backward(self, *grad_outputs):
@@ -639,6 +641,7 @@ class Sequential(Module):
         return cached[1]
 
     def forward(self, x):
+        """x through every layer in order (fused steps, such as Conv2d + ReLU, run as one)."""
         steps = self._steps()
         for step in steps:
             x = step(x)
@@ -657,6 +660,8 @@ class Sequential(Module):
         self.__dict__["_last_steps"] = steps
 
     def backward(self, grad):
+        """grad (the output's gradient) through every layer's backward in reverse order -> the
+        input's gradient (None when the first layer's requires_input_grad is False)."""
         steps = self.__dict__.get("_last_steps")
         if steps is None:
             steps = self._steps()

@@ -130,6 +130,8 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=self.dtype)) if affine and bias else None
 
     def forward(self, x):
+        """x (*, *normalized_shape) -> normalised over the last dims, times weight plus bias;
+        the same shape."""
         x = self._check_input(x)
         y, ctx = F.layer_norm_forward(x, self.normalized_shape, None if self.weight is None else self.weight.data,
                                       None if self.bias is None else self.bias.data, self.eps)
@@ -137,6 +139,8 @@ class LayerNorm(Module):
         return y
 
     def backward(self, grad_output):
+        """grad_output (x's shape) -> the input's gradient (None when requires_input_grad is
+        False); adds into weight.grad and bias.grad."""
         (ctx,) = self._pop_saved()
         return F.layer_norm_backward(
             self._check_input(grad_output, "grad_output"), ctx,

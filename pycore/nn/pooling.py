@@ -77,9 +77,12 @@ class MaxPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
 
     def forward(self, x):
+        """x (N, C, H, W) or (C, H, W) -> each window's maximum (see the class's Shape)."""
         return self._forward_with(F.max_pool2d_forward, F.max_pool2d, x)
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> the input's gradient, each value sent to its
+        window's maximum; None when requires_input_grad is False."""
         return self._backward_with(_max_pool2d_backward, grad_output)
 
 
@@ -99,9 +102,12 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x):
+        """x (N, C, H, W) or (C, H, W) -> each window's mean (see the class's Shape)."""
         return self._forward_with(F.avg_pool2d_forward, F.avg_pool2d, x, self.count_include_pad)
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> the input's gradient, each value spread evenly
+        over its window; None when requires_input_grad is False."""
         return self._backward_with(F.avg_pool2d_backward, grad_output)
 
     def extra_repr(self):
@@ -115,9 +121,12 @@ class ReLUMaxPool2d(MaxPool2d):
     pair for it keeps its state_dict."""
 
     def forward(self, x):
+        """x (N, C, H, W) or (C, H, W) -> max_pool2d(relu(x)), in one pass."""
         return self._forward_with(F.relu_max_pool2d_forward, F.relu_max_pool2d, x)
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> the input's gradient (to each window's maximum
+        where it was positive); None when requires_input_grad is False."""
         return self._backward_with(F.relu_max_pool2d_backward, grad_output)
 
 
@@ -157,11 +166,14 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
         super().__init__(output_size, dtype)
 
     def forward(self, x):
+        """x (N, C, H, W) or (C, H, W) -> the mean of each of output_size's windows."""
         y, ctx = F.adaptive_avg_pool2d_forward(self._input(x), self.output_size)
         self._save_for_backward(ctx, y.shape)
         return y
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> the input's gradient, each value spread evenly
+        over its window; None when requires_input_grad is False."""
         ctx, y_shape = self._pop_saved()
         if not self.requires_input_grad:
             return None
@@ -179,11 +191,15 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
         self.return_indices = bool(return_indices)
 
     def forward(self, x):
+        """x (N, C, H, W) or (C, H, W) -> the maximum of each of output_size's windows, and
+        their flat indices into H * W (int64) as a second output when return_indices is set."""
         y, ctx = F.adaptive_max_pool2d_forward(self._input(x), self.output_size)
         self._save_for_backward(ctx)
         return (y, ctx.indices) if self.return_indices else y
 
     def backward(self, grad_output):
+        """grad_output (the output's shape) -> the input's gradient, each value sent to its
+        window's maximum; None when requires_input_grad is False."""
         (ctx,) = self._pop_saved()
         if not self.requires_input_grad:
             return None

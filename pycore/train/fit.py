@@ -51,6 +51,8 @@ import numpy as np
 from .._checks import integer
 from .._context import no_grad
 
+#: What fit(metrics=[...]) accepts: "accuracy", "topK" (top-K accuracy, e.g. "top5"), or a
+#: function f(logits, target) -> float, averaged over samples (see fit's metrics argument).
 METRICS = ("accuracy", "topK (e.g. top5)", "a function (logits, target) -> float")
 SCHEDULER_INTERVALS = ("epoch", "step")
 

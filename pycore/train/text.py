@@ -49,10 +49,12 @@ class CharModel(nn.Module):
         self.head = nn.Linear(hidden_size, vocab_size, dtype=dtype)
 
     def forward(self, ids, state=None):
+        """ids int (N, T), state None or (h, c) -> (logits (N, T, vocab_size), (h, c))."""
         y, state = self.lstm(self.embed(ids), state)
         return self.head(y), state
 
     def backward(self, grad_logits):
+        """grad_logits (N, T, vocab_size) -> None; adds every parameter's gradient into .grad."""
         self.embed.backward(self.lstm.backward(self.head.backward(grad_logits)))
 
 
