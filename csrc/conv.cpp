@@ -138,6 +138,8 @@ PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t chann
     const int64_t OW = ow_end - ow_begin;  // the tile's width (g.OW for whole rows)
     const int64_t taps = g.KH * g.KW, rows = channels * taps, width = (oh_end - oh_begin) * OW;
     const int64_t sw = g.stride_w;
+    // Stride 1 and whole rows as wide as the input's ("same" padding, 3x3 p1): see below.
+    const bool same_width = g.stride_h == 1 && sw == 1 && OW == g.W && ow_begin == 0;
     const int nt = threads_for(rows * width, kCopyGrain);
     RegionErrors errors;  // nothing may throw out of the region (omp_guard.h)
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
@@ -154,6 +156,25 @@ PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t chann
         const T* src = img + c * g.H * g.W;
         T* dst = col + r * ld;  // output row oh starts at dst + (oh - oh_begin)*OW
         std::fill(dst, dst + (oh_lo - oh_begin) * OW, T(0));
+        if (same_width && oh_hi > oh_lo) {
+            // Output row oh reads input row oh + h_off shifted by w_off, and both rows are W
+            // long: the valid rows are one run of the plane, copied whole (clipped to the
+            // plane: its first or last element can lie past it, in a padding column), then
+            // the padding columns of each row zeroed over what the run put there.
+            T* __restrict d = dst + (oh_lo - oh_begin) * OW;
+            const int64_t start = (oh_lo + h_off) * g.W + w_off, length = (oh_hi - oh_lo) * OW;
+            const int64_t skip = std::max<int64_t>(0, -start), end = std::min(length, g.H * g.W - start);
+            if (end > skip) std::memcpy(d + skip, src + start + skip, sizeof(T) * (end - skip));  // a long run: libc's
+            // A padding column at a time, down the rows (a pad-wide loop per row costs more
+            // in loop set-up than its one or two stores).
+            auto zero_column = [&, rows_valid = oh_hi - oh_lo](int64_t ow) {
+                for (int64_t i = 0; i < rows_valid; ++i) d[i * OW + ow] = T(0);
+            };
+            for (int64_t ow = 0; ow < ow_lo; ++ow) zero_column(ow);
+            for (int64_t ow = ow_hi; ow < OW; ++ow) zero_column(ow);
+            std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
+            return;
+        }
         for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
             T* __restrict d = dst + (oh - oh_begin) * OW;
             for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
