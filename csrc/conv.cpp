@@ -126,6 +126,30 @@ inline void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
     if (i < n) std::memcpy(d + n - W, s + n - W, 16);
 }
 
+// d[i] = s[2*i] for i < n (im2col's stride-2 rows): two 16-byte loads, their even elements
+// shuffled into one store, never reading past s[2*(n-1)]; a scalar loop for the rest. On
+// 3x3 stride 2 (32,64,32,32) -> 128 the element loop took 22% of the forward's
+// instructions (9 per element, callgrind, AVX2 path).
+template <typename T>
+inline void copy_stride_2(T* __restrict d, const T* __restrict s, int64_t n) {
+    int64_t i = 0;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)  // __builtin_shufflevector
+    typedef T vec __attribute__((vector_size(16), aligned(alignof(T))));
+    constexpr int64_t W = 16 / sizeof(T);
+    for (; i + W + 1 <= n; i += W) {  // reads s[2i .. 2i + 2W - 1] <= s[2(n-1)]
+        vec lo, hi, even;
+        std::memcpy(&lo, s + 2 * i, 16);
+        std::memcpy(&hi, s + 2 * i + W, 16);
+        if constexpr (W == 4)
+            even = __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
+        else
+            even = __builtin_shufflevector(lo, hi, 0, 2);
+        std::memcpy(d + i, &even, 16);
+    }
+#endif
+    for (; i < n; ++i) d[i] = s[2 * i];
+}
+
 // Stride 1 and output rows as wide as the input's (OW == W: 3x3 with padding 1, "same"):
 // output row oh of tap (kh, kw) reads input row oh + h_off shifted by w_off, so the valid
 // output rows [oh_lo, oh_hi) of one tap read one run of the input plane, from
@@ -214,6 +238,8 @@ PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t chann
                 const int64_t offset = ow_begin * sw + w_off;
                 if (sw == 1) {
                     copy_run(d + ow_lo, s + ow_lo + offset, ow_hi - ow_lo);
+                } else if (sw == 2) {
+                    copy_stride_2(d + ow_lo, s + 2 * ow_lo + offset, ow_hi - ow_lo);
                 } else {
                     for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + offset];
                 }
