@@ -150,6 +150,28 @@ inline void copy_stride_2(T* __restrict d, const T* __restrict s, int64_t n) {
     for (; i < n; ++i) d[i] = s[2 * i];
 }
 
+// d[r*ld_d + ow] = s[r*ld_s + ow*sw + offset] for the rows r < rows and the columns ow in
+// [ow_lo, ow_hi)
+// (im2col's valid part of each output row), the branch on the stride taken once. With
+// plain value arguments: in im2col's loop body GCC kept them on the stack and reloaded
+// them for every output row (~80 instructions a row, for 16 values on 3x3 stride 2).
+template <typename T>
+PYCORE_NO_LIBC_LOOPS inline void copy_strided_rows(T* d, int64_t ld_d, const T* s, int64_t ld_s, int64_t offset,
+                                                   int64_t rows, int64_t ow_lo, int64_t ow_hi, int64_t sw) {
+    const int64_t n = ow_hi - ow_lo;
+    if (n <= 0) return;
+    d += ow_lo;
+    s += ow_lo * sw + offset;  // inside the row: ow_lo is the first valid column
+    if (sw == 1) {
+        for (int64_t r = 0; r < rows; ++r) copy_run(d + r * ld_d, s + r * ld_s, n);
+    } else if (sw == 2) {
+        for (int64_t r = 0; r < rows; ++r) copy_stride_2(d + r * ld_d, s + r * ld_s, n);
+    } else {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i) d[r * ld_d + i] = s[r * ld_s + i * sw];
+    }
+}
+
 // Stride 1 and output rows as wide as the input's (OW == W: 3x3 with padding 1, "same"):
 // output row oh of tap (kh, kw) reads input row oh + h_off shifted by w_off, so the valid
 // output rows [oh_lo, oh_hi) of one tap read one run of the input plane, from
@@ -191,9 +213,10 @@ inline void add_run(T* __restrict d, const T* __restrict s, int64_t n) {
 // of img (channels, H, W): a (channels*KH*KW, (oh_end - oh_begin)*(ow_end - ow_begin))
 // matrix written at col with row stride ld (whole rows: ow_begin = 0, ow_end = OW).
 // Every element is written (padding as zeros), so the buffer needs no clearing. A row is
-// one (c, kh, kw): for each output row a zero run, a contiguous (stride 1) or strided copy,
-// and a zero run, as plain loops (the runs are short: a libc call per run costs more);
-// with same-width rows (plane_run) one long copy for all of them. On 3x3 (64,32,28,28)
+// one (c, kh, kw): the output rows that read padding zeroed, the others' valid columns
+// copied (copy_strided_rows: plain loops, the runs are short and a libc call per run costs
+// more; with same-width rows, plane_run, one long copy for all of them), then their padding
+// columns zeroed. On 3x3 (64,32,28,28)
 // -> 64 that took im2col + memcpy from 19.0M to 10.8M instructions (callgrind, 4 images x
 // 4 forwards, AVX2 path): the forward -10%.
 template <typename T>
@@ -219,32 +242,17 @@ PYCORE_NO_LIBC_LOOPS void im2col(T* col, int64_t ld, const T* img, int64_t chann
         const T* src = img + c * g.H * g.W;
         T* dst = col + r * ld;  // output row oh starts at dst + (oh - oh_begin)*OW
         std::fill(dst, dst + (oh_lo - oh_begin) * OW, T(0));
-        if (same_width && oh_hi > oh_lo) {
-            // The valid rows: one run of the plane (plane_run), then their padding columns zeroed.
-            T* d = dst + (oh_lo - oh_begin) * OW;
-            const PlaneRun run = plane_run(g, oh_lo, oh_hi, h_off, w_off);
-            if (run.end > run.skip)  // a long run: libc's memcpy
-                std::memcpy(d + run.skip, src + run.start + run.skip, sizeof(T) * (run.end - run.skip));
-            zero_padding_columns(d, oh_hi - oh_lo, OW, ow_lo, ow_hi);
-            std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
-            return;
-        }
-        for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-            T* __restrict d = dst + (oh - oh_begin) * OW;
-            for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = T(0);
-            if (ow_hi > ow_lo) {
-                // input column: (ow_begin + ow)*sw + w_off = ow*sw + offset
-                const T* __restrict s = src + (oh * g.stride_h + h_off) * g.W;
-                const int64_t offset = ow_begin * sw + w_off;
-                if (sw == 1) {
-                    copy_run(d + ow_lo, s + ow_lo + offset, ow_hi - ow_lo);
-                } else if (sw == 2) {
-                    copy_stride_2(d + ow_lo, s + 2 * ow_lo + offset, ow_hi - ow_lo);
-                } else {
-                    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = s[ow * sw + offset];
-                }
+        if (oh_hi > oh_lo) {
+            T* d = dst + (oh_lo - oh_begin) * OW;  // the valid rows: their valid columns copied
+            if (same_width) {  // as one run of the plane (plane_run): a long run, libc's memcpy
+                const PlaneRun run = plane_run(g, oh_lo, oh_hi, h_off, w_off);
+                if (run.end > run.skip)
+                    std::memcpy(d + run.skip, src + run.start + run.skip, sizeof(T) * (run.end - run.skip));
+            } else {  // output column ow reads input column (ow_begin + ow)*sw + w_off
+                copy_strided_rows(d, OW, src + (oh_lo * g.stride_h + h_off) * g.W, g.stride_h * g.W,
+                                  ow_begin * sw + w_off, oh_hi - oh_lo, ow_lo, ow_hi, sw);
             }
-            for (int64_t ow = ow_hi; ow < OW; ++ow) d[ow] = T(0);
+            zero_padding_columns(d, oh_hi - oh_lo, OW, ow_lo, ow_hi);  // then their padding columns
         }
         std::fill(dst + (oh_hi - oh_begin) * OW, dst + width, T(0));
     });
