@@ -84,6 +84,24 @@ cdef extern from *:
         for (int64_t ow = 0; ow < OW; ++ow)
             y[ow] = (((T(0) + top[2 * ow]) + top[2 * ow + 1]) + bottom[2 * ow] + bottom[2 * ow + 1]) / T(4);
     }
+
+    // Its gradient for one output row: each gy[ow] / 4 written to the four inputs of its
+    // window in (top, bottom), and the columns past 2*OW (an odd W) zeroed; the same value
+    // the general loop adds onto a zeroed row (T(0) + v: a -0 gradient becomes +0 there
+    // too). One vectorised pass of stores, where the general loop zeroes the plane and then
+    // adds with stride 2 (scalar): LeNet's (64, 16, 10, 10) took ~3x longer that way.
+    template <class T>
+    __attribute__((noinline)) static void pool2d_avg_grad_row_2x2(T* __restrict top, T* __restrict bottom,
+                                                                  const T* __restrict gy, int64_t OW, int64_t W) {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+            const T v = T(0) + gy[ow] / T(4);
+            top[2 * ow] = v;
+            top[2 * ow + 1] = v;
+            bottom[2 * ow] = v;
+            bottom[2 * ow + 1] = v;
+        }
+        for (int64_t w = 2 * OW; w < W; ++w) top[w] = bottom[w] = T(0);
+    }
     """
     void running_max_1 "pool2d_running_max<float, 1>"(float* best, int32_t* position, const float* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_1 "pool2d_running_max<double, 1>"(double* best, int32_t* position, const double* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
@@ -92,6 +110,8 @@ cdef extern from *:
     void max_row_2x2 "pool2d_max_row_2x2"(float* y, int32_t* position, const float* top, const float* bottom, int64_t OW, bint relu) noexcept nogil
     void avg_row_2x2 "pool2d_avg_row_2x2"(float* y, const float* top, const float* bottom, int64_t OW) noexcept nogil
     void avg_row_2x2 "pool2d_avg_row_2x2"(double* y, const double* top, const double* bottom, int64_t OW) noexcept nogil
+    void avg_grad_row_2x2 "pool2d_avg_grad_row_2x2"(float* top, float* bottom, const float* gy, int64_t OW, int64_t W) noexcept nogil
+    void avg_grad_row_2x2 "pool2d_avg_grad_row_2x2"(double* top, double* bottom, const double* gy, int64_t OW, int64_t W) noexcept nogil
     void max_row_2x2 "pool2d_max_row_2x2"(double* y, int32_t* position, const double* top, const double* bottom, int64_t OW, bint relu) noexcept nogil
 
 ctypedef fused real:
@@ -99,12 +119,14 @@ ctypedef fused real:
     double
 
 # Input elements per thread below which starting another thread costs more than it saves.
-# The vectorised loops take 0.2-0.7 ns per input element on one thread, so 65536 elements
-# are 15-45 us of work: a second thread for less gains a few microseconds on a quiet
+# The vectorised loops take 0.2-0.7 ns per input element on one thread, so 131072 elements
+# are 25-90 us of work: a second thread for less gains a few microseconds on a quiet
 # machine and, on a busy one, can wait a scheduler tick for its core (measured under load
 # with 16384: LeNet's (64, 16, 10, 10) 2x2 max pooling took 27 ms at 2 threads against
-# 0.07 ms at 1). LeNet's conv1 pooling, (64, 6, 28, 28), still gets two threads.
-cdef int64_t GRAIN_ELEMENTS = 65536
+# 0.07 ms at 1; with 65536 its 2x2 average backward, 102400 elements, took 37 us at 2
+# threads against 35 us at 1). LeNet's conv1 pooling, (64, 6, 28, 28), 301056 elements,
+# still gets two threads (average backward 70 us against 93 us at 1; Zen 5, under load).
+cdef int64_t GRAIN_ELEMENTS = 131072
 
 
 cdef int threads_for(int64_t planes, int64_t plane_size):
@@ -465,6 +487,11 @@ cdef void avg_pool_grad_plane(real* gx, const real* gy, real* scaled, const Colu
     cdef int64_t oh, ow, ki, kj, ih0, ki_begin, ki_end, rows
     cdef real* gx_row
     cdef const real* gy_row
+    if two_by_two(kh, kw, sh, sw, ph, pw, H, W, OH, OW):
+        for oh in range(OH):
+            avg_grad_row_2x2(gx + 2 * oh * W, gx + (2 * oh + 1) * W, gy + oh * OW, OW, W)
+        memset(gx + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(real))  # an odd H's last row
+        return
     memset(gx, 0, H * W * sizeof(real))
     for oh in range(OH):
         gy_row = gy + oh * OW

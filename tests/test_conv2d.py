@@ -178,6 +178,8 @@ PATHS = {
                         dilation=(1, 1), groups=1),
     "row-tiles": dict(n=1, c_in=16, c_out=40, h=70, w=72, kernel=(3, 3), stride=1, padding=1, dilation=(1, 1),
                       groups=1),
+    "stride-2-wide": dict(n=2, c_in=3, c_out=20, h=9, w=29, kernel=(3, 3), stride=2, padding=1, dilation=(1, 1),
+                          groups=1),  # im2col's vectorised stride-2 rows (15 outputs: vectors and a tail)
     "same-even": dict(n=2, c_in=2, c_out=2, h=7, w=6, kernel=(4, 2), stride=1, padding="same", dilation=(2, 1),
                       groups=1),
 }
@@ -204,6 +206,7 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     (3, 1, 28, 28, 6, 5, 1, 2, 1, 1),     # LeNet-5's real conv1 (padding 2)
     (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
     (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
+    (2, 3, 9, 29, 20, 3, 2, 1, 1, 1),     # im2col's vectorised stride-2 rows against implicit's element loop
 ]
 
 

@@ -316,6 +316,29 @@ def test_two_by_two_path_ties_infinities_and_odd_sizes_match_torch(rng):
         np.testing.assert_array_equal(arg, arg_ref.numpy())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_two_by_two_average_backward_odd_sizes_against_naive_scatter(rng, dtype, threads):
+    """The 2x2 stride-2 average gradient (its own row kernel): each gy / 4 on its window's four
+    inputs, and zeros in the last row and column no window covers (odd height and width)."""
+    gy = rng.standard_normal((3, 5, 4, 3)).astype(dtype)
+    gy[0, 0, 0, 0] = -0.0  # lands as +0, as the general loop's 0 + (-0) gives
+    expected = np.zeros((3, 5, 9, 7), dtype=dtype)
+    for a in range(2):
+        for b in range(2):
+            expected[:, :, a:8:2, b:6:2] = gy / dtype(4)
+    before = pycore.get_num_threads()
+    pycore.set_num_threads(threads)
+    try:
+        pool = nn.AvgPool2d(2)
+        pool(np.zeros((3, 5, 9, 7), dtype))
+        grad_x = pool.backward(gy)
+    finally:
+        pycore.set_num_threads(before)
+    np.testing.assert_array_equal(grad_x, expected)
+    assert not np.signbit(grad_x[0, 0, 0, 0])
+
+
 FUSED_GEOMETRIES = [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
                     dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=(2, 3), stride=(1, 2))]
 
