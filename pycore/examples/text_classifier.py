@@ -28,7 +28,7 @@ import re
 import numpy as np
 
 import pycore
-from pycore import nn, optim
+from pycore import functional as F, nn, optim
 from pycore.data import DataLoader
 from pycore.sequences import SequenceLoader, pad_sequences
 from pycore.train import fit
@@ -40,9 +40,8 @@ WORD = re.compile(r"[a-z']+|[.,;:!?]")
 class SpeechClassifier(nn.Module):
     """(N, T) word ids + (N,) lengths -> (N, classes) logits, from both directions' final states.
 
-    Composite models need a hand-written backward for now: the head's input gradient is
-    split into the forward and reverse halves of h_n's last layer and sent in as the
-    gradient of the LSTM's returned state.
+    Forward only: the calls are recorded and `backward` replays them (pycore/autograd.py),
+    sending the head's input gradient back into the two halves of h_n's top layer.
     """
 
     def __init__(self, vocabulary, classes, embedding=64, hidden=64, dtype=np.float32):
@@ -53,14 +52,8 @@ class SpeechClassifier(nn.Module):
 
     def forward(self, words, lengths=None):
         _, (h_n, _) = self.lstm(self.embedding(words), lengths=lengths)
-        return self.head(np.concatenate([h_n[-2], h_n[-1]], axis=1))  # (forward | reverse) of the top layer
-
-    def backward(self, grad_logits):
-        grad_top = self.head.backward(grad_logits)
-        hidden = self.lstm.hidden_size
-        grad_h_n = np.zeros((self.lstm.num_layers * 2,) + grad_top.shape[:1] + (hidden,), dtype=grad_top.dtype)
-        grad_h_n[-2], grad_h_n[-1] = grad_top[:, :hidden], grad_top[:, hidden:]
-        return self.embedding.backward(self.lstm.backward(None, (grad_h_n, None)))
+        top = F.cat([F.select(h_n, 0, -2), F.select(h_n, 0, -1)], dim=1)  # (forward | reverse) of the top layer
+        return self.head(top)
 
 
 def shakespeare_path(data=None):
