@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 
+
 class _Local(threading.local):
     grad_enabled = True  # each thread's default (a class attribute: no AttributeError to catch per read)
 

@@ -36,6 +36,7 @@ recorded and a composite's call costs one flag test.
 import inspect
 import numbers
 import threading
+from typing import Optional
 
 import numpy as np
 
@@ -47,8 +48,8 @@ __all__ = ["is_recording"]
 class _Recording(threading.local):
     """Per-thread recording state (class attributes are each new thread's defaults)."""
 
-    tape = None  # the Tape that records this thread's module and op calls, or None
-    savers = None  # while a recorded module runs: the modules that saved backward state
+    tape: Optional["Tape"] = None  # the Tape that records this thread's module and op calls, or None
+    savers: Optional[list] = None  # while a recorded module runs: the modules that saved backward state
 
 
 _recording = _Recording()
@@ -198,9 +199,9 @@ class _ModuleNode:
             if input_wanted[position]:
                 name = type(self.module).__name__
                 raise RuntimeError(
-                    f"{name}.backward returned the gradient of its first argument only, but {_describe(leaves[position])}"
-                    f" passed after it needs one too (it comes from the model's inputs or parameters), and its "
-                    f"gradient would be lost. Wrap it with F.constant(...) if it needs none (a loss's target), set "
+                    f"{name}.backward returned the gradient of its first argument only, but "
+                    f"{_describe(leaves[position])} passed after it needs one too (it comes from the model's "
+                    f"inputs or parameters), and its gradient would be lost. Wrap it with F.constant(...) if it needs none (a loss's target), set "
                     f"requires_input_grad = False for a data input, or return one gradient per argument from "
                     f"{name}.backward.")
 
@@ -324,7 +325,7 @@ class Tape:
             node = _CompositeNode(child, inputs, input_wanted, self._outputs(child.output, wanted))
             self.nodes.append(node)
             return child.output
-        savers = []
+        savers: list = []
         _recording.tape, _recording.savers = None, savers
         try:
             output = module.forward(*args, **kwargs)
@@ -332,6 +333,7 @@ class Tape:
             _recording.tape, _recording.savers = self, None
         # The called module itself and every module that saved state during the call (a
         # Sequential's children): dict.fromkeys keeps the order and drops repeats.
+        holders: tuple
         if not savers or (len(savers) == 1 and savers[0] is module):
             holders = ((module, module._take_backward_state()),)
         else:
@@ -349,7 +351,8 @@ class Tape:
         Parameters: the op has checked that anything else is one) gave `output` (an array or
         a tuple of arrays); backward(output_grads) returns one gradient per operand.
         Returns output, read-only."""
-        parameters, leaves = [], []
+        parameters: list = []
+        leaves: list = []
         for index, operand in enumerate(operands):
             if isinstance(operand, (np.ndarray, numbers.Real)):
                 leaves.append(operand)
@@ -484,8 +487,9 @@ def backward(module, tape, grad_outputs):
             continue
         if not isinstance(grad, (np.ndarray, numbers.Real)):
             raise TypeError(f"{name}.backward: gradient {i}: expected an array, got {type(grad).__name__}")
-        if np.shape(grad) != value.shape:
-            raise ValueError(f"{name}.backward: gradient {i} has shape {np.shape(grad)}, expected the output's "
+        grad_shape = np.shape(grad)  # type: ignore[arg-type]
+        if grad_shape != value.shape:
+            raise ValueError(f"{name}.backward: gradient {i} has shape {grad_shape}, expected the output's "
                              f"{value.shape}")
     input_grads = tape.replay(grad_leaves)
     if not module.requires_input_grad:

@@ -73,11 +73,11 @@ def convert(lines):
             j = i + 1
             while j < n and (not lines[j].strip() or _indent(lines[j]) > indent):
                 j += 1
-            body = [l for l in lines[i + 1:j]]
+            body = list(lines[i + 1:j])
             while body and not body[-1].strip():
                 body.pop()
             out += ["", f".. rubric:: {header.group(2).strip()}", "", "::", ""]
-            out += ["    " + l if l.strip() else "" for l in body] + [""]
+            out += ["    " + text if text.strip() else "" for text in body] + [""]
             i = j
             continue
         if header and header.group(2).strip().lower() in NAPOLEON_SECTIONS:
