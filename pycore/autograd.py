@@ -201,7 +201,8 @@ class _ModuleNode:
                 raise RuntimeError(
                     f"{name}.backward returned the gradient of its first argument only, but "
                     f"{_describe(leaves[position])} passed after it needs one too (it comes from the model's "
-                    f"inputs or parameters), and its gradient would be lost. Wrap it with F.constant(...) if it needs none (a loss's target), set "
+                    f"inputs or parameters), and its gradient would be lost. Wrap it with F.constant(...) if it "
+                    f"needs none (a loss's target), set "
                     f"requires_input_grad = False for a data input, or return one gradient per argument from "
                     f"{name}.backward.")
 
