@@ -25,6 +25,7 @@ import pycore
 import pycore.distributed as dist
 from pycore.datasets import CharVocab, StreamBatches, split_corpus
 from pycore.train import CharModel, evaluate_char_model, sample, train_char_model
+from pycore.examples import add_run_options
 
 
 def stdlib_corpus(max_chars=400_000):
@@ -64,8 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--prompt", default=None, help="start of the samples (default: the corpus' first line)")
     p.add_argument("--sample-length", type=int, default=300)
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    add_run_options(p)
     p.add_argument("--save", metavar="PATH", help="save the model, optimizer and vocabulary here")
     p.add_argument("--quick", action="store_true", help="a smoke test: a tiny model, 10 steps")
     p.add_argument("--distributed", action="store_true",

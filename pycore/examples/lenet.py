@@ -33,6 +33,7 @@ from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
 from pycore.train import fit
+from pycore.examples import add_run_options
 
 IMAGE_SIZE = 28
 ARCH = "lenet5"
@@ -101,8 +102,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    add_run_options(p)
     p.add_argument("--save", metavar="PATH", help="save the trained model here (.safetensors)")
     p.add_argument("--plot", metavar="PNG", help="save the learning curves (needs matplotlib)")
     p.add_argument("--quick", action="store_true", help="a smoke test: 256 training images, 1 epoch")

@@ -36,6 +36,7 @@ from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, mnist_available
 from pycore.train import fit
+from pycore.examples import add_run_options, start_run
 
 from .lenet import mnist_dataset
 
@@ -204,8 +205,7 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--widths", type=int, nargs=3, default=WIDTHS, metavar="C", help="channels of the three stages")
     p.add_argument("--limit", type=int, help="use only this many training and test images (a quick run)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    add_run_options(p)
     p.add_argument("--torch", action="store_true", help="also train the same model in PyTorch and compare times")
     p.add_argument("--verbose", action="store_true", help="report every epoch even when not on a terminal")
     return p.parse_args(argv)
@@ -214,9 +214,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Train and return the test accuracy (and the PyTorch copy's with --torch, as a pair)."""
     args = parse_args(argv)
-    if args.threads:
-        pycore.set_num_threads(args.threads)
-    pycore.manual_seed(args.seed)
+    start_run(args)
     if args.data is not None or (not args.digits and mnist_available()):
         (x_train, y_train), (x_test, y_test), _ = mnist_dataset(args.data)
         dataset, epochs, transform = "MNIST", args.epochs or 5, random_shift(2)

@@ -26,6 +26,7 @@ import pycore
 from pycore import functional as F, nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
+from pycore.examples import add_run_options, start_run
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -173,17 +174,14 @@ def parse_args(argv=None):
     p.add_argument("--torch", action="store_true",
                    help="also train a PyTorch twin from the same weights on the same batches; print both epoch times")
     p.add_argument("--limit", type=int, help="use only the first LIMIT training and test images (a quick run)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="threads for both libraries (default: pycore's default)")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     """Returns {"pycore": per-epoch results, "torch": per-epoch results or None, "dataset": name}."""
     args = parse_args(argv)
-    if args.threads:
-        pycore.set_num_threads(args.threads)
-    pycore.manual_seed(args.seed)
+    start_run(args)
     (x_train, y_train), (x_test, y_test), dataset = row_dataset(args.data, args.digits, args.seed)
     if args.limit:
         x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]

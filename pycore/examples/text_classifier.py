@@ -32,6 +32,7 @@ from pycore import functional as F, nn, optim
 from pycore.data import DataLoader
 from pycore.sequences import SequenceLoader, pad_sequences
 from pycore.train import fit
+from pycore.examples import add_run_options, start_run
 
 PAD, UNKNOWN = 0, 1
 WORD = re.compile(r"[a-z']+|[.,;:!?]")
@@ -125,17 +126,14 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--limit", type=int, help="use only LIMIT speeches (a quick run)")
     p.add_argument("--no-timing", action="store_true", help="skip the padding/bucketing epoch timings")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    add_run_options(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     """Returns {"accuracy", "baseline", "history", "seconds": {way: epoch seconds} or None}."""
     args = parse_args(argv)
-    if args.threads:
-        pycore.set_num_threads(args.threads)
-    pycore.manual_seed(args.seed)
+    start_run(args)
     (x_train, y_train), (x_test, y_test), vocabulary = dataset(shakespeare_path(args.data), args.sections,
                                                                 args.max_words, args.seed, limit=args.limit)
     lengths = np.array([len(s) for s in x_train])

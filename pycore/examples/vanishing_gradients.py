@@ -22,6 +22,7 @@ import numpy as np
 
 import pycore
 from pycore import nn, optim
+from pycore.examples import add_run_options
 from pycore.examples.row_mnist import LastStateModel
 
 BASELINE_MSE = 2 / 12  # the variance of U(0,1) + U(0,1): the error of always predicting 1
@@ -154,8 +155,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    add_run_options(p)
     return p.parse_args(argv)
 
 
