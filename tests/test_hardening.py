@@ -16,8 +16,6 @@ from pycore.datasets import CharVocab
 
 from conftest import child_process_env, numeric_grad
 
-torch = pytest.importorskip("torch")
-
 
 def run_child(code, tmp_path, timeout=120):
     """Run `code` in a fresh Python; returns (returncode, stdout, stderr)."""
@@ -29,6 +27,7 @@ def run_child(code, tmp_path, timeout=120):
 # -- softmax over an axis followed by an empty one ------------------------------------------
 
 def test_softmax_with_an_empty_later_axis_returns_empty_like_torch(tmp_path):
+    torch = pytest.importorskip("torch")
     # In a child: the slab loop used to divide by zero blocks (SIGFPE).
     code = """
         import numpy as np, torch, pycore.functional as F, pycore.nn as nn
@@ -126,6 +125,7 @@ def test_allocation_failure_inside_a_parallel_region_is_a_memory_error(tmp_path)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_forward_cuts_a_too_long_row_into_segments(dtype):
+    torch = pytest.importorskip("torch")
     # (K + OC) * OW values per output row = (700*3 + 2) * 8193 floats = 69 MB > the 64 MiB
     # kTileMaxBytes (float32; float64: twice that): the row is computed in segments.
     rng = np.random.default_rng(0)
@@ -148,6 +148,7 @@ def test_conv2d_forward_cuts_a_too_long_row_into_segments(dtype):
     ((1, 700, 1, 16388), (2, 700, 1, 3), dict(stride=(1, 2), padding=(0, 1), dilation=(1, 2))),
 ])
 def test_conv2d_backward_in_tiles_matches_torch(shape, kernel, kwargs):
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal(kernel).astype(np.float32)
@@ -193,6 +194,7 @@ def test_pooling_with_kernel_and_padding_near_2_pow_60_raises(tmp_path):
 
 
 def test_pooling_window_bound_is_exact():
+    torch = pytest.importorskip("torch")
     # the largest side and area accepted, against PyTorch; one more is a ValueError
     x = np.random.default_rng(0).standard_normal((1, 1, 2, 2 ** 16)).astype(np.float32)
     y = F.avg_pool2d(x, (1, 2 ** 16))
@@ -324,6 +326,7 @@ def test_optimizers_zero_grad_set_to_none_and_skip_none():
 
 
 def test_set_to_none_training_matches_torch():
+    torch = pytest.importorskip("torch")
     # SGD with momentum, zero_grad(set_to_none=True) each step, against torch's default loop
     rng = np.random.default_rng(0)
     model = nn.Linear(3, 2, dtype=np.float64)
@@ -362,6 +365,7 @@ class TiedModel(nn.Module):
 
 
 def test_tied_weights_are_listed_once_and_clipped_like_torch():
+    torch = pytest.importorskip("torch")
     model = TiedModel()
     assert [n for n, _ in model.named_parameters()] == ["emb.weight"]
     assert len(model.parameters()) == 1
@@ -424,6 +428,7 @@ def test_linear_backward_grad_weight_aliasing_input():
 # -- small ones -------------------------------------------------------------------------------
 
 def test_flatten_dims_out_of_range_or_reversed_raise_like_torch():
+    torch = pytest.importorskip("torch")
     x = np.ones((2, 3, 4, 5), np.float32)
     for start, end in [(4, -1), (1, 4), (-5, -1), (0, -6)]:
         with pytest.raises(IndexError):
@@ -439,6 +444,7 @@ def test_flatten_dims_out_of_range_or_reversed_raise_like_torch():
 
 
 def test_flatten_remembers_shapes_but_follows_new_inputs_and_dims():
+    torch = pytest.importorskip("torch")
     # One layer: the output shape it remembers per input shape must follow a new batch size,
     # a new rank, and start_dim/end_dim changed after the first call; a bad input still raises.
     layer = nn.Flatten()
@@ -481,6 +487,7 @@ def test_linear_remembered_checks_follow_new_weights_shapes_and_inputs(rng):
 
 
 def test_linear_with_zero_in_features_returns_the_bias():
+    torch = pytest.importorskip("torch")
     x = np.ones((3, 0), np.float32)
     w, b = np.ones((2, 0), np.float32), np.array([1.5, -2.0], np.float32)
     expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
