@@ -204,3 +204,28 @@ def context(ctx, expected_type, op):
         raise TypeError(f"ctx: expected the {expected_type.__name__} that {op}_forward returned, "
                         f"got {type(ctx).__name__}")
     return ctx
+
+
+class ResolvedCache:
+    """Checked results by key, for argument checks that repeat every step with the same
+    shapes (conv and pooling geometry: 10-15 us a call saved at LeNet's sizes).
+
+    Callers key by the repr of the hyper-parameters (1 and True, 2 and 2.0 differ there),
+    so a value that must be rejected never finds a cached result; failures are not cached.
+    Past `size` entries the cache is emptied: a model has a few shapes, many means shapes
+    keep changing.
+    """
+
+    def __init__(self, size=256):
+        self._entries = {}
+        self._size = size
+
+    def get(self, key, resolve, *args):
+        """The cached value for key, else resolve(*args), kept for next time."""
+        value = self._entries.get(key)
+        if value is None:
+            value = resolve(*args)
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[key] = value
+        return value

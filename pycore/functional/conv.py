@@ -15,7 +15,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _C
-from .._checks import INT64_MAX, context, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer
+from .._checks import INT64_MAX, context, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer, ResolvedCache
 from .fused import activation_code
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])
@@ -72,17 +72,11 @@ def conv2d_geometry(input_shape, weight_shape, stride=1, padding=0, dilation=1, 
     cached result; failures are not cached.
     """
     key = (tuple(input_shape), tuple(weight_shape), repr((stride, padding, dilation, groups)), itemsize)
-    geo = _GEOMETRY_CACHE.get(key)
-    if geo is None:
-        geo = _resolve_geometry(input_shape, weight_shape, stride, padding, dilation, groups, itemsize)
-        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
-            _GEOMETRY_CACHE.clear()  # a model has a few shapes; many means shapes keep changing
-        _GEOMETRY_CACHE[key] = geo
-    return geo
+    return _GEOMETRIES.get(key, _resolve_geometry, input_shape, weight_shape, stride, padding, dilation, groups,
+                           itemsize)
 
 
-_GEOMETRY_CACHE = {}
-_GEOMETRY_CACHE_SIZE = 256
+_GEOMETRIES = ResolvedCache()  # a layer convolves the same shapes every step
 
 
 def _resolve_geometry(input_shape, weight_shape, stride, padding, dilation, groups, itemsize):

@@ -15,7 +15,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _pool2d
-from .._checks import INT64_MAX, context, fits_int64, float_array, float_dtype, int_pair
+from .._checks import INT64_MAX, context, fits_int64, float_array, float_dtype, int_pair, ResolvedCache
 from ..memory import pooled
 
 # Everything the kernels need besides the arrays; forward keeps it in ctx so backward reuses it.
@@ -58,20 +58,10 @@ def pool_geometry(x, kernel_size, stride, padding, ceil_mode, op):
     not finish computing either). Results are cached by value (as conv2d_geometry).
     """
     key = (x.shape, x.dtype, repr((kernel_size, stride, padding, ceil_mode)), op)
-    geometry = _GEOMETRY_CACHE.get(key)
-    if geometry is None:
-        geometry = _resolve(x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, op)
-        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
-            _GEOMETRY_CACHE.clear()  # a model has a few shapes; many means shapes keep changing
-        _GEOMETRY_CACHE[key] = geometry
-    return geometry
+    return _GEOMETRIES.get(key, _resolve, x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, op)
 
 
-# A layer pools the same shapes every step: resolving the geometry again costs ~15 us a call
-# at LeNet's sizes. The key holds the repr of the arguments (1 and True differ there), so a
-# value that must be rejected never finds a cached result; failures are not cached.
-_GEOMETRY_CACHE = {}
-_GEOMETRY_CACHE_SIZE = 256
+_GEOMETRIES = ResolvedCache()  # a layer pools the same shapes every step
 
 
 def _resolve(x_shape, dtype, kernel_size, stride, padding, ceil_mode, op):
