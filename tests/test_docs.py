@@ -175,3 +175,86 @@ def test_private_bases_show_their_public_ancestor():
     bases = [_Private, _Mixin, ValueError]
     plain_docstrings.public_bases(None, "Layer", None, {}, bases)
     assert bases == [Public, object, ValueError]
+
+
+# --- Every public callable documents its arguments, its result and (layers) its shapes ---------
+# Issue 15: "every public name in __all__ documented with Args/Returns/Shape; forward and backward
+# included". The sections are Google style (napoleon renders them). A function annotated
+# `-> None` needs no Returns:; a layer (an nn.Module other than the containers) needs Shape:, and
+# its forward and backward (its own or inherited) need Args: and Returns: like any function.
+CONTAINERS = {"Module", "Sequential", "ModuleList", "ModuleDict"}
+SECTION_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z ]*):\s*$")
+ARGS = {"args", "arguments", "parameters", "attributes"}
+RETURNS = {"returns", "return", "yields"}
+
+
+def _sections(doc):
+    return {m.group(1).lower() for m in map(SECTION_LINE.match, (doc or "").splitlines()) if m}
+
+
+def _parameters(fn):
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):      # a builtin without a signature documents itself
+        return []
+    return [p for p in signature.parameters.values() if p.name not in ("self", "cls")]
+
+
+def _returns_none(fn):
+    try:
+        annotation = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return False
+    return annotation is None or annotation == "None"
+
+
+def _callable_problems(fn, where):
+    doc = inspect.getdoc(fn)
+    if not doc:
+        return [f"{where}: no docstring"]
+    found, problems = _sections(doc), []
+    if _parameters(fn) and not ARGS & found:
+        problems.append(f"{where}: no Args:")
+    if not _returns_none(fn) and not RETURNS & found:
+        problems.append(f"{where}: no Returns: (or annotate -> None)")
+    return problems
+
+
+def _owned_public_names(module_name):
+    """(name, object) of the module's __all__ that this module owns: defined in it or in one of
+    its private submodules, not re-exported from another public module (checked there)."""
+    module = importlib.import_module(module_name)
+    others = [m for m in PUBLIC_MODULES if m != module_name and m.startswith(module_name + ".")]
+    for name in module.__all__:
+        obj = getattr(module, name)
+        home = getattr(obj, "__module__", module_name) or module_name
+        if inspect.ismodule(obj) or not home.startswith(module_name):
+            continue
+        if any(home == other or home.startswith(other + ".") for other in others):
+            continue
+        yield name, obj
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_docstrings_have_args_returns_shape(module_name):
+    from pycore.nn import Module
+    problems = []
+    for name, obj in _owned_public_names(module_name):
+        where = f"{module_name}.{name}"
+        if not inspect.isclass(obj):
+            if callable(obj):
+                problems += _callable_problems(obj, where)
+            continue
+        doc = inspect.getdoc(obj)
+        if not doc:
+            problems.append(f"{where}: no class docstring")
+            continue
+        if (not issubclass(obj, BaseException) and _parameters(obj.__init__)
+                and not ARGS & _sections(doc)):
+            problems.append(f"{where}: no Args: for the constructor")
+        if issubclass(obj, Module) and name not in CONTAINERS:
+            if "shape" not in _sections(doc):
+                problems.append(f"{where}: no Shape:")
+            for method in ("forward", "backward"):
+                problems += _callable_problems(getattr(obj, method), f"{where}.{method}")
+    assert not problems, "\n".join(problems)
