@@ -4,6 +4,8 @@ numpy arrays in and out; C++/OpenMP kernels underneath; PyTorch's names.
 
     import pycore, pycore.nn as nn, pycore.functional as F
 """
+import types
+
 from . import _C
 
 __version__ = _C.__version__
@@ -13,12 +15,30 @@ from ._threads import get_num_threads, set_num_threads, set_simd_path, show_conf
 from ._threads import _simd_path_from_environment
 
 _simd_path_from_environment()  # PYCORE_SIMD=avx512|avx2|generic|auto
-from . import data, datasets, distributed, functional, memory, nn, optim, sequences, testing, train
 from .serialization import *  # noqa: F401,F403
 from . import serialization
 
+# The subpackages load on first use (`pycore.nn`, `import pycore.nn`, `from pycore import optim`),
+# PEP 562's module __getattr__: `import pycore` alone costs numpy + the kernels + ~10 ms, so an app
+# that only loads a checkpoint or sets threads does not pay for nn, optim, train and distributed
+# (~60 ms of Python more on a quiet 2-core machine; see README's import time).
+_SUBPACKAGES = ("data", "datasets", "distributed", "functional", "memory", "nn", "optim", "sequences",
+                "testing", "train")
+
+
+def __getattr__(name: str) -> "types.ModuleType":
+    if name in _SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")  # also binds pycore.<name>
+    raise AttributeError(f"module 'pycore' has no attribute {name!r}")
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(_SUBPACKAGES))
+
+
 __all__ = [
-    "functional", "nn", "manual_seed", "no_grad", "is_grad_enabled", "get_rng_state",
-    "set_rng_state", "set_debug", "is_debug", "get_num_threads", "set_num_threads", "simd_path", "set_simd_path",
-    "show_config", "optim", "train", "data", "memory", "datasets", "distributed", "sequences", "testing", *serialization.__all__,
+    *_SUBPACKAGES, "manual_seed", "no_grad", "is_grad_enabled", "get_rng_state", "set_rng_state", "set_debug",
+    "is_debug", "get_num_threads", "set_num_threads", "simd_path", "set_simd_path", "show_config",
+    *serialization.__all__,
 ]

@@ -182,3 +182,30 @@ def test_build_without_openmp_runs_single_threaded():
     text = io.StringIO()
     pycore.show_config(file=text)
     assert "openmp:         no" in text.getvalue()
+
+
+def test_subpackages_load_on_first_use():
+    """`import pycore` alone loads the kernels, not nn/optim/train (import time); each subpackage
+    then appears on first attribute access, `from pycore import X` and `import *` alike."""
+    result = run_pycore(
+        """
+        import json, sys
+        import pycore
+        before = sorted(m for m in sys.modules if m.startswith("pycore."))
+        seen = [type(pycore.nn.Linear).__name__]
+        from pycore import optim
+        namespace = {}
+        exec("from pycore import *", namespace)
+        print(json.dumps({"before": before, "seen": seen, "optim": optim.__name__,
+                          "star": sorted(k for k in namespace if k in pycore._SUBPACKAGES),
+                          "dir": all(name in dir(pycore) for name in pycore._SUBPACKAGES)}))
+    """
+    )
+    assert result["before"] == ["pycore._C", "pycore._checks", "pycore._context", "pycore._threads",
+                                "pycore.serialization"]
+    assert result["seen"] == ["type"] and result["optim"] == "pycore.optim"
+    assert result["star"] == sorted(["data", "datasets", "distributed", "functional", "memory", "nn", "optim",
+                                     "sequences", "testing", "train"])
+    assert result["dir"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pycore.nope
