@@ -201,11 +201,17 @@ def test_subpackages_load_on_first_use():
                           "dir": all(name in dir(pycore) for name in pycore._SUBPACKAGES)}))
     """
     )
-    assert result["before"] == ["pycore._C", "pycore._checks", "pycore._context", "pycore._threads",
-                                "pycore.serialization"]
+    assert result["before"] == [
+        "pycore._C",
+        "pycore._checks",
+        "pycore._context",
+        "pycore._threads",
+        "pycore.serialization",
+    ]
     assert result["seen"] == ["type"] and result["optim"] == "pycore.optim"
-    assert result["star"] == sorted(["data", "datasets", "distributed", "functional", "memory", "nn", "optim",
-                                     "sequences", "testing", "train"])
+    assert result["star"] == sorted(
+        ["data", "datasets", "distributed", "functional", "memory", "nn", "optim", "sequences", "testing", "train"]
+    )
     assert result["dir"]
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         getattr(pycore, "nope")  # noqa: B009  (the attribute access is the test)
