@@ -16,7 +16,7 @@ from __future__ import annotations
 __all__ = ["Module", "Parameter", "Sequential", "StateDictError", "IncompatibleKeys"]
 
 import functools
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, NamedTuple, TypeVar, cast
 
@@ -140,17 +140,16 @@ class StateDictError(RuntimeError, ValueError):
     A RuntimeError, as PyTorch raises, and a ValueError, as pycore raises for bad values."""
 
 
-class IncompatibleKeys(NamedTuple):
-    """What `Module.load_state_dict` returns: the keys it did not find and those it did
-    not use (a named tuple, as PyTorch's).
+# (collections' namedtuple, not a typing.NamedTuple class: Sphinx hands the latter's
+# NamedTuple base, a function, to docs/_ext's autodoc-process-bases hook, which fails on it)
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = """What `Module.load_state_dict` returns: the keys it did not find and those it
+did not use (a named tuple, as PyTorch's).
 
-    Args:
-        missing_keys (list of str): the model's keys absent from the state_dict.
-        unexpected_keys (list of str): the state_dict's keys that the model does not have.
-    """
-
-    missing_keys: list[str]
-    unexpected_keys: list[str]
+Args:
+    missing_keys (list of str): the model's keys absent from the state_dict.
+    unexpected_keys (list of str): the state_dict's keys that the model does not have.
+"""
 
 
 def _nonfinite(value: Any) -> tuple[int, int]:
@@ -705,6 +704,7 @@ class Module:
         Raises:
             StateDictError: a shape mismatch, a non-numeric value or a read-only target, and
                 with strict=True a missing or unexpected key; all problems in one message.
+            TypeError: state_dict is not a mapping.
         """
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}")
@@ -759,10 +759,11 @@ class Module:
 
     # -- printing ------------------------------------------------------------------
     def extra_repr(self) -> str:
-        """The text inside this module's repr parentheses (its arguments); subclasses override it.
+        """The text inside this module's repr parentheses; layers override it.
 
         Returns:
-            str: "" here.
+            str: the layer's arguments, e.g. "in_features=3, out_features=2, bias=True"
+            for a Linear; "" for a module that defines none.
         """
         return ""
 
@@ -789,9 +790,10 @@ class Sequential(Module):
     """Modules applied in order; backward runs them in reverse. Children are named
     "0", "1", ... so state_dict keys match torch.nn.Sequential's.
 
-    A Conv2d or Linear followed by ReLU, LeakyReLU, Tanh or Sigmoid runs as one fused step
-    (and ReLU + MaxPool2d as one pass): the same results, fewer passes over memory
-    (nn/fusion.py). `requires_input_grad` is the first layer's.
+    A Conv2d or Linear followed by ReLU, LeakyReLU (negative_slope >= 0), Tanh or Sigmoid
+    runs as one fused step (and ReLU + MaxPool2d as one pass), except in debug mode: the
+    same results, fewer passes over memory (nn/fusion.py). `requires_input_grad` is the
+    first layer's.
 
     Args:
         *modules (Module): the layers, in order. The Sequential takes the first one's dtype.

@@ -471,8 +471,7 @@ class LSTM(_RNNBase):
         c' = f * c + i * g                     h' = o * tanh(c')
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype: as RNN's.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype: as RNN's.
         proj_size (int, default 0): PyTorch's projection; other values raise
             NotImplementedError.
 
@@ -514,8 +513,8 @@ class GRU(_RNNBase):
         h' = (1 - z) * n + z * h
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype: as RNN's (GRU has no nonlinearity argument).
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype: as RNN's
+            (GRU has no nonlinearity argument).
 
     Shape:
         as RNN's: x (T, N, input_size) -> y (T, N, D * hidden_size); state h
