@@ -18,7 +18,7 @@ __all__ = ["Module", "Parameter", "Sequential", "StateDictError", "IncompatibleK
 import functools
 from collections import OrderedDict, namedtuple
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, NamedTuple, TypeVar, cast
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -164,6 +164,7 @@ def _nonfinite(value: Any) -> tuple[int, int]:
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_ModuleT = TypeVar("_ModuleT", bound="Module")  # methods that return self keep the caller's class
 
 
 def _anomaly_checked(method: _Method, phase: str) -> _Method:
@@ -519,7 +520,7 @@ class Module:
             elif p.grad is not None:
                 p.grad.fill(0)
 
-    def train(self, mode: bool = True) -> Module:
+    def train(self: _ModuleT, mode: bool = True) -> _ModuleT:
         """Set training mode on this module and every sub-module (Dropout drops, BatchNorm
         uses and updates batch statistics).
 
@@ -533,7 +534,7 @@ class Module:
             m.training = bool(mode)
         return self
 
-    def eval(self) -> Module:
+    def eval(self: _ModuleT) -> _ModuleT:
         """Set evaluation mode on this module and every sub-module: `train(False)`.
 
         Returns:
@@ -541,7 +542,7 @@ class Module:
         """
         return self.train(False)
 
-    def to(self, dtype: DTypeLike) -> Module:
+    def to(self: _ModuleT, dtype: DTypeLike) -> _ModuleT:
         """Cast every parameter (values and grads) and floating buffer to `dtype`, in place.
 
         Unlike PyTorch's `to`, it takes a dtype only (there is one device). The Parameters
@@ -574,7 +575,7 @@ class Module:
         """
         return sum(p.size for p in self.parameters())
 
-    def apply(self, fn: Callable[[Module], Any]) -> Module:
+    def apply(self: _ModuleT, fn: Callable[[Module], Any]) -> _ModuleT:
         """Call fn(module) on every sub-module, children first, then on this one (PyTorch's
         order). E.g. `model.apply(init_weights)`.
 
@@ -591,7 +592,7 @@ class Module:
         fn(self)
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> Module:
+    def requires_grad_(self: _ModuleT, requires_grad: bool = True) -> _ModuleT:
         """Freeze (False) or unfreeze (True) every parameter. Frozen parameters get no
         gradient (.grad is None) and the optimizers leave them unchanged.
 
