@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = ["ModuleList", "ModuleDict", "Identity"]
 import operator
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -60,7 +60,12 @@ class ModuleList(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._items())
 
-    def __getitem__(self, index: int | slice) -> Any:
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+    @overload
+    def __getitem__(self, index: slice) -> ModuleList: ...
+
+    def __getitem__(self, index: int | slice) -> Module | ModuleList:
         items = self._items()
         if isinstance(index, slice):
             return ModuleList(items[index])
@@ -150,7 +155,7 @@ class ModuleDict(Module):
             raise KeyError(f"ModuleDict: key {key!r} is already an attribute of a module; choose another name")
         return key
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> Module:
         if key not in self._keys:
             raise KeyError(key)
         return getattr(self, key)

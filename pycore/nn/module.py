@@ -18,7 +18,7 @@ __all__ = ["Module", "Parameter", "Sequential", "StateDictError", "IncompatibleK
 import functools
 from collections import OrderedDict, namedtuple
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, TypeVar, cast, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -812,7 +812,12 @@ class Sequential(Module):
     def __len__(self) -> int:
         return sum(1 for _ in self.named_children())
 
-    def __getitem__(self, index: int) -> Module:
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Module]: ...
+
+    def __getitem__(self, index: int | slice) -> Module | list[Module]:
         layers = list(self.children())
         return layers[index]
 
