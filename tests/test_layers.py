@@ -252,6 +252,16 @@ def test_summary_lists_layers_shapes_and_counts(rng):
     assert model.training and model[1].training and "forward" not in vars(model[0])
 
 
+def test_summary_of_a_prelu_counts_its_weight(rng):
+    """PReLU's num_parameters attribute (PyTorch's) hides Module.num_parameters(); summary
+    called on a PReLU itself raised "'int' object is not callable" before it counted through
+    Module's method."""
+    layer = nn.PReLU(num_parameters=3)
+    assert layer.num_parameters == 3
+    text = layer.summary(rng.standard_normal((2, 3, 4)).astype(np.float32), print_fn=None)
+    assert "Total params: 3" in text and "(2, 3, 4)" in text
+
+
 # -- nn.init ---------------------------------------------------------------------------------
 def test_init_fans_gains_and_distributions():
     init = nn.init

@@ -27,18 +27,26 @@ Only these exact classes fuse (a subclass may override forward), and nothing fus
 debug mode (pycore.set_debug), whose messages name the layer that produced a NaN.
 The modules, their names, state_dict keys and repr are the Sequential's, unchanged.
 """
+from __future__ import annotations
+
+from typing import Any, Union, cast
+
+import numpy as np
+
 from .. import _context
 from .. import functional as F
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .linear import Linear
+from .module import Module
 from .pooling import MaxPool2d
 
 _LAYERS = (Conv2d, Linear)
+_Layer = Union[Conv2d, Linear]
 _ACTIVATIONS = {ReLU: "relu", LeakyReLU: "leaky_relu", Tanh: "tanh", Sigmoid: "sigmoid"}
 
 
-def _activation(module):
+def _activation(module: Module) -> tuple[str, float] | None:
     """(name, negative_slope) for an activation the GEMM epilogue applies, else None."""
     name = _ACTIVATIONS.get(type(module))
     if name is None:
@@ -48,7 +56,7 @@ def _activation(module):
     return (name, slope) if slope >= 0 else None
 
 
-def _ctx_from_output(act, y):
+def _ctx_from_output(act: Module, y: np.ndarray) -> Any:
     """The ctx act's own forward keeps, from the fused layer's output y: y itself for
     ReLU, Tanh and Sigmoid; for LeakyReLU (slope >= 0 here) y in place of its input."""
     return F.activation.LeakyReLUContext(y, act.negative_slope) if type(act) is LeakyReLU else y
@@ -59,15 +67,15 @@ class FusedStep:
 
     __slots__ = ("layer", "act", "name", "slope")
 
-    def __init__(self, layer, act, name, slope):
+    def __init__(self, layer: _Layer, act: Module, name: str, slope: float) -> None:
         self.layer, self.act, self.name, self.slope = layer, act, name, slope
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> np.ndarray:
         y = self.layer._fused_forward(x, self.name, self.slope)
         self.act._save_for_backward(_ctx_from_output(self.act, y))
         return y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         grad_pre = self.act.backward(grad_output)
         return None if grad_pre is None else self.layer.backward(grad_pre)
 
@@ -78,10 +86,10 @@ class ReLUPoolStep:
 
     __slots__ = ("layer", "relu", "pool")
 
-    def __init__(self, layer, relu, pool):
+    def __init__(self, layer: _Layer | None, relu: ReLU, pool: MaxPool2d) -> None:
         self.layer, self.relu, self.pool = layer, relu, pool
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> np.ndarray:
         if self.layer is not None:
             x = self.layer._fused_forward(x, "relu")
             self.relu._save_for_backward(x)
@@ -89,7 +97,7 @@ class ReLUPoolStep:
         # layer: x is already clipped, and the pooled output is ReLU's mask for backward)
         return self.pool._forward_with(F.relu_max_pool2d_forward, F.relu_max_pool2d, x)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         if self.layer is not None:
             self.relu._pop_saved()  # the mask comes from the pooled output in the pool's ctx
         grad = self.pool._backward_with(F.relu_max_pool2d_backward, grad_output)
@@ -98,24 +106,26 @@ class ReLUPoolStep:
         return grad if self.layer is None else self.layer.backward(grad)
 
 
-def plan(modules):
+def plan(modules: list[Module]) -> list[Module | FusedStep | ReLUPoolStep]:
     """The steps that run `modules` (a list) in order: a module, a FusedStep for a layer and
     its activation, or a ReLUPoolStep for [layer +] ReLU + MaxPool2d."""
     if _context.is_debug():
         return list(modules)
-    steps, i = [], 0
+    steps: list[Module | FusedStep | ReLUPoolStep] = []
+    i = 0
     while i < len(modules):
         m = modules[i]
         following = [type(n) for n in modules[i + 1:i + 3]]
         act = _activation(modules[i + 1]) if following and type(m) in _LAYERS else None
+        # (the casts restate the exact-type tests, which mypy does not narrow on)
         if act is not None and following == [ReLU, MaxPool2d]:
-            steps.append(ReLUPoolStep(m, modules[i + 1], modules[i + 2]))
+            steps.append(ReLUPoolStep(cast(_Layer, m), cast(ReLU, modules[i + 1]), cast(MaxPool2d, modules[i + 2])))
             i += 3
         elif act is not None:
-            steps.append(FusedStep(m, modules[i + 1], *act))
+            steps.append(FusedStep(cast(_Layer, m), modules[i + 1], *act))
             i += 2
         elif type(m) is ReLU and following[:1] == [MaxPool2d]:
-            steps.append(ReLUPoolStep(None, m, modules[i + 1]))
+            steps.append(ReLUPoolStep(None, m, cast(MaxPool2d, modules[i + 1])))
             i += 2
         else:
             steps.append(m)

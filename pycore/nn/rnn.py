@@ -9,16 +9,25 @@ Names, shapes, gate orders and initialisation are PyTorch's, so a torch.nn.LSTM
 state_dict (converted to numpy) loads and gives the same numbers. The kernels are in
 csrc/rnn.cpp (see pycore.functional.rnn for the math).
 """
+from __future__ import annotations
+
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 import math
+from typing import Any, Optional, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import functional as F
 from .._context import is_grad_enabled
 from .._checks import integer, probability
 from . import init
 from .module import Module, Parameter
+
+# A recurrent layer's state: h for RNN and GRU, the pair (h, c) for LSTM.
+_State = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+# A gradient for that state: as _State, but LSTM's pair may hold a None (no gradient).
+_GradState = Union[np.ndarray, tuple[Optional[np.ndarray], Optional[np.ndarray]], list[Any]]
 
 
 class _RNNBase(Module):
@@ -32,9 +41,12 @@ class _RNNBase(Module):
     """
 
     _has_cell = False
+    # dL/d(initial state) after backward: h_0's (RNN, GRU) or the pair (dh_0, dc_0) (LSTM)
+    grad_initial_state: _State | None
 
-    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32):
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         name = type(self).__name__
         self.mode = mode
@@ -71,7 +83,7 @@ class _RNNBase(Module):
                     setattr(self, f"bias_hh_{key}", Parameter(init.uniform((gates,), bound, self.dtype)))
         self.grad_initial_state = None
 
-    def _layer_parameters(self, layer, direction=0):
+    def _layer_parameters(self, layer: int, direction: int = 0) -> tuple[Any, Any, Any, Any]:
         """(weight_ih, weight_hh, bias_ih or None, bias_hh or None) Parameters of one layer
         and direction (0 forward, 1 reverse: PyTorch's *_l{layer}_reverse)."""
         suffix = "_reverse" if direction else ""
@@ -79,15 +91,15 @@ class _RNNBase(Module):
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     # -- checking ------------------------------------------------------------------
-    def _error(self, kind, message):
+    def _error(self, kind: type[Exception], message: str) -> Exception:
         return kind(f"{type(self).__name__}: {message}")
 
     @property
-    def _state_rows(self):
+    def _state_rows(self) -> int:
         """Rows of h_n: one per layer and direction, PyTorch's layout (layer * D + direction)."""
         return self.num_layers * self.num_directions
 
-    def _state_array(self, value, name, shape):
+    def _state_array(self, value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
         value = self._check_input(value, name)
         if value.shape != shape:
             rows = "num_layers * 2" if self.bidirectional else "num_layers"
@@ -95,7 +107,8 @@ class _RNNBase(Module):
                                           f"got {value.shape}")
         return value
 
-    def _check_state(self, state, batch, unbatched):
+    def _check_state(self, state: Any, batch: int, unbatched: bool,
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """state -> (h (L*D, N, H), c (L*D, N, H) or None), or (None, None) for a zero state."""
         rows = self._state_rows
         shape = (rows, self.hidden_size) if unbatched else (rows, batch, self.hidden_size)
@@ -117,7 +130,7 @@ class _RNNBase(Module):
             c = None if c is None else c[:, None, :]
         return h, c
 
-    def _check_lengths(self, lengths, steps, batch, unbatched):
+    def _check_lengths(self, lengths: Any, steps: int, batch: int, unbatched: bool) -> np.ndarray | None:
         """lengths -> an int64 (N,) array with every entry in [1, T], or None."""
         if lengths is None:
             return None
@@ -138,22 +151,32 @@ class _RNNBase(Module):
         return lengths.astype(np.int64)
 
     # -- forward / backward --------------------------------------------------------
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x: np.ndarray, state: _State | None = None, lengths: Any = None,
+                ) -> tuple[np.ndarray, Any]:
         """Run every layer (and direction) over the whole sequence.
 
-        x: (T, N, input_size), or (N, T, input_size) with batch_first=True, or an
-        unbatched (T, input_size). state: the initial state, None for zeros: h_0
-        (num_layers * D, N, hidden_size) for RNN/GRU, the pair (h_0, c_0) for LSTM
-        ((num_layers * D, hidden_size) each when unbatched), D = 2 if bidirectional else 1,
-        row layer * D + direction. lengths: None (every sequence has T steps) or (N,) ints
-        in [1, T], in any order, for a right-padded batch (PyTorch's
-        pack_padded_sequence(enforce_sorted=False)): the padded steps are skipped.
-        Returns (y, state): y (T, N, D * hidden_size) (batch_first: (N, T, D * hidden_size)),
-        the top layer's hidden state after every step (forward | reverse halves), zero past
-        each sequence's length; state as above, each sequence's state after its last real
-        step (the reverse direction's after step 0). Between layers, in training mode,
-        dropout=p zeroes outputs with probability p (pycore's generator) and scales the
-        rest by 1/(1-p). Do not modify y in place before backward: backward reads it.
+        Between layers, in training mode, dropout=p zeroes outputs with probability p
+        (pycore's generator) and scales the rest by 1/(1-p). Do not modify y in place
+        before backward: backward reads it. D below is 2 if bidirectional else 1.
+
+        Args:
+            x (np.ndarray): (T, N, input_size), or (N, T, input_size) with batch_first=True,
+                or an unbatched (T, input_size); of the layer's dtype.
+            state (np.ndarray, pair of np.ndarray, or None, default None): the initial
+                state, None for zeros: h_0 (num_layers * D, N, hidden_size) for RNN/GRU, the
+                pair (h_0, c_0) for LSTM ((num_layers * D, hidden_size) each when
+                unbatched), row layer * D + direction.
+            lengths (array-like of ints or None, default None): None when every sequence has
+                T steps; else (N,) lengths in [1, T], in any order, for a right-padded batch
+                (PyTorch's pack_padded_sequence(enforce_sorted=False)): the padded steps
+                are skipped.
+
+        Returns:
+            (y, state): y (T, N, D * hidden_size) (batch_first: (N, T, D * hidden_size);
+            unbatched: (T, D * hidden_size)), the top layer's hidden state after every step
+            (forward | reverse halves), zero past each sequence's length; state in the
+            form it was given (h_n, or (h_n, c_n) for LSTM), each sequence's state after its
+            last real step (the reverse direction's after step 0).
         """
         x = self._check_input(x, ndim=(2, 3), layout="(T, N, input_size)")
         unbatched = x.ndim == 2
@@ -181,7 +204,10 @@ class _RNNBase(Module):
             c0 = None if c0 is None else c0[:, order]
         reverse = self._reversal(sorted_lengths, steps, batch) if self.bidirectional else None
 
-        caches, masks, h_n, c_n = [], [], [], []
+        caches: list[Any] = []
+        masks: list[np.ndarray | None] = []
+        h_rows: list[np.ndarray] = []  # the final state of each layer and direction, stacked as h_n
+        c_rows: list[np.ndarray] = []  # LSTM's final cell states likewise (none for RNN and GRU)
         layer_input = x
         for layer in range(self.num_layers):
             if layer > 0:  # dropout on the outputs of every layer but the last (PyTorch's placement)
@@ -202,14 +228,15 @@ class _RNNBase(Module):
                     None if c0 is None else c0[row])
                 outputs.append(y if direction == 0 else y[reverse])
                 caches.append(cache)
-                h_n.append(h_last)
-                c_n.append(c_last)
+                h_rows.append(h_last)
+                if c_last is not None:
+                    c_rows.append(c_last)
             layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
         y = layer_input
         self._save_for_backward(caches, masks, order, sorted_lengths, reverse, unbatched)
 
-        h_n = np.stack(h_n)
-        c_n = np.stack(c_n) if self._has_cell else None
+        h_n = np.stack(h_rows)
+        c_n = np.stack(c_rows) if self._has_cell else None
         if order is not None:  # back to the caller's order
             unsort = np.argsort(order)
             y, h_n = y[:, unsort], h_n[:, unsort]
@@ -221,13 +248,13 @@ class _RNNBase(Module):
             y = y.transpose(1, 0, 2)
         return y, ((h_n, c_n) if self._has_cell else h_n)
 
-    def _backward_from_tape(self, grad_output, output):
+    def _backward_from_tape(self, grad_output: Any, output: Any) -> Any:
         # (pycore/autograd.py) forward returned (y, state); the initial state's gradient is an attribute
         grad_y, grad_state = grad_output
         return self.backward(grad_y, grad_state), self.grad_initial_state
 
     @staticmethod
-    def _reversal(lengths, steps, batch):
+    def _reversal(lengths: np.ndarray | None, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Fancy index (rows (T, N), columns (1, N)) that reverses each sequence in time within
         its length and leaves its padding in place; applying it twice is the identity."""
         t = np.arange(steps)[:, None]
@@ -235,21 +262,30 @@ class _RNNBase(Module):
         rows = np.where(t <= last, last - t, t)
         return rows, np.arange(batch)[None, :]
 
-    def backward(self, grad_y, grad_state=None):
+    def backward(self, grad_y: np.ndarray | None, grad_state: _GradState | None = None,
+                 ) -> np.ndarray | None:
         """Backpropagation through time over the last forward's sequence.
 
-        grad_y: dL/dy, either for every step, with y's shape ((T, N, D*H), or (N, T, D*H)
-        with batch_first) (many-to-many), or for each sequence's last real step only,
-        (N, D*H) (many-to-one; for unbatched input (T, D*H) and (D*H,)): the gradient of
-        y[T-1] (with lengths: of y[lengths[n] - 1, n]). In one direction that output is
-        the top layer's h_n, so the gradient enters there and no T-step gradient is built.
-        None means no loss on y.
-        grad_state: dL/d(returned state) (the state feeding the next chunk or a head):
-        h_n's gradient (num_layers * D, N, H), or for LSTM a pair (dh_n, dc_n) whose items
-        may be None. None means zero.
-        Returns dL/dx in x's layout (zero on padded steps), or None when requires_input_grad
-        is False. Adds every parameter's gradient into .grad and stores dL/d(initial state)
-        in `self.grad_initial_state` (h_0's shape, or the pair (dh_0, dc_0) for LSTM).
+        Unlike PyTorch's autograd, the gradient may be given for the last step only (below),
+        and the initial state's gradient is an attribute, not a second result.
+
+        Args:
+            grad_y (np.ndarray or None): dL/dy, either for every step, with y's shape
+                ((T, N, D*H), or (N, T, D*H) with batch_first) (many-to-many), or for each
+                sequence's last real step only, (N, D*H) (many-to-one; for unbatched input
+                (T, D*H) and (D*H,)): the gradient of y[T-1] (with lengths: of
+                y[lengths[n] - 1, n]). In one direction that output is the top layer's h_n,
+                so the gradient enters there and no T-step gradient is built. None means no
+                loss on y.
+            grad_state (np.ndarray, pair, or None, default None): dL/d(returned state) (the
+                state feeding the next chunk or a head): h_n's gradient (num_layers * D, N, H),
+                or for LSTM a pair (dh_n, dc_n) whose items may be None. None means zero.
+
+        Returns:
+            np.ndarray or None: dL/dx in x's layout (zero on padded steps), or None when
+            `requires_input_grad` is False. Every parameter's gradient is added into its
+            .grad, and dL/d(initial state) is stored in `self.grad_initial_state` (h_0's
+            shape, or the pair (dh_0, dc_0) for LSTM).
         """
         caches, masks, order, sorted_lengths, reverse, unbatched = self._pop_saved()
         steps, batch = caches[0].steps, caches[0].batch
@@ -259,7 +295,8 @@ class _RNNBase(Module):
             (batch, steps, width) if self.batch_first else (steps, batch, width))
         last = (width,) if unbatched else (batch, width)
 
-        grad_y_full, grad_h_top = None, None
+        grad_y_full: np.ndarray | None = None
+        grad_h_top: np.ndarray | None = None
         if grad_y is not None:
             grad_y = self._check_input(grad_y, "grad_y")
             if grad_y.shape == full:
@@ -291,7 +328,9 @@ class _RNNBase(Module):
                 grad_y_full[last_step, np.arange(batch)] = grad_h_top
 
         rows = layers * directions
-        grad_h0, grad_c0 = [None] * rows, [None] * rows
+        # dL/d(initial state) per layer and direction, each filled below (c: None without a cell)
+        grad_h0: list[Any] = [None] * rows
+        grad_c0: list[Any] = [None] * rows
         grad_below = grad_y_full
         for layer in reversed(range(layers)):
             need_input_grad = layer > 0 or self.requires_input_grad
@@ -314,7 +353,8 @@ class _RNNBase(Module):
                 grad_input = F.dropout_backward(grad_input, masks[layer - 1])
             grad_below = grad_input
 
-        dh0, dc0 = np.stack(grad_h0), (np.stack(grad_c0) if self._has_cell else None)
+        dh0 = np.stack(grad_h0)
+        dc0 = np.stack(grad_c0) if self._has_cell else None
         if order is not None:
             unsort = np.argsort(order)
             dh0 = dh0[:, unsort]
@@ -322,22 +362,23 @@ class _RNNBase(Module):
             grad_below = None if grad_below is None else grad_below[:, unsort]
         shape = (rows, hidden) if unbatched else (rows, batch, hidden)
         dh0 = dh0.reshape(shape)
-        self.grad_initial_state = (dh0, dc0.reshape(shape)) if self._has_cell else dh0
+        self.grad_initial_state = dh0 if dc0 is None else (dh0, dc0.reshape(shape))
         if grad_below is None:
             return None
         if unbatched:
             return grad_below[:, 0, :]
         return grad_below.transpose(1, 0, 2) if self.batch_first else grad_below
 
-    def _check_grad_state(self, grad_state, batch, unbatched):
+    def _check_grad_state(self, grad_state: Any, batch: int, unbatched: bool,
+                          ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
         """grad_state -> per-row lists [dh_n (N, H) or None], [dc_n (N, H) or None]."""
         rows = self._state_rows
-        none = [None] * rows
+        none: list[np.ndarray | None] = [None] * rows
         if grad_state is None:
             return list(none), list(none)
         shape = (rows, self.hidden_size) if unbatched else (rows, batch, self.hidden_size)
 
-        def per_row(value, name):
+        def per_row(value: Any, name: str) -> list[np.ndarray | None]:
             if value is None:
                 return list(none)
             value = self._check_input(value, name)
@@ -356,7 +397,7 @@ class _RNNBase(Module):
                                          f"{type(grad_state).__name__}")
         return per_row(grad_state, "grad_h_n"), list(none)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
@@ -374,16 +415,32 @@ class _RNNBase(Module):
 class RNN(_RNNBase):
     """Elman RNN: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), phi = tanh or relu.
 
-    Args: input_size, hidden_size, num_layers=1, nonlinearity='tanh' ('tanh' or 'relu'),
-    bias=True, batch_first=False, dropout=0.0 (between layers, training mode only),
-    bidirectional=False (adds *_reverse parameters; y gets 2*hidden_size features, the state
-    2*num_layers rows), dtype=np.float32. forward(x, state=None, lengths=None): see
-    _RNNBase.forward.
-    Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
-    (T, input_size); state h (num_layers * D, N, hidden_size), D = 2 if bidirectional else 1.
-    Attributes: weight_ih_l{k} (hidden_size, input_size for k = 0 else hidden_size),
-    weight_hh_l{k} (hidden_size, hidden_size), bias_ih_l{k}, bias_hh_l{k} (hidden_size,),
-    all U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) as in PyTorch.
+    Args:
+        input_size (int): features of each step's input.
+        hidden_size (int): H, features of the hidden state.
+        num_layers (int, default 1): stacked layers, each fed the outputs of the one below.
+        nonlinearity ('tanh' or 'relu', default 'tanh'): phi.
+        bias (bool, default True): False leaves out bias_ih and bias_hh.
+        batch_first (bool, default False): x and y are (N, T, features) instead of
+            (T, N, features); the state keeps its (layers, N, H) layout.
+        dropout (float in [0, 1], default 0.0): dropout on the outputs of every layer but
+            the last, in training mode only.
+        bidirectional (bool, default False): adds a reverse direction (*_reverse
+            parameters); y gets 2 * hidden_size features and the state 2 * num_layers rows.
+        dtype (np.float32 or np.float64, default np.float32): of the parameters and inputs.
+
+    Shape:
+        x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched (T, input_size)
+        -> y (T, N, D * hidden_size) (batch_first: (N, T, D * hidden_size)) or unbatched
+        (T, D * hidden_size); state h (num_layers * D, N, hidden_size) in and out,
+        D = 2 if bidirectional else 1.
+
+    Attributes:
+        weight_ih_l{k}: (hidden_size, input_size for k = 0 else D * hidden_size).
+        weight_hh_l{k}: (hidden_size, hidden_size).
+        bias_ih_l{k}, bias_hh_l{k}: (hidden_size,); every parameter
+            U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) as in PyTorch.
+        grad_initial_state: dL/dh_0 after backward.
 
     Example::
 
@@ -392,15 +449,16 @@ class RNN(_RNNBase):
         gx = rnn.backward(np.ones_like(y))
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
 
@@ -412,14 +470,21 @@ class LSTM(_RNNBase):
         g = tanh(W_ig x + b_ig + W_hg h + b_hg)  o = s(W_io x + b_io + W_ho h + b_ho)
         c' = f * c + i * g                     h' = o * tanh(c')
 
-    Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False (as RNN), proj_size=0 (other values raise
-    NotImplementedError), dtype=np.float32.
-    Shape: x (T, N, input_size) (batch_first: (N, T, input_size)) or unbatched
-    (T, input_size); state (h, c), each (num_layers, N, hidden_size).
-    Attributes: weight_ih_l{k} (4*hidden_size, in), weight_hh_l{k} (4*hidden_size,
-    hidden_size), bias_ih_l{k}, bias_hh_l{k} (4*hidden_size,): rows stacked i|f|g|o;
-    init U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype: as RNN's.
+        proj_size (int, default 0): PyTorch's projection; other values raise
+            NotImplementedError.
+
+    Shape:
+        x and y as RNN's; state (h, c) in and out, each (num_layers * D, N, hidden_size)
+        (unbatched: (num_layers * D, hidden_size)).
+
+    Attributes:
+        weight_ih_l{k}: (4 * hidden_size, in), in as RNN's.
+        weight_hh_l{k}: (4 * hidden_size, hidden_size).
+        bias_ih_l{k}, bias_hh_l{k}: (4 * hidden_size,); rows stacked i|f|g|o in each;
+            init U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
+        grad_initial_state: (dL/dh_0, dL/dc_0) after backward.
 
     Example (many-to-one: a loss on the last step only)::
 
@@ -431,8 +496,9 @@ class LSTM(_RNNBase):
 
     _has_cell = True
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, dtype=np.float32):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 dtype: DTypeLike = np.float32) -> None:
         if proj_size:
             raise NotImplementedError(f"LSTM: proj_size is not supported (got proj_size={proj_size})")
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
@@ -446,23 +512,30 @@ class GRU(_RNNBase):
         n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
         h' = (1 - z) * n + z * h
 
-    Args, shapes and attributes as RNN (without nonlinearity), with 3*hidden_size rows
-    stacked r|z|n in each weight and bias.
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype: as RNN's
+            (GRU has no nonlinearity argument).
+
+    Shape:
+        as RNN's: x (T, N, input_size) -> y (T, N, D * hidden_size); state h
+        (num_layers * D, N, hidden_size) in and out.
+
+    Attributes:
+        weights and biases as RNN's, with 3 * hidden_size rows stacked r|z|n in each.
+        grad_initial_state: dL/dh_0 after backward.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          dtype)
 
 
-class _CellBase(Module):
-    """Shared machinery of RNNCell, LSTMCell and GRUCell (PyTorch's RNNCellBase): one step
-    of the matching layer, the same kernel run over T = 1.
-
+_CELL_LOOP = """
     A loop of cell calls is differentiated by hand, newest call first: each forward
     (outside pycore.no_grad()) pushes what its backward needs, and each backward pops
-    the newest one. The initial state's gradient is what the last backward returns.
+    the newest one (`clear_saved()` drops calls never differentiated).
 
         h, outs = None, []
         for t in range(T):                      # forward: x (T, N, input_size)
@@ -474,13 +547,19 @@ class _CellBase(Module):
             grad_x[t], grad_h = cell.backward(g)
         # LSTMCell: state and gradients are pairs, h, c = cell(x[t], (h, c)) and
         # grad_x[t], (grad_h, grad_c) = cell.backward((grad_outs[t] + grad_h, grad_c)).
+"""
 
-    Calls whose backward is never run stay saved until `clear_saved()`.
+
+class _CellBase(Module):
+    """Shared machinery of RNNCell, LSTMCell and GRUCell (PyTorch's RNNCellBase): one step
+    of the matching layer, the same kernel run over T = 1. Backward state is a stack of
+    contexts, one per undifferentiated call (_CELL_LOOP, part of each cell's docstring).
     """
 
     _has_cell = False
 
-    def __init__(self, mode, input_size, hidden_size, bias=True, dtype=np.float32):
+    def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.mode = mode
         self.input_size = integer(input_size, "input_size", minimum=1)
@@ -495,26 +574,34 @@ class _CellBase(Module):
         if self.bias:
             self.bias_ih = Parameter(init.uniform((gates,), bound, self.dtype))
             self.bias_hh = Parameter(init.uniform((gates,), bound, self.dtype))
-        self._contexts = []
+        self._contexts: list[tuple[Any, bool]] = []  # (the kernel's ctx, unbatched) per call, newest last
 
-    def clear_saved(self):
+    def clear_saved(self) -> None:
         """Drop the saved contexts of calls that will not be differentiated."""
         self._contexts = []
 
     # (pycore/autograd.py) a call's state is the context it pushed; backward takes the pair grad_state
-    def _take_backward_state(self):
+    def _take_backward_state(self) -> Any:
         return self._contexts.pop()
 
-    def _restore_backward_state(self, state):
+    def _restore_backward_state(self, state: Any) -> None:
         self._contexts.append(state)
 
-    def _backward_from_tape(self, grad_state, output):
+    def _backward_from_tape(self, grad_state: Any, output: Any) -> Any:
         return self.backward(grad_state)
 
-    def forward(self, x, state=None):
-        """One step. x: (N, input_size) or unbatched (input_size,). state: h (N, hidden_size)
-        for RNNCell/GRUCell, the pair (h, c) for LSTMCell, None for zeros. Returns the new
-        state in the same form."""
+    def forward(self, x: np.ndarray, state: _State | None = None) -> Any:
+        """One step. Outside pycore.no_grad() it pushes what its backward needs.
+
+        Args:
+            x (np.ndarray): (N, input_size) or unbatched (input_size,), of the cell's dtype.
+            state (np.ndarray, pair of np.ndarray, or None, default None): h (N, hidden_size)
+                for RNNCell/GRUCell, the pair (h, c) for LSTMCell, None for zeros.
+
+        Returns:
+            np.ndarray or (np.ndarray, np.ndarray): the new state in the same form: h'
+            (N, hidden_size) (unbatched: (hidden_size,)), or (h', c') for LSTMCell.
+        """
         name = type(self).__name__
         x = self._check_input(x, ndim=(1, 2), layout="(N, input_size)")
         unbatched = x.ndim == 1
@@ -552,11 +639,20 @@ class _CellBase(Module):
         h_new = h_new.reshape(shape)
         return (h_new, c_new.reshape(shape)) if self._has_cell else h_new
 
-    def backward(self, grad_state):
-        """Backward of the newest undifferentiated call. grad_state: dL/d(new state), h's
-        gradient, or for LSTMCell a pair (dh, dc) whose items may be None. Adds into the
-        parameters' .grad and returns (dL/dx, dL/d(previous state)) in the shapes forward
-        took (None for dL/dx when requires_input_grad is False)."""
+    def backward(self, grad_state: _GradState) -> tuple[np.ndarray | None, Any]:
+        """Backward of the newest undifferentiated call (calls are differentiated newest first).
+
+        Args:
+            grad_state (np.ndarray or pair): dL/d(new state): h's gradient, or for LSTMCell
+                a pair (dh, dc) whose items may be None.
+
+        Returns:
+            (grad_x, grad_previous_state): dL/dx and dL/d(previous state) in the shapes
+            forward took (the state's gradient as a pair for LSTMCell); grad_x is None
+            when `requires_input_grad` is False. The parameters' gradients are added into
+            their .grad. Unlike PyTorch's autograd, these are the results of the call, not
+            accumulated into the inputs.
+        """
         name = type(self).__name__
         if not self._contexts:
             raise RuntimeError(f"{name}.backward: no forward to differentiate. Call forward first (outside "
@@ -589,16 +685,29 @@ class _CellBase(Module):
         grad_h = grad_h.reshape(shape)
         return grad_x, ((grad_h, grad_c.reshape(shape)) if self._has_cell else grad_h)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 
 class RNNCell(_CellBase):
-    """One Elman step h' = phi(W_ih x + b_ih + W_hh h + b_hh), phi = 'tanh' or 'relu'
-    (PyTorch's RNNCell: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,)).
-    See _CellBase for the hand-written backward through a loop of calls."""
+    __doc__ = """One Elman step h' = phi(W_ih x + b_ih + W_hh h + b_hh), as torch.nn.RNNCell.
+""" + _CELL_LOOP + """
+    Args:
+        input_size (int): I, features of the input.
+        hidden_size (int): H, features of the state.
+        bias (bool, default True): False leaves out bias_ih and bias_hh.
+        nonlinearity ('tanh' or 'relu', default 'tanh'): phi.
+        dtype (np.float32 or np.float64, default np.float32): of the parameters and inputs.
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32):
+    Shape:
+        x (N, I) or unbatched (I,), h (N, H) or (H,) -> h' of h's shape.
+
+    Attributes:
+        weight_ih (H, I), weight_hh (H, H), bias_ih and bias_hh (H,): U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 dtype: DTypeLike = np.float32) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -607,18 +716,44 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step (h, c) -> (h', c'), LSTM's gates i|f|g|o in weight_ih (4H, I),
-    weight_hh (4H, H), bias_ih, bias_hh (4H,) (PyTorch's LSTMCell)."""
+    __doc__ = """One LSTM step (h, c) -> (h', c'), LSTM's equations, as torch.nn.LSTMCell.
+""" + _CELL_LOOP + """
+    Args:
+        input_size (int): I, features of the input.
+        hidden_size (int): H, features of h and c.
+        bias (bool, default True): False leaves out bias_ih and bias_hh.
+        dtype (np.float32 or np.float64, default np.float32): of the parameters and inputs.
+
+    Shape:
+        x (N, I) or unbatched (I,), (h, c) each (N, H) or (H,) -> (h', c') of the same shapes.
+
+    Attributes:
+        weight_ih (4H, I), weight_hh (4H, H), bias_ih and bias_hh (4H,): gates stacked
+        i|f|g|o, U(-1/sqrt(H), 1/sqrt(H)).
+    """
 
     _has_cell = True
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype: DTypeLike = np.float32) -> None:
         super().__init__("LSTM", input_size, hidden_size, bias, dtype)
 
 
 class GRUCell(_CellBase):
-    """One GRU step h -> h', GRU's gates r|z|n in weight_ih (3H, I), weight_hh (3H, H),
-    bias_ih, bias_hh (3H,) (PyTorch's GRUCell)."""
+    __doc__ = """One GRU step h -> h', GRU's equations, as torch.nn.GRUCell.
+""" + _CELL_LOOP + """
+    Args:
+        input_size (int): I, features of the input.
+        hidden_size (int): H, features of the state.
+        bias (bool, default True): False leaves out bias_ih and bias_hh.
+        dtype (np.float32 or np.float64, default np.float32): of the parameters and inputs.
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+    Shape:
+        x (N, I) or unbatched (I,), h (N, H) or (H,) -> h' of h's shape.
+
+    Attributes:
+        weight_ih (3H, I), weight_hh (3H, H), bias_ih and bias_hh (3H,): gates stacked
+        r|z|n, U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype: DTypeLike = np.float32) -> None:
         super().__init__("GRU", input_size, hidden_size, bias, dtype)
