@@ -176,3 +176,16 @@ def test_without_input_grad_still_accumulates_parameter_grads(rng):
     m(x)
     assert m.backward(np.ones_like(x)) is None
     np.testing.assert_allclose(m.bias.grad, [48.0, 48.0])
+
+
+def test_backward_refuses_a_ctx_without_its_statistics(rng):
+    """mean and invstd are required: a ctx edited to None raises naming the field, where it
+    used to reach the binding (pybind11's signature dump instead of a message)."""
+    x = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    y, ctx = F.batch_norm_forward(x, None, None, training=True)
+    for field in ("mean", "invstd"):
+        with pytest.raises(TypeError, match=rf"^{field}: expected a numpy array, got NoneType$"):
+            F.batch_norm_backward(np.ones_like(y), ctx._replace(**{field: None}))
+    # the optional fields still take None: no weight, and no gradient buffers
+    grad_x = F.batch_norm_backward(np.ones_like(y), ctx._replace(weight=None), None, None)
+    assert grad_x.shape == x.shape

@@ -10,6 +10,20 @@ X_backward returns the input's gradient (None when need_input_grad is False) and
 each parameter's gradient into the buffer passed for it (llm.c's `+=`; None skips that
 gradient: a frozen parameter). ctx is opaque to callers: a namedtuple per family, or the
 saved array itself where one is enough (relu keeps its output). See DEVELOPERS.md.
+
+Example:
+    >>> import numpy as np
+    >>> import pycore.functional as F
+    >>> x = np.array([[-1.0, 2.0]], dtype=np.float32)
+    >>> weight = np.ones((3, 2), dtype=np.float32)
+    >>> y, ctx = F.linear_forward(x, weight)
+    >>> grad_weight = np.zeros_like(weight)
+    >>> F.linear_backward(np.ones_like(y), ctx, grad_weight)  # returns dL/dx
+    array([[3., 3.]], dtype=float32)
+    >>> grad_weight  # dL/dweight was added into the buffer
+    array([[-1.,  2.],
+           [-1.,  2.],
+           [-1.,  2.]], dtype=float32)
 """
 from . import activation, adaptive_pool, conv, fused, linalg, loss, merge, normalization, pooling, rnn
 # (not `from . import dropout, embedding`: the star-imports below rebind those names to the functions)

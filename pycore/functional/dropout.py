@@ -1,4 +1,11 @@
-"""dropout forward and backward (csrc/elementwise.cpp)."""
+"""dropout forward and backward (csrc/elementwise.cpp).
+
+Inverted dropout, as torch.nn.functional.dropout: each element is zeroed with probability
+p and the others are scaled by 1/(1-p), so that E[y] = x. The random draws come from
+pycore's generator (pycore.manual_seed fixes the mask).
+"""
+from __future__ import annotations
+
 __all__ = ["dropout", "dropout_forward", "dropout_backward"]
 import numpy as np
 
@@ -7,9 +14,19 @@ from .._checks import float_array, grad_like, probability
 from .._context import default_generator
 
 
-def dropout_forward(x, p=0.5, training=True):
-    """(y, ctx) of dropout. ctx is the mask (x's shape and dtype: 1/(1-p) where x was kept,
-    0 where it was dropped), or None when dropout is the identity (p = 0 or not training)."""
+def dropout_forward(x: np.ndarray, p: float = 0.5, training: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """dropout, and the mask dropout_backward needs.
+
+    Args:
+        x: float32 or float64 array of any shape.
+        p: the probability of zeroing an element, in [0, 1] (default 0.5).
+        training: False makes dropout the identity (default True).
+
+    Returns:
+        (y, ctx) with y = dropout(x, p, training), a new array; ctx is the mask (x's shape and
+        dtype: 1/(1-p) where x was kept, 0 where it was dropped), or None when dropout is
+        the identity (p = 0 or not training).
+    """
     x = float_array(x, "input")
     p = probability(p, "p")
     if not training or p == 0.0:
@@ -22,18 +39,32 @@ def dropout_forward(x, p=0.5, training=True):
     return y, mask
 
 
-def dropout(x, p=0.5, training=True):
+def dropout(x: np.ndarray, p: float = 0.5, training: bool = True) -> np.ndarray:
     """Inverted dropout: each element is zeroed with probability p and the others are
     scaled by 1/(1-p), so that E[y] = x. The identity when training is False or p = 0;
     zeros when p = 1.
 
-    x: any shape; p: probability in [0, 1]. Returns an array of x's shape and dtype.
+    Args:
+        x: float32 or float64 array of any shape.
+        p: the probability of zeroing an element, in [0, 1] (default 0.5).
+        training: False makes dropout the identity (default True).
+
+    Returns:
+        y, a new array of x's shape and dtype (a copy of x when dropout is the identity).
     """
     return dropout_forward(x, p, training)[0]
 
 
-def dropout_backward(grad_output, ctx):
-    """dL/dx = grad_output * mask, ctx = dropout_forward's mask (None: the identity)."""
+def dropout_backward(grad_output: np.ndarray, ctx: np.ndarray | None) -> np.ndarray:
+    """dL/dx = grad_output * mask.
+
+    Args:
+        grad_output: dL/dy, of x's shape and dtype.
+        ctx: dropout_forward's ctx: the mask, or None (dropout was the identity).
+
+    Returns:
+        dL/dx, a new array of x's shape and dtype (a copy of grad_output for None).
+    """
     if ctx is None:
         return float_array(grad_output, "grad_output").copy()
     mask = float_array(ctx, "mask")

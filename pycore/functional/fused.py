@@ -17,7 +17,11 @@ output y alone, then conv2d_backward / linear_backward run as usual:
 Activations: "relu", "leaky_relu" (negative_slope >= 0, so that the sign of y is that of
 the pre-activation and backward needs only y), "tanh", "sigmoid", or None.
 """
+from __future__ import annotations
+
 __all__ = ["activation_backward"]
+import numpy as np
+
 from .._checks import real
 from . import activation as _act
 
@@ -25,8 +29,22 @@ from . import activation as _act
 _CODES = {None: 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 
 
-def activation_code(activation, negative_slope):
-    """(code, slope) for the kernels; TypeError/ValueError for an unknown activation or a bad slope."""
+def activation_code(activation: str | None, negative_slope: float) -> tuple[int, float]:
+    """The kernels' encoding of a fused activation, checked.
+
+    Args:
+        activation: None, "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope, >= 0 when activation is "leaky_relu" (checked
+            as a real number otherwise, and unused).
+
+    Returns:
+        (code, slope), the activation's code in csrc/gemm.h's Activation enum and
+        negative_slope as a float.
+
+    Raises:
+        ValueError: an unknown activation, or a negative slope for "leaky_relu".
+        TypeError: negative_slope is not a real number.
+    """
     try:
         code = _CODES[activation]
     except (KeyError, TypeError):
@@ -39,13 +57,25 @@ def activation_code(activation, negative_slope):
     return code, negative_slope
 
 
-def activation_backward(grad_output, y, activation, negative_slope=0.01):
+def activation_backward(grad_output: np.ndarray, y: np.ndarray, activation: str | None,
+                        negative_slope: float = 0.01) -> np.ndarray:
     """dL/d(pre-activation) of a fused layer, from dL/dy and the layer's output y.
 
     relu: grad * (y > 0); leaky_relu: y > 0 ? grad : grad * negative_slope; tanh:
     grad * (1 - y^2); sigmoid: grad * y * (1 - y); None: grad itself. The same kernels
     as the unfused activations' backward (for leaky_relu, y > 0 exactly when its input
     is, since negative_slope >= 0).
+
+    Args:
+        grad_output: dL/dy, of y's shape and dtype.
+        y: the fused layer's output (conv2d_forward's or linear_forward's y).
+        activation: the activation the forward applied: None, "relu", "leaky_relu",
+            "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope, >= 0, as given to the forward (default 0.01).
+
+    Returns:
+        dL/d(pre-activation), a new array of y's shape and dtype; grad_output itself
+        (not a copy) when activation is None.
     """
     activation_code(activation, negative_slope)
     if activation is None:

@@ -1,4 +1,6 @@
 """Matrix products through pycore's own GEMM (csrc/gemm.cpp)."""
+from __future__ import annotations
+
 __all__ = ["gemm", "matmul", "linear", "linear_forward", "linear_backward"]
 import math
 from collections import namedtuple
@@ -10,10 +12,15 @@ from .._checks import context, fits_int64, float_array, gradient_buffer, is_floa
 from .fused import activation_code
 
 LinearContext = namedtuple("LinearContext", "input weight")
-LinearContext.__doc__ = "linear_forward's ctx: the input (*, in_features) and the weight it read."
+LinearContext.__doc__ = """linear_forward's ctx.
+
+Attributes:
+    input: the input (*, in_features) as the GEMM read it (C-contiguous).
+    weight: the (out_features, in_features) weight it read (C-contiguous).
+"""
 
 
-def _checked_2d(x, name):
+def _checked_2d(x: np.ndarray, name: str) -> np.ndarray:
     """x as a 2-D float ndarray (native byte order), not yet copied to a readable layout."""
     if type(x) is not np.ndarray:
         x = np.asarray(x)
@@ -24,7 +31,7 @@ def _checked_2d(x, name):
     return x
 
 
-def _operand(x):
+def _operand(x: np.ndarray) -> np.ndarray:
     """A checked 2-D float array (_checked_2d) the GEMM can read in place, or a copy of it.
 
     Read in place: C- or Fortran-ordered arrays (a transposed view is read as its
@@ -45,26 +52,36 @@ def _operand(x):
     return np.ascontiguousarray(x)
 
 
-def _apart_from(x, out):
+def _apart_from(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """x, or a copy of it when it may share memory with `out`, which the GEMM writes in
     blocks while it still reads x (an aliased operand gives wrong numbers above one block).
     np.may_share_memory compares the memory bounds only: a false alarm costs one copy."""
     return x.copy() if np.may_share_memory(x, out) else x
 
 
-def _rows(shape):
+def _rows(shape: tuple[int, ...]) -> int:
     """Rows of the (rows, last axis) matrix a (*, features) array is viewed as (also when
     the last axis is empty, where reshape(-1, 0) cannot work out the rows)."""
     return math.prod(shape[:-1])
 
 
-def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, alpha: float = 1.0, beta: float = 0.0,
+         trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
     """C = alpha * op(a) @ op(b) + beta * C, where op(x) is x or x.T.
 
-    a: op(a) is (M, K); b: op(b) is (K, N). With `c` given, it is updated in place
-    (it must be a C-contiguous, writeable (M, N) array of the operands' dtype) and
-    returned; otherwise a new array is returned (and beta is ignored). A `c` that
-    overlaps a or b (c=a) is allowed: the overlapping operand is copied first.
+    Args:
+        a: 2-D float32 or float64 array; op(a) is (M, K).
+        b: 2-D array of a's dtype; op(b) is (K, N).
+        c: None (default: a new array), or a C-contiguous, writeable (M, N) array of the
+            operands' dtype, updated in place. It may overlap a or b (c=a): the
+            overlapping operand is copied first.
+        alpha: the scale of the product (default 1.0).
+        beta: the scale of c's old values (default 0.0; ignored when c is None).
+        trans_a: use a.T for op(a) (default False).
+        trans_b: use b.T for op(b) (default False).
+
+    Returns:
+        C (M, N), `c` itself when given, otherwise a new C-contiguous array.
     """
     a, b = _checked_2d(a, "a"), _checked_2d(b, "b")
     if a.dtype != b.dtype:
@@ -90,24 +107,55 @@ def gemm(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     return _C.gemm(_operand(a), _operand(b), c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
 
 
-def matmul(a, b, trans_a=False, trans_b=False):
-    """op(a) @ op(b) for 2-D float32/float64 arrays, op(x) = x.T when its flag is set."""
+def matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """op(a) @ op(b) for 2-D float32/float64 arrays, op(x) = x.T when its flag is set.
+
+    Args:
+        a: 2-D float32 or float64 array; op(a) is (M, K).
+        b: 2-D array of a's dtype; op(b) is (K, N).
+        trans_a: use a.T (default False).
+        trans_b: use b.T (default False).
+
+    Returns:
+        A new (M, N) array of the operands' dtype.
+    """
     return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
 
 
-def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
-    """y = act(x @ weight.T + bias), on the last axis.
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, activation: str | None = None,
+           negative_slope: float = 0.01) -> np.ndarray:
+    """y = act(x @ weight.T + bias), on the last axis, as torch.nn.functional.linear (plus
+    the fused activation).
 
-    x: (*, in_features); weight: (out_features, in_features); bias: (out_features,).
-    activation: None, "relu", "leaky_relu" (negative_slope >= 0), "tanh" or "sigmoid",
-    applied with the bias as the GEMM writes y (a fused layer, see pycore.functional.fused).
-    Returns (*, out_features).
+    Args:
+        x: (*, in_features) float32 or float64 array.
+        weight: (out_features, in_features), x's dtype.
+        bias: (out_features,), x's dtype, or None (default: no bias).
+        activation: None (default), "relu", "leaky_relu", "tanh" or "sigmoid", applied
+            with the bias as the GEMM writes y (a fused layer, see pycore.functional.fused).
+        negative_slope: the fused leaky_relu's slope, >= 0 (default 0.01).
+
+    Returns:
+        y, a new (*, out_features) array of x's dtype.
     """
     return linear_forward(x, weight, bias, activation, negative_slope)[0]
 
 
-def linear_forward(x, weight, bias=None, activation=None, negative_slope=0.01):
-    """(y, LinearContext(input, weight)) of linear (arguments as linear)."""
+def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+                   activation: str | None = None, negative_slope: float = 0.01) -> tuple[np.ndarray, LinearContext]:
+    """linear, and what linear_backward needs.
+
+    Args:
+        x: (*, in_features) float32 or float64 array.
+        weight: (out_features, in_features), x's dtype.
+        bias: (out_features,) or None (default).
+        activation: None (default), "relu", "leaky_relu", "tanh" or "sigmoid", as linear.
+        negative_slope: the fused leaky_relu's slope, >= 0 (default 0.01).
+
+    Returns:
+        (y, ctx) with y = linear(x, weight, bias, activation, negative_slope), (*, out_features);
+        ctx = LinearContext(input, weight).
+    """
     code, slope = activation_code(activation, negative_slope)
     x = float_array(x, "input", contiguous=False)
     weight = float_array(weight, "weight", dtype=x.dtype, ndim=2, layout="(out_features, in_features)",
@@ -128,13 +176,26 @@ def linear_forward(x, weight, bias=None, activation=None, negative_slope=0.01):
     return y.reshape(x.shape[:-1] + (weight.shape[0],)), LinearContext(x, weight)
 
 
-def linear_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+def linear_backward(grad_output: np.ndarray, ctx: LinearContext, grad_weight: np.ndarray | None = None,
+                    grad_bias: np.ndarray | None = None, need_input_grad: bool = True) -> np.ndarray | None:
     """Gradients of linear given grad_output = dL/dy and linear_forward's ctx.
 
-    Adds dL/dweight = grad_output^T x into grad_weight and dL/dbias = sum(grad_output) into
-    grad_bias (when given, in place); returns dL/dx = grad_output @ weight, or None when
-    need_input_grad is False. A fused activation's gradient is not included: run
-    fused.activation_backward first.
+    A fused activation's gradient is not included: run fused.activation_backward first
+    and pass its result as grad_output.
+
+    Args:
+        grad_output: dL/dy (or dL/d(pre-activation)), (*, out_features), x's dtype.
+        ctx: linear_forward's LinearContext.
+        grad_weight: (out_features, in_features) C-contiguous writeable array of x's dtype,
+            or None (default: the weight is frozen). dL/dweight = grad_output^T x (over all
+            leading axes) is ADDED into it, in place.
+        grad_bias: (out_features,) likewise, or None. dL/dbias = the sum of grad_output
+            over the leading axes is ADDED into it.
+        need_input_grad: False skips dL/dx (default True).
+
+    Returns:
+        dL/dx = grad_output @ weight, a new (*, in_features) array; None when
+        need_input_grad is False.
     """
     x, weight = context(ctx, LinearContext, "linear")
     x = float_array(x, "input")

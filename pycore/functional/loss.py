@@ -11,6 +11,8 @@ Reductions follow PyTorch: 'mean' divides by the number of elements (for cross e
 of rows not ignored, or their summed class weights), 'sum' adds, 'none' keeps one loss
 per row (cross entropy) or per element. A mean over nothing is nan, as in PyTorch.
 """
+from __future__ import annotations
+
 __all__ = [
     "cross_entropy", "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_options",
     "mse_loss", "mse_loss_forward", "mse_loss_backward",
@@ -30,24 +32,45 @@ REDUCTIONS = ("mean", "sum", "none")
 CrossEntropyContext = namedtuple(
     "CrossEntropyContext",
     "logits targets weight ignore_index label_smoothing reduction logsumexp denominator loss_shape input_shape")
-CrossEntropyContext.__doc__ = """cross_entropy_forward's ctx: logits (R, C) and int64 targets (R,)
-as the kernel read them, the checked options, logsumexp (R,) float64, the mean's
-denominator, and the shapes of the loss and of the input."""
+CrossEntropyContext.__doc__ = """cross_entropy_forward's ctx (R rows: the input's leading axes flattened).
+
+Attributes:
+    logits: (R, C) as the kernel read them.
+    targets: (R,) int64 class indices as the kernel read them.
+    weight: (C,) class weights of the logits' dtype, or None.
+    ignore_index: int.
+    label_smoothing: float in [0, 1].
+    reduction: 'mean', 'sum' or 'none'.
+    logsumexp: (R,) float64, each row's log(sum(exp(logits))).
+    denominator: the mean's denominator (1.0 for 'none').
+    loss_shape: target's shape (the unreduced loss's).
+    input_shape: input's shape (dL/dinput's).
+"""
 ElementwiseLossContext = namedtuple("ElementwiseLossContext", "input target pos_weight reduction")
+ElementwiseLossContext.__doc__ = """mse_loss_forward's and binary_cross_entropy_with_logits_forward's ctx.
+
+Attributes:
+    input: the input, C-contiguous.
+    target: the target, input's shape and dtype.
+    pos_weight: binary_cross_entropy_with_logits' pos_weight as a 1-D array of 1 or C
+        values, or None (always None for mse_loss).
+    reduction: 'mean', 'sum' or 'none'.
+"""
 
 
-def _reduction(reduction):
+def _reduction(reduction: str) -> str:
     return choice(reduction, "reduction", REDUCTIONS)
 
 
-def _reduce(total, count, reduction):
+def _reduce(total: float, count: float, reduction: str) -> float:
     """The reduced loss as a Python float: total / count for 'mean' (nan when count is 0)."""
     if reduction == "sum":
         return float(total)
     return float(total) / count if count else float("nan")
 
 
-def _grad_of_losses(grad, loss_shape, dtype, reduction, denominator):
+def _grad_of_losses(grad: float | np.ndarray, loss_shape: tuple[int, ...], dtype: np.dtype, reduction: str,
+                    denominator: float) -> np.ndarray:
     """The upstream gradient as the kernels read it: one value per loss for 'none'
     (a scalar grad is broadcast), or one shared value, divided by the mean's denominator."""
     if reduction == "none":
@@ -70,9 +93,25 @@ def _grad_of_losses(grad, loss_shape, dtype, reduction, denominator):
     return np.array([scale], dtype=dtype)
 
 
-def cross_entropy_options(weight, ignore_index, reduction, label_smoothing):
-    """(weight (C,) float array or None, ignore_index, reduction, label_smoothing), checked:
-    what nn.CrossEntropyLoss checks at construction and cross_entropy at every call."""
+def cross_entropy_options(weight: np.ndarray | None, ignore_index: int, reduction: str,
+                          label_smoothing: float) -> tuple[np.ndarray | None, int, str, float]:
+    """cross_entropy's options, checked: what nn.CrossEntropyLoss checks at construction
+    and cross_entropy at every call.
+
+    Args:
+        weight: 1-D float array of class weights, or None.
+        ignore_index: an int.
+        reduction: 'mean', 'sum' or 'none'.
+        label_smoothing: a real number in [0, 1].
+
+    Returns:
+        (weight, ignore_index, reduction, label_smoothing), weight as a C-contiguous
+        float array (or None), ignore_index as an int, label_smoothing as a float.
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: a weight that is not 1-D, an unknown reduction, or label_smoothing outside [0, 1].
+    """
     if weight is not None:
         weight = float_array(weight, "weight", ndim=1)
     return (weight, integer(ignore_index, "ignore_index"), _reduction(reduction),
@@ -83,7 +122,9 @@ def cross_entropy_options(weight, ignore_index, reduction, label_smoothing):
 # cross entropy
 
 
-def _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing):
+def _cross_entropy_args(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, ignore_index: int,
+                        reduction: str, label_smoothing: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, float]:
     """Validated (logits (R, C), targets int64 (R,), weight (C,) or None, ...) for the kernels."""
     logits = float_array(input, "input")
     if logits.ndim < 1:
@@ -114,17 +155,32 @@ def _cross_entropy_args(input, target, weight, ignore_index, reduction, label_sm
     return logits.reshape(-1, num_classes), targets, weight, ignore_index, label_smoothing
 
 
-def _cross_entropy_denominator(targets, weight, ignore_index):
+def _cross_entropy_denominator(targets: np.ndarray, weight: np.ndarray | None, ignore_index: int) -> float:
     """The mean's denominator: rows not ignored, or with class weights the sum of their targets' weights."""
     kept = targets[targets != ignore_index]
     return float(weight.astype(np.float64)[kept].sum()) if weight is not None else kept.size
 
 
-def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """(loss, CrossEntropyContext) of cross_entropy (arguments as cross_entropy).
+def cross_entropy_forward(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                          ignore_index: int = -100, reduction: str = "mean",
+                          label_smoothing: float = 0.0) -> tuple[float | np.ndarray, CrossEntropyContext]:
+    """cross_entropy, and what cross_entropy_backward needs.
 
     ctx.logsumexp (float64, one per row; double even for float32 logits, whose
     exp(x - lse) would lose precision otherwise) is what cross_entropy_backward reads.
+
+    Args:
+        input: (*, C) logits, float32 or float64 (classes on the LAST axis).
+        target: (*) integer class indices.
+        weight: (C,) class weights, or None (default).
+        ignore_index: the target value whose rows count for nothing (default -100).
+        reduction: 'mean' (default), 'sum' or 'none'.
+        label_smoothing: in [0, 1] (default 0.0).
+
+    Returns:
+        (loss, ctx) with loss as cross_entropy returns it; ctx = CrossEntropyContext(logits,
+        targets, weight, ignore_index, label_smoothing, reduction, logsumexp, denominator,
+        loss_shape, input_shape).
     """
     args = _cross_entropy_args(input, target, weight, ignore_index, reduction, label_smoothing)
     logits, targets, weight, ignore_index, label_smoothing = args
@@ -138,7 +194,8 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reducti
     return loss, CrossEntropyContext(*args, reduction, logsumexp, denominator, loss_shape, np.shape(input))
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> float | np.ndarray:
     """Cross entropy of logits against integer class indices, fused with log-softmax.
 
     NOTE the layout: classes are on the LAST axis. input (*, C), target (*): (N, C) with
@@ -156,17 +213,36 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     weights; PyTorch's definition), 'sum', or 'none' (an array of target's shape).
     Targets may have any integer dtype and must lie in [0, C) or equal ignore_index.
     Logits as large as +-1e4 are safe: the row max is subtracted before exp.
+
+    Args:
+        input: (*, C) logits, float32 or float64, C >= 1.
+        target: (*) integer class indices in [0, C) or equal to ignore_index.
+        weight: (C,) class weights w, or None (default: all ones).
+        ignore_index: the target value whose rows count for nothing (default -100).
+        reduction: 'mean' (default), 'sum' or 'none'.
+        label_smoothing: eps in [0, 1] (default 0.0).
+
+    Returns:
+        The loss, a Python float for 'mean' and 'sum' (nan for a mean over no rows), or a
+        new array of target's shape and input's dtype for 'none'.
     """
     return cross_entropy_forward(input, target, weight, ignore_index, reduction, label_smoothing)[0]
 
 
-def cross_entropy_backward(grad_output, ctx):
-    """Gradient of cross_entropy with respect to its logits: an array of input's shape and dtype.
+def cross_entropy_backward(grad_output: float | np.ndarray, ctx: CrossEntropyContext) -> np.ndarray:
+    """Gradient of cross_entropy with respect to its logits.
 
-    grad_output: the gradient of the loss (a number; for reduction='none' a number or an
-    array of target's shape); ctx: cross_entropy_forward's. Per row the gradient is
-    grad_output * (softmax(x) - q) for the unweighted loss, where q is the target
-    distribution: (1 - eps) at the target plus eps / C everywhere; zero for ignored rows.
+    Per row the gradient is grad_output * (softmax(x) - q) for the unweighted loss, where
+    q is the target distribution: (1 - eps) at the target plus eps / C everywhere; zero for
+    ignored rows (divided by the mean's denominator for 'mean').
+
+    Args:
+        grad_output: the gradient of the loss: a number (1.0 for the loss itself); for
+            reduction='none' a number or an array of target's shape.
+        ctx: cross_entropy_forward's CrossEntropyContext.
+
+    Returns:
+        dL/dinput, a new array of input's shape and dtype.
     """
     ctx = context(ctx, CrossEntropyContext, "cross_entropy")
     logits = float_array(ctx.logits, "ctx.logits", ndim=2)
@@ -187,7 +263,7 @@ def cross_entropy_backward(grad_output, ctx):
 # element-wise losses
 
 
-def _pair(input, target):
+def _pair(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """input and target as C-contiguous float arrays of one dtype and one shape."""
     x = float_array(input, "input")
     y = float_array(target, "target", dtype=x.dtype)
@@ -196,37 +272,64 @@ def _pair(input, target):
     return x, y
 
 
-def _elementwise_result(total, elements, size, reduction):
+def _elementwise_result(total: float, elements: np.ndarray, size: int, reduction: str) -> float | np.ndarray:
     return elements if reduction == "none" else _reduce(total, size, reduction)
 
 
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error: (input - target)^2, reduced by 'mean' (over all elements), 'sum' or 'none'.
+def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> float | np.ndarray:
+    """Mean squared error: (input - target)^2, reduced by 'mean' (over all elements), 'sum' or
+    'none', as torch.nn.functional.mse_loss.
 
-    input and target: the same shape and float dtype. Returns a float, or an array of
-    input's shape for 'none'.
+    Args:
+        input: float32 or float64 array of any shape.
+        target: input's shape and dtype.
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        The loss, a Python float for 'mean' and 'sum', or a new array of input's shape and
+        dtype for 'none'.
     """
     return mse_loss_forward(input, target, reduction)[0]
 
 
-def mse_loss_forward(input, target, reduction="mean"):
-    """(loss, ElementwiseLossContext(input, target, None, reduction)) of mse_loss."""
+def mse_loss_forward(input: np.ndarray, target: np.ndarray,
+                     reduction: str = "mean") -> tuple[float | np.ndarray, ElementwiseLossContext]:
+    """mse_loss, and what mse_loss_backward needs.
+
+    Args:
+        input: float32 or float64 array of any shape.
+        target: input's shape and dtype.
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        (loss, ctx) with loss as mse_loss returns it; ctx = ElementwiseLossContext(input,
+        target, None, reduction).
+    """
     x, y = _pair(input, target)
     _reduction(reduction)
     total, elements = _C.mse_forward(x, y, reduction == "none")
     return _elementwise_result(total, elements, x.size, reduction), ElementwiseLossContext(x, y, None, reduction)
 
 
-def mse_loss_backward(grad_output, ctx):
+def mse_loss_backward(grad_output: float | np.ndarray, ctx: ElementwiseLossContext) -> np.ndarray:
     """Gradient of mse_loss with respect to input: 2 (input - target) * grad_output
-    (/ input.size for 'mean')."""
+    (/ input.size for 'mean').
+
+    Args:
+        grad_output: the gradient of the loss: a number (1.0 for the loss itself); for
+            reduction='none' a number or an array of input's shape.
+        ctx: mse_loss_forward's ElementwiseLossContext.
+
+    Returns:
+        dL/dinput, a new array of input's shape and dtype.
+    """
     input, target, _, reduction = context(ctx, ElementwiseLossContext, "mse_loss")
     x, y = _pair(input, target)
     dlosses = _grad_of_losses(grad_output, x.shape, x.dtype, _reduction(reduction), x.size)
     return _C.mse_backward(dlosses, x, y)
 
 
-def _pos_weight(pos_weight, x):
+def _pos_weight(pos_weight: float | np.ndarray | None, x: np.ndarray) -> np.ndarray | None:
     if pos_weight is None:
         return None
     pw = float_array(pos_weight, "pos_weight", ndim=(0, 1)).astype(x.dtype, copy=False).reshape(-1)
@@ -237,21 +340,45 @@ def _pos_weight(pos_weight, x):
     return pw
 
 
-def binary_cross_entropy_with_logits(input, target, pos_weight=None, reduction="mean"):
-    """Binary cross entropy on logits x with targets y in [0, 1], computed stably:
+def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray,
+                                     pos_weight: float | np.ndarray | None = None,
+                                     reduction: str = "mean") -> float | np.ndarray:
+    """Binary cross entropy on logits x with targets y in [0, 1], computed stably, as
+    torch.nn.functional.binary_cross_entropy_with_logits:
 
         loss = (1 - y) * x + (1 + (pos_weight - 1) * y) * log(1 + exp(-x))
 
     with log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|)), which never overflows.
-    pos_weight (C,) weights the positive term of each class on the last axis (or one
-    value for all). input and target: the same shape and float dtype.
+
+    Args:
+        input: logits x, float32 or float64 array of any shape.
+        target: y, input's shape and dtype.
+        pos_weight: (C,) weights of the positive term of each class on the last axis, one
+            value (a number or a 1-element array) for all, or None (default: 1).
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        The loss, a Python float for 'mean' and 'sum', or a new array of input's shape and
+        dtype for 'none'.
     """
     return binary_cross_entropy_with_logits_forward(input, target, pos_weight, reduction)[0]
 
 
-def binary_cross_entropy_with_logits_forward(input, target, pos_weight=None, reduction="mean"):
-    """(loss, ElementwiseLossContext(input, target, pos_weight, reduction)) of
-    binary_cross_entropy_with_logits."""
+def binary_cross_entropy_with_logits_forward(input: np.ndarray, target: np.ndarray,
+                                             pos_weight: float | np.ndarray | None = None, reduction: str = "mean"
+                                             ) -> tuple[float | np.ndarray, ElementwiseLossContext]:
+    """binary_cross_entropy_with_logits, and what its backward needs.
+
+    Args:
+        input: logits x, float32 or float64 array of any shape.
+        target: y, input's shape and dtype.
+        pos_weight: as binary_cross_entropy_with_logits (default None).
+        reduction: 'mean' (default), 'sum' or 'none'.
+
+    Returns:
+        (loss, ctx) with loss as binary_cross_entropy_with_logits returns it; ctx =
+        ElementwiseLossContext(input, target, pos_weight, reduction).
+    """
     x, y = _pair(input, target)
     pw = _pos_weight(pos_weight, x)
     _reduction(reduction)
@@ -259,10 +386,20 @@ def binary_cross_entropy_with_logits_forward(input, target, pos_weight=None, red
     return _elementwise_result(total, elements, x.size, reduction), ElementwiseLossContext(x, y, pw, reduction)
 
 
-def binary_cross_entropy_with_logits_backward(grad_output, ctx):
+def binary_cross_entropy_with_logits_backward(grad_output: float | np.ndarray,
+                                              ctx: ElementwiseLossContext) -> np.ndarray:
     """Gradient of binary_cross_entropy_with_logits with respect to input:
     ((1 - y) - (1 + (pos_weight - 1) y) * sigmoid(-x)) * grad_output, i.e. sigmoid(x) - y
-    without pos_weight."""
+    without pos_weight (/ input.size for 'mean').
+
+    Args:
+        grad_output: the gradient of the loss: a number (1.0 for the loss itself); for
+            reduction='none' a number or an array of input's shape.
+        ctx: binary_cross_entropy_with_logits_forward's ElementwiseLossContext.
+
+    Returns:
+        dL/dinput, a new array of input's shape and dtype.
+    """
     input, target, pos_weight, reduction = context(ctx, ElementwiseLossContext, "binary_cross_entropy_with_logits")
     x, y = _pair(input, target)
     pw = _pos_weight(pos_weight, x)

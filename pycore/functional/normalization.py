@@ -1,8 +1,11 @@
 """batch_norm forward and backward (csrc/batchnorm.cpp); layer_norm (numpy)."""
+from __future__ import annotations
+
 __all__ = ["batch_norm", "batch_norm_forward", "batch_norm_backward", "layer_norm", "layer_norm_forward",
            "layer_norm_backward"]
 import math
 from collections import namedtuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -10,15 +13,31 @@ from .. import _C
 from .._checks import context, float_array, grad_like, gradient_buffer, real, shape_matches
 
 BatchNormContext = namedtuple("BatchNormContext", "input mean invstd weight training")
-BatchNormContext.__doc__ = """batch_norm_forward's ctx: the input, the per-channel mean and invstd
-it normalised with (the batch's, or the running ones in eval), the weight (or None) and
-whether the statistics came from the batch (training)."""
+BatchNormContext.__doc__ = """batch_norm_forward's ctx.
+
+Attributes:
+    input: the (N, C, ...) input, C-contiguous.
+    mean: (C,) the per-channel mean it normalised with (the batch's in training, the
+        running one otherwise).
+    invstd: (C,) 1 / sqrt(var + eps) it normalised with, likewise.
+    weight: (C,) or None.
+    training: whether the statistics came from the batch (a bool).
+"""
 LayerNormContext = namedtuple("LayerNormContext", "input normalized_shape mean invstd weight")
+LayerNormContext.__doc__ = """layer_norm_forward's ctx (k = len(normalized_shape)).
+
+Attributes:
+    input: the input x.
+    normalized_shape: the trailing shape normalised over, a tuple.
+    mean: the per-sample mean, shape x.shape[:-k] + (1,) * k.
+    invstd: 1 / sqrt(var + eps), the same shape.
+    weight: normalized_shape, or None.
+"""
 
 
-def _channel_array(a, name, C, dtype, writeable=False):
-    if a is None:
-        return None
+def _channel_array(a: np.ndarray, name: str, C: int, dtype: np.dtype, writeable: bool = False) -> np.ndarray:
+    """a as a (C,) array of dtype; writeable=True: a buffer updated in place, so it must
+    already be a C-contiguous writeable array of dtype (a copy would lose the writes)."""
     if writeable:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name}: expected a numpy array (it is updated in place), got {type(a).__name__}")
@@ -33,20 +52,42 @@ def _channel_array(a, name, C, dtype, writeable=False):
     return a
 
 
-def _channel_view(shape):
+def _optional_channel_array(a: np.ndarray | None, name: str, C: int, dtype: np.dtype,
+                            writeable: bool = False) -> np.ndarray | None:
+    """None for None (an argument left out), else _channel_array(a, ...)."""
+    return None if a is None else _channel_array(a, name, C, dtype, writeable)
+
+
+def _channel_view(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(outer, channels, inner) = (N, C, prod(spatial)): the kernels' view of an (N, C, ...) array."""
     return shape[0], shape[1], math.prod(shape[2:])
 
 
-def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, training=False,
-                       momentum=0.1, eps=1e-5):
-    """(y, BatchNormContext) of batch_norm (arguments as batch_norm)."""
+def batch_norm_forward(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
+                       weight: np.ndarray | None = None, bias: np.ndarray | None = None, training: bool = False,
+                       momentum: float = 0.1, eps: float = 1e-5) -> tuple[np.ndarray, BatchNormContext]:
+    """batch_norm, and what batch_norm_backward needs.
+
+    Args:
+        x: (N, C, ...) float32 or float64 array, 2 to 5 axes.
+        running_mean: (C,) or None, as batch_norm (updated in place when training).
+        running_var: (C,) or None, as batch_norm (updated in place when training).
+        weight: (C,) or None (default).
+        bias: (C,) or None (default).
+        training: normalise with the batch's statistics (default False).
+        momentum: the running statistics' update rate (default 0.1).
+        eps: > 0, added to the variance (default 1e-5).
+
+    Returns:
+        (y, ctx) with y = batch_norm(...), x's shape and dtype; ctx = BatchNormContext(input,
+        mean, invstd, weight, training) with the statistics y was normalised with.
+    """
     x = float_array(x, "input", ndim=(2, 3, 4, 5), layout="(N, C, ...)")
     C = x.shape[1]
-    running_mean = _channel_array(running_mean, "running_mean", C, x.dtype, writeable=True)
-    running_var = _channel_array(running_var, "running_var", C, x.dtype, writeable=True)
-    weight = _channel_array(weight, "weight", C, x.dtype)
-    bias = _channel_array(bias, "bias", C, x.dtype)
+    running_mean = _optional_channel_array(running_mean, "running_mean", C, x.dtype, writeable=True)
+    running_var = _optional_channel_array(running_var, "running_var", C, x.dtype, writeable=True)
+    weight = _optional_channel_array(weight, "weight", C, x.dtype)
+    bias = _optional_channel_array(bias, "bias", C, x.dtype)
     momentum, eps = real(momentum, "momentum"), real(eps, "eps", minimum=0, exclusive_minimum=True)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
@@ -63,7 +104,9 @@ def batch_norm_forward(x, running_mean, running_var, weight=None, bias=None, tra
     return y, BatchNormContext(x, mean, invstd, weight, bool(training))
 
 
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
+               weight: np.ndarray | None = None, bias: np.ndarray | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
     """Batch normalisation of x (N, C, ...) per channel c, as torch.nn.functional.batch_norm:
 
         y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c
@@ -73,36 +116,64 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         running = (1 - momentum) * running + momentum * batch_statistic
     (running_var takes the unbiased variance, M/(M-1) var_c, M = N * H * W).
     training=False: mean_c and var_c are running_mean and running_var.
-    weight, bias: (C,) or None (no scale / no shift).
+
+    Args:
+        x: (N, C, ...) float32 or float64 array, 2 to 5 axes (more than one value per
+            channel when training).
+        running_mean: (C,) C-contiguous writeable array of x's dtype, or None (only when
+            training; then running_var is None too).
+        running_var: (C,) likewise.
+        weight: (C,) scale, or None (default: no scale).
+        bias: (C,) shift, or None (default: no shift).
+        training: normalise with the batch's statistics and update the running ones
+            (default False: normalise with the running ones).
+        momentum: the running statistics' update rate (default 0.1).
+        eps: > 0, added to the variance (default 1e-5).
+
+    Returns:
+        y, a new array of x's shape and dtype.
     """
     return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps)[0]
 
 
-def batch_norm_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+def batch_norm_backward(grad_output: np.ndarray, ctx: BatchNormContext, grad_weight: np.ndarray | None = None,
+                        grad_bias: np.ndarray | None = None, need_input_grad: bool = True) -> np.ndarray | None:
     """Gradients of batch_norm, given dL/dy and batch_norm_forward's ctx.
 
-    Adds dL/dweight_c = sum(grad_output * xhat) into grad_weight and dL/dbias_c =
-    sum(grad_output) into grad_bias (each when given), xhat = (x - mean) * invstd.
-    Returns dL/dx (None when need_input_grad is False):
-        training: weight_c invstd_c (g - mean(g) - xhat mean(g xhat))   (means over N, H, W)
-        eval:     weight_c invstd_c g
+    With xhat = (x - mean) * invstd and g = grad_output, sums and means per channel over
+    N and the spatial axes:
+        dL/dweight_c = sum(g * xhat),   dL/dbias_c = sum(g)
+        dL/dx (training) = weight_c invstd_c (g - mean(g) - xhat mean(g xhat))
+        dL/dx (eval)     = weight_c invstd_c g
+    (weight_c = 1 without a weight).
+
+    Args:
+        grad_output: dL/dy, x's shape and dtype.
+        ctx: batch_norm_forward's BatchNormContext.
+        grad_weight: (C,) C-contiguous writeable array of x's dtype that dL/dweight is
+            ADDED into, or None (default: not computed).
+        grad_bias: (C,) likewise for dL/dbias, or None (default).
+        need_input_grad: False skips dL/dx (default True).
+
+    Returns:
+        dL/dx, a new array of x's shape and dtype; None when need_input_grad is False.
     """
     x, mean, invstd, weight, training = context(ctx, BatchNormContext, "batch_norm")
     x = float_array(x, "input", ndim=(2, 3, 4, 5), layout="(N, C, ...)")
     grad_output = grad_like(grad_output, x, "the input's")
     C = x.shape[1]
-    mean = _channel_array(mean, "mean", C, x.dtype)
+    mean = _channel_array(mean, "mean", C, x.dtype)  # required: a None (an edited ctx) raises here, not in C++
     invstd = _channel_array(invstd, "invstd", C, x.dtype)
-    weight = _channel_array(weight, "weight", C, x.dtype)
-    grad_weight = _channel_array(grad_weight, "grad_weight", C, x.dtype, writeable=True)
-    grad_bias = _channel_array(grad_bias, "grad_bias", C, x.dtype, writeable=True)
+    weight = _optional_channel_array(weight, "weight", C, x.dtype)
+    grad_weight = _optional_channel_array(grad_weight, "grad_weight", C, x.dtype, writeable=True)
+    grad_bias = _optional_channel_array(grad_bias, "grad_bias", C, x.dtype, writeable=True)
     grad_input = np.empty_like(x) if need_input_grad else None
     _C.batch_norm_backward(grad_input, grad_weight, grad_bias, grad_output, x, mean, invstd, weight,
                            *_channel_view(x.shape), bool(training))
     return grad_input
 
 
-def _layer_norm_shapes(x, normalized_shape):
+def _layer_norm_shapes(x: np.ndarray, normalized_shape: Sequence[int]) -> tuple[int, ...]:
     """The trailing axes layer_norm reduces over; ValueError unless x ends with normalized_shape."""
     normalized_shape = tuple(normalized_shape)
     k = len(normalized_shape)
@@ -112,9 +183,22 @@ def _layer_norm_shapes(x, normalized_shape):
     return tuple(range(x.ndim - k, x.ndim))
 
 
-def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """(y, LayerNormContext) of layer_norm; ctx's mean and invstd have shape
-    x.shape[:-k] + (1,) * k."""
+def layer_norm_forward(x: np.ndarray, normalized_shape: Sequence[int], weight: np.ndarray | None = None,
+                       bias: np.ndarray | None = None, eps: float = 1e-5) -> tuple[np.ndarray, LayerNormContext]:
+    """layer_norm, and what layer_norm_backward needs.
+
+    Args:
+        x: float32 or float64 array whose last k axes are normalized_shape.
+        normalized_shape: the k trailing sizes to normalise over.
+        weight: normalized_shape, or None (default).
+        bias: normalized_shape, or None (default).
+        eps: > 0 (default 1e-5).
+
+    Returns:
+        (y, ctx) with y = layer_norm(...), x's shape and dtype; ctx = LayerNormContext(input,
+        normalized_shape, mean, invstd, weight), mean and invstd of shape
+        x.shape[:-k] + (1,) * k.
+    """
     x = float_array(x, "input")
     axes = _layer_norm_shapes(x, normalized_shape)
     trailing = x.shape[axes[0]:]
@@ -137,20 +221,44 @@ def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y, LayerNormContext(x, tuple(normalized_shape), mean, invstd, weight)
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Layer normalisation over the last len(normalized_shape) axes, as
+def layer_norm(x: np.ndarray, normalized_shape: Sequence[int], weight: np.ndarray | None = None,
+               bias: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """Layer normalisation over the last k = len(normalized_shape) axes, as
     torch.nn.functional.layer_norm:  y = (x - mean) / sqrt(var + eps) * weight + bias,
-    mean and biased var per sample over those axes; weight, bias: normalized_shape or None."""
+    mean and biased var per sample over those axes.
+
+    Args:
+        x: float32 or float64 array whose last k axes are normalized_shape.
+        normalized_shape: the k trailing sizes to normalise over (a tuple or list).
+        weight: scale of shape normalized_shape, or None (default).
+        bias: shift of shape normalized_shape, or None (default).
+        eps: > 0, added to the variance (default 1e-5).
+
+    Returns:
+        y, a new array of x's shape and dtype.
+    """
     return layer_norm_forward(x, normalized_shape, weight, bias, eps)[0]
 
 
-def layer_norm_backward(grad_output, ctx, grad_weight=None, grad_bias=None, need_input_grad=True):
+def layer_norm_backward(grad_output: np.ndarray, ctx: LayerNormContext, grad_weight: np.ndarray | None = None,
+                        grad_bias: np.ndarray | None = None, need_input_grad: bool = True) -> np.ndarray | None:
     """Gradients of layer_norm given dL/dy and layer_norm_forward's ctx.
 
-    Adds dL/dweight = sum over the leading axes of grad_output * xhat into grad_weight and
-    dL/dbias = sum of grad_output into grad_bias (each when given), xhat = (x - mean) invstd.
-    Returns dL/dx = invstd (g - mean(g) - xhat mean(g xhat)), g = grad_output * weight and
-    the means over the normalized axes (None when need_input_grad is False).
+    With xhat = (x - mean) invstd: dL/dweight = the sum over the leading axes of
+    grad_output * xhat, dL/dbias = the sum of grad_output over them, and
+    dL/dx = invstd (g - mean(g) - xhat mean(g xhat)), g = grad_output * weight and the
+    means over the normalized axes.
+
+    Args:
+        grad_output: dL/dy, x's shape and dtype.
+        ctx: layer_norm_forward's LayerNormContext.
+        grad_weight: normalized_shape C-contiguous writeable array of x's dtype that
+            dL/dweight is ADDED into, or None (default).
+        grad_bias: normalized_shape likewise for dL/dbias, or None (default).
+        need_input_grad: False skips dL/dx (default True).
+
+    Returns:
+        dL/dx, a new array of x's shape and dtype; None when need_input_grad is False.
     """
     x, normalized_shape, mean, invstd, weight = context(ctx, LayerNormContext, "layer_norm")
     x = float_array(x, "input")

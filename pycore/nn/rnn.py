@@ -637,7 +637,10 @@ class _CellBase(Module):
         if is_grad_enabled():
             self._contexts.append((cache, unbatched))
         h_new = h_new.reshape(shape)
-        return (h_new, c_new.reshape(shape)) if self._has_cell else h_new
+        if not self._has_cell:
+            return h_new
+        assert c_new is not None  # an LSTM cell's step always returns its cell state
+        return h_new, c_new.reshape(shape)
 
     def backward(self, grad_state: _GradState) -> tuple[np.ndarray | None, Any]:
         """Backward of the newest undifferentiated call (calls are differentiated newest first).
@@ -683,7 +686,10 @@ class _CellBase(Module):
             need_input_grad=self.requires_input_grad)
         grad_x = None if grad_x is None else grad_x.reshape((self.input_size,) if unbatched else (batch, -1))
         grad_h = grad_h.reshape(shape)
-        return grad_x, ((grad_h, grad_c.reshape(shape)) if self._has_cell else grad_h)
+        if not self._has_cell:
+            return grad_x, grad_h
+        assert grad_c is not None  # an LSTM step's backward always returns the cell state's gradient
+        return grad_x, (grad_h, grad_c.reshape(shape))
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
