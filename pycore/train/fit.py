@@ -36,6 +36,8 @@ gives the single-process run with batch 64: rank 0's weights everywhere, gradien
 averaged, and every logged value (loss, metrics, validation, samples_per_s) taken over
 all ranks, so history, EarlyStopping and schedulers agree on every rank (see _data_parallel).
 """
+from __future__ import annotations
+
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_history", "METRICS"]
 
 import math
@@ -45,6 +47,7 @@ import sys
 import threading
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +136,7 @@ class Trainer:
 def _callback_keys(callbacks):
     """(key, callback): the key names the class and its rank among callbacks of that class
     ("ModelCheckpoint#0"), so a resumed run matches each saved state to its callback."""
-    seen = {}
+    seen: dict[str, int] = {}
     for cb in callbacks:
         name = type(cb).__name__
         seen[name] = seen.get(name, -1) + 1
@@ -216,7 +219,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     metric_fns = _metric_functions(metrics)
     clip = None
     if clip_grad_norm is not None:
-        if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not clip_grad_norm > 0:
+        if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not float(clip_grad_norm) > 0:
             raise ValueError(f"fit: clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
         clip = _clip_function()
     callbacks = list(callbacks)
@@ -411,7 +414,8 @@ def _train_epoch(trainer, epoch, batches, config, progress):
             total = None
     progress.start_epoch(epoch, total)
     sums = _MetricSums(config.metric_fns)
-    skipped, group, index = 0, [], 0
+    skipped, index = 0, 0
+    group: list[tuple[float, int]] = []  # (loss, batch size) of the batches since the last optimizer step
     start = time.perf_counter()
     for index, batch in enumerate(batches.epoch(epoch), 1):
         for cb in trainer.callbacks:
@@ -607,10 +611,11 @@ def _metric_functions(metrics):
         elif isinstance(m, str) and m.startswith("top") and m[3:].isdigit() and int(m[3:]) >= 1:
             name, fn = m, _top_k(int(m[3:]))
         elif callable(m) and not isinstance(m, str):
-            name = getattr(m, "__name__", None)
-            if not isinstance(name, str) or not name.isidentifier():
+            function_name = getattr(m, "__name__", None)
+            if not isinstance(function_name, str) or not function_name.isidentifier():
                 raise ValueError(f"fit: a metric function needs a name for the history (def my_metric(...), "
                                  f"not a lambda), got {m!r}")
+            name = function_name
             fn = _user_metric(m)
         else:
             raise ValueError(f"fit: unknown metric {m!r}; available: {list(METRICS)}")
@@ -768,7 +773,7 @@ class _Progress:
             except ImportError:
                 self.mode = "bar"
         self.epochs = epochs
-        self.bar = None
+        self.bar: Any = None  # a tqdm.tqdm bar while an epoch runs in "tqdm" mode (tqdm has no types)
         self.last_draw = 0.0
 
     def start_epoch(self, epoch, total):
