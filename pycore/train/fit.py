@@ -42,17 +42,33 @@ __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_
 
 import math
 import numbers
+import os
 import signal
 import sys
 import threading
 import time
 import warnings
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Union, cast
 
 import numpy as np
 
 from .._checks import integer
 from .._context import no_grad
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10+, here only for mypy (annotations are not evaluated)
+
+    from ..distributed.ddp import DistributedDataParallel
+    from ..nn.module import Module
+    from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+    from ..optim.optimizer import Optimizer
+    from .callbacks import Callback
+
+    #: A metric for fit(metrics=...): a name ("accuracy", "top5") or f(logits, target) -> float.
+    MetricT = Union[str, Callable[[Any, Any], float]]
+    #: fit's model: a pycore Module, or one already wrapped for data-parallel training.
+    ModelT = Union[Module, DistributedDataParallel]
 
 #: What fit(metrics=[...]) accepts: "accuracy", "topK" (top-K accuracy, e.g. "top5"), or a
 #: function f(logits, target) -> float, averaged over samples (see fit's metrics argument).
@@ -72,25 +88,47 @@ class History(dict):
     time (seconds of training in the epoch), samples_per_s, skipped (batches skipped for a
     non-finite loss, with on_nonfinite="skip"). `step_loss` lists the loss of every
     optimizer step, for curves within an epoch.
+
+    Args:
+        *args, **kwargs: as dict's: the initial {key: list of per-epoch values} (fit starts
+            from an empty History).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.step_loss = []
+        self.step_loss: list[float] = []
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
+        """The number of epochs recorded (the length of the "loss" list)."""
         return len(self.get("loss", []))
 
-    def last(self):
-        """The latest epoch's values as a dict."""
+    def last(self) -> dict[str, Any]:
+        """The latest epoch's values.
+
+        Returns:
+            dict: {key: the last value of its list}, for every non-empty list.
+        """
         return {k: v[-1] for k, v in self.items() if v}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The history as checkpoint metadata.
+
+        Returns:
+            dict: {'epochs': {key: list}, 'step_loss': list}, copies of the lists.
+        """
         return {"epochs": {k: list(v) for k, v in self.items()}, "step_loss": list(self.step_loss)}
 
     @classmethod
-    def from_state_dict(cls, state):
+    def from_state_dict(cls, state: dict[str, Any]) -> History:
+        """Rebuild a History from state_dict()'s value (ValueError for another structure).
+
+        Args:
+            state: dict {'epochs': {key: list}, 'step_loss': list}.
+
+        Returns:
+            History: a new history holding copies of the lists.
+        """
         if (not isinstance(state, dict) or not isinstance(state.get("epochs"), dict)
                 or not isinstance(state.get("step_loss"), list)
                 or not all(isinstance(v, list) for v in state["epochs"].values())):
@@ -107,27 +145,45 @@ class Trainer:
     epoch (epochs completed), step (optimizer steps taken), stop_training (set True to stop
     after this epoch), log_keys (the keys each epoch's logs will hold), distributed (fit
     runs on every rank of an MPI job: a callback that writes files does so on rank 0 only).
+
+    Args:
+        model: Module (or DistributedDataParallel), the model being trained.
+        loss_fn: the loss (a module with backward()).
+        optimizer: Optimizer over the model's parameters.
+        train_loader: the re-iterable of training batches.
+        history: History, where each epoch's results go.
+        scheduler: the learning-rate scheduler, or None (the default).
+        callbacks: iterable of callbacks; default ().
     """
 
-    def __init__(self, model, loss_fn, optimizer, train_loader, history, scheduler=None, callbacks=()):
+    def __init__(self, model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterable[Any],
+                 history: History, scheduler: LRScheduler | ReduceLROnPlateau | None = None,
+                 callbacks: Iterable[Callback] = ()) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.train_loader, self.history = train_loader, history
         self.scheduler, self.callbacks = scheduler, list(callbacks)
         self.epoch = 0
         self.step = 0
         self.stop_training = False
-        self.log_keys = ()
+        self.log_keys: tuple[str, ...] = ()
         self.distributed = False
 
-    def training_state(self):
-        """Everything a resumed fit() needs, as checkpoint metadata (pycore.save(**state))."""
+    def training_state(self) -> dict[str, Any]:
+        """Everything a resumed fit() needs.
+
+        Returns:
+            dict: checkpoint metadata (pycore.save(**state)): epoch, step, rng_state, history,
+            logs, callbacks (each one's state_dict()), and loader_state and scheduler_state
+            when they exist.
+        """
         from .. import _context
         state = {"epoch": self.epoch, "step": self.step, "rng_state": _context.get_rng_state(),
                  "history": self.history.state_dict(), "logs": self.history.last(),
                  "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(self.callbacks)
                                if callable(getattr(cb, "state_dict", None))}}
-        if callable(getattr(self.train_loader, "state_dict", None)):
-            state["loader_state"] = self.train_loader.state_dict()
+        loader_state = getattr(self.train_loader, "state_dict", None)
+        if callable(loader_state):
+            state["loader_state"] = loader_state()
         if self.scheduler is not None:
             state["scheduler_state"] = self.scheduler.state_dict()
         return state
@@ -146,11 +202,14 @@ def _callback_keys(callbacks):
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
-        clip_grad_norm=None, metrics=("accuracy",), on_nonfinite="raise", verbose=None, plot=None,
-        scheduler=None, scheduler_interval="epoch", accumulate=1, steps_per_epoch=None,
-        initial_epoch=0, resume=None, distributed=False):
-    """Train `model` until epoch `epochs` over `train_loader`; returns a History.
+def fit(model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterable[Any], epochs: int,
+        val_loader: Iterable[Any] | None = None, callbacks: Iterable[Callback] = (),
+        clip_grad_norm: float | None = None, metrics: MetricT | Iterable[MetricT] = ("accuracy",),
+        on_nonfinite: str = "raise", verbose: int | None = None, plot: str | os.PathLike[str] | None = None,
+        scheduler: LRScheduler | ReduceLROnPlateau | None = None, scheduler_interval: str = "epoch",
+        accumulate: int = 1, steps_per_epoch: int | None = None, initial_epoch: int = 0,
+        resume: str | os.PathLike[str] | None = None, distributed: bool = False) -> History:
+    """Train `model` until epoch `epochs` over `train_loader`.
 
     Args:
         model: a pycore Module (forward(*inputs) -> logits, backward(grad_logits)).
@@ -200,6 +259,10 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             ranks. Gradients are averaged as in PyTorch's DDP (a reduction="sum" loss gets
             1/world_size of the whole batch's gradient).
 
+    Returns:
+        History: one list per logged value (loss, metrics, val_..., lr, time, ...), one
+        entry per epoch, including the epochs of a resumed run.
+
     The model's input gradient is switched off (requires_input_grad = False): data needs
     none. Training runs in train() mode; validation in eval() mode under pycore.no_grad().
     """
@@ -241,8 +304,9 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             "epochs": epochs, "initial_epoch": initial_epoch, "accumulate": accumulate,
             "steps_per_epoch": steps_per_epoch, "on_nonfinite": on_nonfinite, "resume": resume is not None,
             "metrics": sorted(metric_fns), "clip_grad_norm": clip_grad_norm})
-        model = _data_parallel.prepare(model, optimizer, resume)
-        world_size = model.world.size
+        wrapped = _data_parallel.prepare(model, optimizer, resume)
+        world_size = wrapped.world.size
+        model = wrapped
     else:
         _check_not_wrapped(model)
 
@@ -282,8 +346,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             if scheduler is not None and scheduler_interval == "epoch":
                 if _is_plateau(scheduler):
                     scheduler.step(logs[_plateau_monitor(scheduler, val_loader)])
-                else:
-                    scheduler.step()
+                else:  # an epoch scheduler: TypeGuard narrows only the branch above
+                    cast("LRScheduler", scheduler).step()
             progress.end_epoch(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(trainer, epoch, logs)
@@ -317,7 +381,7 @@ def _check_not_wrapped(model):
                          "distributed=True (the logs, callbacks and checkpoints must agree over the ranks)")
 
 
-def _is_plateau(scheduler):
+def _is_plateau(scheduler: object) -> TypeGuard[ReduceLROnPlateau]:
     from ..optim.lr_scheduler import ReduceLROnPlateau
     return isinstance(scheduler, ReduceLROnPlateau)
 
@@ -530,10 +594,23 @@ def _current_lr(optimizer):
     return float(lr) if isinstance(lr, numbers.Real) else float("nan")
 
 
-def evaluate(model, loss_fn, loader, metrics=("accuracy",), return_dict=False):
-    """Mean loss (weighted by batch size) and accuracy (None if not computed) over a loader,
-    in eval mode under pycore.no_grad(); the model's previous mode is restored. With
-    return_dict=True: {"loss": ..., metric name: value, ...} for every metric (as fit's)."""
+def evaluate(model: Module, loss_fn: Any, loader: Iterable[Any], metrics: MetricT | Iterable[MetricT] = ("accuracy",),
+             return_dict: bool = False) -> tuple[float, float | None] | dict[str, float]:
+    """The loss and metrics of `model` over a loader, in eval mode under pycore.no_grad();
+    the model's previous mode is restored.
+
+    Args:
+        model: Module, the model to evaluate.
+        loss_fn: the loss, called as loss_fn(logits, target).
+        loader: a re-iterable of batches, as fit's.
+        metrics: names or functions, as fit's; default ("accuracy",).
+        return_dict: bool, default False: return (loss, accuracy); True: a dict.
+
+    Returns:
+        (loss, accuracy): the mean loss (weighted by batch size) and the accuracy (None if
+        not computed); with return_dict=True, {"loss": ..., metric name: value, ...} for
+        every metric (as fit's).
+    """
     results = _evaluate(model, loss_fn, loader, _metric_functions(metrics), _model_dtype(model.parameters()),
                         prefix="")
     return results if return_dict else (results["loss"], results.get("accuracy"))
@@ -849,10 +926,17 @@ class _Progress:
 _NOT_PLOTTED = ("epoch", "lr", "time", "samples_per_s", "skipped")
 
 
-def plot_history(history, path):
+def plot_history(history: History, path: str | os.PathLike[str]) -> bool:
     """Save learning curves as a PNG: the loss (per epoch, validation, and per optimizer
-    step as a thin line) and one panel per metric. Needs matplotlib; without it, it warns
-    and returns False."""
+    step as a thin line) and one panel per metric.
+
+    Args:
+        history: History, from fit().
+        path: str or os.PathLike, the PNG file to write.
+
+    Returns:
+        bool: True once saved; False (with a warning) when matplotlib is not installed.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
