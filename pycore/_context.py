@@ -33,8 +33,8 @@ def no_grad() -> Iterator[None]:
     so a served model does not grow its memory, and calling backward raises.
 
     Returns:
-        A context manager (`with pycore.no_grad(): ...`); on exit the previous mode is back,
-        so blocks nest. Other threads keep their own mode.
+        context manager: use it as `with pycore.no_grad(): ...`; on exit the previous mode
+        is back, so blocks nest. Other threads keep their own mode.
     """
     previous = is_grad_enabled()
     _local.grad_enabled = False

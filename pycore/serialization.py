@@ -550,8 +550,8 @@ def load(path: PathT, model: Stateful | None = None, optimizer: Any = None,
             default True.
 
     Returns:
-        With a model: the metadata dict (save's keyword arguments). Without a model:
-        (state_dict, metadata).
+        dict, or (state_dict, metadata): with a model, the metadata dict (save's keyword
+        arguments); without one, the weights as a dict name -> array and the metadata.
     """
     source = os.fspath(path)
     state_dict, opt_state, metadata = read_checkpoint(source)

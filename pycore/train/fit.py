@@ -48,8 +48,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable, Union, cast
+from collections.abc import Iterable, Iterator, Sized
+from typing import TYPE_CHECKING, Any, Callable, Literal, Union, cast
 
 import numpy as np
 
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from typing import TypeGuard  # Python 3.10+, here only for mypy (annotations are not evaluated)
 
     from ..distributed.ddp import DistributedDataParallel
-    from ..nn.module import Module
+    from ..nn.module import Module, Parameter
     from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
     from ..optim.optimizer import Optimizer
     from .callbacks import Callback
@@ -69,6 +69,12 @@ if TYPE_CHECKING:
     MetricT = Union[str, Callable[[Any, Any], float]]
     #: fit's model: a pycore Module, or one already wrapped for data-parallel training.
     ModelT = Union[Module, DistributedDataParallel]
+
+#: A metric as fit computes it: f(logits, target) -> (sum over the batch, count), or None when
+#: it does not apply to these targets.
+MetricFn = Callable[[Any, Any], Union[tuple[float, float], None]]
+#: What a distributed batch's all-reduce gives: (global sums or None, batch loss, batch size, problem).
+_SharedBatch = tuple[Union[np.ndarray, None], float, int, Union[str, None]]
 
 #: What fit(metrics=[...]) accepts: "accuracy", "topK" (top-K accuracy, e.g. "top5"), or a
 #: function f(logits, target) -> float, averaged over samples (see fit's metrics argument).
@@ -189,7 +195,7 @@ class Trainer:
         return state
 
 
-def _callback_keys(callbacks):
+def _callback_keys(callbacks: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     """(key, callback): the key names the class and its rank among callbacks of that class
     ("ModelCheckpoint#0"), so a resumed run matches each saved state to its callback."""
     seen: dict[str, int] = {}
@@ -367,12 +373,12 @@ def fit(model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterabl
     return trainer.history
 
 
-def _is_main():
+def _is_main() -> bool:
     from .. import distributed as dist
     return dist.is_main()
 
 
-def _check_not_wrapped(model):
+def _check_not_wrapped(model: ModelT) -> None:
     """A DistributedDataParallel model in a job of several ranks needs fit(distributed=True):
     without it each rank would log and checkpoint its own shard's numbers."""
     from ..distributed import DistributedDataParallel
@@ -386,17 +392,17 @@ def _is_plateau(scheduler: object) -> TypeGuard[ReduceLROnPlateau]:
     return isinstance(scheduler, ReduceLROnPlateau)
 
 
-def _plateau_monitor(scheduler, val_loader):
+def _plateau_monitor(scheduler: ReduceLROnPlateau, val_loader: Iterable[Any] | None) -> str:
     return scheduler.monitor or ("val_loss" if val_loader is not None else "loss")
 
 
-def _check_loaders(train_loader, val_loader, epochs, steps_per_epoch):
+def _check_loaders(train_loader: Any, val_loader: Any, epochs: int, steps_per_epoch: int | None) -> None:
     _check_loader(train_loader, "train_loader", epochs, steps_per_epoch)
     if val_loader is not None:
         _check_loader(val_loader, "val_loader", epochs, None)
 
 
-def _check_loader(loader, name, epochs, steps_per_epoch):
+def _check_loader(loader: Any, name: str, epochs: int, steps_per_epoch: int | None) -> None:
     try:
         iterator = iter(loader)
     except TypeError:
@@ -409,12 +415,12 @@ def _check_loader(loader, name, epochs, steps_per_epoch):
                                               if name == "train_loader" else ""))
 
 
-def _model_dtype(params):
+def _model_dtype(params: Iterable[Parameter]) -> np.dtype | None:
     dtypes = {p.data.dtype for p in params if p.data.dtype.kind == "f"}
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _log_keys(metric_fns, validation, on_nonfinite):
+def _log_keys(metric_fns: dict[str, MetricFn], validation: bool, on_nonfinite: str) -> tuple[str, ...]:
     names = ["loss"] + list(metric_fns)
     keys = names + (["val_" + k for k in names] if validation else []) + ["lr", "time", "samples_per_s"]
     return tuple(keys + (["skipped"] if on_nonfinite == "skip" else []) + ["epoch"])
@@ -423,8 +429,9 @@ def _log_keys(metric_fns, validation, on_nonfinite):
 class _StepConfig:
     """The per-step settings of one fit() call."""
 
-    def __init__(self, params, clip, max_norm, metric_fns, on_nonfinite, accumulate, dtype, step_scheduler,
-                 steps_per_epoch, world_size):
+    def __init__(self, params: list[Parameter], clip: Callable[..., float] | None, max_norm: float,
+                 metric_fns: dict[str, MetricFn], on_nonfinite: str, accumulate: int, dtype: np.dtype | None,
+                 step_scheduler: Any, steps_per_epoch: int | None, world_size: int | None) -> None:
         self.params, self.clip, self.max_norm = params, clip, max_norm
         self.metric_fns, self.on_nonfinite, self.accumulate = metric_fns, on_nonfinite, accumulate
         self.dtype, self.step_scheduler, self.steps_per_epoch = dtype, step_scheduler, steps_per_epoch
@@ -436,17 +443,18 @@ class _Batches:
     epoch. With it: that many batches from one iteration that continues across epochs, and
     restarts a re-iterable loader when a pass ends (a one-shot iterator running out is an error)."""
 
-    def __init__(self, loader, steps_per_epoch, before_pass=None):
+    def __init__(self, loader: Any, steps_per_epoch: int | None,
+                 before_pass: Callable[[Any], object] | None = None) -> None:
         self.loader, self.steps_per_epoch = loader, steps_per_epoch
         self.before_pass = before_pass  # called with the loader before each pass (a sampler's set_epoch)
-        self.iterator = None
+        self.iterator: Iterator[Any] | None = None
 
-    def _start_pass(self):
+    def _start_pass(self) -> Iterator[Any]:
         if self.before_pass is not None:
             self.before_pass(self.loader)
         return iter(self.loader)
 
-    def epoch(self, epoch):
+    def epoch(self, epoch: int) -> Iterator[Any]:
         if self.steps_per_epoch is None:
             yield from self._start_pass()
             return
@@ -467,14 +475,16 @@ class _Batches:
                     raise ValueError("fit: train_loader yields no batches") from None
 
 
-def _train_epoch(trainer, epoch, batches, config, progress):
+def _train_epoch(trainer: Trainer, epoch: int, batches: _Batches, config: _StepConfig,
+                 progress: _Progress) -> dict[str, Any]:
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     model.train()
     total = config.steps_per_epoch
     if total is None:
+        loader = trainer.train_loader
         try:
-            total = len(trainer.train_loader)
-        except TypeError:
+            total = len(loader) if isinstance(loader, Sized) else None
+        except TypeError:  # a __len__ that refuses (an unsized wrapper)
             total = None
     progress.start_epoch(epoch, total)
     sums = _MetricSums(config.metric_fns)
@@ -500,9 +510,11 @@ def _train_epoch(trainer, epoch, batches, config, progress):
                 grad = grad * grad.dtype.type(n)  # weighted by batch size; divided by the group's total below
             model.backward(grad)
         if shared is not None:
+            assert config.world_size is not None  # shared exists only when distributed
             measured, batch_loss, batch_size, problem = shared(problem, config.world_size)
         group.append((batch_loss, batch_size))
         if problem is None:
+            assert measured is not None  # no problem: this batch (every rank's) was measured
             sums.add(measured)
         if problem is None and (len(group) == config.accumulate or index == total):
             problem = _finish_group(trainer, config, group)
@@ -539,7 +551,8 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     return logs
 
 
-def _share_batch(sums, measured, n, problem):
+def _share_batch(sums: _MetricSums, measured: np.ndarray | None, n: int, problem: str | None,
+                 ) -> Callable[[str | None, int], _SharedBatch]:
     """fit(distributed=True): start summing [this batch's measured values..., 1 if this
     rank's loss is not finite] over the ranks (non-blocking: it travels during backward, so
     it adds no wait of its own). Returns finish(problem, world_size) -> (the global sums,
@@ -551,7 +564,7 @@ def _share_batch(sums, measured, n, problem):
         local[1] = n
     pending = dist.start_allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
 
-    def finish(problem, world_size):
+    def finish(problem: str | None, world_size: int) -> _SharedBatch:
         shared = pending()
         measured, bad_ranks = shared[:-1], int(shared[-1])
         if bad_ranks:
@@ -561,7 +574,7 @@ def _share_batch(sums, measured, n, problem):
     return finish
 
 
-def _finish_group(trainer, config, group):
+def _finish_group(trainer: Trainer, config: _StepConfig, group: list[tuple[float, int]]) -> str | None:
     """Scale the accumulated gradients, check and clip them, and step; the problem or None."""
     params = config.params
     if config.accumulate > 1 and getattr(trainer.loss_fn, "reduction", "mean") != "sum":
@@ -586,7 +599,7 @@ def _finish_group(trainer, config, group):
     return None
 
 
-def _current_lr(optimizer):
+def _current_lr(optimizer: Any) -> float:
     groups = getattr(optimizer, "param_groups", None)
     if groups and isinstance(groups[0], dict) and "lr" in groups[0]:
         return float(groups[0]["lr"])
@@ -616,7 +629,8 @@ def evaluate(model: Module, loss_fn: Any, loader: Iterable[Any], metrics: Metric
     return results if return_dict else (results["loss"], results.get("accuracy"))
 
 
-def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix, distributed=False):
+def _evaluate(model: Any, loss_fn: Any, loader: Any, metric_fns: dict[str, MetricFn], dtype: np.dtype | None,
+              prefix: str, distributed: bool = False) -> dict[str, float]:
     """The loss and metrics over `loader`. distributed: a loader sharded by a
     DistributedSampler is evaluated by every rank on its shard (padding left out) and the
     sums added over the ranks; any other loader holds the whole set: rank 0 evaluates it."""
@@ -650,7 +664,7 @@ def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix, distributed=Fal
 # ---------------------------------------------------------------------------------------------
 # batches and metrics
 # ---------------------------------------------------------------------------------------------
-def _split_batch(batch, dtype):
+def _split_batch(batch: Any, dtype: np.dtype | None) -> tuple[tuple[Any, ...], Any, int]:
     """(model inputs tuple, target, number of samples), float arrays cast to the model's dtype."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError("fit: each batch must be (inputs, targets), ((a, b), targets) or (a, b, targets); build "
@@ -667,13 +681,13 @@ def _split_batch(batch, dtype):
     return inputs, _cast(target, dtype), n
 
 
-def _cast(value, dtype):
+def _cast(value: Any, dtype: np.dtype | None) -> Any:
     if dtype is not None and isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != dtype:
         return value.astype(dtype)
     return value
 
 
-def _metric_functions(metrics):
+def _metric_functions(metrics: Any) -> dict[str, MetricFn]:
     """{name: f(logits, target) -> (sum, count) or None}, from fit's metrics argument."""
     if isinstance(metrics, (str, bytes)) or callable(metrics):
         metrics = (metrics,)
@@ -681,7 +695,8 @@ def _metric_functions(metrics):
         metrics = tuple(metrics)
     except TypeError:
         raise TypeError(f"fit: metrics must be a list of names and functions, got {type(metrics).__name__}") from None
-    out = {}
+    out: dict[str, MetricFn] = {}
+    fn: MetricFn
     for m in metrics:
         if isinstance(m, str) and m == "accuracy":
             name, fn = m, _accuracy
@@ -702,7 +717,7 @@ def _metric_functions(metrics):
     return out
 
 
-def _accuracy(logits, target):
+def _accuracy(logits: Any, target: Any) -> tuple[int, int] | None:
     logits, target = np.asarray(logits), np.asarray(target)
     if target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape:
         valid = target >= 0
@@ -714,8 +729,8 @@ def _accuracy(logits, target):
     return None
 
 
-def _top_k(k):
-    def top_k(logits, target):
+def _top_k(k: int) -> MetricFn:
+    def top_k(logits: Any, target: Any) -> tuple[int, int] | None:
         logits, target = np.asarray(logits), np.asarray(target)
         if not (target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape):
             return None
@@ -729,8 +744,8 @@ def _top_k(k):
     return top_k
 
 
-def _user_metric(fn):
-    def metric(logits, target):
+def _user_metric(fn: Callable[[Any, Any], Any]) -> MetricFn:
+    def metric(logits: Any, target: Any) -> tuple[float, int]:
         value = fn(logits, target)
         try:
             value = float(value)
@@ -749,18 +764,18 @@ class _MetricSums:
     vector, so that fit(distributed=True) adds the ranks' sums with one all-reduce.
     """
 
-    def __init__(self, metric_fns):
+    def __init__(self, metric_fns: dict[str, MetricFn]) -> None:
         self.metric_fns = metric_fns
         self.values = self.measure_nothing()
 
     @property
-    def samples(self):
+    def samples(self) -> int:
         return int(self.values[1])
 
-    def measure_nothing(self):
+    def measure_nothing(self) -> np.ndarray:
         return np.zeros(2 + 2 * len(self.metric_fns))
 
-    def measure(self, loss, logits, target, n):
+    def measure(self, loss: float, logits: Any, target: Any, n: int) -> np.ndarray:
         """One batch's values (a metric that does not apply to the targets counts 0 of 0)."""
         values = self.measure_nothing()
         values[0], values[1] = loss * n, n
@@ -770,10 +785,10 @@ class _MetricSums:
                 values[2 + 2 * i: 4 + 2 * i] = got
         return values
 
-    def add(self, measured):
+    def add(self, measured: np.ndarray) -> None:
         self.values += measured
 
-    def results(self, prefix=""):
+    def results(self, prefix: str = "") -> dict[str, float]:
         loss_sum, samples = self.values[:2]
         out = {prefix + "loss": float(loss_sum / samples) if samples else float("nan")}
         for i, name in enumerate(self.metric_fns):
@@ -783,7 +798,7 @@ class _MetricSums:
         return out
 
 
-def _clip_function():
+def _clip_function() -> Callable[..., float]:
     try:
         from ..optim import clip_grad_norm_
     except ImportError:
@@ -792,7 +807,7 @@ def _clip_function():
     return clip_grad_norm_
 
 
-def _call(callback, hook, trainer, *args):
+def _call(callback: Any, hook: str, trainer: Trainer, *args: Any) -> None:
     method = getattr(callback, hook, None)
     if method is not None:
         method(trainer, *args)
@@ -806,7 +821,7 @@ class _deferred_keyboard_interrupt:
     only Python's default handler is replaced (a user's own handler is left alone).
     """
 
-    def __enter__(self):
+    def __enter__(self) -> _deferred_keyboard_interrupt:
         self.pending = False
         self.installed = (threading.current_thread() is threading.main_thread()
                           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
@@ -814,10 +829,10 @@ class _deferred_keyboard_interrupt:
             signal.signal(signal.SIGINT, self._hold)
         return self
 
-    def _hold(self, signum, frame):
+    def _hold(self, signum: int, frame: Any) -> None:
         self.pending = True
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> Literal[False]:
         if self.installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             if self.pending and exc[0] is None:
@@ -834,7 +849,7 @@ class _Progress:
 
     REFRESH_S = 0.1
 
-    def __init__(self, verbose, epochs, main=True):
+    def __init__(self, verbose: int | None, epochs: int, main: bool = True) -> None:
         if verbose is not None and verbose not in (0, 1, 2):  # True == 1 and False == 0
             raise ValueError(f"fit: verbose must be None, 0, 1 or 2 (or a bool), got {verbose!r}")
         tty = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
@@ -853,7 +868,7 @@ class _Progress:
         self.bar: Any = None  # a tqdm.tqdm bar while an epoch runs in "tqdm" mode (tqdm has no types)
         self.last_draw = 0.0
 
-    def start_epoch(self, epoch, total):
+    def start_epoch(self, epoch: int, total: int | None) -> None:
         self.epoch, self.total = epoch, total
         self.last_draw = 0.0
         if self.mode == "tqdm":
@@ -861,7 +876,7 @@ class _Progress:
                                   leave=True, dynamic_ncols=True)
 
     @staticmethod
-    def _stats(results, rate=None):
+    def _stats(results: dict[str, Any], rate: float | None = None) -> str:
         parts = []
         for key, value in results.items():
             if key in _NOT_PLOTTED:
@@ -873,7 +888,7 @@ class _Progress:
             parts.append(f"{rate:,.0f} samples/s")
         return "  ".join(parts)
 
-    def update(self, step, sums, start):
+    def update(self, step: int, sums: _MetricSums, start: float) -> None:
         """After a batch: redraw at most every REFRESH_S with the running results (sums, a
         _MetricSums) and the rate since `start` (perf_counter at the epoch's start)."""
         if self.mode in ("quiet", "lines"):
@@ -897,7 +912,7 @@ class _Progress:
         sys.stdout.write(f"\repoch {self.epoch}/{self.epochs} {where} {self._stats(results, rate)}")
         sys.stdout.flush()
 
-    def end_epoch(self, epoch, logs):
+    def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.mode == "quiet":
             return
         line = self._stats(logs, logs["samples_per_s"]) + f"  ({logs['time']:.1f} s)"
@@ -911,13 +926,13 @@ class _Progress:
             sys.stdout.write(f"epoch {epoch}/{self.epochs}  {line}\n")
         sys.stdout.flush()
 
-    def interrupted(self, trainer):
+    def interrupted(self, trainer: Trainer) -> None:
         if self.mode != "quiet":
             sys.stdout.write(f"\ninterrupted after {trainer.step} optimizer steps; the weights are those "
                              "of the last complete step\n")
             sys.stdout.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
