@@ -5,10 +5,17 @@ mistake raises an exception that names the argument, what was expected and what
 was received: TypeError for a wrong type or dtype, ValueError for a wrong shape or
 value. Arrays leave these helpers C-contiguous, which is what the kernels read.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+T = TypeVar("T")
 
 INT64_MAX = 2 ** 63 - 1
 INT64_MIN = -2 ** 63
@@ -16,12 +23,12 @@ INT64_MIN = -2 ** 63
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def is_float_dtype(dtype):
+def is_float_dtype(dtype: np.dtype) -> bool:
     """float32 or float64, in either byte order."""
     return dtype.kind == "f" and dtype.itemsize in (4, 8)
 
 
-def float_dtype(dtype, name="dtype"):
+def float_dtype(dtype: DTypeLike, name: str = "dtype") -> np.dtype:
     """Return np.dtype(dtype) if it is float32 or float64, else raise TypeError."""
     try:
         dt = np.dtype(dtype)
@@ -32,7 +39,8 @@ def float_dtype(dtype, name="dtype"):
     return dt
 
 
-def float_array(x, name, dtype=None, ndim=None, layout=None, contiguous=True):
+def float_array(x: Any, name: str, dtype: DTypeLike | None = None, ndim: int | Iterable[int] | None = None,
+                layout: str | None = None, contiguous: bool = True) -> np.ndarray:
     """Return `x` as a C-contiguous float32/float64 ndarray.
 
     contiguous=False checks without copying (the caller checks the sizes it will
@@ -70,7 +78,7 @@ def float_array(x, name, dtype=None, ndim=None, layout=None, contiguous=True):
     return x if x.flags.c_contiguous or not contiguous else np.ascontiguousarray(x)
 
 
-def fits_int64(shape, itemsize, what, name):
+def fits_int64(shape: Iterable[int], itemsize: int, what: str, name: str) -> None:
     """Raise ValueError unless an array of `shape` fits in int64 bytes (checked from the
     shape in Python ints, before anything is allocated or handed to C++)."""
     count = math.prod(int(s) for s in shape)
@@ -79,7 +87,7 @@ def fits_int64(shape, itemsize, what, name):
                          f"for shape {tuple(int(s) for s in shape)}, more than int64 can index")
 
 
-def same_dtype(arrays, names, what):
+def same_dtype(arrays: Sequence[np.ndarray], names: Sequence[str], what: str) -> None:
     """Raise TypeError unless all arrays share one dtype."""
     dtypes = {a.dtype for a in arrays}
     if len(dtypes) > 1:
@@ -87,7 +95,7 @@ def same_dtype(arrays, names, what):
         raise TypeError(f"{what}: arrays must share one dtype, got {listed}")
 
 
-def integer(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+def integer(value: Any, name: str, minimum: int | None = INT64_MIN, maximum: int | None = INT64_MAX) -> int:
     """Return value as a Python int (bool is refused), within [minimum, maximum].
 
     Every int a user passes ends up in C as an int64_t (or smaller): the default bounds
@@ -105,7 +113,8 @@ def integer(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     return value
 
 
-def int_pair(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+def int_pair(value: Any, name: str, minimum: int | None = INT64_MIN,
+             maximum: int | None = INT64_MAX) -> tuple[int, int]:
     """An int or a pair of ints (height, width), as PyTorch's _pair."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -115,7 +124,7 @@ def int_pair(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
     return (v, v)
 
 
-def probability(value, name):
+def probability(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
     if not 0.0 <= float(value) <= 1.0:
@@ -123,7 +132,7 @@ def probability(value, name):
     return float(value)
 
 
-def shape_matches(x, shape, name):
+def shape_matches(x: np.ndarray, shape: Sequence[int | None], name: str) -> None:
     """Raise ValueError unless x.shape == shape (None in shape matches any size)."""
     ok = x.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
     if not ok:
@@ -131,7 +140,7 @@ def shape_matches(x, shape, name):
         raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
 
 
-def gradient_buffer(buf, name, shape, dtype):
+def gradient_buffer(buf: Any, name: str, shape: Iterable[int], dtype: DTypeLike) -> np.ndarray | None:
     """A gradient array updated in place: must already be right, since a copy would lose the writes."""
     if buf is None:
         return None
@@ -146,21 +155,22 @@ def gradient_buffer(buf, name, shape, dtype):
     return buf
 
 
-def choice(value, name, options):
+def choice(value: Any, name: str, options: Iterable[str]) -> str:
     """value if it is one of options (strings), else ValueError listing them."""
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return value
 
 
-def int_single(value, name, minimum=INT64_MIN, maximum=INT64_MAX):
+def int_single(value: Any, name: str, minimum: int | None = INT64_MIN, maximum: int | None = INT64_MAX) -> int:
     """An int, or a 1-tuple/list holding one (PyTorch's 1-D hyper-parameters accept both)."""
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
     return integer(value, name, minimum=minimum, maximum=maximum)
 
 
-def real(value, name, minimum=None, maximum=None, exclusive_minimum=False, finite=False):
+def real(value: Any, name: str, minimum: float | None = None, maximum: float | None = None,
+         exclusive_minimum: bool = False, finite: bool = False) -> float:
     """Return value as a Python float (bool is refused: True is not a slope), within
     [minimum, maximum] (or above minimum with exclusive_minimum=True, as eps > 0);
     finite=True also refuses inf and nan (ValueError)."""
@@ -179,7 +189,7 @@ def real(value, name, minimum=None, maximum=None, exclusive_minimum=False, finit
     return value
 
 
-def optional_float_array(a, name, dtype, shape):
+def optional_float_array(a: Any, name: str, dtype: DTypeLike, shape: Sequence[int | None]) -> np.ndarray | None:
     """None, or a float array of `dtype` whose shape matches `shape` (None entries: any size)."""
     if a is None:
         return None
@@ -188,7 +198,7 @@ def optional_float_array(a, name, dtype, shape):
     return a
 
 
-def grad_like(grad_output, reference, what="the output's"):
+def grad_like(grad_output: Any, reference: np.ndarray, what: str = "the output's") -> np.ndarray:
     """grad_output as a float array of reference's dtype and shape (the incoming gradient of
     an output that had reference's shape), else TypeError/ValueError naming grad_output."""
     grad_output = float_array(grad_output, "grad_output", dtype=reference.dtype)
@@ -197,7 +207,7 @@ def grad_like(grad_output, reference, what="the output's"):
     return grad_output
 
 
-def context(ctx, expected_type, op):
+def context(ctx: object, expected_type: type[T], op: str) -> T:
     """ctx, if it is what op's forward returned (an instance of expected_type), else
     TypeError: a backward never trusts a hand-built stand-in."""
     if not isinstance(ctx, expected_type):
@@ -216,11 +226,11 @@ class ResolvedCache:
     keep changing.
     """
 
-    def __init__(self, size=256):
-        self._entries = {}
+    def __init__(self, size: int = 256) -> None:
+        self._entries: dict[Hashable, Any] = {}
         self._size = size
 
-    def get(self, key, resolve, *args):
+    def get(self, key: Hashable, resolve: Callable[..., T], *args: Any) -> T:
         """The cached value for key, else resolve(*args), kept for next time."""
         value = self._entries.get(key)
         if value is None:

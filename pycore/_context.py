@@ -1,7 +1,11 @@
 """Process-wide switches: gradient mode, the random generator, debug (anomaly) mode."""
+from __future__ import annotations
+
 import contextlib
 import copy
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -13,15 +17,25 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def is_grad_enabled():
-    """False inside `no_grad()`: forwards then cache nothing for a backward."""
+def is_grad_enabled() -> bool:
+    """Whether forwards on this thread keep what a backward needs.
+
+    Returns:
+        bool: False inside `no_grad()` (forwards then cache nothing for a backward), True
+        otherwise.
+    """
     return _local.grad_enabled
 
 
 @contextlib.contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Inference mode for the current thread: modules keep no activations for backward,
-    so a served model does not grow its memory, and calling backward raises."""
+    so a served model does not grow its memory, and calling backward raises.
+
+    Returns:
+        context manager: use it as `with pycore.no_grad(): ...`; on exit the previous mode
+        is back, so blocks nest. Other threads keep their own mode.
+    """
     previous = is_grad_enabled()
     _local.grad_enabled = False
     try:
@@ -33,25 +47,46 @@ def no_grad():
 _generator = np.random.default_rng()
 
 
-def manual_seed(seed):
-    """Seed pycore's generator (weight initialisation, dropout masks, shuffling defaults)."""
+def manual_seed(seed: Any) -> np.random.Generator:
+    """Seed pycore's generator (weight initialisation, dropout masks, shuffling defaults).
+
+    Args:
+        seed: anything numpy.random.default_rng accepts (an int, a sequence of ints, a
+            SeedSequence or None for fresh entropy).
+
+    Returns:
+        numpy.random.Generator: the new generator, which pycore uses from now on.
+    """
     global _generator
     _generator = np.random.default_rng(seed)
     return _generator
 
 
-def default_generator():
+def default_generator() -> np.random.Generator:
+    """The generator pycore draws from now (replaced by manual_seed and set_rng_state)."""
     return _generator
 
 
-def get_rng_state():
-    """The generator's state as a plain dict (JSON-safe), for checkpoints."""
-    return _generator.bit_generator.state
+def get_rng_state() -> dict[str, Any]:
+    """The state of pycore's generator, for checkpoints.
+
+    Returns:
+        dict: numpy's `bit_generator.state`, a plain dict (JSON-safe) that set_rng_state
+        accepts.
+    """
+    return dict(_generator.bit_generator.state)  # typed a Mapping; numpy makes a new dict per call
 
 
-def set_rng_state(state):
-    """Put pycore's generator in `state` (from get_rng_state()); ValueError, with nothing
-    changed, for a state that is not one of numpy's bit generators."""
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put pycore's generator in `state`.
+
+    Args:
+        state: dict, a numpy bit generator state as get_rng_state() returns it; its
+            'bit_generator' names one of PCG64, PCG64DXSM, MT19937, Philox or SFC64.
+
+    Raises ValueError, with nothing changed, for a state that is not one of numpy's bit
+    generators.
+    """
     global _generator
     _generator = generator_from_state(state, "rng_state")
 
@@ -62,7 +97,7 @@ _BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG6
                                                  np.random.Philox, np.random.SFC64)}
 
 
-def generator_from_state(state, what):
+def generator_from_state(state: Any, what: str) -> np.random.Generator:
     """A new numpy Generator set to `state` (a bit_generator.state dict); ValueError naming
     `what` when the state is malformed. Nothing global is touched."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
@@ -80,16 +115,24 @@ def generator_from_state(state, what):
 _debug = False
 
 
-def set_debug(enabled=True):
+def set_debug(enabled: bool = True) -> None:
     """Anomaly mode: when on, every module checks its forward output and its backward
     gradients (input and parameters) for NaN/Inf and raises FloatingPointError naming the
-    first layer that produced one. Costs a pass over each array; off by default."""
+    first layer that produced one. Costs a pass over each array; off by default.
+
+    Args:
+        enabled: bool, turn anomaly mode on (True, the default) or off (False); any value
+            is read by its truth.
+    """
     global _debug
     _debug = bool(enabled)
 
 
-def is_debug():
-    """Returns:
-        True while anomaly mode (pycore.set_debug(True)) is on: modules check every output
-        and gradient for NaN/Inf."""
+def is_debug() -> bool:
+    """Whether anomaly mode is on.
+
+    Returns:
+        bool: True while anomaly mode (pycore.set_debug(True)) is on: modules check every
+        output and gradient for NaN/Inf.
+    """
     return _debug

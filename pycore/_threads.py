@@ -12,7 +12,12 @@ MAX_THREADS_PER_CPU = 4
 
 
 def get_num_threads() -> int:
-    """Threads each kernel uses (default: OMP_NUM_THREADS, else the CPUs this process may use)."""
+    """The number of threads each kernel uses.
+
+    Returns:
+        int: the count set by set_num_threads, else OMP_NUM_THREADS, else the CPUs this
+        process may use.
+    """
     return _C.get_num_threads()
 
 
@@ -25,6 +30,9 @@ def set_num_threads(n: int) -> None:
 
     At most MAX_THREADS_PER_CPU (4) threads per CPU of the machine: more only adds
     switching (a count in the thousands would start thousands of OpenMP threads).
+
+    Args:
+        n: int, the thread count, from 1 to 4 times os.cpu_count(); ValueError outside.
     """
     n = integer(n, "n", minimum=1, maximum=MAX_THREADS_PER_CPU * (os.cpu_count() or 1))
     if _C.in_forked_child() and n > 1:
@@ -40,7 +48,11 @@ SIMD_PATHS = {"avx512": "avx512f", "avx512f": "avx512f", "avx2": "avx2+fma", "av
 
 
 def simd_path() -> str:
-    """The instruction set every kernel runs on: 'avx512f', 'avx2+fma' or 'generic' (SSE2)."""
+    """The instruction set every kernel runs on.
+
+    Returns:
+        str: 'avx512f', 'avx2+fma' or 'generic' (SSE2).
+    """
     return _C.simd_path()
 
 
@@ -49,7 +61,13 @@ def set_simd_path(name: str) -> None:
     'avx512' ('avx512f'), 'avx2' ('avx2+fma'), 'generic' (the SSE2 baseline) or 'auto'
     (the best this CPU has, the default). For benchmarks and tests; the environment
     variable PYCORE_SIMD, read when pycore is imported, does the same for a whole process.
-    Raises ValueError for another name and RuntimeError when the CPU lacks it."""
+
+    Args:
+        name: str, one of 'avx512', 'avx512f', 'avx2', 'avx2+fma', 'generic' or 'auto'
+            (any case).
+
+    Raises ValueError for another name and RuntimeError when the CPU lacks it.
+    """
     if not isinstance(name, str) or name.lower() not in SIMD_PATHS:
         raise ValueError(f"simd path: expected one of {', '.join(SIMD_PATHS)}, got {name!r}")
     if not _C.set_simd_path(SIMD_PATHS[name.lower()]):
@@ -68,7 +86,11 @@ def _simd_path_from_environment() -> None:
 
 
 def show_config(file: Optional[IO[str]] = None) -> None:
-    """Print how pycore was built and what it uses at run time, like numpy.show_config()."""
+    """Print how pycore was built and what it uses at run time, like numpy.show_config().
+
+    Args:
+        file: a text stream to print to; default None, sys.stdout.
+    """
     import numpy
 
     from . import __version__

@@ -19,14 +19,32 @@ changes the dataset. Two hooks shape the batches:
     collate_fn(*arrays) -> batch          what the loader yields, e.g.
                                           lambda x, side, y: ((x, side), y)
 """
+from __future__ import annotations
+
 __all__ = ["DataLoader"]
 
 import copy
+from collections.abc import Iterator
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from ._checks import integer
 from ._context import default_generator, generator_from_state
+
+
+class Sampler(Protocol):
+    """What DataLoader(sampler=...) takes: an iterable of sample indices with len()."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __len__(self) -> int: ...
+
+
+#: DataLoader's transform hook: (inputs batch, rng) -> inputs batch.
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+#: DataLoader's collate_fn hook: (*batch arrays) -> what the loader yields.
+CollateFn = Callable[..., Any]
 
 
 class DataLoader:
@@ -52,8 +70,9 @@ class DataLoader:
     epoch.
     """
 
-    def __init__(self, *arrays, batch_size=1, shuffle=False, drop_last=False, seed=None,
-                 transform=None, collate_fn=None, sampler=None):
+    def __init__(self, *arrays: np.ndarray, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = None, transform: Transform | None = None,
+                 collate_fn: CollateFn | None = None, sampler: Sampler | None = None) -> None:
         if not arrays:
             raise ValueError("DataLoader: expected at least one array, got none")
         checked = []
@@ -90,14 +109,15 @@ class DataLoader:
         self._resume_at = 0  # batches to skip on the next iteration (after load_state_dict)
 
     @property
-    def num_samples(self):
+    def num_samples(self) -> int:
+        """Samples per epoch: the arrays' length, or the sampler's."""
         return len(self.arrays[0]) if self.sampler is None else len(self.sampler)
 
-    def __len__(self):
+    def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
         return full if (self.drop_last or rest == 0) else full + 1
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         self._epoch_start_state = self._generator.bit_generator.state
         order = self._generator.permutation(self.num_samples) if self.shuffle else None
         if self.sampler is not None:
@@ -119,13 +139,14 @@ class DataLoader:
         self._batches_done = 0
 
     # -- resuming --------------------------------------------------------------------
-    def state_dict(self):
-        """Where the loader stands, as plain values (ints, strings, dicts):
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands.
 
-        generator: the shuffling generator's state at the start of the current epoch
-            (or of the next one, between epochs);
-        batches_done: batches already yielded in the current epoch (0 between epochs);
-        epoch: epochs started so far.
+        Returns:
+            dict of plain values (ints, strings, dicts): generator (the shuffling
+            generator's state at the start of the current epoch, or of the next one
+            between epochs), batches_done (batches already yielded in the current epoch; 0
+            between epochs), epoch (epochs started so far) and seed.
         """
         in_epoch = self._batches_done not in (0, len(self))
         generator = self._epoch_start_state if in_epoch else self._generator.bit_generator.state
@@ -133,9 +154,13 @@ class DataLoader:
                 "batches_done": self._batches_done if in_epoch else 0,
                 "generator": copy.deepcopy(generator), "seed": self.seed}
 
-    def load_state_dict(self, state):
-        """Continue from `state` (from state_dict()): the next iteration yields the rest
-        of the interrupted epoch, or the next epoch, exactly as the original loader would."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state`: the next iteration yields the rest of the interrupted
+        epoch, or the next epoch, exactly as the original loader would.
+
+        Args:
+            state: dict, from state_dict() of a loader over the same data and batch size.
+        """
         if not isinstance(state, dict) or not {"epoch", "batches_done", "generator"} <= set(state):
             raise ValueError("DataLoader.load_state_dict: expected a dict with keys 'epoch', "
                              f"'batches_done' and 'generator', got {state!r:.200}")
@@ -153,7 +178,7 @@ class DataLoader:
         self._resume_at = done
         self.seed = seed
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shapes = ", ".join(str(a.shape) for a in self.arrays)
         return (f"DataLoader({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, seed={self.seed})")

@@ -13,6 +13,8 @@ word_language_model do: stream b is the b-th contiguous slice of the text, and c
 chunks of a stream follow each other, so a recurrent model carries its state from one chunk
 to the next (truncated backpropagation through time).
 """
+from __future__ import annotations
+
 __all__ = ["load_mnist", "mnist_available", "download_mnist", "read_idx", "verify_file", "file_digest",
            "load_digits", "CharVocab", "split_corpus", "StreamBatches", "MNIST_FILES", "default_cache_dir"]
 
@@ -23,10 +25,18 @@ import pathlib
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import integer
+
+#: A file or folder name.
+PathT = Union[str, "os.PathLike[str]"]
+#: (images, labels) arrays.
+Pair = tuple[np.ndarray, np.ndarray]
 
 #: The four MNIST files: name -> MD5 (as torchvision lists them; the files are the same on every
 #: mirror). download_mnist checks every file it fetches against it.
@@ -43,8 +53,12 @@ MNIST_MIRRORS = (
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049  # IDX: 0x0000 0x08 (uint8) 0x03 / 0x01 (dims)
 
 
-def default_cache_dir():
-    """Where downloads go: $XDG_CACHE_HOME/pycore or ~/.cache/pycore."""
+def default_cache_dir() -> pathlib.Path:
+    """Where downloads go.
+
+    Returns:
+        pathlib.Path: $XDG_CACHE_HOME/pycore, or ~/.cache/pycore without XDG_CACHE_HOME.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "pycore"
 
@@ -52,14 +66,24 @@ def default_cache_dir():
 # ---------------------------------------------------------------------------------------------
 # MNIST
 # ---------------------------------------------------------------------------------------------
-def read_idx(path, expected_magic, expected_dims=None):
+def read_idx(path: PathT, expected_magic: int, expected_dims: Iterable[int] | None = None) -> np.ndarray:
     """Read one IDX file (gzip'ed or raw) as a uint8 array, checking magic number and size.
 
     IDX: big-endian int32 magic (2051 for images, 2049 for labels), one big-endian int32
-    per dimension, then the uint8 values in C order.
+    per dimension, then the uint8 values in C order. A truncated or wrong file raises
+    ValueError naming it.
+
+    Args:
+        path: str or os.PathLike, the file (gzip'ed when its name ends in .gz).
+        expected_magic: int, the magic number the file must start with (2051 or 2049).
+        expected_dims: the dimensions after the first (e.g. (28, 28) for MNIST images, ()
+            for labels), or None (the default) to accept any.
+
+    Returns:
+        ndarray: uint8, of the dimensions the header gives (a copy, writable).
     """
     path = pathlib.Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
             blob = f.read()
@@ -86,7 +110,7 @@ def read_idx(path, expected_magic, expected_dims=None):
     return np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
-def _find_mnist_dir(path, cache_dir):
+def _find_mnist_dir(path: PathT | None, cache_dir: PathT | None) -> pathlib.Path | None:
     candidates = []
     if path is not None:
         candidates.append(pathlib.Path(path))
@@ -99,7 +123,7 @@ def _find_mnist_dir(path, cache_dir):
     return None
 
 
-def _mnist_file(folder, gz_name):
+def _mnist_file(folder: pathlib.Path, gz_name: str) -> pathlib.Path | None:
     """The file for gz_name in folder: the .gz itself or its uncompressed twin."""
     for name in (gz_name, gz_name[:-3]):
         if (folder / name).is_file():
@@ -107,20 +131,37 @@ def _mnist_file(folder, gz_name):
     return None
 
 
-def mnist_available(path=None, cache_dir=None):
-    """True when load_mnist(path) would find the four files without downloading."""
+def mnist_available(path: PathT | None = None, cache_dir: PathT | None = None) -> bool:
+    """Whether load_mnist would find the four files without downloading.
+
+    Args:
+        path: str or os.PathLike, a folder to look in first; default None.
+        cache_dir: the cache folder, as load_mnist's; default None.
+
+    Returns:
+        bool: True when load_mnist(path, cache_dir=cache_dir) would find all four files.
+    """
     return _find_mnist_dir(path, cache_dir) is not None
 
 
-def load_mnist(path=None, download=False, cache_dir=None):
-    """Load MNIST: ((x_train, y_train), (x_test, y_test)).
+def load_mnist(path: PathT | None = None, download: bool = False,
+               cache_dir: PathT | None = None) -> tuple[Pair, Pair]:
+    """Load MNIST.
 
-    x: uint8 (N, 28, 28) with N = 60000 / 10000; y: int64 (N,) in 0..9.
     Looks for the four IDX files (train-images-idx3-ubyte[.gz], ...) in `path`, then in
-    $PYCORE_DATA/mnist, then in the cache (cache_dir, default ~/.cache/pycore/mnist).
-    download=True fetches missing files into the cache from public mirrors and checks
-    each against its published MD5 before using it. A truncated or wrong file raises a
-    ValueError naming it.
+    $PYCORE_DATA/mnist, then in the cache. A truncated or wrong file raises a ValueError
+    naming it; no files (and download=False) raises FileNotFoundError.
+
+    Args:
+        path: str or os.PathLike, the folder to look in first; default None.
+        download: bool, fetch missing files into the cache from public mirrors, checking
+            each against its published MD5 before using it; default False.
+        cache_dir: str or os.PathLike, the cache folder; default None:
+            default_cache_dir() / "mnist" (~/.cache/pycore/mnist).
+
+    Returns:
+        ((x_train, y_train), (x_test, y_test)): x uint8 (N, 28, 28) with N = 60000 /
+        10000; y int64 (N,) in 0..9.
     """
     folder = _find_mnist_dir(path, cache_dir)
     if folder is None and download:
@@ -134,9 +175,10 @@ def load_mnist(path=None, download=False, cache_dir=None):
         raise FileNotFoundError("load_mnist: the four MNIST files (train-images-idx3-ubyte.gz, ...) are "
                                 f"not in {', '.join(where)}; pass path=DIR or download=True")
 
-    def pair(prefix):
-        images = read_idx(_mnist_file(folder, f"{prefix}-images-idx3-ubyte.gz"), _IMAGES_MAGIC, (28, 28))
-        labels = read_idx(_mnist_file(folder, f"{prefix}-labels-idx1-ubyte.gz"), _LABELS_MAGIC, ())
+    def pair(prefix: str) -> Pair:
+        assert folder is not None  # raised above otherwise
+        images = read_idx(_found(folder, f"{prefix}-images-idx3-ubyte.gz"), _IMAGES_MAGIC, (28, 28))
+        labels = read_idx(_found(folder, f"{prefix}-labels-idx1-ubyte.gz"), _LABELS_MAGIC, ())
         if len(images) != len(labels):
             raise ValueError(f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels")
         if labels.max(initial=0) > 9:
@@ -146,15 +188,24 @@ def load_mnist(path=None, download=False, cache_dir=None):
     return pair("train"), pair("t10k")
 
 
-def file_digest(path, algorithm="md5"):
+def _found(folder: pathlib.Path, gz_name: str) -> pathlib.Path:
+    """_mnist_file for a folder _find_mnist_dir or download_mnist vouched for."""
+    found = _mnist_file(folder, gz_name)
+    if found is None:
+        raise FileNotFoundError(f"{folder}: {gz_name} (or its uncompressed twin) is gone")
+    return found
+
+
+def file_digest(path: PathT, algorithm: str = "md5") -> str:
     """The hex digest of a file, read in 1 MiB blocks (files larger than memory are fine).
 
     Args:
-        path: the file.
-        algorithm: any name hashlib.new accepts ("md5", as MNIST_FILES lists, "sha256", ...).
+        path: str or os.PathLike, the file.
+        algorithm: any name hashlib.new accepts ("md5", the default, as MNIST_FILES lists,
+            "sha256", ...).
 
     Returns:
-        The digest as a lowercase hex string.
+        str: the digest as a lowercase hex string.
     """
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
@@ -163,20 +214,34 @@ def file_digest(path, algorithm="md5"):
     return h.hexdigest()
 
 
-def verify_file(path, expected, algorithm="md5"):
-    """Raise ValueError unless the file's digest equals `expected`."""
+def verify_file(path: PathT, expected: str, algorithm: str = "md5") -> None:
+    """Raise ValueError unless the file's digest equals `expected`.
+
+    Args:
+        path: str or os.PathLike, the file.
+        expected: str, the hex digest it must have (any case).
+        algorithm: any name hashlib.new accepts; default "md5".
+    """
     got = file_digest(path, algorithm)
     if got != expected.lower():
         raise ValueError(f"{path}: {algorithm} checksum {got} does not match the expected {expected} "
                          "(incomplete or tampered download)")
 
 
-def download_mnist(folder, mirrors=MNIST_MIRRORS, files=None, timeout=60):
+def download_mnist(folder: PathT, mirrors: Iterable[str] = MNIST_MIRRORS, files: Mapping[str, str] | None = None,
+                   timeout: float = 60) -> None:
     """Fetch the MNIST files missing from `folder`, verifying each checksum before it is kept.
 
     Each file is downloaded to a temporary name, verified, then renamed into place, so a
-    failed or corrupted download never leaves a file that load_mnist would pick up.
-    `files` maps names to MD5 digests (default MNIST_FILES).
+    failed or corrupted download never leaves a file that load_mnist would pick up. A file
+    already there is verified instead (ValueError when it does not match). OSError when no
+    mirror gives a verified copy.
+
+    Args:
+        folder: str or os.PathLike, created if missing.
+        mirrors: base URLs tried in order for each file; default MNIST_MIRRORS.
+        files: dict mapping names to MD5 digests; default None: MNIST_FILES.
+        timeout: float, seconds each connection may wait; default 60.
     """
     import urllib.request  # here, not at the top: it pulls in http, ssl and email (~20 ms of every import pycore)
 
@@ -209,12 +274,15 @@ def download_mnist(folder, mirrors=MNIST_MIRRORS, files=None, timeout=60):
 # ---------------------------------------------------------------------------------------------
 # scikit-learn's digits
 # ---------------------------------------------------------------------------------------------
-def load_digits():
-    """scikit-learn's handwritten digits (UCI, 1797 images): (x, y).
+def load_digits() -> Pair:
+    """scikit-learn's handwritten digits (UCI, 1797 images).
 
-    x: float32 (1797, 8, 8) scaled to [0, 1] (the raw values are 0..16); y: int64 (1797,).
     The data ships inside scikit-learn, so this works offline; install it with
     `pip install "pycore[examples]"` (or `pip install scikit-learn`).
+
+    Returns:
+        (x, y): x float32 (1797, 8, 8) scaled to [0, 1] (the raw values are 0..16);
+        y int64 (1797,) in 0..9.
     """
     try:
         from sklearn.datasets import load_digits as sklearn_digits
@@ -233,33 +301,46 @@ class CharVocab:
     """The characters of a text, each mapped to an id 0..len-1 (in sorted order).
 
         vocab = CharVocab(text); ids = vocab.encode("hello"); vocab.decode(ids) == "hello"
+
+    Args:
+        text: str, the text whose distinct characters make the vocabulary (sorted).
+        chars: the alphabet in id order (an iterable of single characters, no repeats),
+            e.g. from state_dict(). Give exactly one of text and chars.
     """
 
-    def __init__(self, text=None, chars=None):
+    def __init__(self, text: str | None = None, chars: Iterable[str] | None = None) -> None:
         if (text is None) == (chars is None):
             raise TypeError("CharVocab: give exactly one of text= (to build from) or chars= (the alphabet)")
-        source = text if text is not None else "".join(chars)
+        alphabet = None if chars is None else list(chars)  # read once: chars may be an iterator
+        source = text if alphabet is None else "".join(alphabet)
         if not isinstance(source, str):
             raise TypeError(f"CharVocab: expected a str, got {type(source).__name__}")
         if not source:
             raise ValueError("CharVocab: the text is empty")
-        self.chars = sorted(set(source)) if text is not None else list(chars)
+        self.chars = sorted(set(source)) if alphabet is None else alphabet
         if len(set(self.chars)) != len(self.chars):
             raise ValueError("CharVocab: chars= repeats a character")
         self._index = {c: i for i, c in enumerate(self.chars)}
         # a lookup table for the common case (all code points small): encode in one numpy pass
         top = max(map(ord, self.chars))
-        self._table = None
+        self._table: np.ndarray | None = None
         if top < 1 << 16:
             self._table = np.full(top + 1, -1, dtype=np.int64)
             for c, i in self._index.items():
                 self._table[ord(c)] = i
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.chars)
 
-    def encode(self, text):
-        """str -> int64 array of ids; ValueError naming a character not in the vocabulary."""
+    def encode(self, text: str) -> np.ndarray:
+        """Map characters to ids; ValueError naming a character not in the vocabulary.
+
+        Args:
+            text: str.
+
+        Returns:
+            ndarray: int64 (len(text),), the ids.
+        """
         if not isinstance(text, str):
             raise TypeError(f"CharVocab.encode: expected a str, got {type(text).__name__}")
         if self._table is not None:
@@ -276,27 +357,55 @@ class CharVocab:
             raise ValueError(f"CharVocab.encode: character {bad!r} is not in the vocabulary")
         return ids
 
-    def decode(self, ids):
-        """Sequence of ids -> str; ValueError for an id outside 0..len-1."""
+    def decode(self, ids: ArrayLike) -> str:
+        """Map ids back to characters; ValueError for an id outside 0..len-1.
+
+        Args:
+            ids: integer array (any shape, read in C order) or sequence of ids.
+
+        Returns:
+            str: the characters.
+        """
         ids = np.asarray(ids).ravel()
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(self.chars)):
             raise ValueError(f"CharVocab.decode: ids must be integers in 0..{len(self.chars) - 1}, "
                              f"got values in {ids.min()}..{ids.max()} (dtype {ids.dtype})")
         return "".join(self.chars[i] for i in ids.tolist())
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, str]:
+        """The vocabulary as checkpoint metadata.
+
+        Returns:
+            dict: {'chars': the alphabet in id order, as one str}.
+        """
         return {"chars": "".join(self.chars)}
 
     @classmethod
-    def from_state_dict(cls, state):
+    def from_state_dict(cls, state: Mapping[str, str]) -> CharVocab:
+        """Rebuild a vocabulary from state_dict()'s value.
+
+        Args:
+            state: dict {'chars': str}.
+
+        Returns:
+            CharVocab: with the same ids.
+        """
         return cls(chars=list(state["chars"]))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CharVocab({len(self)} characters)"
 
 
-def split_corpus(ids, val_fraction=0.1):
-    """Split a 1-D id array into (train, validation): the last val_fraction of the text validates."""
+def split_corpus(ids: ArrayLike, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Split a 1-D id array in two: the last val_fraction of the text validates.
+
+    Args:
+        ids: 1-D array, the corpus (CharVocab.encode of the text).
+        val_fraction: float in (0, 1), the share that validates; default 0.1.
+
+    Returns:
+        (train, validation): views of the first and last parts of ids.
+    """
     ids = np.asarray(ids)
     if ids.ndim != 1:
         raise ValueError(f"split_corpus: ids must be 1-D, got shape {ids.shape}")
@@ -316,9 +425,14 @@ class StreamBatches:
         y: int64 (batch_size, T)   the next id of each position (the target)
     Iterating yields (x, y) chunks in order; carry a recurrent state from one chunk to the
     next. len() is the number of chunks.
+
+    Args:
+        ids: 1-D integer array, the corpus (at least 2 ids per stream).
+        batch_size: int >= 1, the number of parallel streams.
+        seq_len: int >= 1, the steps per chunk.
     """
 
-    def __init__(self, ids, batch_size, seq_len):
+    def __init__(self, ids: ArrayLike, batch_size: int, seq_len: int) -> None:
         from .train.tbptt import batchify  # here, not at the top: pycore.train imports this module's users
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
@@ -331,15 +445,16 @@ class StreamBatches:
         self.streams = batchify(ids.astype(np.int64, copy=False), self.batch_size)  # (batch_size, S)
 
     @property
-    def stream_len(self):
+    def stream_len(self) -> int:
+        """The ids in each stream (S)."""
         return self.streams.shape[1]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return -(-(self.stream_len - 1) // self.seq_len)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from .train.tbptt import tbptt_batches
         return tbptt_batches(self.streams, self.seq_len, batch_first=True)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"StreamBatches({self.batch_size} streams of {self.stream_len} ids, seq_len={self.seq_len})"

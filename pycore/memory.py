@@ -46,19 +46,32 @@ handler_name = _C.memory_handler_name
 
 
 def stats() -> dict[str, int]:
-    """dict: hits and misses (requests served from the cache / from the system), cached_bytes
-    (free blocks kept now), cache_limit, live_blocks (blocks in use)."""
+    """The pool's counters.
+
+    Returns:
+        dict: hits and misses (requests served from the cache / from the system),
+        cached_bytes (free blocks kept now), cache_limit, live_blocks (blocks in use).
+    """
     return _C.memory_stats()
 
 
 def cache_limit() -> int:
-    """The most bytes of free blocks the pool keeps."""
+    """The most bytes of free blocks the pool keeps.
+
+    Returns:
+        int: the limit in bytes (PYCORE_MEMORY_CACHE_MB at import, else 256 MiB, until
+        set_cache_limit changes it).
+    """
     return stats()["cache_limit"]
 
 
 def set_cache_limit(nbytes: int) -> None:
-    """Keep at most `nbytes` of free blocks (0: keep none, every freed block goes back to
-    the system). Frees the cache now if it holds more."""
+    """Keep at most `nbytes` of free blocks. Frees the cache now if it holds more.
+
+    Args:
+        nbytes: int >= 0, the limit in bytes (0: keep none, every freed block goes back to
+            the system).
+    """
     _C.memory_set_cache_limit(integer(nbytes, "nbytes", minimum=0))
 
 

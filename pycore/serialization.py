@@ -27,6 +27,8 @@ killed at any moment leaves either the old checkpoint or the new one, never a mi
 exception during a save leaves the old file untouched. Temporary files left by a killed
 save are removed by the next save to the same path.
 """
+from __future__ import annotations
+
 __all__ = ["save", "load", "save_safetensors", "load_safetensors", "CheckpointError"]
 
 import base64
@@ -39,8 +41,26 @@ import re
 import struct
 import threading
 import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, Union, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+
+class Stateful(Protocol):
+    """A model as save and load see it: PyTorch's state_dict()/load_state_dict() pair (a
+    pycore Module, or a DistributedDataParallel around one)."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, strict: bool = ...) -> Any: ...
+
+
+#: A file name.
+PathT = Union[str, "os.PathLike[str]"]
+#: What save takes as the model: a Module, or its state_dict (name -> array).
+ModelOrState = Union[Stateful, Mapping[str, ArrayLike]]
 
 FORMAT_NAME = "pycore"
 FORMAT_VERSION = "1"
@@ -67,24 +87,41 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # the safetensors container
 # ---------------------------------------------------------------------------------------------
-def save_safetensors(path, tensors, metadata=None):
-    """Write a dict name -> numpy array (and an optional str -> str metadata map) atomically.
+def save_safetensors(path: PathT, tensors: Mapping[str, ArrayLike], metadata: Mapping[str, str] | None = None,
+                     ) -> None:
+    """Write arrays (and an optional metadata map) as a safetensors file, atomically.
 
     Arrays keep their dtype and shape; they are stored little-endian and C-ordered.
+
+    Args:
+        path: str or os.PathLike, the file, replaced atomically.
+        tensors: dict name -> numpy array (float16/32/64, int8-64, uint8-64 or bool); no
+            name may be '__metadata__'.
+        metadata: dict str -> str, stored in the header's __metadata__; default None.
     """
     header, payload = _encode_container(tensors, metadata or {})
     _atomic_write(path, (header, *payload))
 
 
-def load_safetensors(path):
-    """Read a safetensors file: returns (tensors, metadata), both dicts. Validates everything;
-    raises CheckpointError for a malformed file. Works on files written by PyTorch too."""
+def load_safetensors(path: PathT) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file (pycore's or PyTorch's). Validates everything; raises
+    CheckpointError for a malformed file.
+
+    Args:
+        path: str or os.PathLike, the file.
+
+    Returns:
+        (tensors, metadata): dict name -> array (native byte order, a fresh copy), and the
+        header's __metadata__ dict str -> str (without pycore's checksum).
+    """
     tensors, metadata, _ = _read_container(path)
     return tensors, metadata
 
 
-def _encode_container(tensors, metadata):
-    entries, payload, offset = {}, [], 0
+def _encode_container(tensors: Mapping[str, ArrayLike], metadata: Mapping[str, str]) -> tuple[bytes, list[bytes]]:
+    entries: dict[str, dict[str, Any]] = {}
+    payload: list[bytes] = []
+    offset = 0
     for name, array in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"save: tensor names must be strings other than '__metadata__', got {name!r}")
@@ -109,7 +146,7 @@ def _encode_container(tensors, metadata):
     return struct.pack("<Q", len(text)) + text, payload
 
 
-def _checksum(entries, metadata, payload):
+def _checksum(entries: Mapping[str, Any], metadata: Mapping[str, str], payload: Iterable[bytes | memoryview]) -> str:
     """SHA-256 of the header (canonical JSON, without the checksum itself) and the payload."""
     h = hashlib.sha256()
     h.update(json.dumps({"tensors": entries, "metadata": metadata}, sort_keys=True,
@@ -119,7 +156,7 @@ def _checksum(entries, metadata, payload):
     return h.hexdigest()
 
 
-def _read_container(path):
+def _read_container(path: PathT) -> tuple[dict[str, np.ndarray], dict[str, str], bool]:
     """Parse and validate a safetensors file: (tensors, metadata, had_checksum)."""
     name = os.fspath(path)
     try:
@@ -128,7 +165,7 @@ def _read_container(path):
     except FileNotFoundError:
         raise FileNotFoundError(f"load: no checkpoint at {name!r}") from None
 
-    def bad(why):
+    def bad(why: str) -> CheckpointError:
         return CheckpointError(f"{name}: not a valid pycore/safetensors checkpoint: {why}")
 
     if len(blob) < 8:
@@ -148,7 +185,7 @@ def _read_container(path):
     if not raw.lstrip().startswith(b"{"):
         raise bad("the header is not a JSON object")
 
-    def no_duplicates(pairs):
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [k for k, _ in pairs]
         if len(keys) != len(set(keys)):
             raise bad(f"the header repeats a key: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
@@ -211,7 +248,7 @@ def _read_container(path):
     return tensors, metadata, stored is not None
 
 
-def _is_count(value):
+def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -219,7 +256,7 @@ MAX_DIMS = 64  # numpy's limit on the number of axes
 MAX_NBYTES = 2**62  # beyond any file; numpy refuses sizes near 2**63 even with a zero axis
 
 
-def _shape_problem(shape, dtype):
+def _shape_problem(shape: object, dtype: np.dtype) -> str | None:
     """Why `shape` (read from a file) cannot be an array of `dtype`, or None when it can.
     An empty tensor still needs a shape numpy accepts: (0, 2**70) or 100 axes are refused."""
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
@@ -241,16 +278,16 @@ _in_flight: set[str] = set()
 _in_flight_lock = threading.Lock()
 
 
-def _temp_pattern(base):
+def _temp_pattern(base: str) -> re.Pattern[str]:
     return re.compile(r"^\." + re.escape(base) + r"\.(\d+)\.[0-9a-f]+" + re.escape(_TEMP_SUFFIX) + "$")
 
 
-def _atomic_write(path, chunks):
+def _atomic_write(path: PathT, chunks: Iterable[bytes]) -> None:
     """Write the byte chunks to `path` so that it holds either its old or its new content."""
-    path = os.path.abspath(os.fspath(path))
-    directory, base = os.path.split(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"save: {path!r} is a directory")
+    target = os.path.abspath(os.fspath(path))
+    directory, base = os.path.split(target)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"save: {target!r} is a directory")
     _remove_stale_temps(directory, base)
     temp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(6).hex()}{_TEMP_SUFFIX}")
     with _in_flight_lock:
@@ -261,7 +298,7 @@ def _atomic_write(path, chunks):
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, path)
+        os.replace(temp, target)
     except BaseException:  # including KeyboardInterrupt: never leave a temp file behind
         try:
             os.unlink(temp)
@@ -274,7 +311,7 @@ def _atomic_write(path, chunks):
     _fsync_directory(directory)
 
 
-def _remove_stale_temps(directory, base):
+def _remove_stale_temps(directory: str, base: str) -> None:
     """Delete temp files of earlier saves to `base` whose writing process is gone (killed)."""
     pattern = _temp_pattern(base)
     try:
@@ -294,7 +331,7 @@ def _remove_stale_temps(directory, base):
                 pass
 
 
-def _process_alive(pid):
+def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers, unless still in _in_flight (checked by the caller)
     try:
@@ -308,7 +345,7 @@ def _process_alive(pid):
     return True
 
 
-def _fsync_directory(directory):
+def _fsync_directory(directory: str) -> None:
     """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -341,7 +378,7 @@ MAX_NESTING = 64  # levels of lists/dicts in metadata; deeper is refused (it wou
 INLINE_BUDGET = 90_000_000
 
 
-def _encode(value, prefix, tensors, where, inline, depth=0):
+def _encode(value: Any, prefix: str, tensors: dict[str, Any], where: str, inline: bool, depth: int = 0) -> Any:
     if depth > MAX_NESTING:
         raise ValueError(f"save: {where} is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, np.ndarray):
@@ -387,7 +424,7 @@ def _encode(value, prefix, tensors, where, inline, depth=0):
                     "strings, None, lists, tuples and dicts")
 
 
-def _decode(value, tensors, source, depth=0):
+def _decode(value: Any, tensors: Mapping[str, np.ndarray], source: str, depth: int = 0) -> Any:
     if depth > MAX_NESTING:
         raise CheckpointError(f"{source}: the metadata is nested more than {MAX_NESTING} levels deep")
     if isinstance(value, list):
@@ -413,7 +450,7 @@ def _decode(value, tensors, source, depth=0):
     return value
 
 
-def _decode_array(entry, source):
+def _decode_array(entry: Any, source: str) -> np.ndarray:
     """An {"__array__": ...} value, checked like a tensor of the header before numpy sees it."""
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data"}:
         raise CheckpointError(f"{source}: malformed array in the metadata: expected dtype, shape and data, "
@@ -437,13 +474,15 @@ def _decode_array(entry, source):
 # ---------------------------------------------------------------------------------------------
 # save / load
 # ---------------------------------------------------------------------------------------------
-def save(path, model, optimizer=None, **metadata):
+def save(path: PathT, model: ModelOrState, optimizer: Any = None, **metadata: Any) -> None:
     """Save a model's state_dict, optionally its optimizer's state, and metadata, atomically.
 
     Args:
-        path: the file to write (conventionally *.safetensors); replaced atomically.
+        path: str or os.PathLike, the file to write (conventionally *.safetensors);
+            replaced atomically.
         model: a pycore Module, or a dict name -> array (a state_dict).
-        optimizer: anything with state_dict() returning arrays, numbers, strings, lists, dicts.
+        optimizer: anything with state_dict() returning arrays, numbers, strings, lists,
+            dicts (a pycore Optimizer), or such a state itself; default None.
         **metadata: e.g. epoch=3, step=1200, rng_state=pycore.get_rng_state(),
             loader_state=loader.state_dict(), hparams={...}: values made of arrays, numbers,
             strings, None, lists, tuples and dicts.
@@ -488,15 +527,31 @@ def save(path, model, optimizer=None, **metadata):
     save_safetensors(path, extra, info)
 
 
-def load(path, model=None, optimizer=None, strict=True):
+@overload
+def load(path: PathT, model: None = None, optimizer: Any = None,
+         strict: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+@overload
+def load(path: PathT, model: Stateful, optimizer: Any = None, strict: bool = True) -> dict[str, Any]: ...
+def load(path: PathT, model: Stateful | None = None, optimizer: Any = None,
+         strict: bool = True) -> dict[str, Any] | tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a checkpoint written by save() (by this or an earlier version of pycore).
 
-    With a model: copies the weights into it (load_state_dict, strict by default) and, with
-    an optimizer, its state; returns the metadata dict. Without a model: returns
-    (state_dict, metadata). Raises CheckpointError (a ValueError) for a file that is
-    truncated, corrupted, modified or not a pycore checkpoint. Loading is all-or-nothing:
-    when anything does not fit (a shape, the optimizer's state, a read-only parameter),
-    neither the model nor the optimizer is changed.
+    Raises CheckpointError (a ValueError) for a file that is truncated, corrupted, modified
+    or not a pycore checkpoint. Loading is all-or-nothing: when anything does not fit (a
+    shape, the optimizer's state, a read-only parameter), neither the model nor the
+    optimizer is changed.
+
+    Args:
+        path: str or os.PathLike, the checkpoint file.
+        model: Module or None: receives the weights (load_state_dict); default None.
+        optimizer: an object with load_state_dict (a pycore Optimizer) or None: receives
+            the saved optimizer state (ValueError when the file has none); default None.
+        strict: bool, the model's load_state_dict's strict (every key must match);
+            default True.
+
+    Returns:
+        dict, or (state_dict, metadata): with a model, the metadata dict (save's keyword
+        arguments); without one, the weights as a dict name -> array and the metadata.
     """
     source = os.fspath(path)
     state_dict, opt_state, metadata = read_checkpoint(source)
@@ -509,9 +564,15 @@ def load(path, model=None, optimizer=None, strict=True):
     return metadata
 
 
-def read_checkpoint(path):
-    """Read and validate a checkpoint without changing anything: (model state_dict,
-    optimizer state or None, metadata dict)."""
+def read_checkpoint(path: PathT) -> tuple[dict[str, np.ndarray], Any, dict[str, Any]]:
+    """Read and validate a checkpoint without changing anything.
+
+    Args:
+        path: str or os.PathLike, the checkpoint file.
+
+    Returns:
+        (model state_dict, optimizer state or None, metadata dict).
+    """
     source = os.fspath(path)
     tensors, info, had_checksum = _read_container(source)
     if info.get("format") != FORMAT_NAME or not had_checksum:
@@ -534,14 +595,24 @@ def read_checkpoint(path):
     return {k: tensors[k] for k in model_keys}, opt_state, metadata
 
 
-def _require_optimizer_state(opt_state, source):
+def _require_optimizer_state(opt_state: Any, source: str) -> None:
     if opt_state is None:
         raise ValueError(f"load: {source} holds no optimizer state, but an optimizer was given")
 
 
-def load_state(model, state_dict, optimizer=None, opt_state=None, source="load", strict=True):
+def load_state(model: Stateful, state_dict: Mapping[str, np.ndarray], optimizer: Any = None, opt_state: Any = None,
+               source: str = "load", strict: bool = True) -> None:
     """Load weights and optimizer state all-or-nothing: read-only targets are refused before
-    anything is written, and if the optimizer refuses its state the weights are put back."""
+    anything is written, and if the optimizer refuses its state the weights are put back.
+
+    Args:
+        model: Module, receives state_dict.
+        state_dict: dict name -> array, the weights.
+        optimizer: an object with load_state_dict, or None (the default).
+        opt_state: the optimizer's saved state (needed with an optimizer); default None.
+        source: str, what error messages name (the file); default "load".
+        strict: bool, load_state_dict's strict; default True.
+    """
     if optimizer is not None:
         _require_optimizer_state(opt_state, source)
     current = model.state_dict() if hasattr(model, "state_dict") else {}

@@ -173,6 +173,14 @@ def test_split_corpus_on_tiny_shakespeare():
     assert vocab.decode(val[-10:]) == text[-10:]
 
 
+def test_char_vocab_from_an_iterator_of_chars():
+    """chars= may be any iterable: it is read once (reading it twice left an iterator empty)."""
+    alphabet = "zyx!"
+    vocab = CharVocab(chars=iter(alphabet))
+    assert vocab.chars == list(alphabet)
+    np.testing.assert_array_equal(vocab.encode("x!z"), [2, 3, 0])
+
+
 def test_char_vocab_with_lone_surrogates(tmp_path):
     """Text decoded with errors='surrogateescape' holds lone surrogates: they are characters
     like any other, in encode, decode, and a checkpoint of the vocabulary."""

@@ -36,14 +36,18 @@ BatchNorm keeps per-rank batch statistics (PyTorch DDP's default): each rank nor
 with its own shard's mean and variance and its running statistics stay its own; rank 0's
 are the ones a checkpoint saves.
 """
+from __future__ import annotations
+
 __all__ = ["DistributedDataParallel"]
 
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from .._checks import FLOAT_DTYPES
-from ..nn.module import Module, Sequential
+from ..nn.module import Module, Parameter, Sequential
 from . import world as _world
 
 
@@ -52,10 +56,11 @@ class _Bucket:
 
     __slots__ = ("buffer", "params", "views", "request")
 
-    def __init__(self, params):
+    def __init__(self, params: list[Parameter]) -> None:
         self.params = params
         self.buffer = np.zeros(sum(p.size for p in params), dtype=params[0].dtype)
-        self.views, offset = [], 0
+        self.views: list[np.ndarray] = []
+        offset = 0
         for p in params:
             view = self.buffer[offset: offset + p.size].reshape(p.shape)
             if p.grad is not None:
@@ -63,9 +68,9 @@ class _Bucket:
             p.grad = view
             self.views.append(view)
             offset += p.size
-        self.request = None
+        self.request: Any = None  # an mpi4py Request while the all-reduce travels
 
-    def rebind(self):
+    def rebind(self) -> None:
         """Put back any gradient array that was replaced (e.g. by module.to()) as a view into the buffer."""
         for p, view in zip(self.params, self.views):
             if p.grad is not view:
@@ -76,7 +81,7 @@ class _Bucket:
                 p.grad = view
 
 
-def _stages(module):
+def _stages(module: Module) -> Iterator[Module]:
     """The modules whose backward runs one after the other (in reverse) for `module`."""
     if isinstance(module, Sequential):
         for child in module.children():
@@ -89,13 +94,13 @@ class DistributedDataParallel:
     """Data-parallel wrapper of a pycore model (PyTorch's name and role).
 
     Args:
-        module: the model; every rank must build the same architecture.
-        bucket_cap_mb: a bucket is closed once it holds this many MB of gradients. Small
+        module: Module, the model; every rank must build the same architecture.
+        bucket_cap_mb: float > 0, default 0.1: a bucket is closed once it holds this many MB of gradients. Small
             (0.1 MB), since CPU models carry a few MB of gradients: LeNet-5's 0.25 MB
             make 2 buckets, the first (the fully connected layers) travelling while
             the convolutions' backward runs.
-        broadcast_buffers: also copy rank 0's buffers (BatchNorm running statistics) at
-            construction. Parameters are always copied from rank 0.
+        broadcast_buffers: bool, also copy rank 0's buffers (BatchNorm running statistics)
+            at construction; default True. Parameters are always copied from rank 0.
 
     forward, backward, parameters(), named_parameters(), state_dict() and
     load_state_dict() pass through to `.module`, without PyTorch's "module." prefix on
@@ -103,7 +108,14 @@ class DistributedDataParallel:
     `communication_seconds` accumulates the time backward spent in MPI calls.
     """
 
-    def __init__(self, module, bucket_cap_mb=0.1, broadcast_buffers=True):
+    module: Module
+    world: _world._World
+    communication_seconds: float
+    _stages: list[Module]
+    _buckets: list[_Bucket]
+    _ready_after: dict[int, list[_Bucket]]
+
+    def __init__(self, module: Module, bucket_cap_mb: float = 0.1, broadcast_buffers: bool = True) -> None:
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: module must be a pycore Module, got {type(module).__name__}")
         if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
@@ -133,8 +145,8 @@ class DistributedDataParallel:
         # Backward finishes the stages in reverse order: fill buckets in that order.
         ordered = sorted(params, key=lambda p: -owner.get(id(p), 0))
         cap = bucket_cap_mb * 2**20
-        buckets: list[list] = []
-        current: list = []
+        buckets: list[list[Parameter]] = []
+        current: list[Parameter] = []
         for p in ordered:
             if current and (p.dtype != current[0].dtype or sum(q.data.nbytes for q in current) >= cap):
                 buckets.append(current)
@@ -143,59 +155,72 @@ class DistributedDataParallel:
         if current:
             buckets.append(current)
         self.__dict__["_buckets"] = [_Bucket(b) for b in buckets]
-        ready_after: dict[int, list] = {}  # stage index -> the buckets whose last gradient that stage produces
+        ready_after: dict[int, list[_Bucket]] = {}  # stage index -> the buckets whose last gradient that stage produces
         for bucket in self._buckets:
             ready_after.setdefault(min(owner.get(id(p), 0) for p in bucket.params), []).append(bucket)
         self.__dict__["_ready_after"] = ready_after
 
     # -- passing through -----------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)  # (through Module.__call__: a composite records its forward)
 
-    def forward(self, *args, **kwargs):
-        """The wrapped module's forward, unchanged (gradients are averaged in backward)."""
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped module's forward, unchanged (gradients are averaged in backward).
+
+        Args:
+            *args, **kwargs: the module's forward arguments.
+
+        Returns:
+            What the module's forward returns.
+        """
         return self.module.forward(*args, **kwargs)
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         return self.module.parameters()
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterable[tuple[str, Parameter]]:
         return self.module.named_parameters(prefix)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, np.ndarray]:
         return self.module.state_dict()
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Any, strict: bool = True) -> Any:
         return self.module.load_state_dict(state_dict, strict=strict)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> DistributedDataParallel:
         self.module.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> DistributedDataParallel:
         return self.train(False)
 
-    def __getattr__(self, name):  # training, requires_input_grad, zero_grad, named_modules, ...
+    def __getattr__(self, name: str) -> Any:  # training, requires_input_grad, zero_grad, named_modules, ...
         module = self.__dict__.get("module")
         if module is None:
             raise AttributeError(name)
         return getattr(module, name)
 
-    def __setattr__(self, name, value):  # model.requires_input_grad = False reaches the module
+    def __setattr__(self, name: str, value: Any) -> None:  # model.requires_input_grad = False reaches the module
         if name in self.__dict__:
             self.__dict__[name] = value
         else:
             setattr(self.module, name, value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DistributedDataParallel(world_size={self.world.size}, buckets={len(self._buckets)},\n  " + \
             repr(self.module).replace("\n", "\n  ") + "\n)"
 
     # -- backward with averaging -----------------------------------------------------
-    def backward(self, grad, *args, **kwargs):
+    def backward(self, grad: Any, *args: Any, **kwargs: Any) -> Any:
         """The module's backward, then every gradient averaged over the ranks (in place).
 
-        Returns what the module's backward returns (the input gradient, or None)."""
+        Args:
+            grad: the gradient of the loss with respect to the forward's output.
+            *args, **kwargs: passed on to the module's backward.
+
+        Returns:
+            What the module's backward returns (the input gradient, or None).
+        """
         for bucket in self._buckets:
             bucket.rebind()
         comm = self.world.comm
@@ -215,7 +240,7 @@ class DistributedDataParallel:
         self._finish()
         return result
 
-    def _start(self, buckets):
+    def _start(self, buckets: Iterable[_Bucket]) -> None:
         from mpi4py import MPI
         started = time.perf_counter()
         comm = self.world.comm
@@ -226,7 +251,7 @@ class DistributedDataParallel:
             MPI.Request.Testall(pending)  # move the pending all-reduces on (see the module docstring)
         self.communication_seconds += time.perf_counter() - started
 
-    def _finish(self):
+    def _finish(self) -> None:
         from mpi4py import MPI
         started = time.perf_counter()
         MPI.Request.Waitall([b.request for b in self._buckets])

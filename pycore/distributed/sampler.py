@@ -4,15 +4,20 @@ Every rank must run the same number of steps, or one of them would wait forever 
 gradient all-reduce that the others never start. Both helpers therefore give every rank
 a shard of exactly the same size.
 """
+from __future__ import annotations
+
 __all__ = ["DistributedSampler", "shard_stream"]
 
+from collections.abc import Iterator, Sized
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import integer
 from . import world as _world
 
 
-def _placement(num_replicas, rank):
+def _placement(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """(num_replicas, rank), defaulting to the running job's, checked against each other."""
     num_replicas = _world.world_size() if num_replicas is None else integer(num_replicas, "num_replicas", minimum=1)
     rank = _world.rank() if rank is None else integer(rank, "rank", minimum=0)
@@ -26,12 +31,14 @@ class DistributedSampler:
 
     Args:
         dataset: the number of samples N, or anything with len() (an array, a dataset).
-        num_replicas, rank: default to the running job's world size and rank.
-        shuffle: a new permutation of all N indices every epoch, drawn from seed + epoch,
-            so every rank draws the same one without communicating.
-        seed: shared by all ranks.
-        drop_last: drop the tail so that N divides evenly (each rank floor(N / R)
-            samples); otherwise pad by repeating indices from the start (ceil(N / R)).
+        num_replicas: int, the number of ranks R; default None: the running job's world size.
+        rank: int, this rank r in 0 .. R - 1; default None: the running job's rank.
+        shuffle: bool, a new permutation of all N indices every epoch, drawn from
+            seed + epoch, so every rank draws the same one without communicating; default True.
+        seed: int >= 0, shared by all ranks; default 0.
+        drop_last: bool, drop the tail so that N divides evenly (each rank floor(N / R)
+            samples); default False: pad by repeating indices from the start (ceil(N / R)).
+
     Rank r takes positions r, r + R, r + 2R, ... of that order: the shards are disjoint
     (up to the padding) and all have len(sampler) samples. Call set_epoch(epoch) before
     each epoch, as in PyTorch, or every epoch sees the same order.
@@ -39,10 +46,11 @@ class DistributedSampler:
         loader = DataLoader(x, y, batch_size=32, sampler=DistributedSampler(len(x), seed=0))
     """
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
-        size = dataset if isinstance(dataset, (int, np.integer)) and not isinstance(dataset, bool) else None
+    def __init__(self, dataset: int | Sized, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+        size: object = dataset if isinstance(dataset, (int, np.integer)) and not isinstance(dataset, bool) else None
         if size is None:
-            if not hasattr(dataset, "__len__"):
+            if not isinstance(dataset, Sized):  # has __len__
                 raise TypeError(f"dataset: expected a sample count or something with len(), got "
                                 f"{type(dataset).__name__}")
             size = len(dataset)
@@ -61,12 +69,20 @@ class DistributedSampler:
         self.total_size = self.num_samples * self.num_replicas
         self.epoch = 0
 
-    def set_epoch(self, epoch):
-        """Use the order of epoch `epoch` (the same on every rank that passes the same epoch)."""
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of epoch `epoch` (the same on every rank that passes the same epoch).
+
+        Args:
+            epoch: int >= 0.
+        """
         self.epoch = integer(epoch, "epoch", minimum=0)
 
-    def indices(self):
-        """This rank's indices for the current epoch: an int64 array of len(self)."""
+    def indices(self) -> np.ndarray:
+        """This rank's indices for the current epoch.
+
+        Returns:
+            ndarray: int64, len(self) indices.
+        """
         if self.shuffle:
             order = np.random.default_rng(self.seed + self.epoch).permutation(self.dataset_size)
         else:
@@ -75,18 +91,19 @@ class DistributedSampler:
             order = np.resize(order, self.total_size)
         return order[self.rank: self.total_size: self.num_replicas].astype(np.int64, copy=False)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"DistributedSampler({self.dataset_size} samples, rank {self.rank} of {self.num_replicas}, "
                 f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, epoch={self.epoch})")
 
 
-def shard_stream(ids, global_batch_size, num_replicas=None, rank=None):
+def shard_stream(ids: ArrayLike, global_batch_size: int, num_replicas: int | None = None,
+                 rank: int | None = None) -> np.ndarray:
     """This rank's part of a 1-D token stream for truncated BPTT with global_batch_size streams.
 
     A single process lays the stream out as B = global_batch_size parallel streams
@@ -94,7 +111,15 @@ def shard_stream(ids, global_batch_size, num_replicas=None, rank=None):
     gets the consecutive ids of streams r*B/R ... (r+1)*B/R - 1, so that
     StreamBatches(shard, B // R, seq_len) on each rank together are exactly the single
     process' StreamBatches(ids, B, seq_len): same chunks, same count on every rank.
-    B must be a multiple of R.
+
+    Args:
+        ids: 1-D array, the token stream (the same on every rank).
+        global_batch_size: int, B, a multiple of R.
+        num_replicas: int, R; default None: the running job's world size.
+        rank: int, r; default None: the running job's rank.
+
+    Returns:
+        ndarray: a view of this rank's consecutive ids (B / R streams' worth).
     """
     ids = np.asarray(ids)
     if ids.ndim != 1:

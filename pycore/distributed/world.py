@@ -25,6 +25,8 @@ N times more threads than cores. init() gives each rank its share of the CPUs it
 (os.sched_getaffinity) among the ranks on the same node that share those CPUs
 (MPI_COMM_TYPE_SHARED); OMP_NUM_THREADS or init(threads=...) overrides it.
 """
+from __future__ import annotations
+
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_world_size", "is_main",
            "barrier", "abort", "allreduce_mean", "allreduce_sum", "start_allreduce_sum",
            "allgather_object", "broadcast_object",
@@ -33,11 +35,19 @@ __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_
 import os
 import pickle
 import sys
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import integer
 from .._threads import set_num_threads
+
+if TYPE_CHECKING:
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+
+T = TypeVar("T")
 
 # Variables an MPI launcher sets in each rank's environment (see the module docstring).
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
@@ -49,7 +59,7 @@ _INSTALL_HINT = ('pip install "pycore[distributed]" (mpi4py and MPICH from the p
 class _World:
     """The communicator and this process' place in it; comm is None in a world of one."""
 
-    def __init__(self, comm=None, local_comm=None):
+    def __init__(self, comm: Any = None, local_comm: Any = None) -> None:  # mpi4py communicators
         self.comm = comm
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
@@ -58,25 +68,36 @@ class _World:
         self.local_comm = local_comm
 
 
-_world = None
+_world: _World | None = None
 
 
-def launched_under_mpi():
-    """True when this process was started by an MPI launcher (or PYCORE_DISTRIBUTED=1)."""
+def launched_under_mpi() -> bool:
+    """Whether this process was started by an MPI launcher (see the module docstring).
+
+    Returns:
+        bool: True under a launcher's environment variables or PYCORE_DISTRIBUTED=1;
+        False with none of them or PYCORE_DISTRIBUTED=0.
+    """
     forced = os.environ.get("PYCORE_DISTRIBUTED")
     if forced is not None and forced.strip() in ("0", "1"):
         return forced.strip() == "1"
     return any(name in os.environ for name in _LAUNCHER_VARIABLES)
 
 
-def init(threads=None):
+def init(threads: int | None = None) -> int:
     """Join the MPI job this process was launched in (a world of one otherwise); idempotent.
 
-    threads: OpenMP threads per rank. None keeps OMP_NUM_THREADS when it is set, else
-        gives this rank its share of the CPUs it may use among the ranks of its node that
-        may use the same CPUs (2 ranks on 16 allowed CPUs: 8 threads each).
-    Returns the world size. (Under a launcher, an uncaught exception on any rank aborts the
-    whole job from the moment pycore is imported; see the module docstring.)
+    Under a launcher, an uncaught exception on any rank aborts the whole job from the
+    moment pycore is imported (see the module docstring).
+
+    Args:
+        threads: int >= 1, OpenMP threads per rank; default None: keep OMP_NUM_THREADS
+            when it is set, else give this rank its share of the CPUs it may use among the
+            ranks of its node that may use the same CPUs (2 ranks on 16 allowed CPUs: 8
+            threads each).
+
+    Returns:
+        int: the world size.
     """
     global _world
     if threads is not None:
@@ -100,20 +121,23 @@ def init(threads=None):
     return _world.size
 
 
-def is_initialized():
-    """Returns:
-        True after init_process_group() and until destroy_process_group(), as
-        torch.distributed.is_initialized()."""
+def is_initialized() -> bool:
+    """Whether this process has joined its job (as torch.distributed.is_initialized()).
+
+    Returns:
+        bool: True once init() has run (every function here that needs the world runs it).
+    """
     return _world is not None
 
 
-def _current():
+def _current() -> _World:
     if _world is None:
         init()
+    assert _world is not None  # init() sets it
     return _world
 
 
-def _cpu_share(world):
+def _cpu_share(world: _World) -> int:
     """CPUs this process may use, divided among the ranks of this node allowed the same CPUs."""
     try:
         mine = frozenset(os.sched_getaffinity(0))
@@ -125,8 +149,12 @@ def _cpu_share(world):
     return max(1, len(mine) // sharing)
 
 
-def abort(exit_code=1):
-    """End every rank of the job now with `exit_code` (MPI_Abort); in a world of one, sys.exit."""
+def abort(exit_code: int = 1) -> None:
+    """End every rank of the job now (MPI_Abort); in a world of one, sys.exit.
+
+    Args:
+        exit_code: int >= 0, the job's exit status; default 1.
+    """
     exit_code = integer(exit_code, "exit_code", minimum=0)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -136,11 +164,11 @@ def abort(exit_code=1):
     (MPI.COMM_WORLD if _world is None or _world.comm is None else _world.comm).Abort(exit_code)
 
 
-def _install_abort_on_exception():
+def _install_abort_on_exception() -> None:
     """Make an uncaught exception on any rank end the whole job instead of hanging the others."""
     previous = sys.excepthook
 
-    def abort_job(kind, value, traceback):
+    def abort_job(kind: Any, value: Any, traceback: Any) -> None:
         where = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMIX_RANK", "?")))
         sys.stderr.write(f"pycore.distributed: rank {where} raised an uncaught exception; aborting the MPI job\n")
         previous(kind, value, traceback)
@@ -156,58 +184,92 @@ if launched_under_mpi():
     _install_abort_on_exception()
 
 
-def rank():
-    """This process' rank, 0 .. world_size() - 1."""
+def rank() -> int:
+    """This process' rank.
+
+    Returns:
+        int: 0 .. world_size() - 1.
+    """
     return _current().rank
 
 
-def world_size():
-    """Number of processes in the job (1 without MPI)."""
+def world_size() -> int:
+    """The number of processes in the job.
+
+    Returns:
+        int: the ranks (1 without MPI).
+    """
     return _current().size
 
 
-def local_rank():
-    """This process' rank among the ranks on its node."""
+def local_rank() -> int:
+    """This process' rank among the ranks on its node.
+
+    Returns:
+        int: 0 .. local_world_size() - 1.
+    """
     return _current().local_rank
 
 
-def local_world_size():
-    """Number of ranks on this process' node."""
+def local_world_size() -> int:
+    """The number of ranks on this process' node.
+
+    Returns:
+        int: the ranks sharing this node (1 without MPI).
+    """
     return _current().local_size
 
 
-def is_main():
-    """True on rank 0, the rank that prints, logs and writes checkpoints."""
+def is_main() -> bool:
+    """Whether this is rank 0, the rank that prints, logs and writes checkpoints.
+
+    Returns:
+        bool: True on rank 0 (always, without MPI).
+    """
     return _current().rank == 0
 
 
-def barrier():
+def barrier() -> None:
     """Wait until every rank got here."""
     world = _current()
     if world.comm is not None:
         world.comm.Barrier()
 
 
-def print_main(*args, **kwargs):
-    """print() on rank 0 only (flushed, so that lines from a job arrive as they happen)."""
+def print_main(*args: Any, **kwargs: Any) -> None:
+    """print() on rank 0 only (flushed, so that lines from a job arrive as they happen).
+
+    Args:
+        *args, **kwargs: as print's (flush defaults to True).
+    """
     if is_main():
         kwargs.setdefault("flush", True)
         print(*args, **kwargs)
 
 
-def allreduce_mean(value):
-    """The mean over ranks of a number or an array, identical on every rank.
+def allreduce_mean(value: ArrayLike) -> Any:
+    """The mean over ranks of a number or an array, identical on every rank (summed in
+    float64, so that averaging float32 metrics adds no rounding).
 
-    A Python/numpy number gives a Python float; an array gives a new float64 array of
-    its shape (sum in float64, so that averaging float32 metrics adds no rounding).
+    Args:
+        value: a number or a numeric array, of the same shape on every rank.
+
+    Returns:
+        A Python float for a number; a new float64 array of its shape for an array.
     """
     total = allreduce_sum(value)
     return total / _current().size
 
 
-def allreduce_sum(value):
-    """The sum over ranks of a number or an array (in float64), identical on every rank:
-    a Python float for a number, a new float64 array of its shape for an array."""
+def allreduce_sum(value: ArrayLike) -> Any:
+    """The sum over ranks of a number or an array (in float64), identical on every rank.
+
+    Args:
+        value: a number or a numeric array, of the same shape on every rank.
+
+    Returns:
+        A Python float for a number; a new float64 array of its shape for an array.
+    """
     world = _current()
     is_scalar = np.ndim(value) == 0
     try:
@@ -219,40 +281,61 @@ def allreduce_sum(value):
     return float(total[0]) if is_scalar else total.reshape(np.shape(value))
 
 
-def start_allreduce_sum(array):
-    """Start summing a float64 array over ranks without waiting (MPI_Iallreduce); returns
-    finish(), which waits and returns the sum (a new array, identical on every rank). MPI
-    moves it on inside later MPI calls, e.g. DistributedDataParallel's backward."""
+def start_allreduce_sum(array: ArrayLike) -> Callable[[], np.ndarray]:
+    """Start summing an array over ranks without waiting (MPI_Iallreduce). MPI moves it on
+    inside later MPI calls, e.g. DistributedDataParallel's backward.
+
+    Args:
+        array: a numeric array (copied as float64), of the same shape on every rank.
+
+    Returns:
+        finish(): waits and returns the sum (a new float64 array, identical on every rank).
+    """
     world = _current()
     total = np.array(array, dtype=np.float64, order="C")
     if world.comm is None:
         return lambda: total
     request = world.comm.Iallreduce(_in_place(), total)
 
-    def finish():
+    def finish() -> np.ndarray:
         request.Wait()
         return total
     return finish
 
 
-def allgather_object(obj):
-    """[rank 0's obj, rank 1's obj, ...] (any picklable values) on every rank."""
+def allgather_object(obj: T) -> list[T]:
+    """Every rank's value, on every rank.
+
+    Args:
+        obj: any picklable value.
+
+    Returns:
+        list: [rank 0's obj, rank 1's obj, ...].
+    """
     world = _current()
     return [obj] if world.comm is None else world.comm.allgather(obj)
 
 
-def run_on_main(fn, *args):
+def run_on_main(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) on rank 0 only; every rank returns its result, or raises its exception.
 
     For work that one rank must do while the others wait for it (writing a checkpoint,
     reading one): the others leave only once rank 0 is done, and an error on rank 0 is
     raised on every rank (the same exception when it pickles, else a RuntimeError naming
     it), so no rank is left waiting in a later collective.
+
+    Args:
+        fn: the function to run on rank 0; its result must pickle.
+        *args: its arguments.
+
+    Returns:
+        fn(*args)'s value, on every rank.
     """
     world = _current()
     if world.comm is None:
         return fn(*args)
-    outcome = error = None
+    outcome: tuple[bool, Any] | None = None
+    error: Exception | None = None
     if world.rank == 0:
         try:
             outcome = (True, fn(*args))
@@ -271,15 +354,29 @@ def run_on_main(fn, *args):
     raise value
 
 
-def broadcast_object(obj, root=0):
-    """Rank root's `obj` (any picklable value) on every rank."""
+def broadcast_object(obj: T, root: int = 0) -> T:
+    """Rank root's value, on every rank.
+
+    Args:
+        obj: any picklable value (only rank root's is read).
+        root: int, the rank that sends; default 0.
+
+    Returns:
+        Rank root's obj.
+    """
     world = _current()
     root = _root(root, world)
     return obj if world.comm is None else world.comm.bcast(obj, root=root)
 
 
-def broadcast_parameters(module, root=0):
-    """Copy rank root's parameters and buffers (the module's state_dict) into every rank's, in place."""
+def broadcast_parameters(module: Module, root: int = 0) -> None:
+    """Copy rank root's parameters and buffers (the module's state_dict) into every rank's,
+    in place; ValueError on every rank when the ranks' models differ.
+
+    Args:
+        module: Module, the same architecture on every rank.
+        root: int, the rank whose values are copied; default 0.
+    """
     world = _current()
     root = _root(root, world)
     if world.comm is None:
@@ -295,8 +392,14 @@ def broadcast_parameters(module, root=0):
             array[...] = copy
 
 
-def broadcast_optimizer_state(optimizer, root=0):
-    """Give every rank rank root's optimizer hyperparameters and state (momentum, Adam moments)."""
+def broadcast_optimizer_state(optimizer: Optimizer, root: int = 0) -> None:
+    """Give every rank rank root's optimizer hyperparameters and state (momentum, Adam moments).
+
+    Args:
+        optimizer: Optimizer (its state_dict / load_state_dict), over the same parameters
+            on every rank.
+        root: int, the rank whose state is copied; default 0.
+    """
     world = _current()
     root = _root(root, world)
     if world.comm is None:
@@ -306,14 +409,14 @@ def broadcast_optimizer_state(optimizer, root=0):
         optimizer.load_state_dict(state)
 
 
-def _root(root, world):
+def _root(root: int, world: _World) -> int:
     root = integer(root, "root", minimum=0)
     if root >= world.size:
         raise ValueError(f"root: expected a rank below the world size {world.size}, got {root}")
     return root
 
 
-def _check_same_structure(world, description, what):
+def _check_same_structure(world: _World, description: dict[str, Any], what: str) -> None:
     """ValueError on every rank (so that none is left waiting) when the ranks' descriptions differ."""
     descriptions = world.comm.allgather(description)
     for other_rank, other in enumerate(descriptions):
@@ -323,6 +426,6 @@ def _check_same_structure(world, description, what):
                              f"{other_rank} (entries {differing[:5]}); every rank must build the same one")
 
 
-def _in_place():
+def _in_place() -> Any:
     from mpi4py import MPI
     return MPI.IN_PLACE

@@ -82,7 +82,7 @@ def load_image(path=None):
         import matplotlib.cbook
         from PIL import Image
 
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f, Image.open(f) as img:
+        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as img:
             return _to_gray(img.convert("L")), "matplotlib sample data: grace_hopper.jpg"
     except Exception:  # noqa: BLE001 - any missing piece means: fall back to the test card
         return test_card(), "synthetic test card (numpy)"
@@ -108,9 +108,11 @@ def save_panels(image, results, out, kernels=None):
     cols = (len(panels) + 1) // 2
     try:
         from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
+        have_matplotlib = True
     except ImportError:
-        Figure = None
-    if Figure is not None:
+        have_matplotlib = False
+    if have_matplotlib:
         fig = Figure(figsize=(3.2 * cols, 6.4))
         axes = fig.subplots(2, cols)
         for ax in axes.ravel():

@@ -53,6 +53,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False, dtype=dtype)
         self.bn2 = nn.BatchNorm2d(channels, dtype=dtype)
+        self.shortcut: nn.Module
         if stride != 1 or in_channels != channels:  # match the main path's shape: 1x1 conv, strided
             self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False, dtype=dtype),
                                           nn.BatchNorm2d(channels, dtype=dtype))
@@ -102,7 +103,7 @@ def torch_resnet(widths=WIDTHS, in_channels=1, num_classes=10):
             self.relu = tnn.ReLU()
             self.conv2 = tnn.Conv2d(channels, channels, 3, padding=1, bias=False)
             self.bn2 = tnn.BatchNorm2d(channels)
-            self.shortcut = tnn.Identity()
+            self.shortcut: tnn.Module = tnn.Identity()
             if stride != 1 or in_channels != channels:
                 self.shortcut = tnn.Sequential(tnn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
                                                tnn.BatchNorm2d(channels))

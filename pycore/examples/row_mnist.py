@@ -108,17 +108,17 @@ class TorchTrainer:
         self.torch, self.clip = torch, clip
         torch.set_num_threads(pycore.get_num_threads())
         hidden = pycore_model.rnn.hidden_size
-        self.model = torch.nn.Module()
-        self.model.rnn = torch.nn.LSTM(pycore_model.rnn.input_size, hidden, batch_first=True)
-        self.model.head = torch.nn.Linear(hidden, pycore_model.head.out_features)
+        self.rnn = torch.nn.LSTM(pycore_model.rnn.input_size, hidden, batch_first=True)
+        self.head = torch.nn.Linear(hidden, pycore_model.head.out_features)
+        self.model = torch.nn.ModuleDict({"rnn": self.rnn, "head": self.head})  # pycore's state_dict keys
         self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in pycore_model.state_dict().items()})
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
         self.loss_fn = torch.nn.CrossEntropyLoss()
 
     def _logits(self, x):
-        _, (h_n, _) = self.model.rnn(self.torch.from_numpy(x))
-        return self.model.head(h_n[-1])
+        _, (h_n, _) = self.rnn(self.torch.from_numpy(x))
+        return self.head(h_n[-1])
 
     def step(self, x, y):
         self.model.train()
@@ -147,9 +147,10 @@ def train(trainers, train_loader, x_test, y_test, epochs, say=print):
     goes to each trainer in turn, so a busy machine slows them alike. Returns
     {name: [(seconds, mean loss, test accuracy)] per epoch}; the seconds count that
     trainer's steps only (the test pass is outside them)."""
-    results = {name: [] for name in trainers}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trainers}
     for epoch in range(1, epochs + 1):
-        seconds, losses = dict.fromkeys(trainers, 0.0), {name: [] for name in trainers}
+        seconds = dict.fromkeys(trainers, 0.0)
+        losses: dict[str, list[float]] = {name: [] for name in trainers}
         for x, y in train_loader:
             for name, trainer in trainers.items():
                 start = time.perf_counter()
@@ -195,7 +196,7 @@ def main(argv=None):
           f"{pycore.get_num_threads()} threads", flush=True)
 
     model = LastStateModel(nn.LSTM(pixels, args.hidden, batch_first=True), 10)
-    trainers = {"pycore": PycoreTrainer(model, args.lr, total_steps, args.clip)}
+    trainers: dict[str, PycoreTrainer | TorchTrainer] = {"pycore": PycoreTrainer(model, args.lr, total_steps, args.clip)}
     if args.torch:  # built before training, so it starts from the same weights
         trainers["torch"] = TorchTrainer(model, args.lr, total_steps, args.clip)
     results = train(trainers, loader, x_test, y_test, epochs)

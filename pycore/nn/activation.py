@@ -140,7 +140,7 @@ class PReLU(_Activation):
     def __init__(self, num_parameters: int = 1, init: float = 0.25, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         # PyTorch's attribute name, which shadows Module's method num_parameters() on this class
-        self.num_parameters = integer(num_parameters, "num_parameters", minimum=1)  # type: ignore[method-assign]
+        self.num_parameters = integer(num_parameters, "num_parameters", minimum=1)  # type: ignore[assignment]
         self.init = real(init, "init")
         self.weight = Parameter(np.full(self.num_parameters, self.init, dtype=self.dtype))
 

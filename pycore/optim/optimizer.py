@@ -15,19 +15,30 @@ Every value is a numpy array, a Python number, str or bool, or a list/dict of th
 a checkpoint can store it without pickle. load_state_dict() checks the structure, the
 shapes and the names before it changes anything, and raises ValueError naming the problem.
 """
+from __future__ import annotations
+
 __all__ = ["Optimizer"]
 import numbers
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 
 from .._checks import FLOAT_DTYPES
+
+if TYPE_CHECKING:
+    from ..nn.module import Parameter
+
+    #: What an optimizer takes: Parameters (model.parameters()), or param-group dicts
+    #: ({'params': [...], 'lr': ...}) for per-group hyperparameters.
+    ParamsT = Union[Iterable[Parameter], Iterable[dict[str, Any]]]
 
 # Entries the schedulers keep in a param group (PyTorch's names), saved and restored with it:
 # 'initial_lr' by every scheduler, the others by OneCycleLR.
 SCHEDULER_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 
 
-def _number(group, name, minimum=0.0, below=None):
+def _number(group: dict[str, Any], name: str, minimum: float = 0.0, below: float | None = None) -> None:
     """group[name] as a Python float in [minimum, below); TypeError/ValueError naming it."""
     value = group[name]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -39,14 +50,14 @@ def _number(group, name, minimum=0.0, below=None):
     group[name] = value
 
 
-def _flag(group, name):
+def _flag(group: dict[str, Any], name: str) -> None:
     value = group[name]
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     group[name] = bool(value)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A hyperparameter as state_dict stores it: tuples become lists (JSON has no tuples)."""
     return list(value) if isinstance(value, tuple) else value
 
@@ -58,26 +69,39 @@ class Optimizer:
     _state_keys(group)           (required, optional) names of a parameter's state entries;
     _new_state(data, group)      the state of a parameter before its first step;
     _update(data, grad, state, group)  one update of `data` (C-contiguous) in place.
+
+    Args:
+        params: the parameters to optimize: an iterable of Parameters (model.parameters()),
+            or of dicts {'params': [...], hyperparameter: value} (param groups, each with its
+            own hyperparameters; those it leaves out take `defaults`). A list, not a set:
+            state_dict numbers the parameters in this order.
+        defaults: dict, the subclass's hyperparameters and their values for every group.
     """
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
-        self.state = {}
-        self.param_groups = []
+        self.state: dict[Parameter, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, (np.ndarray, dict, set)) or hasattr(params, "data") or not hasattr(params, "__iter__"):
             raise TypeError(f"params: expected an iterable of Parameters or of param-group dicts, "
                             f"got {type(params).__name__}")
-        params = list(params)
-        if not params:
+        items: list[Any] = list(params)  # Parameters, or param-group dicts
+        if not items:
             raise ValueError("params: the optimizer got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        groups = items if isinstance(items[0], dict) else [{"params": items}]
         for group in groups:
             self.add_param_group(group)
 
     # -- parameter groups -------------------------------------------------------
-    def add_param_group(self, param_group):
-        """Add a dict {'params': [...], hyperparameter: value, ...}; missing hyperparameters
-        take the optimizer's defaults."""
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (e.g. a layer unfrozen
+        during fine-tuning).
+
+        Args:
+            param_group: dict {'params': a Parameter or a list of them, hyperparameter:
+                value, ...}; missing hyperparameters take the optimizer's defaults. A
+                parameter already in a group, or an unknown hyperparameter, raises.
+        """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group: expected a dict, got {type(param_group).__name__}")
         if "params" not in param_group:
@@ -106,14 +130,19 @@ class Optimizer:
             raise ValueError("params: a parameter appears more than once (within or across param groups)")
         self.param_groups.append(group)
 
-    def _check_group(self, group):
+    def _check_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
     # -- the update -------------------------------------------------------------
-    def zero_grad(self, set_to_none=False):
-        """Reset every parameter's gradient: to zero in place (the default; pycore's backward
-        adds into .grad), or to None with set_to_none=True (PyTorch's default; the next
-        backward recreates it, and step() skips a parameter whose gradient is None)."""
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Reset every parameter's gradient.
+
+        Args:
+            set_to_none: bool, default False: fill each .grad with zeros in place (pycore's
+                backward adds into .grad). True sets .grad to None (PyTorch's default); the
+                next backward recreates it, and step() skips a parameter whose gradient is
+                None.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
@@ -121,9 +150,17 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad.fill(0)
 
-    def step(self, closure=None):
-        """Update every parameter that has a gradient. closure: an optional callable that
-        recomputes the loss (run before the update); its value is returned."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient (one whose .grad is None, or whose
+        requires_grad is False, is left alone).
+
+        Args:
+            closure: a callable without arguments that recomputes the loss, run before the
+                update; default None.
+
+        Returns:
+            The closure's value, or None without a closure.
+        """
         loss = closure() if closure is not None else None
         for g, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
@@ -138,7 +175,7 @@ class Optimizer:
                     p.data[...] = data
         return loss
 
-    def _arrays(self, p, where):
+    def _arrays(self, p: Parameter, where: str) -> tuple[np.ndarray, np.ndarray]:
         """(values to update in place, gradient), both C-contiguous. A parameter whose
         .data is not C-contiguous is updated in a copy that step() writes back."""
         data, grad = p.data, p.grad
@@ -155,21 +192,24 @@ class Optimizer:
             data = np.ascontiguousarray(data)
         return data, np.ascontiguousarray(grad)
 
-    def _state_keys(self, group):
+    def _state_keys(self, group: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         raise NotImplementedError
 
-    def _new_state(self, data, group):
+    def _new_state(self, data: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _update(self, data, grad, state, group):
+    def _update(self, data: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
 
     # -- state dict -------------------------------------------------------------
-    def state_dict(self):
-        """{'state': {index: {name: array or step}}, 'param_groups': [{hyperparameters, 'params': [indices]}]}.
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's hyperparameters and per-parameter state, in PyTorch's layout.
 
-        Arrays are copies; parameters are numbered in the order of param_groups, as in
-        PyTorch, and only parameters that have state appear under 'state'.
+        Returns:
+            dict: {'state': {index: {name: array or step}}, 'param_groups':
+            [{hyperparameters, 'params': [indices]}]}. Arrays are copies; parameters are
+            numbered in the order of param_groups, as in PyTorch, and only parameters that
+            have state appear under 'state'.
         """
         index: dict[int, int] = {}  # id(parameter) -> its number
         groups = []
@@ -185,14 +225,18 @@ class Optimizer:
                                            for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
-        """Restore hyperparameters and state saved by state_dict() (or a PyTorch optimizer's
-        state_dict with its tensors converted to arrays).
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by state_dict().
 
         The saved dict must have as many groups, each with as many parameters, as this
         optimizer; the hyperparameters are taken from it (as PyTorch does) and the state
         arrays are copied, cast to each parameter's dtype, and checked against its shape.
-        State keys may be ints or their strings (as JSON writes them).
+        Nothing changes when a check fails (ValueError naming the entry).
+
+        Args:
+            state_dict: dict, from state_dict() (or a PyTorch optimizer's state_dict with its
+                tensors converted to arrays). State keys may be ints or their strings (as
+                JSON writes them).
         """
         name = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
@@ -244,7 +288,7 @@ class Optimizer:
         self.state = new_state
 
     @staticmethod
-    def _index(key, name):
+    def _index(key: Any, name: str) -> int:
         try:
             if isinstance(key, bool) or float(key) != int(key):
                 raise ValueError
@@ -252,7 +296,7 @@ class Optimizer:
         except (TypeError, ValueError):
             raise ValueError(f"{name}: expected an integer parameter index, got {key!r}") from None
 
-    def _load_param_state(self, entries, p, group, where):
+    def _load_param_state(self, entries: Any, p: Parameter, group: dict[str, Any], where: str) -> dict[str, Any]:
         """One parameter's saved state, checked against what this optimizer keeps, as fresh arrays."""
         if not isinstance(entries, dict):
             raise ValueError(f"{where}: expected a dict of state entries, got {type(entries).__name__}")
@@ -280,7 +324,7 @@ class Optimizer:
             state[key] = np.array(array, dtype=p.data.dtype, order="C")
         return state
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")

@@ -1,10 +1,10 @@
 """Training: fit() with progress and callbacks, truncated BPTT helpers, character-model training."""
-from . import callbacks, fit, tbptt, text
+from . import callbacks, tbptt, text
+from . import fit as _fit_module  # not `fit`: that name is the function, star-imported below
 
-# computed before the star-imports, which rebind the name `fit` from the module to the function
-__all__ = callbacks.__all__ + fit.__all__ + tbptt.__all__ + text.__all__
+__all__ = callbacks.__all__ + _fit_module.__all__ + tbptt.__all__ + text.__all__
 
 from .callbacks import *  # noqa: F401,F403,E402
-from .fit import *  # type: ignore[no-redef]  # noqa: F401,F403,E402  (rebinds `fit` on purpose)
+from .fit import *  # noqa: F401,F403,E402
 from .tbptt import *  # noqa: F401,F403,E402
 from .text import *  # noqa: F401,F403,E402

@@ -19,16 +19,26 @@ the same ValueError on every rank. After that, fit keeps the ranks in step:
 - checkpoints are written and read by rank 0 (run_on_main): the others wait for it, get
   its errors, and receive the checkpoint's contents, so no shared file system is needed.
 """
-__all__ = []
+from __future__ import annotations
+
+__all__: list[str] = []
+
+import os
+from typing import TYPE_CHECKING, Any
 
 from .. import distributed as dist
 from .. import serialization
 from ..data import DataLoader
 
+if TYPE_CHECKING:
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+
 _SAMPLER_HINT = "DataLoader(x, y, batch_size=..., sampler=pycore.distributed.DistributedSampler(len(x)))"
 
 
-def prepare(model, optimizer, resume):
+def prepare(model: Module | dist.DistributedDataParallel, optimizer: Optimizer,
+            resume: str | os.PathLike[str] | None) -> dist.DistributedDataParallel:
     """Join the job, give every rank rank 0's weights (and optimizer state, unless a
     checkpoint will set it) and return the model wrapped in DistributedDataParallel."""
     dist.init()
@@ -39,7 +49,7 @@ def prepare(model, optimizer, resume):
     return model
 
 
-def check_loaders(train_loader, val_loader, settings):
+def check_loaders(train_loader: Any, val_loader: Any, settings: dict[str, Any]) -> None:
     """ValueError on every rank when a loader is not sharded for this job, or when the ranks
     disagree on anything that sets the number of collectives (settings: fit's arguments)."""
     ranks, rank = dist.world_size(), dist.rank()
@@ -66,7 +76,7 @@ def check_loaders(train_loader, val_loader, settings):
                              "rank must call fit with the same settings and loaders with as many batches")
 
 
-def _loader_problem(loader, name, ranks, rank, required):
+def _loader_problem(loader: Any, name: str, ranks: int, rank: int, required: bool) -> str | None:
     sampler = getattr(loader, "sampler", None)
     if not isinstance(sampler, dist.DistributedSampler):
         if not required:
@@ -86,26 +96,36 @@ def _loader_problem(loader, name, ranks, rank, required):
     return None
 
 
-def set_epoch(loader):
+def set_epoch(loader: DataLoader) -> None:
     """Before a pass over the train loader: the sampler's order for the loader's pass number,
     which a checkpoint's loader_state carries, so a resumed run draws the same orders."""
-    loader.sampler.set_epoch(loader.state_dict()["epoch"])
+    _sampler(loader).set_epoch(loader.state_dict()["epoch"])
 
 
-def is_sharded(loader):
+def _sampler(loader: DataLoader) -> dist.DistributedSampler:
+    """The loader's DistributedSampler: check_loaders requires one in the train loader, and
+    real_samples' caller asks is_sharded first."""
+    sampler = loader.sampler
+    if not isinstance(sampler, dist.DistributedSampler):
+        raise TypeError(f"fit(distributed=True): expected a loader with a DistributedSampler, got sampler "
+                        f"{type(sampler).__name__}")
+    return sampler
+
+
+def is_sharded(loader: Any) -> bool:
     return isinstance(getattr(loader, "sampler", None), dist.DistributedSampler)
 
 
-def real_samples(loader):
+def real_samples(loader: DataLoader) -> int:
     """How many of this rank's samples are not padding: DistributedSampler(drop_last=False)
     repeats the first indices to fill the last positions (10 samples on 3 ranks: 4 each,
     rank 1's and rank 2's last ones repeated), which validation must not count twice."""
-    sampler = loader.sampler
+    sampler = _sampler(loader)
     if sampler.drop_last:
         return len(sampler)
     return len(range(sampler.rank, sampler.dataset_size, sampler.num_replicas))
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """serialization.read_checkpoint on rank 0, its result (or its error) on every rank."""
     return dist.run_on_main(serialization.read_checkpoint, path)

@@ -15,6 +15,8 @@ A callback is an object with any of these methods (Callback gives empty defaults
 `trainer` (pycore.train.Trainer) holds model, optimizer, train_loader, scheduler, history,
 epoch, step, and stop_training, which a callback sets to True to end training after this epoch.
 """
+from __future__ import annotations
+
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "restore_training_state"]
 
 import functools
@@ -22,49 +24,65 @@ import math
 import numbers
 import os
 import string
-from typing import Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .. import _context, serialization
-from .fit import History, NonFiniteLossError, _callback_keys
+from .fit import History, NonFiniteLossError, Trainer, _callback_keys
+
+if TYPE_CHECKING:
+    from ..nn.module import Module
+    from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+    from ..optim.optimizer import Optimizer
 
 
 class Callback:
-    """Base class with do-nothing hooks and an empty state."""
+    """Base class with do-nothing hooks and an empty state (the module docstring says when
+    fit calls each hook). A subclass overrides the hooks it needs; `trainer` is the
+    pycore.train.Trainer, `epoch` and `batch` count from 1, `logs` is a dict of floats."""
 
-    def on_train_begin(self, trainer):
-        pass
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first epoch."""
 
-    def on_epoch_begin(self, trainer, epoch):
-        pass
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+        """Before each epoch."""
 
-    def on_batch_begin(self, trainer, batch):
-        pass
+    def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
+        """Before each batch."""
 
-    def on_batch_end(self, trainer, batch, logs):
-        pass
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: dict[str, Any]) -> None:
+        """After each batch; logs = {"loss": ..., "size": samples}."""
 
-    def on_epoch_end(self, trainer, epoch, logs):
-        pass
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        """After each epoch; logs = this epoch's History values."""
 
-    def on_checkpoint(self, trainer, epoch, logs):
-        pass
+    def on_checkpoint(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        """After every callback's on_epoch_end, when the epoch's state is final."""
 
-    def on_train_end(self, trainer):
-        pass
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last epoch (not after an exception)."""
 
-    def state_dict(self):
-        """What a checkpoint records about this callback: plain values and arrays."""
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint records about this callback.
+
+        Returns:
+            dict: plain values and arrays (empty here).
+        """
         return {}
 
-    def load_state_dict(self, state):
-        """Restore state_dict()'s values (validate everything, then write)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore state_dict()'s values (validate everything, then write).
+
+        Args:
+            state: dict, from state_dict(); ValueError for anything else.
+        """
         if not isinstance(state, dict):
             raise ValueError(f"{type(self).__name__}.load_state_dict: expected a dict, got {type(state).__name__}")
 
 
-def _check_log_key(owner, key, trainer, what):
+def _check_log_key(owner: str, key: str, trainer: Trainer, what: str) -> None:
     """A ValueError before the first epoch when `key` will never be in the logs."""
     keys = getattr(trainer, "log_keys", ())
     if keys and key not in keys:
@@ -75,7 +93,14 @@ def _check_log_key(owner, key, trainer, what):
 class _Monitor:
     """Tracks the best value of one logged quantity ('min' or 'max' is better)."""
 
-    def __init__(self, owner, monitor, mode, min_delta=0.0):
+    # declared here: attributes set by tuple assignment get no type inside an import cycle (fit <-> callbacks)
+    owner: str
+    monitor: str
+    mode: str
+    min_delta: float
+    best: float
+
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0) -> None:
         if not isinstance(monitor, str):
             raise TypeError(f"{owner}: monitor must be a logged key such as 'val_loss', got {monitor!r}")
         if mode not in ("auto", "min", "max"):
@@ -87,17 +112,17 @@ class _Monitor:
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
 
-    def value(self, logs):
+    def value(self, logs: dict[str, Any]) -> float:
         if self.monitor not in logs:
             hint = "; pass val_loader= to fit()" if self.monitor.startswith("val_") else ""
             raise ValueError(f"{self.owner}: monitor={self.monitor!r} is not among the logged values {sorted(logs)}"
                              + hint)
         return float(logs[self.monitor])
 
-    def improved(self, value):
+    def improved(self, value: float) -> bool:
         """Whether value beats the best by more than min_delta (and record it if so)."""
         if math.isnan(value):
             return False
@@ -107,14 +132,14 @@ class _Monitor:
         return better
 
 
-def _number(state, key, owner):
+def _number(state: dict[str, Any], key: str, owner: str) -> float:
     value = state.get(key)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{owner}.load_state_dict: {key!r} must be a number, got {value!r:.50}")
     return float(value)
 
 
-def _count(state, key, owner):
+def _count(state: dict[str, Any], key: str, owner: str) -> int:
     value = state.get(key)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{owner}.load_state_dict: {key!r} must be an int >= 0, got {value!r:.50}")
@@ -124,33 +149,48 @@ def _count(state, key, owner):
 class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved for `patience` epochs.
 
-    Args: monitor ("val_loss"), patience (stop after this many epochs in a row without
-    improvement; 0 and 1 both stop at the first, as in Keras), min_delta (the smallest
-    change that counts as an improvement), mode ("min", "max" or "auto": max for accuracies),
-    restore_best (load the best epoch's weights back into the model when training ends).
+    Args:
+        monitor: str, the logged value to watch; default "val_loss".
+        patience: int >= 0, stop after this many epochs in a row without improvement (0 and
+            1 both stop at the first, as in Keras); default 0.
+        min_delta: float >= 0, the smallest change that counts as an improvement; default 0.0.
+        mode: str, "min", "max" or "auto" (the default: "max" for accuracies, a monitor
+            naming "acc" or "top", else "min").
+        restore_best: bool, load the best epoch's weights back into the model when training
+            ends; default False.
+
     Attributes after training: best, best_epoch, stopped_epoch (0 if it never stopped).
     state_dict(): best, best_epoch, stopped_epoch, wait, best_weights (with restore_best).
     """
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best=False):
+    monitor: str
+    patience: int
+    restore_best: bool
+    best_epoch: int
+    stopped_epoch: int
+    wait: int
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
+                 restore_best: bool = False) -> None:
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
-        self._tracker = _Monitor("EarlyStopping", monitor, mode, min_delta)
+        self._tracker: _Monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.patience, self.restore_best = monitor, int(patience), bool(restore_best)
         self.best_epoch, self.stopped_epoch, self.wait = 0, 0, 0
-        self._best_weights = None
+        self._best_weights: dict[str, Any] | None = None
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         _check_log_key("EarlyStopping", self.monitor, trainer, "monitor")
         self._tracker.reset()
         self.best_epoch, self.stopped_epoch, self.wait = 0, 0, 0
         self._best_weights = None
 
     @property
-    def best(self):
+    def best(self) -> float:
+        """The best value of `monitor` so far (inf, or -inf in "max" mode, before any)."""
         return self._tracker.best
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if self._tracker.improved(self._tracker.value(logs)):
             self.best_epoch, self.wait = epoch, 0
             if self.restore_best:
@@ -161,18 +201,18 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             trainer.stop_training = True
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, trainer: Trainer) -> None:
         if self.restore_best and self._best_weights is not None and self.best_epoch != trainer.epoch:
             trainer.model.load_state_dict(self._best_weights)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         weights = None if self._best_weights is None else {k: v.copy() for k, v in self._best_weights.items()}
         return {"best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
                 "wait": self.wait, "best_weights": weights}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        values = {"best": _number(state, "best", "EarlyStopping")}
+        values: dict[str, float | int] = {"best": _number(state, "best", "EarlyStopping")}
         for key in ("best_epoch", "stopped_epoch", "wait"):
             values[key] = _count(state, key, "EarlyStopping")
         weights = state.get("best_weights")
@@ -187,12 +227,19 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save a checkpoint (pycore.save) after each epoch, or only when `monitor` improves.
 
-    Args: path, a template: "{epoch}" is the 1-based epoch number and any logged value may
-    appear, with a format spec ("ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"); the
-    template is checked when the callback is made and the names when training begins.
-    monitor ("val_loss"), save_best_only (False: save every epoch), mode ("auto", "min",
-    "max"), save_optimizer (True; fit(resume=...) needs it). Under fit(distributed=True)
-    every rank tracks the best value, rank 0 writes the file and the others wait for it.
+    Args:
+        path: str or os.PathLike, a template: "{epoch}" is the 1-based epoch number,
+            "{step}" the optimizer steps taken, and any logged value may appear, with a
+            format spec ("ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"); the template is
+            checked when the callback is made and the names when training begins.
+        monitor: str, the logged value that save_best_only compares; default "val_loss".
+        save_best_only: bool, save only when `monitor` improves; default False (every epoch).
+        mode: str, "min", "max" or "auto" (the default: "max" for accuracies).
+        save_optimizer: bool, also save the optimizer's state (fit(resume=...) needs it);
+            default True.
+
+    Under fit(distributed=True) every rank tracks the best value, rank 0 writes the file
+    and the others wait for it.
 
     The file's tensors are the model's state_dict alone (PyTorch's strict load_state_dict
     reads them); the optimizer state and the training state are in its metadata: epoch,
@@ -201,18 +248,22 @@ class ModelCheckpoint(Callback):
     state_dict(): best, saved (the paths written so far).
     """
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True):
+    save_best_only: bool
+    save_optimizer: bool
+
+    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", save_optimizer: bool = True) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str):
             raise TypeError(f"ModelCheckpoint: path must be a str or os.PathLike, got {type(path).__name__}")
         self._fields = _template_fields(self.path)
         self.monitor = monitor
         self.save_best_only, self.save_optimizer = bool(save_best_only), bool(save_optimizer)
-        self._tracker = _Monitor("ModelCheckpoint", monitor, mode)
-        self.saved = []
-        self._pending = None
+        self._tracker: _Monitor = _Monitor("ModelCheckpoint", monitor, mode)
+        self.saved: list[str] = []
+        self._pending: str | None = None
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         for name in self._fields - {"epoch", "step"}:
             _check_log_key("ModelCheckpoint", name, trainer, f"the path template's field {{{name}}} names")
         if self.save_best_only:
@@ -220,7 +271,7 @@ class ModelCheckpoint(Callback):
         self._tracker.reset()
         self.saved = []
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         self._pending = None
         if self.save_best_only and not self._tracker.improved(self._tracker.value(logs)):
             return
@@ -233,7 +284,7 @@ class ModelCheckpoint(Callback):
         self.saved.append(path)
         self._pending = path
 
-    def on_checkpoint(self, trainer, epoch, logs):
+    def on_checkpoint(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if self._pending is None:
             return
         path, self._pending = self._pending, None
@@ -245,10 +296,10 @@ class ModelCheckpoint(Callback):
         else:
             serialization.save(path, trainer.model, optimizer, **trainer.training_state())
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self._tracker.best, "saved": list(self.saved)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         best = _number(state, "best", "ModelCheckpoint")
         saved = state.get("saved")
@@ -257,7 +308,7 @@ class ModelCheckpoint(Callback):
         self._tracker.best, self.saved = best, list(saved)
 
 
-def _template_fields(template):
+def _template_fields(template: str) -> set[str]:
     """The names a path template uses; ValueError for a template that cannot be formatted."""
     try:
         parsed = list(string.Formatter().parse(template))
@@ -282,7 +333,7 @@ def _template_fields(template):
 # ---------------------------------------------------------------------------------------------
 # restoring
 # ---------------------------------------------------------------------------------------------
-def restore_trainer(path, trainer):
+def restore_trainer(path: str | os.PathLike[str], trainer: Trainer) -> None:
     """fit(resume=path): put the checkpoint's whole training state into `trainer` (all or
     nothing: on any error, the model, optimizer, scheduler, loader and callbacks keep their
     state)."""
@@ -295,11 +346,26 @@ def restore_trainer(path, trainer):
     trainer.history = metadata["history"]
 
 
-def restore_training_state(path, model, optimizer=None, train_loader=None, scheduler=None):
+def restore_training_state(path: str | os.PathLike[str], model: Module, optimizer: Optimizer | None = None,
+                           train_loader: Any = None, scheduler: LRScheduler | ReduceLROnPlateau | None = None,
+                           ) -> dict[str, Any]:
     """Load a checkpoint written by ModelCheckpoint (or by pycore.save with the same
     metadata) and put everything back: weights, optimizer state, pycore's random generator,
-    the train loader's position and the scheduler's state. All or nothing. Returns the
-    metadata (epoch, step, history as a History, ...).
+    the train loader's position and the scheduler's state. All or nothing: on any error
+    (CheckpointError or ValueError) nothing has changed.
+
+    Args:
+        path: str or os.PathLike, the checkpoint file.
+        model: Module, receives the weights.
+        optimizer: Optimizer or None, receives the saved optimizer state (if the file has
+            one); default None.
+        train_loader: a loader with load_state_dict (pycore.data.DataLoader), or None:
+            receives its saved position; default None.
+        scheduler: a scheduler or None, receives its saved state; default None.
+
+    Returns:
+        dict: the checkpoint's metadata, with epoch and step as ints and history as a
+        History.
 
     fit(..., resume=path) does this and more (callbacks, history); by hand:
 
@@ -309,11 +375,13 @@ def restore_training_state(path, model, optimizer=None, train_loader=None, sched
     return _restore(path, model, optimizer, train_loader, scheduler, (), require=False)
 
 
-def _restore(path, model, optimizer, loader, scheduler, callbacks, require, read=serialization.read_checkpoint):
+def _restore(path: str | os.PathLike[str], model: Any, optimizer: Optimizer | None, loader: Any, scheduler: Any,
+             callbacks: Iterable[Any], require: bool,
+             read: Callable[[str], Any] = serialization.read_checkpoint) -> dict[str, Any]:
     source = os.fspath(path)
     state_dict, opt_state, metadata = read(source)
 
-    def bad(why):
+    def bad(why: str) -> serialization.CheckpointError:
         return serialization.CheckpointError(f"{source}: cannot resume training: {why}")
 
     for key in ("epoch", "step"):
@@ -361,7 +429,7 @@ def _restore(path, model, optimizer, loader, scheduler, callbacks, require, read
     return metadata
 
 
-def _history_from(saved):
+def _history_from(saved: Any) -> History:
     """A History from a checkpoint: today's {'epochs', 'step_loss'} or the older plain dict of lists."""
     if isinstance(saved, dict) and "epochs" in saved and "step_loss" in saved:
         return History.from_state_dict(saved)
@@ -370,7 +438,8 @@ def _history_from(saved):
     return History.from_state_dict({"epochs": saved, "step_loss": []})
 
 
-def _snapshot(model, optimizer, loader, scheduler, callbacks):
+def _snapshot(model: Any, optimizer: Optimizer | None, loader: Any, scheduler: Any,
+              callbacks: Iterable[Any]) -> list[Callable[[], object]]:
     """Functions that put each object back as it is now (for an all-or-nothing restore)."""
     undo: list[Callable[[], object]] = []
     weights = {k: np.array(v, copy=True) for k, v in model.state_dict().items()}

@@ -36,20 +36,45 @@ gives the single-process run with batch 64: rank 0's weights everywhere, gradien
 averaged, and every logged value (loss, metrics, validation, samples_per_s) taken over
 all ranks, so history, EarlyStopping and schedulers agree on every rank (see _data_parallel).
 """
+from __future__ import annotations
+
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "Trainer", "plot_history", "METRICS"]
 
 import math
 import numbers
+import os
 import signal
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Sized
+from typing import TYPE_CHECKING, Any, Callable, Literal, Union, cast
 
 import numpy as np
 
 from .._checks import integer
 from .._context import no_grad
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10+, here only for mypy (annotations are not evaluated)
+
+    from ..distributed.ddp import DistributedDataParallel
+    from ..nn.module import Module, Parameter
+    from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+    from ..optim.optimizer import Optimizer
+    from .callbacks import Callback
+
+    #: A metric for fit(metrics=...): a name ("accuracy", "top5") or f(logits, target) -> float.
+    MetricT = Union[str, Callable[[Any, Any], float]]
+    #: fit's model: a pycore Module, or one already wrapped for data-parallel training.
+    ModelT = Union[Module, DistributedDataParallel]
+
+#: A metric as fit computes it: f(logits, target) -> (sum over the batch, count), or None when
+#: it does not apply to these targets.
+MetricFn = Callable[[Any, Any], Union[tuple[float, float], None]]
+#: What a distributed batch's all-reduce gives: (global sums or None, batch loss, batch size, problem).
+_SharedBatch = tuple[Union[np.ndarray, None], float, int, Union[str, None]]
 
 #: What fit(metrics=[...]) accepts: "accuracy", "topK" (top-K accuracy, e.g. "top5"), or a
 #: function f(logits, target) -> float, averaged over samples (see fit's metrics argument).
@@ -69,25 +94,47 @@ class History(dict):
     time (seconds of training in the epoch), samples_per_s, skipped (batches skipped for a
     non-finite loss, with on_nonfinite="skip"). `step_loss` lists the loss of every
     optimizer step, for curves within an epoch.
+
+    Args:
+        *args, **kwargs: as dict's: the initial {key: list of per-epoch values} (fit starts
+            from an empty History).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.step_loss = []
+        self.step_loss: list[float] = []
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
+        """The number of epochs recorded (the length of the "loss" list)."""
         return len(self.get("loss", []))
 
-    def last(self):
-        """The latest epoch's values as a dict."""
+    def last(self) -> dict[str, Any]:
+        """The latest epoch's values.
+
+        Returns:
+            dict: {key: the last value of its list}, for every non-empty list.
+        """
         return {k: v[-1] for k, v in self.items() if v}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The history as checkpoint metadata.
+
+        Returns:
+            dict: {'epochs': {key: list}, 'step_loss': list}, copies of the lists.
+        """
         return {"epochs": {k: list(v) for k, v in self.items()}, "step_loss": list(self.step_loss)}
 
     @classmethod
-    def from_state_dict(cls, state):
+    def from_state_dict(cls, state: dict[str, Any]) -> History:
+        """Rebuild a History from state_dict()'s value (ValueError for another structure).
+
+        Args:
+            state: dict {'epochs': {key: list}, 'step_loss': list}.
+
+        Returns:
+            History: a new history holding copies of the lists.
+        """
         if (not isinstance(state, dict) or not isinstance(state.get("epochs"), dict)
                 or not isinstance(state.get("step_loss"), list)
                 or not all(isinstance(v, list) for v in state["epochs"].values())):
@@ -104,36 +151,54 @@ class Trainer:
     epoch (epochs completed), step (optimizer steps taken), stop_training (set True to stop
     after this epoch), log_keys (the keys each epoch's logs will hold), distributed (fit
     runs on every rank of an MPI job: a callback that writes files does so on rank 0 only).
+
+    Args:
+        model: Module (or DistributedDataParallel), the model being trained.
+        loss_fn: the loss (a module with backward()).
+        optimizer: Optimizer over the model's parameters.
+        train_loader: the re-iterable of training batches.
+        history: History, where each epoch's results go.
+        scheduler: the learning-rate scheduler, or None (the default).
+        callbacks: iterable of callbacks; default ().
     """
 
-    def __init__(self, model, loss_fn, optimizer, train_loader, history, scheduler=None, callbacks=()):
+    def __init__(self, model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterable[Any],
+                 history: History, scheduler: LRScheduler | ReduceLROnPlateau | None = None,
+                 callbacks: Iterable[Callback] = ()) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.train_loader, self.history = train_loader, history
         self.scheduler, self.callbacks = scheduler, list(callbacks)
         self.epoch = 0
         self.step = 0
         self.stop_training = False
-        self.log_keys = ()
+        self.log_keys: tuple[str, ...] = ()
         self.distributed = False
 
-    def training_state(self):
-        """Everything a resumed fit() needs, as checkpoint metadata (pycore.save(**state))."""
+    def training_state(self) -> dict[str, Any]:
+        """Everything a resumed fit() needs.
+
+        Returns:
+            dict: checkpoint metadata (pycore.save(**state)): epoch, step, rng_state, history,
+            logs, callbacks (each one's state_dict()), and loader_state and scheduler_state
+            when they exist.
+        """
         from .. import _context
         state = {"epoch": self.epoch, "step": self.step, "rng_state": _context.get_rng_state(),
                  "history": self.history.state_dict(), "logs": self.history.last(),
                  "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(self.callbacks)
                                if callable(getattr(cb, "state_dict", None))}}
-        if callable(getattr(self.train_loader, "state_dict", None)):
-            state["loader_state"] = self.train_loader.state_dict()
+        loader_state = getattr(self.train_loader, "state_dict", None)
+        if callable(loader_state):
+            state["loader_state"] = loader_state()
         if self.scheduler is not None:
             state["scheduler_state"] = self.scheduler.state_dict()
         return state
 
 
-def _callback_keys(callbacks):
+def _callback_keys(callbacks: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     """(key, callback): the key names the class and its rank among callbacks of that class
     ("ModelCheckpoint#0"), so a resumed run matches each saved state to its callback."""
-    seen = {}
+    seen: dict[str, int] = {}
     for cb in callbacks:
         name = type(cb).__name__
         seen[name] = seen.get(name, -1) + 1
@@ -143,11 +208,14 @@ def _callback_keys(callbacks):
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
-        clip_grad_norm=None, metrics=("accuracy",), on_nonfinite="raise", verbose=None, plot=None,
-        scheduler=None, scheduler_interval="epoch", accumulate=1, steps_per_epoch=None,
-        initial_epoch=0, resume=None, distributed=False):
-    """Train `model` until epoch `epochs` over `train_loader`; returns a History.
+def fit(model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterable[Any], epochs: int,
+        val_loader: Iterable[Any] | None = None, callbacks: Iterable[Callback] = (),
+        clip_grad_norm: float | None = None, metrics: MetricT | Iterable[MetricT] = ("accuracy",),
+        on_nonfinite: str = "raise", verbose: int | None = None, plot: str | os.PathLike[str] | None = None,
+        scheduler: LRScheduler | ReduceLROnPlateau | None = None, scheduler_interval: str = "epoch",
+        accumulate: int = 1, steps_per_epoch: int | None = None, initial_epoch: int = 0,
+        resume: str | os.PathLike[str] | None = None, distributed: bool = False) -> History:
+    """Train `model` until epoch `epochs` over `train_loader`.
 
     Args:
         model: a pycore Module (forward(*inputs) -> logits, backward(grad_logits)).
@@ -197,6 +265,10 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             ranks. Gradients are averaged as in PyTorch's DDP (a reduction="sum" loss gets
             1/world_size of the whole batch's gradient).
 
+    Returns:
+        History: one list per logged value (loss, metrics, val_..., lr, time, ...), one
+        entry per epoch, including the epochs of a resumed run.
+
     The model's input gradient is switched off (requires_input_grad = False): data needs
     none. Training runs in train() mode; validation in eval() mode under pycore.no_grad().
     """
@@ -216,7 +288,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     metric_fns = _metric_functions(metrics)
     clip = None
     if clip_grad_norm is not None:
-        if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not clip_grad_norm > 0:
+        if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not float(clip_grad_norm) > 0:
             raise ValueError(f"fit: clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
         clip = _clip_function()
     callbacks = list(callbacks)
@@ -238,8 +310,9 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             "epochs": epochs, "initial_epoch": initial_epoch, "accumulate": accumulate,
             "steps_per_epoch": steps_per_epoch, "on_nonfinite": on_nonfinite, "resume": resume is not None,
             "metrics": sorted(metric_fns), "clip_grad_norm": clip_grad_norm})
-        model = _data_parallel.prepare(model, optimizer, resume)
-        world_size = model.world.size
+        wrapped = _data_parallel.prepare(model, optimizer, resume)
+        world_size = wrapped.world.size
+        model = wrapped
     else:
         _check_not_wrapped(model)
 
@@ -279,8 +352,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
             if scheduler is not None and scheduler_interval == "epoch":
                 if _is_plateau(scheduler):
                     scheduler.step(logs[_plateau_monitor(scheduler, val_loader)])
-                else:
-                    scheduler.step()
+                else:  # an epoch scheduler: TypeGuard narrows only the branch above
+                    cast("LRScheduler", scheduler).step()
             progress.end_epoch(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(trainer, epoch, logs)
@@ -300,12 +373,12 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, callba
     return trainer.history
 
 
-def _is_main():
+def _is_main() -> bool:
     from .. import distributed as dist
     return dist.is_main()
 
 
-def _check_not_wrapped(model):
+def _check_not_wrapped(model: ModelT) -> None:
     """A DistributedDataParallel model in a job of several ranks needs fit(distributed=True):
     without it each rank would log and checkpoint its own shard's numbers."""
     from ..distributed import DistributedDataParallel
@@ -314,22 +387,22 @@ def _check_not_wrapped(model):
                          "distributed=True (the logs, callbacks and checkpoints must agree over the ranks)")
 
 
-def _is_plateau(scheduler):
+def _is_plateau(scheduler: object) -> TypeGuard[ReduceLROnPlateau]:
     from ..optim.lr_scheduler import ReduceLROnPlateau
     return isinstance(scheduler, ReduceLROnPlateau)
 
 
-def _plateau_monitor(scheduler, val_loader):
+def _plateau_monitor(scheduler: ReduceLROnPlateau, val_loader: Iterable[Any] | None) -> str:
     return scheduler.monitor or ("val_loss" if val_loader is not None else "loss")
 
 
-def _check_loaders(train_loader, val_loader, epochs, steps_per_epoch):
+def _check_loaders(train_loader: Any, val_loader: Any, epochs: int, steps_per_epoch: int | None) -> None:
     _check_loader(train_loader, "train_loader", epochs, steps_per_epoch)
     if val_loader is not None:
         _check_loader(val_loader, "val_loader", epochs, None)
 
 
-def _check_loader(loader, name, epochs, steps_per_epoch):
+def _check_loader(loader: Any, name: str, epochs: int, steps_per_epoch: int | None) -> None:
     try:
         iterator = iter(loader)
     except TypeError:
@@ -342,12 +415,12 @@ def _check_loader(loader, name, epochs, steps_per_epoch):
                                               if name == "train_loader" else ""))
 
 
-def _model_dtype(params):
+def _model_dtype(params: Iterable[Parameter]) -> np.dtype | None:
     dtypes = {p.data.dtype for p in params if p.data.dtype.kind == "f"}
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _log_keys(metric_fns, validation, on_nonfinite):
+def _log_keys(metric_fns: dict[str, MetricFn], validation: bool, on_nonfinite: str) -> tuple[str, ...]:
     names = ["loss"] + list(metric_fns)
     keys = names + (["val_" + k for k in names] if validation else []) + ["lr", "time", "samples_per_s"]
     return tuple(keys + (["skipped"] if on_nonfinite == "skip" else []) + ["epoch"])
@@ -356,8 +429,9 @@ def _log_keys(metric_fns, validation, on_nonfinite):
 class _StepConfig:
     """The per-step settings of one fit() call."""
 
-    def __init__(self, params, clip, max_norm, metric_fns, on_nonfinite, accumulate, dtype, step_scheduler,
-                 steps_per_epoch, world_size):
+    def __init__(self, params: list[Parameter], clip: Callable[..., float] | None, max_norm: float,
+                 metric_fns: dict[str, MetricFn], on_nonfinite: str, accumulate: int, dtype: np.dtype | None,
+                 step_scheduler: Any, steps_per_epoch: int | None, world_size: int | None) -> None:
         self.params, self.clip, self.max_norm = params, clip, max_norm
         self.metric_fns, self.on_nonfinite, self.accumulate = metric_fns, on_nonfinite, accumulate
         self.dtype, self.step_scheduler, self.steps_per_epoch = dtype, step_scheduler, steps_per_epoch
@@ -369,17 +443,18 @@ class _Batches:
     epoch. With it: that many batches from one iteration that continues across epochs, and
     restarts a re-iterable loader when a pass ends (a one-shot iterator running out is an error)."""
 
-    def __init__(self, loader, steps_per_epoch, before_pass=None):
+    def __init__(self, loader: Any, steps_per_epoch: int | None,
+                 before_pass: Callable[[Any], object] | None = None) -> None:
         self.loader, self.steps_per_epoch = loader, steps_per_epoch
         self.before_pass = before_pass  # called with the loader before each pass (a sampler's set_epoch)
-        self.iterator = None
+        self.iterator: Iterator[Any] | None = None
 
-    def _start_pass(self):
+    def _start_pass(self) -> Iterator[Any]:
         if self.before_pass is not None:
             self.before_pass(self.loader)
         return iter(self.loader)
 
-    def epoch(self, epoch):
+    def epoch(self, epoch: int) -> Iterator[Any]:
         if self.steps_per_epoch is None:
             yield from self._start_pass()
             return
@@ -400,18 +475,21 @@ class _Batches:
                     raise ValueError("fit: train_loader yields no batches") from None
 
 
-def _train_epoch(trainer, epoch, batches, config, progress):
+def _train_epoch(trainer: Trainer, epoch: int, batches: _Batches, config: _StepConfig,
+                 progress: _Progress) -> dict[str, Any]:
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     model.train()
     total = config.steps_per_epoch
     if total is None:
+        loader = trainer.train_loader
         try:
-            total = len(trainer.train_loader)
-        except TypeError:
+            total = len(loader) if isinstance(loader, Sized) else None
+        except TypeError:  # a __len__ that refuses (an unsized wrapper)
             total = None
     progress.start_epoch(epoch, total)
     sums = _MetricSums(config.metric_fns)
-    skipped, group, index = 0, [], 0
+    skipped, index = 0, 0
+    group: list[tuple[float, int]] = []  # (loss, batch size) of the batches since the last optimizer step
     start = time.perf_counter()
     for index, batch in enumerate(batches.epoch(epoch), 1):
         for cb in trainer.callbacks:
@@ -432,9 +510,11 @@ def _train_epoch(trainer, epoch, batches, config, progress):
                 grad = grad * grad.dtype.type(n)  # weighted by batch size; divided by the group's total below
             model.backward(grad)
         if shared is not None:
+            assert config.world_size is not None  # shared exists only when distributed
             measured, batch_loss, batch_size, problem = shared(problem, config.world_size)
         group.append((batch_loss, batch_size))
         if problem is None:
+            assert measured is not None  # no problem: this batch (every rank's) was measured
             sums.add(measured)
         if problem is None and (len(group) == config.accumulate or index == total):
             problem = _finish_group(trainer, config, group)
@@ -471,7 +551,8 @@ def _train_epoch(trainer, epoch, batches, config, progress):
     return logs
 
 
-def _share_batch(sums, measured, n, problem):
+def _share_batch(sums: _MetricSums, measured: np.ndarray | None, n: int, problem: str | None,
+                 ) -> Callable[[str | None, int], _SharedBatch]:
     """fit(distributed=True): start summing [this batch's measured values..., 1 if this
     rank's loss is not finite] over the ranks (non-blocking: it travels during backward, so
     it adds no wait of its own). Returns finish(problem, world_size) -> (the global sums,
@@ -483,7 +564,7 @@ def _share_batch(sums, measured, n, problem):
         local[1] = n
     pending = dist.start_allreduce_sum(np.append(local, 0.0 if problem is None else 1.0))
 
-    def finish(problem, world_size):
+    def finish(problem: str | None, world_size: int) -> _SharedBatch:
         shared = pending()
         measured, bad_ranks = shared[:-1], int(shared[-1])
         if bad_ranks:
@@ -493,7 +574,7 @@ def _share_batch(sums, measured, n, problem):
     return finish
 
 
-def _finish_group(trainer, config, group):
+def _finish_group(trainer: Trainer, config: _StepConfig, group: list[tuple[float, int]]) -> str | None:
     """Scale the accumulated gradients, check and clip them, and step; the problem or None."""
     params = config.params
     if config.accumulate > 1 and getattr(trainer.loss_fn, "reduction", "mean") != "sum":
@@ -518,7 +599,7 @@ def _finish_group(trainer, config, group):
     return None
 
 
-def _current_lr(optimizer):
+def _current_lr(optimizer: Any) -> float:
     groups = getattr(optimizer, "param_groups", None)
     if groups and isinstance(groups[0], dict) and "lr" in groups[0]:
         return float(groups[0]["lr"])
@@ -526,16 +607,30 @@ def _current_lr(optimizer):
     return float(lr) if isinstance(lr, numbers.Real) else float("nan")
 
 
-def evaluate(model, loss_fn, loader, metrics=("accuracy",), return_dict=False):
-    """Mean loss (weighted by batch size) and accuracy (None if not computed) over a loader,
-    in eval mode under pycore.no_grad(); the model's previous mode is restored. With
-    return_dict=True: {"loss": ..., metric name: value, ...} for every metric (as fit's)."""
+def evaluate(model: Module, loss_fn: Any, loader: Iterable[Any], metrics: MetricT | Iterable[MetricT] = ("accuracy",),
+             return_dict: bool = False) -> tuple[float, float | None] | dict[str, float]:
+    """The loss and metrics of `model` over a loader, in eval mode under pycore.no_grad();
+    the model's previous mode is restored.
+
+    Args:
+        model: Module, the model to evaluate.
+        loss_fn: the loss, called as loss_fn(logits, target).
+        loader: a re-iterable of batches, as fit's.
+        metrics: names or functions, as fit's; default ("accuracy",).
+        return_dict: bool, default False: return (loss, accuracy); True: a dict.
+
+    Returns:
+        (loss, accuracy): the mean loss (weighted by batch size) and the accuracy (None if
+        not computed); with return_dict=True, {"loss": ..., metric name: value, ...} for
+        every metric (as fit's).
+    """
     results = _evaluate(model, loss_fn, loader, _metric_functions(metrics), _model_dtype(model.parameters()),
                         prefix="")
     return results if return_dict else (results["loss"], results.get("accuracy"))
 
 
-def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix, distributed=False):
+def _evaluate(model: Any, loss_fn: Any, loader: Any, metric_fns: dict[str, MetricFn], dtype: np.dtype | None,
+              prefix: str, distributed: bool = False) -> dict[str, float]:
     """The loss and metrics over `loader`. distributed: a loader sharded by a
     DistributedSampler is evaluated by every rank on its shard (padding left out) and the
     sums added over the ranks; any other loader holds the whole set: rank 0 evaluates it."""
@@ -569,7 +664,7 @@ def _evaluate(model, loss_fn, loader, metric_fns, dtype, prefix, distributed=Fal
 # ---------------------------------------------------------------------------------------------
 # batches and metrics
 # ---------------------------------------------------------------------------------------------
-def _split_batch(batch, dtype):
+def _split_batch(batch: Any, dtype: np.dtype | None) -> tuple[tuple[Any, ...], Any, int]:
     """(model inputs tuple, target, number of samples), float arrays cast to the model's dtype."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError("fit: each batch must be (inputs, targets), ((a, b), targets) or (a, b, targets); build "
@@ -586,13 +681,13 @@ def _split_batch(batch, dtype):
     return inputs, _cast(target, dtype), n
 
 
-def _cast(value, dtype):
+def _cast(value: Any, dtype: np.dtype | None) -> Any:
     if dtype is not None and isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != dtype:
         return value.astype(dtype)
     return value
 
 
-def _metric_functions(metrics):
+def _metric_functions(metrics: Any) -> dict[str, MetricFn]:
     """{name: f(logits, target) -> (sum, count) or None}, from fit's metrics argument."""
     if isinstance(metrics, (str, bytes)) or callable(metrics):
         metrics = (metrics,)
@@ -600,17 +695,19 @@ def _metric_functions(metrics):
         metrics = tuple(metrics)
     except TypeError:
         raise TypeError(f"fit: metrics must be a list of names and functions, got {type(metrics).__name__}") from None
-    out = {}
+    out: dict[str, MetricFn] = {}
+    fn: MetricFn
     for m in metrics:
         if isinstance(m, str) and m == "accuracy":
             name, fn = m, _accuracy
         elif isinstance(m, str) and m.startswith("top") and m[3:].isdigit() and int(m[3:]) >= 1:
             name, fn = m, _top_k(int(m[3:]))
         elif callable(m) and not isinstance(m, str):
-            name = getattr(m, "__name__", None)
-            if not isinstance(name, str) or not name.isidentifier():
+            function_name = getattr(m, "__name__", None)
+            if not isinstance(function_name, str) or not function_name.isidentifier():
                 raise ValueError(f"fit: a metric function needs a name for the history (def my_metric(...), "
                                  f"not a lambda), got {m!r}")
+            name = function_name
             fn = _user_metric(m)
         else:
             raise ValueError(f"fit: unknown metric {m!r}; available: {list(METRICS)}")
@@ -620,7 +717,7 @@ def _metric_functions(metrics):
     return out
 
 
-def _accuracy(logits, target):
+def _accuracy(logits: Any, target: Any) -> tuple[int, int] | None:
     logits, target = np.asarray(logits), np.asarray(target)
     if target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape:
         valid = target >= 0
@@ -632,8 +729,8 @@ def _accuracy(logits, target):
     return None
 
 
-def _top_k(k):
-    def top_k(logits, target):
+def _top_k(k: int) -> MetricFn:
+    def top_k(logits: Any, target: Any) -> tuple[int, int] | None:
         logits, target = np.asarray(logits), np.asarray(target)
         if not (target.dtype.kind in "iu" and logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape):
             return None
@@ -647,8 +744,8 @@ def _top_k(k):
     return top_k
 
 
-def _user_metric(fn):
-    def metric(logits, target):
+def _user_metric(fn: Callable[[Any, Any], Any]) -> MetricFn:
+    def metric(logits: Any, target: Any) -> tuple[float, int]:
         value = fn(logits, target)
         try:
             value = float(value)
@@ -667,18 +764,18 @@ class _MetricSums:
     vector, so that fit(distributed=True) adds the ranks' sums with one all-reduce.
     """
 
-    def __init__(self, metric_fns):
+    def __init__(self, metric_fns: dict[str, MetricFn]) -> None:
         self.metric_fns = metric_fns
         self.values = self.measure_nothing()
 
     @property
-    def samples(self):
+    def samples(self) -> int:
         return int(self.values[1])
 
-    def measure_nothing(self):
+    def measure_nothing(self) -> np.ndarray:
         return np.zeros(2 + 2 * len(self.metric_fns))
 
-    def measure(self, loss, logits, target, n):
+    def measure(self, loss: float, logits: Any, target: Any, n: int) -> np.ndarray:
         """One batch's values (a metric that does not apply to the targets counts 0 of 0)."""
         values = self.measure_nothing()
         values[0], values[1] = loss * n, n
@@ -688,10 +785,10 @@ class _MetricSums:
                 values[2 + 2 * i: 4 + 2 * i] = got
         return values
 
-    def add(self, measured):
+    def add(self, measured: np.ndarray) -> None:
         self.values += measured
 
-    def results(self, prefix=""):
+    def results(self, prefix: str = "") -> dict[str, float]:
         loss_sum, samples = self.values[:2]
         out = {prefix + "loss": float(loss_sum / samples) if samples else float("nan")}
         for i, name in enumerate(self.metric_fns):
@@ -701,7 +798,7 @@ class _MetricSums:
         return out
 
 
-def _clip_function():
+def _clip_function() -> Callable[..., float]:
     try:
         from ..optim import clip_grad_norm_
     except ImportError:
@@ -710,7 +807,7 @@ def _clip_function():
     return clip_grad_norm_
 
 
-def _call(callback, hook, trainer, *args):
+def _call(callback: Any, hook: str, trainer: Trainer, *args: Any) -> None:
     method = getattr(callback, hook, None)
     if method is not None:
         method(trainer, *args)
@@ -724,7 +821,7 @@ class _deferred_keyboard_interrupt:
     only Python's default handler is replaced (a user's own handler is left alone).
     """
 
-    def __enter__(self):
+    def __enter__(self) -> _deferred_keyboard_interrupt:
         self.pending = False
         self.installed = (threading.current_thread() is threading.main_thread()
                           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
@@ -732,10 +829,10 @@ class _deferred_keyboard_interrupt:
             signal.signal(signal.SIGINT, self._hold)
         return self
 
-    def _hold(self, signum, frame):
+    def _hold(self, signum: int, frame: Any) -> None:
         self.pending = True
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> Literal[False]:
         if self.installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             if self.pending and exc[0] is None:
@@ -752,7 +849,7 @@ class _Progress:
 
     REFRESH_S = 0.1
 
-    def __init__(self, verbose, epochs, main=True):
+    def __init__(self, verbose: int | None, epochs: int, main: bool = True) -> None:
         if verbose is not None and verbose not in (0, 1, 2):  # True == 1 and False == 0
             raise ValueError(f"fit: verbose must be None, 0, 1 or 2 (or a bool), got {verbose!r}")
         tty = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
@@ -768,10 +865,10 @@ class _Progress:
             except ImportError:
                 self.mode = "bar"
         self.epochs = epochs
-        self.bar = None
+        self.bar: Any = None  # a tqdm.tqdm bar while an epoch runs in "tqdm" mode (tqdm has no types)
         self.last_draw = 0.0
 
-    def start_epoch(self, epoch, total):
+    def start_epoch(self, epoch: int, total: int | None) -> None:
         self.epoch, self.total = epoch, total
         self.last_draw = 0.0
         if self.mode == "tqdm":
@@ -779,7 +876,7 @@ class _Progress:
                                   leave=True, dynamic_ncols=True)
 
     @staticmethod
-    def _stats(results, rate=None):
+    def _stats(results: dict[str, Any], rate: float | None = None) -> str:
         parts = []
         for key, value in results.items():
             if key in _NOT_PLOTTED:
@@ -791,7 +888,7 @@ class _Progress:
             parts.append(f"{rate:,.0f} samples/s")
         return "  ".join(parts)
 
-    def update(self, step, sums, start):
+    def update(self, step: int, sums: _MetricSums, start: float) -> None:
         """After a batch: redraw at most every REFRESH_S with the running results (sums, a
         _MetricSums) and the rate since `start` (perf_counter at the epoch's start)."""
         if self.mode in ("quiet", "lines"):
@@ -815,7 +912,7 @@ class _Progress:
         sys.stdout.write(f"\repoch {self.epoch}/{self.epochs} {where} {self._stats(results, rate)}")
         sys.stdout.flush()
 
-    def end_epoch(self, epoch, logs):
+    def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.mode == "quiet":
             return
         line = self._stats(logs, logs["samples_per_s"]) + f"  ({logs['time']:.1f} s)"
@@ -829,13 +926,13 @@ class _Progress:
             sys.stdout.write(f"epoch {epoch}/{self.epochs}  {line}\n")
         sys.stdout.flush()
 
-    def interrupted(self, trainer):
+    def interrupted(self, trainer: Trainer) -> None:
         if self.mode != "quiet":
             sys.stdout.write(f"\ninterrupted after {trainer.step} optimizer steps; the weights are those "
                              "of the last complete step\n")
             sys.stdout.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -844,10 +941,17 @@ class _Progress:
 _NOT_PLOTTED = ("epoch", "lr", "time", "samples_per_s", "skipped")
 
 
-def plot_history(history, path):
+def plot_history(history: History, path: str | os.PathLike[str]) -> bool:
     """Save learning curves as a PNG: the loss (per epoch, validation, and per optimizer
-    step as a thin line) and one panel per metric. Needs matplotlib; without it, it warns
-    and returns False."""
+    step as a thin line) and one panel per metric.
+
+    Args:
+        history: History, from fit().
+        path: str or os.PathLike, the PNG file to write.
+
+    Returns:
+        bool: True once saved; False (with a warning) when matplotlib is not installed.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")

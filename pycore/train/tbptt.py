@@ -47,18 +47,38 @@ A bidirectional layer cannot carry its state: its reverse direction starts from 
 of each chunk, which the next chunk does not continue. `check_state_can_carry(model)`
 raises for such a model (train_char_model and evaluate_char_model call it).
 """
+from __future__ import annotations
+
 __all__ = ["batchify", "tbptt_batches", "detach_state", "check_state_can_carry"]
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import integer
 
+if TYPE_CHECKING:
+    from ..distributed.ddp import DistributedDataParallel
+    from ..nn.module import Module
 
-def batchify(stream, batch_size):
-    """Lay a 1-D stream out as batch_size parallel streams: an (N, L) array.
+#: A recurrent state: None, an array (RNN/GRU's h) or a tuple/list of them (LSTM's (h, c)).
+StateT = Union[None, np.ndarray, tuple[Any, ...], list[Any]]
+
+
+def batchify(stream: ArrayLike, batch_size: int) -> np.ndarray:
+    """Lay a 1-D stream out as batch_size parallel streams.
 
     Stream n is the n-th of N equal consecutive pieces of `stream` (the tail that does
     not fill all N is dropped), as in PyTorch's word_language_model, where
     data.view(bsz, -1).t() is the time-major (L, N) view of the same array.
+
+    Args:
+        stream: a 1-D array of tokens, length S.
+        batch_size: int >= 1, the number N of parallel streams (at most S).
+
+    Returns:
+        ndarray: (N, L) with L = S // N, a view of the stream's first N * L tokens.
     """
     stream = np.asarray(stream)
     if stream.ndim != 1:
@@ -70,17 +90,26 @@ def batchify(stream, batch_size):
     return stream[: length * batch_size].reshape(batch_size, length)
 
 
-def tbptt_batches(stream, seq_len, batch_size=None, batch_first=False):
+def tbptt_batches(stream: ArrayLike, seq_len: int, batch_size: int | None = None,
+                  batch_first: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (inputs, targets) chunks of a stream for truncated BPTT, in order.
 
-    stream: a 1-D array of tokens (cut into batch_size parallel streams by `batchify`;
-    batch_size=None means one stream), or an (N, L) array that already holds N streams.
+    Args:
+        stream: a 1-D array of tokens (cut into batch_size parallel streams by `batchify`),
+            or an (N, L) array that already holds N streams.
+        seq_len: int >= 1, the steps per chunk (T).
+        batch_size: int >= 1 or None (the default): the number of parallel streams for a
+            1-D stream (None: one); for an (N, L) stream, None or N.
+        batch_first: bool, yield (N, T) chunks instead of time-major (T, N); default False.
+
+    Yields:
+        (inputs, targets): integer arrays of shape (T, N), or (N, T) with batch_first;
+        fresh, C-contiguous copies.
+
     Chunk k holds steps [k*seq_len, (k+1)*seq_len) of every stream as inputs and the same
     steps shifted by one as targets (the next token), so consecutive chunks continue
     each other and the final state of one is the right initial state of the next. The
     last chunk may be shorter (L - 1 is not always a multiple of seq_len).
-    Shapes: (T, N) each (time-major, for batch_first=False models), or (N, T) with
-    batch_first=True. Arrays are fresh, C-contiguous copies.
     """
     seq_len = integer(seq_len, "seq_len", minimum=1)
     if not isinstance(batch_first, (bool, np.bool_)):
@@ -107,10 +136,16 @@ def tbptt_batches(stream, seq_len, batch_size=None, batch_first=False):
             yield np.ascontiguousarray(inputs.T), np.ascontiguousarray(targets.T)
 
 
-def detach_state(state):
+def detach_state(state: StateT) -> StateT:
     """The recurrent state to carry into the next chunk: copies of its arrays.
 
-    state: None, an array (RNN/GRU's h) or a tuple/list of arrays (LSTM's (h, c)).
+    Args:
+        state: None, an array (RNN/GRU's h) or a tuple/list of arrays (LSTM's (h, c)),
+            nested to any depth.
+
+    Returns:
+        The same structure (None, array, tuple or list) holding copies of the arrays.
+
     Gradients never cross a chunk boundary in pycore (each backward covers the last
     forward only), so this is the counterpart of PyTorch's `h.detach()` in name and
     place in the loop; the copy guards the carried state against in-place edits.
@@ -124,10 +159,16 @@ def detach_state(state):
     raise TypeError(f"state: expected None, an array or a tuple of arrays, got {type(state).__name__}")
 
 
-def check_state_can_carry(model):
-    """ValueError when `model` holds a bidirectional recurrent layer, whose final state is
-    not a meaningful initial state for the next chunk of a stream (the reverse direction
-    ends at the chunk's first step). Returns None otherwise."""
+def check_state_can_carry(model: Module | DistributedDataParallel) -> None:
+    """Check that `model`'s final recurrent state can start the next chunk of a stream.
+
+    Raises ValueError when `model` holds a bidirectional recurrent layer, whose final
+    state is not a meaningful initial state for the next chunk (the reverse direction
+    ends at the chunk's first step).
+
+    Args:
+        model: Module (or DistributedDataParallel), searched with named_modules().
+    """
     for name, module in model.named_modules():
         if getattr(module, "bidirectional", False):
             raise ValueError(f"{name or type(model).__name__}: truncated BPTT carries the state from one chunk "

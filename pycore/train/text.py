@@ -13,12 +13,14 @@ the state carried in is a plain array, so no gradient flows into the previous ch
 Gradients are clipped by their global norm before the optimizer step. Losses are in
 nats per character (natural log; divide by ln 2 for bits).
 """
+from __future__ import annotations
+
 __all__ = ["CharModel", "train_char_model", "evaluate_char_model", "sample"]
 
 import math
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -29,39 +31,85 @@ from ..datasets import StreamBatches
 from .fit import NonFiniteLossError, _deferred_keyboard_interrupt
 from .tbptt import check_state_can_carry, detach_state
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from ..datasets import CharVocab
+    from ..distributed.ddp import DistributedDataParallel
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+
 
 class CharModel(nn.Module):
     """Embedding -> LSTM -> Linear: next-character logits for every position.
 
-    Args: vocab_size, hidden_size=256, num_layers=2, embedding_dim=64, dtype=np.float32.
-    forward(ids, state=None): ids int (N, T) -> (logits (N, T, vocab_size), state), with
-    state the LSTM's (h, c), each (num_layers, N, hidden_size); feed it to the next call.
-    backward(grad_logits (N, T, vocab_size)) accumulates every parameter's gradient.
+    Args:
+        vocab_size: int >= 1, the number of distinct characters (ids 0 .. vocab_size - 1).
+        hidden_size: int, the LSTM's hidden size; default 256.
+        num_layers: int, stacked LSTM layers; default 2.
+        embedding_dim: int, the size of each character's embedding; default 64.
+        dtype: the parameters' dtype, np.float32 (the default) or np.float64.
+
+    Shape:
+        ids (N, T) ints in [0, vocab_size) -> logits (N, T, vocab_size)
+        state (h, c): each (num_layers, N, hidden_size)
+
+    forward(ids, state=None) returns (logits, state); feed the state to the next call.
+    backward(grad_logits) accumulates every parameter's gradient.
     Its state_dict keys (embed.weight, lstm.weight_ih_l0, ..., head.bias) are those of the
     same three modules in PyTorch (torch.nn.LSTM with batch_first=True).
     """
 
-    def __init__(self, vocab_size, hidden_size=256, num_layers=2, embedding_dim=64, dtype=np.float32):
+    def __init__(self, vocab_size: int, hidden_size: int = 256, num_layers: int = 2, embedding_dim: int = 64,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.vocab_size = integer(vocab_size, "vocab_size", minimum=1)
         self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype)
         self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True, dtype=dtype)
         self.head = nn.Linear(hidden_size, vocab_size, dtype=dtype)
 
-    def forward(self, ids, state=None):
-        """ids int (N, T), state None or (h, c) -> (logits (N, T, vocab_size), (h, c))."""
+    def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Next-character logits for every position of `ids`.
+
+        Args:
+            ids: int array (N, T), character ids.
+            state: the LSTM's (h, c), each (num_layers, N, hidden_size), from the previous
+                call; default None (zeros).
+
+        Returns:
+            (logits, state): logits (N, T, vocab_size) and the LSTM's final (h, c).
+        """
         y, state = self.lstm(self.embed(ids), state)
         return self.head(y), state
 
-    def backward(self, grad_logits):
-        """grad_logits (N, T, vocab_size) -> None; adds every parameter's gradient into .grad."""
-        self.embed.backward(self.lstm.backward(self.head.backward(grad_logits)))
+    def backward(self, grad_logits: np.ndarray) -> None:
+        """Add every parameter's gradient into its .grad (the ids have none).
+
+        Args:
+            grad_logits: (N, T, vocab_size), the loss's gradient with respect to the last
+                forward's logits.
+        """
+        grad_embedded = self.lstm.backward(self.head.backward(grad_logits))
+        assert grad_embedded is not None  # the LSTM reads the embedding's output: requires_input_grad
+        self.embed.backward(grad_embedded)
 
 
-def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None):
-    """Mean cross entropy in nats per character of the model on the id stream `ids`
-    (laid out as batch_size streams, state carried across chunks), in eval mode under
-    pycore.no_grad()."""
+def evaluate_char_model(model: Module | DistributedDataParallel, ids: ArrayLike, batch_size: int = 32,
+                        seq_len: int = 100, max_chunks: int | None = None) -> float:
+    """The model's loss on an id stream, in eval mode under pycore.no_grad() (the previous
+    mode is restored).
+
+    Args:
+        model: CharModel (any model called as model(ids, state) -> (logits, state)).
+        ids: 1-D int array, the character ids (CharVocab.encode).
+        batch_size: int, parallel streams the ids are laid out as; default 32.
+        seq_len: int, characters per chunk (the state is carried across chunks); default 100.
+        max_chunks: int or None, evaluate at most this many chunks; default None (all).
+
+    Returns:
+        float: the mean cross entropy in nats per character.
+    """
     check_state_can_carry(model)
     loss_fn = nn.CrossEntropyLoss()
     was_training = model.training
@@ -80,23 +128,35 @@ def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None)
     return total / count
 
 
-def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, seq_len=100, lr=2e-3,
-                     optimizer=None, clip_grad_norm=5.0, eval_every=100, eval_batches=None,
-                     verbose=None, on_step=None):
+def train_char_model(model: Module, train_ids: ArrayLike, val_ids: ArrayLike | None = None, steps: int = 500,
+                     batch_size: int = 32, seq_len: int = 100, lr: float = 2e-3, optimizer: Optimizer | None = None,
+                     clip_grad_norm: float | None = 5.0, eval_every: int = 100, eval_batches: int | None = None,
+                     verbose: bool | None = None, on_step: Callable[[int, float], object] | None = None,
+                     ) -> dict[str, Any]:
     """Train a CharModel with truncated BPTT for `steps` optimizer steps.
 
     Args:
-        train_ids, val_ids: 1-D int arrays (CharVocab.encode of the text, split_corpus).
-        steps: optimizer steps; the training stream is restarted (state reset) when it ends.
-        batch_size, seq_len: parallel streams and characters per chunk.
-        optimizer: defaults to Adam(model.parameters(), lr).
-        clip_grad_norm: the global gradient norm is clipped to this (None: no clipping).
-        eval_every: validation loss every this many steps (and after the last one);
-            eval_batches limits each validation to that many chunks (None: the whole split).
-        verbose: None reports on a terminal only; True always; False never.
+        model: CharModel (any model called as model(ids, state) -> (logits, state)).
+        train_ids: 1-D int array (CharVocab.encode of the text, split_corpus).
+        val_ids: 1-D int array or None (the default: no validation).
+        steps: int >= 0, optimizer steps; the training stream is restarted (state reset)
+            when it ends; default 500.
+        batch_size: int, parallel streams; default 32.
+        seq_len: int, characters per chunk; default 100.
+        lr: float, Adam's learning rate when optimizer is None; default 2e-3.
+        optimizer: Optimizer or None; default None: Adam(model.parameters(), lr).
+        clip_grad_norm: float or None, the global gradient norm is clipped to this (None:
+            no clipping); default 5.0.
+        eval_every: int >= 1, validation loss every this many steps (and after the last
+            one); default 100.
+        eval_batches: int or None, chunks per validation (None, the default: the whole split).
+        verbose: None (the default) reports on a terminal only; True always; False never.
         on_step: optional function called as on_step(step, loss) after each step.
-    Returns a dict: step, loss (training loss per step), val_step, val_loss (nats/char),
-    chars_per_s (training characters per second, excluding validation), time (s).
+
+    Returns:
+        dict: step, loss (training loss per step), val_step, val_loss (nats/char),
+        chars_per_s (training characters per second, excluding validation), time (s).
+
     A NaN/Inf loss raises NonFiniteLossError naming the step, before any update.
     """
     steps = integer(steps, "steps", minimum=0)
@@ -155,13 +215,24 @@ def train_char_model(model, train_ids, val_ids=None, steps=500, batch_size=32, s
     return history
 
 
-def sample(model, vocab, prompt, length, temperature=1.0, seed=None):
-    """Generate `length` characters after `prompt`; returns prompt + the new text.
+def sample(model: Module, vocab: CharVocab, prompt: str, length: int, temperature: float = 1.0,
+           seed: int | None = None) -> str:
+    """Generate `length` characters after `prompt`.
 
     Each next character is drawn from softmax(logits / temperature): temperature < 1 is
     more conservative, > 1 more varied. Runs in eval mode under pycore.no_grad(), feeding
     the prompt once and then one character at a time with the carried state.
-    seed: an int for a reproducible sample (None: fresh randomness).
+
+    Args:
+        model: CharModel (any model called as model(ids, state) -> (logits, state)).
+        vocab: CharVocab, encodes the prompt and decodes the drawn ids.
+        prompt: non-empty str, every character in vocab.
+        length: int >= 0, the characters to generate.
+        temperature: float > 0; default 1.0.
+        seed: an int for a reproducible sample; default None (fresh randomness).
+
+    Returns:
+        str: prompt + the new text.
     """
     length = integer(length, "length", minimum=0)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
