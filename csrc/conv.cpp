@@ -671,7 +671,9 @@ const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
 // PyTorch, interleaved, on benchmarks/bench_conv.py's shapes (Zen 5, under load): direct
 // took LeNet conv1 from ~1.0x to ~1.7-2.0x and conv2 from ~0.5x to ~0.9x (AVX2) / ~1.3x
 // (AVX-512). The implicit fill never won: 7-11% more instructions than im2col + pack
-// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings.
+// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings; again with the
+// panel-fit tiles (forward_tile_rows) on this Xeon: im2col 0-15% ahead on the four 3x3
+// shapes of bench_conv.py, AVX-512 and AVX2 (interleaved CPU time, best of 12, under load).
 bool use_direct(const Conv2dGeometry& g, int item_size) {
     if (!direct_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
