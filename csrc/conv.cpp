@@ -49,8 +49,13 @@ constexpr int64_t kGemmGrain = int64_t(1) << 18;
 // Columns a GEMM should get at least: small images are chunked up to this.
 constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
-// values each) together stay within about this many bytes (a typical per-core L2).
-constexpr int64_t kTileBytes = int64_t(1) << 18;
+// values each) together stay within about this many bytes (half of Zen 5's 1 MiB per-core
+// L2, a quarter of this Xeon's 2 MiB). 256 KiB left 3x3 (64,32,28,28) -> 64 no tile of 8
+// rows, the first panel-exact one (forward_tile_rows): 26 ms at 512 KiB and 1 MiB against
+// 29-39 ms at 256 KiB (CPU time, AVX-512, 1 thread, under load).
+constexpr int64_t kTileBytes = int64_t(1) << 19;
+// What one more forward tile (GEMM call) costs, counted in GEMM columns (forward_tile_rows).
+constexpr int64_t kTileColumnsOverhead = 8;
 // One output row is the smallest tile, unless its columns and output pass this many bytes:
 // then the row is cut into segments of output columns (a 60,000-wide image and a 30,000-wide
 // kernel need 3.6 GB for one row; segments keep every thread's buffers near 64 MiB).
@@ -666,7 +671,9 @@ const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
 // PyTorch, interleaved, on benchmarks/bench_conv.py's shapes (Zen 5, under load): direct
 // took LeNet conv1 from ~1.0x to ~1.7-2.0x and conv2 from ~0.5x to ~0.9x (AVX2) / ~1.3x
 // (AVX-512). The implicit fill never won: 7-11% more instructions than im2col + pack
-// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings.
+// (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings; again with the
+// panel-fit tiles (forward_tile_rows) on this Xeon: im2col 0-15% ahead on the four 3x3
+// shapes of bench_conv.py, AVX-512 and AVX2 (interleaved CPU time, best of 12, under load).
 bool use_direct(const Conv2dGeometry& g, int item_size) {
     if (!direct_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
@@ -681,11 +688,25 @@ bool use_implicit_columns(const Dims& d) {
     return !d.pointwise && d.OCg >= 2 && g_algorithm.load(std::memory_order_relaxed) == 2;
 }
 
-// Output rows per forward tile of a single image (see kTileBytes).
-int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_size) {
+// Output rows per forward tile of a single image: at most what fits kTileBytes, and among
+// those the count whose tiles cost the GEMM fewest columns. The GEMM computes whole
+// NR-wide panels (panel_width), so a tile's columns count rounded up to a multiple of NR,
+// plus kTileColumnsOverhead per tile (one more GEMM call). With 28-wide rows and AVX-512's
+// NR = 32, tiles of 6 rows computed 192 columns for 168 (14% wasted); 8 rows are 224 = 7
+// panels exactly. On ties the most rows.
+int64_t forward_tile_rows(const Conv2dGeometry& g, const Dims& d, int64_t item_size, int64_t nr) {
     if (d.chunk > 1) return g.OH;  // small images: whole ones, several per column matrix
     const int64_t columns = kTileBytes / ((d.K + d.OCg) * item_size);
-    return std::min(g.OH, std::max<int64_t>(1, columns / g.OW));
+    const int64_t fit = std::min(g.OH, std::max<int64_t>(1, columns / g.OW));
+    const auto cost = [&](int64_t rows) {  // rows > 0: one tile's padded columns + overhead
+        return rows == 0 ? 0 : (rows * g.OW + nr - 1) / nr * nr + kTileColumnsOverhead;
+    };
+    int64_t best = fit, best_cost = -1;
+    for (int64_t rows = fit; rows >= 1; --rows) {
+        const int64_t total = g.OH / rows * cost(rows) + cost(g.OH % rows);
+        if (best_cost < 0 || total < best_cost) best = rows, best_cost = total;
+    }
+    return best;
 }
 
 // Output columns per forward tile (see kTileMaxBytes): OW, or fewer when one row is too big
@@ -760,13 +781,6 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
         return;
     }
     const Dims d = dims_of(g);
-    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T)), tile_cols = forward_tile_cols(g, d, sizeof(T));
-    const int64_t col_tiles = (g.OW + tile_cols - 1) / tile_cols;
-    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows * col_tiles;
-    const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
-    const int64_t items = chunks * g.groups * tiles;
-    const int64_t columns = d.chunk * tile_rows * tile_cols;
-    const int nt = item_threads(items, d.OCg * columns * d.K);
     // Every item of a group multiplies by the same W_g: pack it once here, not per item.
     // ... and give it its group's bias in the epilogue (none at all without bias or activation).
     std::vector<PackedMatrix<T>> w_packed;
@@ -775,6 +789,14 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
         w_packed.push_back(PackedMatrix<T>::pack_a(false, d.OCg, d.K, weight + grp * d.OCg * d.K, d.K));
         epilogues.push_back(GemmEpilogue<T>{bias ? bias + grp * d.OCg : nullptr, nullptr, activation, negative_slope});
     }
+    const int64_t nr = w_packed[0].panel_width();
+    const int64_t tile_rows = forward_tile_rows(g, d, sizeof(T), nr), tile_cols = forward_tile_cols(g, d, sizeof(T));
+    const int64_t col_tiles = (g.OW + tile_cols - 1) / tile_cols;
+    const int64_t tiles = (g.OH + tile_rows - 1) / tile_rows * col_tiles;
+    const int64_t chunks = (g.N + d.chunk - 1) / d.chunk;
+    const int64_t items = chunks * g.groups * tiles;
+    const int64_t columns = d.chunk * tile_rows * tile_cols;
+    const int nt = item_threads(items, d.OCg * columns * d.K);
     const bool has_epilogue = bias != nullptr || activation != Activation::kNone;
     // The implicit fill walks whole output rows: not with row segments (tile_cols < OW).
     const bool implicit = use_implicit_columns(d) && tile_cols == g.OW;

@@ -549,7 +549,9 @@ PackedMatrix<T> PackedMatrix<T>::pack(Side side, bool trans, int64_t rows, int64
     PackedMatrix<T> p;
     p.side_ = side;
     p.rows_ = std::max<int64_t>(rows, 0), p.cols_ = std::max<int64_t>(cols, 0);
-    p.kernel_ = current_kernel<T>();
+    // A packed left operand takes the tile gemm() would take for its rows (tile_for_rows): a
+    // conv weight of 64 output channels packed in 12-row panels computed 72 rows for 64.
+    p.kernel_ = side == Side::kA ? &tile_for_rows(*current_kernel<T>(), p.rows_) : current_kernel<T>();
     p.trans_ = trans, p.source_ = src, p.ld_ = ld;
     if (p.rows_ > 0 && p.cols_ > 0) {
         const int width = side == Side::kA ? p.kernel_->mr : p.kernel_->nr;

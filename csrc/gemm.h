@@ -113,6 +113,9 @@ public:
     Side side() const { return side_; }
     int64_t rows() const { return rows_; }  // M for A, K for B
     int64_t cols() const { return cols_; }  // K for A, N for B
+    // NR, the width of the B panels in the products with this packing: they compute N in
+    // whole panels, so a caller that picks N (conv's tiles) wastes least with multiples of it.
+    int panel_width() const { return kernel_ ? kernel_->nr : 1; }
 
 private:
     struct Free {

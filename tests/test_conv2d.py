@@ -207,6 +207,11 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
     (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
     (2, 3, 9, 29, 20, 3, 2, 1, 1, 1),     # im2col's vectorised stride-2 rows against implicit's element loop
+    # Forward tiles chosen to fill whole NR-wide panels (forward_tile_rows): 8 rows of 28
+    # (7 panels of 32 on AVX-512) and a 4-row rest; 64 and 40 output channels packed in
+    # the 8-row tile; 30-wide rows that fill no panel exactly.
+    (1, 32, 28, 28, 64, 3, 1, 1, 1, 1),
+    (2, 16, 30, 30, 40, 3, 1, 1, 1, 1),
 ]
 
 
@@ -512,3 +517,25 @@ def test_one_and_two_threads_agree_bitwise(n, first_layer, dtype, padding):
             assert two is None
         else:
             np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_row_tiles_one_and_two_threads_agree_bitwise(n):
+    """A 3x3 layer of 32 -> 64 channels on 28x28 images: the forward cuts each image into
+    tiles of rows (8 + 8 + 8 + 4 on AVX-512), which the threads take whole (a batch of 3) or
+    one at a time with the GEMM split (a batch of 1); the bits must not depend on that."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, 32, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    gy = rng.standard_normal((n, 64, 28, 28)).astype(np.float32)
+    before = pycore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            pycore.set_num_threads(threads)
+            results.append(run_pycore(x, w, b, gy, padding=1))
+    finally:
+        pycore.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
