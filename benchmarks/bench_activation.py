@@ -1,4 +1,4 @@
-"""Activations: relu, leaky_relu, sigmoid, tanh (forward and backward), PReLU, softmax,
+"""Activations: relu, leaky_relu, sigmoid, tanh (forward and backward), PReLU (fwd+bwd), softmax,
 log_softmax (forward), and cross entropy.
 
 float32 arrays: (256, 1000), a classifier's logits, with softmax over the last axis; and
@@ -88,7 +88,7 @@ def _cross_entropy_case(rows, classes, threads):
 
 def _prelu_case(shape, threads):
     """PReLU forward + backward (input and weight gradients), one slope per channel (axis 1):
-    numpy in pycore (no kernel yet), so this is the number that would justify one."""
+    (N, C) has the channels on the contiguous axis, (N, C, H, W) one slope per H*W row."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(np.float32)
     g = rng.standard_normal(shape).astype(np.float32)

@@ -1,4 +1,4 @@
-// bind_elementwise.cpp: activations, softmax, dropout and batch norm on numpy arrays.
+// bind_elementwise.cpp: activations, softmax, PReLU, dropout and batch norm on numpy arrays.
 //
 // Every function writes into output arrays the Python layer allocated (C-contiguous,
 // same dtype and size as the input), so nothing here allocates or chooses a dtype.
@@ -102,7 +102,7 @@ void dropout_py(py::array y, py::array mask, const py::array& x, const py::array
 }
 
 // ---------------------------------------------------------------------------------------
-// batch norm: x is (N, C, ...) C-contiguous; per-channel arrays are (C,) or None.
+// Per-channel arrays (batch norm, prelu): (C,) or None.
 
 py::array as_array(const py::object& a, const char* name) {
     if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + ": expected a numpy array or None");
@@ -135,6 +135,49 @@ void check_dims(const py::array& x, int64_t N, int64_t C, int64_t HW, const char
     if (bind::size_product({N, C, HW}, what) != static_cast<int64_t>(x.size()))
         throw py::value_error(std::string(what) + ": outer * channels * inner does not match the array size");
 }
+
+// ---------------------------------------------------------------------------------------
+// prelu: x viewed as (outer, channels, inner), weight (channels,).
+
+void prelu_py(py::array y, const py::array& x, const py::array& weight, int64_t outer, int64_t channels,
+              int64_t inner) {
+    bind::dispatch_float(x, "x", [&](auto tag) {
+        using T = decltype(tag);
+        check_size<T>(y, x, "y");
+        const T* xp = bind::in_ptr<T>(x, "x");
+        const T* wp = bind::in_ptr<T>(weight, "weight", 1);
+        check_dims(x, outer, channels, inner, "prelu");
+        bind::check_shape(weight, {channels}, "weight");
+        T* yp = bind::out_ptr<T>(y, "y");
+        py::gil_scoped_release release;
+        prelu_forward<T>(yp, xp, wp, outer, channels, inner);
+    });
+}
+
+void prelu_backward_py(const py::object& dx, const py::object& grad_weight, const py::array& dy, const py::array& x,
+                       const py::array& weight, int64_t outer, int64_t channels, int64_t inner) {
+    bind::dispatch_float(x, "x", [&](auto tag) {
+        using T = decltype(tag);
+        check_size<T>(dy, x, "dy");
+        const T* gp = bind::in_ptr<T>(dy, "dy");
+        const T* xp = bind::in_ptr<T>(x, "x");
+        const T* wp = bind::in_ptr<T>(weight, "weight", 1);
+        check_dims(x, outer, channels, inner, "prelu_backward");
+        bind::check_shape(weight, {channels}, "weight");
+        T* dxp = nullptr;
+        if (!dx.is_none()) {
+            py::array dxa = as_array(dx, "dx");
+            check_size<T>(dxa, x, "dx");
+            dxp = bind::out_ptr<T>(dxa, "dx");
+        }
+        T* gwp = optional_channel_out<T>(grad_weight, channels, "grad_weight");
+        py::gil_scoped_release release;
+        prelu_backward<T>(dxp, gwp, gp, xp, wp, outer, channels, inner);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// batch norm: x is (N, C, ...) C-contiguous.
 
 void batch_norm_py(py::array y, py::array mean, py::array invstd, const py::array& x, const py::object& weight,
                    const py::object& bias, const py::object& running_mean, const py::object& running_var,
@@ -227,6 +270,13 @@ void bind_elementwise(pybind11::module_& m) {
           "gradient of softmax (or log_softmax) from its output y");
     m.def("dropout_forward", &dropout_py, py::arg("y"), py::arg("mask"), py::arg("x"), py::arg("u"), py::arg("p"),
           "mask = (u >= p) / (1 - p); y = x * mask");
+    m.def("prelu_forward", &prelu_py, py::arg("y"), py::arg("x"), py::arg("weight"), py::arg("outer"),
+          py::arg("channels"), py::arg("inner"),
+          "y = x > 0 ? x : weight[c] * x, x viewed as (outer, channels, inner) (one slope: channels = 1)");
+    m.def("prelu_backward", &prelu_backward_py, py::arg("dx"), py::arg("grad_weight"), py::arg("dy"), py::arg("x"),
+          py::arg("weight"), py::arg("outer"), py::arg("channels"), py::arg("inner"),
+          "dx = dy * (x > 0 ? 1 : weight[c]) (dx None: skipped); adds sum of (x > 0 ? 0 : dy * x) per channel into "
+          "grad_weight (None: skipped)");
     m.def("batch_norm_forward", &batch_norm_py, py::arg("y"), py::arg("mean"), py::arg("invstd"), py::arg("x"),
           py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("outer"),
           py::arg("channels"), py::arg("inner"), py::arg("training"), py::arg("momentum"), py::arg("eps"),

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastmath.h"
+#include "memory.h"
 #include "omp_guard.h"
 #include "simd.h"
 #include "threads.h"
@@ -115,7 +116,8 @@ namespace {
 constexpr int64_t kInnerBlock = 256;
 
 // slab(base, width, sum, peak) for every (outer, inner block) task; sum and peak are
-// per-thread scratch of `width` (<= kInnerBlock) entries.
+// per-thread scratch of `width` (<= kInnerBlock) entries, and peak has kInnerBlock more
+// from peak + kInnerBlock on.
 template <class T, class F>
 void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
     // An empty axis means an empty array: nothing to do (and inner == 0 would give zero
@@ -132,7 +134,7 @@ void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
     const int64_t grain = std::max<int64_t>(1, kGrainTranscendental / std::max<int64_t>(1, dim * block));
     simd::parallel_run(tasks, threads_for(tasks, grain), [=](int64_t t0, int64_t t1) PYCORE_LAMBDA_INLINE {
         std::vector<double> sum(static_cast<size_t>(block));
-        std::vector<T> peak(static_cast<size_t>(block));
+        std::vector<T> peak(static_cast<size_t>(2 * kInnerBlock));
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t o = t / blocks_used, i0 = (t % blocks_used) * block;
             slab(o * dim * inner + i0, std::min(block, inner - i0), sum.data(), peak.data());
@@ -208,7 +210,7 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
             const T* PYCORE_RESTRICT xr = x + base + d * inner;
             T* PYCORE_RESTRICT yr = y + base + d * inner;
             if (log_output) {
-                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp_nonpositive(xr[j] - max[j]));
+                for (int64_t j = 0; j < width; ++j) sum[j] += double(fastmath::exp_for_sum(xr[j] - max[j]));
             } else {
                 for (int64_t j = 0; j < width; ++j) {
                     yr[j] = fastmath::exp_nonpositive(xr[j] - max[j]);
@@ -216,25 +218,28 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
                 }
             }
         }
-        // pass 3: normalise
+        // pass 3: normalise, with per-column factors in T (lo, 1 / sum: for_each_slab's
+        // second half of max[]), so that the rows convert nothing
+        T* PYCORE_RESTRICT factor = max + kInnerBlock;
         if (log_output) {
             // y = x - lse, lse = hi + lo in two T values (as in softmax_rows): hi goes to
-            // max[], lo stays in sum[]
+            // max[], lo to factor[]
             for (int64_t j = 0; j < width; ++j) {
                 const double lse = double(max[j]) + fastmath::log_of_sum(sum[j]);
                 max[j] = T(lse);
-                sum[j] = lse - double(max[j]);
+                factor[j] = T(lse - double(max[j]));
             }
             for (int64_t d = 0; d < dim; ++d) {
                 const T* PYCORE_RESTRICT xr = x + base + d * inner;
                 T* PYCORE_RESTRICT yr = y + base + d * inner;
-                for (int64_t j = 0; j < width; ++j) yr[j] = (xr[j] - max[j]) - T(sum[j]);
+                for (int64_t j = 0; j < width; ++j) yr[j] = (xr[j] - max[j]) - factor[j];
             }
         } else {
-            for (int64_t j = 0; j < width; ++j) sum[j] = 1.0 / sum[j];
+            // y *= 1 / sum rounded to T, as softmax_rows
+            for (int64_t j = 0; j < width; ++j) factor[j] = T(1.0 / sum[j]);
             for (int64_t d = 0; d < dim; ++d) {
                 T* PYCORE_RESTRICT yr = y + base + d * inner;
-                for (int64_t j = 0; j < width; ++j) yr[j] = T(double(yr[j]) * sum[j]);
+                for (int64_t j = 0; j < width; ++j) yr[j] *= factor[j];
             }
         }
     });
@@ -271,6 +276,144 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim
 }
 
 // ---------------------------------------------------------------------------------------
+// prelu: x viewed as (outer, channels, inner), slope a_c = weight[c].
+//
+// Channels along the contiguous axis (inner == 1, e.g. (N, C) with C slopes) run row by
+// row, vectorised over c against the weight row. Otherwise each (o, c) row of `inner`
+// values has one slope; backward cuts every row into fixed blocks of kPreluSumBlock values,
+// each block's sum of dy * x over x <= 0 goes to its own slot, and the slots are added per
+// channel in (o, block) order afterwards: the same bits for any thread count. A single
+// slope is (1, 1, n): one row of many blocks.
+
+namespace {
+
+constexpr int64_t kPreluSumBlock = 1 << 12;
+
+// dx[i] = x > 0 ? dy : a dy for i in [i0, i1) (kInput), and the return value
+// sum of (x > 0 ? 0 : dy x) in double (kWeight), over fastmath::kLanes lanes. The products
+// are taken in double too (exact for float): the sum then rounds only in its additions.
+template <bool kInput, bool kWeight, class T>
+PYCORE_INLINE double prelu_backward_run(T* PYCORE_RESTRICT dx, const T* PYCORE_RESTRICT dy,
+                                        const T* PYCORE_RESTRICT x, T a, int64_t i0, int64_t i1) {
+    constexpr int64_t kLanes = fastmath::kLanes;
+    double lanes[kLanes] = {};
+    int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) {
+            const T xv = x[i + j], g = dy[i + j];
+            if constexpr (kInput) dx[i + j] = fastmath::where(xv > T(0), g, a * g);
+            if constexpr (kWeight) lanes[j] += fastmath::where(xv > T(0), 0.0, double(g) * double(xv));
+        }
+    for (; i < i1; ++i) {
+        if constexpr (kInput) dx[i] = fastmath::where(x[i] > T(0), dy[i], a * dy[i]);
+        if constexpr (kWeight) lanes[0] += fastmath::where(x[i] > T(0), 0.0, double(dy[i]) * double(x[i]));
+    }
+    return kWeight ? fastmath::lane_sum(lanes) : 0.0;
+}
+
+// Channels along the contiguous axis: column block [c0, c1) of every row, the weight
+// gradient summed per column in row order into sums[c] (double).
+template <bool kInput, bool kWeight, class T>
+void prelu_backward_columns(T* dx, double* sums, const T* dy, const T* x, const T* weight, int64_t rows,
+                            int64_t channels) {
+    simd::parallel_run(channels, threads_for(rows * channels, kGrainCheap),
+                       [=](int64_t c0, int64_t c1) PYCORE_LAMBDA_INLINE {
+                           for (int64_t c = c0; c < c1; ++c) sums[c] = 0.0;
+                           for (int64_t r = 0; r < rows; ++r) {
+                               const T* PYCORE_RESTRICT xr = x + r * channels;
+                               const T* PYCORE_RESTRICT gr = dy + r * channels;
+                               T* PYCORE_RESTRICT dxr = dx + r * channels;
+                               double* PYCORE_RESTRICT s = sums;
+                               for (int64_t c = c0; c < c1; ++c) {
+                                   const bool positive = xr[c] > T(0);
+                                   if constexpr (kInput) dxr[c] = fastmath::where(positive, gr[c], weight[c] * gr[c]);
+                                   if constexpr (kWeight) s[c] += fastmath::where(positive, 0.0, double(gr[c]) * double(xr[c]));
+                               }
+                           }
+                       });
+}
+
+// Rows of `inner` values with one slope each, in blocks; block t's weight-gradient sum
+// goes to sums[t] (kWeight).
+template <bool kInput, bool kWeight, class T>
+void prelu_backward_blocks(T* dx, double* sums, const T* dy, const T* x, const T* weight, int64_t rows,
+                           int64_t channels, int64_t inner) {
+    const int64_t blocks = (inner + kPreluSumBlock - 1) / kPreluSumBlock;
+    const int64_t tasks = rows * blocks;
+    const int64_t grain = std::max<int64_t>(1, kGrainCheap / std::min(inner, kPreluSumBlock));
+    simd::parallel_run(tasks, threads_for(tasks, grain), [=](int64_t t0, int64_t t1) PYCORE_LAMBDA_INLINE {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t row = t / blocks, begin = (t % blocks) * kPreluSumBlock;
+            const int64_t end = std::min(inner, begin + kPreluSumBlock);
+            const int64_t base = row * inner;
+            const double s = prelu_backward_run<kInput, kWeight>(dx + base, dy + base, x + base,
+                                                                 weight[row % channels], begin, end);
+            if constexpr (kWeight) sums[t] = s;
+        }
+    });
+}
+
+template <bool kInput, bool kWeight, class T>
+void prelu_backward_impl(T* dx, T* dweight, const T* dy, const T* x, const T* weight, int64_t outer,
+                         int64_t channels, int64_t inner) {
+    if (inner == 1 && channels > 1) {
+        memory::Scratch<double> sums(kWeight ? static_cast<size_t>(channels) : 0);
+        prelu_backward_columns<kInput, kWeight>(dx, sums.data(), dy, x, weight, outer, channels);
+        if constexpr (kWeight)
+            for (int64_t c = 0; c < channels; ++c) dweight[c] += T(sums[c]);
+        return;
+    }
+    const int64_t blocks = (inner + kPreluSumBlock - 1) / kPreluSumBlock;
+    memory::Scratch<double> sums(kWeight ? static_cast<size_t>(outer * channels * blocks) : 0);
+    prelu_backward_blocks<kInput, kWeight>(dx, sums.data(), dy, x, weight, outer * channels, channels, inner);
+    if constexpr (kWeight)
+        for (int64_t c = 0; c < channels; ++c) {
+            double total = 0.0;
+            for (int64_t o = 0; o < outer; ++o)
+                for (int64_t b = 0; b < blocks; ++b) total += sums[(o * channels + c) * blocks + b];
+            dweight[c] += T(total);
+        }
+}
+
+}  // namespace
+
+template <class T>
+void prelu_forward(T* y, const T* x, const T* weight, int64_t outer, int64_t channels, int64_t inner) {
+    if (outer == 0 || channels == 0 || inner == 0) return;
+    if (channels == 1) return leaky_relu_forward(y, x, weight[0], outer * inner);  // one slope: the same map
+    if (inner == 1) {
+        simd::parallel_run(outer, threads_for(outer * channels, kGrainCheap),
+                           [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+                               for (int64_t r = r0; r < r1; ++r) {
+                                   const T* PYCORE_RESTRICT xr = x + r * channels;
+                                   T* PYCORE_RESTRICT yr = y + r * channels;
+                                   for (int64_t c = 0; c < channels; ++c)
+                                       yr[c] = fastmath::where(xr[c] > T(0), xr[c], weight[c] * xr[c]);
+                               }
+                           });
+        return;
+    }
+    const int64_t rows = outer * channels;
+    simd::parallel_run(rows, threads_for(rows * inner, kGrainCheap), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T a = weight[r % channels];
+            const T* PYCORE_RESTRICT xr = x + r * inner;
+            T* PYCORE_RESTRICT yr = y + r * inner;
+            for (int64_t i = 0; i < inner; ++i) yr[i] = fastmath::where(xr[i] > T(0), xr[i], a * xr[i]);
+        }
+    });
+}
+
+template <class T>
+void prelu_backward(T* dx, T* dweight, const T* dy, const T* x, const T* weight, int64_t outer, int64_t channels,
+                    int64_t inner) {
+    if (outer == 0 || channels == 0 || inner == 0) return;
+    if (dx && dweight) return prelu_backward_impl<true, true>(dx, dweight, dy, x, weight, outer, channels, inner);
+    if (dx) return prelu_backward_impl<true, false>(dx, dweight, dy, x, weight, outer, channels, inner);
+    if (dweight) return prelu_backward_impl<false, true>(dx, dweight, dy, x, weight, outer, channels, inner);
+}
+
+// ---------------------------------------------------------------------------------------
 // dropout (inverted: kept values are scaled by 1 / (1 - p) so that E[y] = x)
 
 template <class T>
@@ -299,6 +442,8 @@ void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
     template void tanh_backward<T>(T*, const T*, const T*, int64_t);                                \
     template void softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t, bool);                \
     template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool);     \
+    template void prelu_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);              \
+    template void prelu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t); \
     template void dropout_forward<T>(T*, T*, const T*, const T*, double, int64_t);                  \
     template void dropout_backward<T>(T*, const T*, const T*, int64_t);
 

@@ -1,8 +1,7 @@
 // elementwise.h: activations, softmax / log_softmax and dropout, forward and backward.
 //
 // Every array is contiguous and holds n elements (softmax: outer * dim * inner).
-// Backward kernels write the input gradient: none of these activations has a parameter
-// (PReLU's learnable slope is numpy, pycore/functional/activation.py).
+// Backward kernels write the input gradient; PReLU's also adds its slopes' gradient.
 // Where the derivative is cheaper from the output, backward reads the saved output y:
 //
 //   relu        y = max(x, 0)                    dx = dy * (y > 0)
@@ -14,6 +13,8 @@
 //               dx_i = y_i * (dy_i - sum_j dy_j y_j)
 //   log_softmax y_i = x_i - m - log(sum_j exp(x_j - m))
 //               dx_i = dy_i - exp(y_i) * sum_j dy_j
+//   prelu       y = x > 0 ? x : a_c * x          dx = dy * (x > 0 ? 1 : a_c)
+//               da_c += sum over channel c of (x > 0 ? 0 : dy * x)
 //   dropout     mask_i = u_i >= p ? 1 / (1 - p) : 0,  y = x * mask;  dx = dy * mask
 //
 // Softmax runs along the middle axis of an (outer, dim, inner) array: the Python layer
@@ -42,6 +43,16 @@ void softmax_forward(T* y, const T* x, int64_t outer, int64_t dim, int64_t inner
 template <class T>
 void softmax_backward(T* dx, const T* dy, const T* y, int64_t outer, int64_t dim, int64_t inner,
                       bool log_output);
+
+// PReLU on x viewed as (outer, channels, inner), one slope a_c per channel (a single slope
+// for every element: channels == 1). backward: dx and/or dweight may be nullptr (not
+// wanted); dweight is accumulated (+=), each channel's sum taken in double in an order
+// that does not depend on the thread count.
+template <class T>
+void prelu_forward(T* y, const T* x, const T* weight, int64_t outer, int64_t channels, int64_t inner);
+template <class T>
+void prelu_backward(T* dx, T* dweight, const T* dy, const T* x, const T* weight, int64_t outer, int64_t channels,
+                    int64_t inner);
 
 // u: uniform [0, 1) draws, one per element (drawn by the caller from pycore's generator).
 template <class T> void dropout_forward(T* y, T* mask, const T* x, const T* u, double p, int64_t n);

@@ -4,7 +4,7 @@ pycore's compiled kernels (C++ and OpenMP). Use pycore.functional and pycore.nn.
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['GRU', 'LSTM', 'RNN_RELU', 'RNN_TANH', 'adam_step', 'batch_norm_backward', 'batch_norm_forward', 'bce_with_logits_backward', 'bce_with_logits_forward', 'channel_sum', 'compiler', 'conv2d_algorithm', 'conv2d_backward', 'conv2d_forward', 'conv2d_set_algorithm', 'cross_entropy_backward', 'cross_entropy_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_prepacked', 'get_num_threads', 'in_forked_child', 'leaky_relu_backward', 'leaky_relu_forward', 'memory_empty_cache', 'memory_enter', 'memory_handler', 'memory_handler_name', 'memory_leave', 'memory_set_cache_limit', 'memory_stats', 'mse_backward', 'mse_forward', 'native_build', 'openmp_enabled', 'openmp_version', 'relu_backward', 'relu_forward', 'rmsprop_step', 'rnn_backward', 'rnn_forward', 'sanitize_build', 'set_num_threads', 'set_simd_path', 'sgd_step', 'sigmoid_backward', 'sigmoid_forward', 'simd_path', 'softmax_backward', 'softmax_forward', 'tanh_backward', 'tanh_forward']
+__all__: list[str] = ['GRU', 'LSTM', 'RNN_RELU', 'RNN_TANH', 'adam_step', 'batch_norm_backward', 'batch_norm_forward', 'bce_with_logits_backward', 'bce_with_logits_forward', 'channel_sum', 'compiler', 'conv2d_algorithm', 'conv2d_backward', 'conv2d_forward', 'conv2d_set_algorithm', 'cross_entropy_backward', 'cross_entropy_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_prepacked', 'get_num_threads', 'in_forked_child', 'leaky_relu_backward', 'leaky_relu_forward', 'memory_empty_cache', 'memory_enter', 'memory_handler', 'memory_handler_name', 'memory_leave', 'memory_set_cache_limit', 'memory_stats', 'mse_backward', 'mse_forward', 'native_build', 'openmp_enabled', 'openmp_version', 'prelu_backward', 'prelu_forward', 'relu_backward', 'relu_forward', 'rmsprop_step', 'rnn_backward', 'rnn_forward', 'sanitize_build', 'set_num_threads', 'set_simd_path', 'sgd_step', 'sigmoid_backward', 'sigmoid_forward', 'simd_path', 'softmax_backward', 'softmax_forward', 'tanh_backward', 'tanh_forward']
 def _memory_scratch_selftest(count: typing.SupportsInt | typing.SupportsIndex) -> tuple[float, int]:
     ...
 def adam_step(param: numpy.ndarray, grad: numpy.ndarray, exp_avg: numpy.ndarray, exp_avg_sq: numpy.ndarray, max_exp_avg_sq: numpy.ndarray | None, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, decoupled_weight_decay: bool, step_size: typing.SupportsFloat | typing.SupportsIndex, bias_correction2_sqrt: typing.SupportsFloat | typing.SupportsIndex, maximize: bool) -> None:
@@ -122,6 +122,14 @@ def openmp_enabled() -> bool:
 def openmp_version() -> int:
     """
     The _OPENMP macro of the build (yyyymm), 0 without OpenMP.
+    """
+def prelu_backward(dx: typing.Any, grad_weight: typing.Any, dy: numpy.ndarray, x: numpy.ndarray, weight: numpy.ndarray, outer: typing.SupportsInt | typing.SupportsIndex, channels: typing.SupportsInt | typing.SupportsIndex, inner: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    dx = dy * (x > 0 ? 1 : weight[c]) (dx None: skipped); adds sum of (x > 0 ? 0 : dy * x) per channel into grad_weight (None: skipped)
+    """
+def prelu_forward(y: numpy.ndarray, x: numpy.ndarray, weight: numpy.ndarray, outer: typing.SupportsInt | typing.SupportsIndex, channels: typing.SupportsInt | typing.SupportsIndex, inner: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    y = x > 0 ? x : weight[c] * x, x viewed as (outer, channels, inner) (one slope: channels = 1)
     """
 def relu_backward(dx: numpy.ndarray, dy: numpy.ndarray, y: numpy.ndarray) -> None:
     """

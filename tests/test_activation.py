@@ -301,15 +301,62 @@ def prelu_reference(x, weight, gy):
     return y, gx, gw
 
 
-@pytest.mark.parametrize("num_parameters, shape", [(1, (2, 3, 4, 5)), (3, (2, 3, 4, 5)), (4, (5, 4)), (1, (7,))])
-def test_prelu_matches_a_numpy_reference(rng, num_parameters, shape):
-    m = nn.PReLU(num_parameters, init=0.1, dtype=np.float64)
+# The kernel's paths (csrc/elementwise.cpp): channels on the contiguous axis ((N, C): a weight
+# row per row), rows of H*W values with one slope, cut into blocks of 4096 for the weight
+# gradient (70 x 70 = 4900: two blocks), one slope over the whole array; sizes off
+# multiples of 16 so that every vector loop has a tail.
+PRELU_SHAPES = [(1, (2, 3, 4, 5)), (3, (2, 3, 4, 5)), (4, (5, 4)), (1, (7,)), (37, (3, 37)), (3, (2, 3, 70, 70)),
+                (1, (3, 5001)), (5, (1, 5, 1, 1))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_parameters, shape", PRELU_SHAPES)
+def test_prelu_matches_a_numpy_reference(simd_path, rng, dtype, num_parameters, shape):
+    m = nn.PReLU(num_parameters, init=0.1, dtype=dtype)
     m.weight.data[...] = rng.uniform(-0.5, 0.5, num_parameters)
-    x, gy = rng.standard_normal(shape), rng.standard_normal(shape)
-    y_ref, gx_ref, gw_ref = prelu_reference(x, m.weight.data, gy)
-    np.testing.assert_allclose(m(x), y_ref, rtol=1e-14)
-    np.testing.assert_allclose(m.backward(gy), gx_ref, rtol=1e-14)
-    np.testing.assert_allclose(m.weight.grad, gw_ref, rtol=1e-12)
+    x, gy = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0  # the kink: x > 0 is false there (torch's convention)
+    y_ref, gx_ref, gw_ref = prelu_reference(x.astype(np.float64), m.weight.data.astype(np.float64),
+                                            gy.astype(np.float64))
+    y = m(x)
+    gx = m.backward(gy)
+    assert y.dtype == gx.dtype == m.weight.grad.dtype == dtype
+    # the select and one product per element: exact in either dtype
+    np.testing.assert_array_equal(y, y_ref.astype(dtype))
+    np.testing.assert_array_equal(gx, gx_ref.astype(dtype))
+    # the weight gradient is summed in double, then rounded once to dtype
+    np.testing.assert_allclose(m.weight.grad, gw_ref, rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_parameters, shape", [(1, (4, 8, 64, 64)), (8, (4, 8, 64, 64)), (1000, (96, 1000))])
+def test_prelu_is_thread_count_independent(simd_path, rng, num_parameters, shape):
+    """The weight gradient's sums have a fixed order (blocks of a row, then rows in order;
+    for (N, C) each column in row order), so 1 and 2 threads give the same bits."""
+    x, gy = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    weight = rng.uniform(-0.5, 0.5, num_parameters).astype(np.float32)
+    results = []
+    before = pycore.get_num_threads()
+    try:
+        for threads in (1, 2):
+            pycore.set_num_threads(threads)
+            y, ctx = F.prelu_forward(x, weight)
+            grad_weight = np.zeros_like(weight)
+            results.append((y, F.prelu_backward(gy, ctx, grad_weight), grad_weight))
+    finally:
+        pycore.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_prelu_propagates_nan_and_inf(rng):
+    x = np.array([[np.nan, -np.inf, np.inf, -0.0]], np.float32).repeat(2, axis=0).reshape(2, 4)
+    weight = np.array([0.25], np.float32)
+    y, ctx = F.prelu_forward(x, weight)
+    np.testing.assert_array_equal(y, np.where(x > 0, x, 0.25 * x))
+    grad_weight = np.zeros(1, np.float32)
+    gx = F.prelu_backward(np.ones_like(x), ctx, grad_weight)
+    np.testing.assert_array_equal(gx, np.where(x > 0, 1.0, 0.25).astype(np.float32))
+    assert np.isnan(grad_weight[0])  # x = NaN is not > 0: NaN * 1 goes into the sum
 
 
 @pytest.mark.parametrize("num_parameters", [1, 3])
@@ -372,8 +419,9 @@ def test_prelu_functional_pair_and_bad_arguments(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("num_parameters, shape", [(1, (2, 3, 5, 5)), (3, (2, 3, 5, 5)), (6, (4, 6))])
-def test_prelu_matches_torch_with_state_dict_round_trip(rng, dtype, num_parameters, shape):
+@pytest.mark.parametrize("num_parameters, shape", [(1, (2, 3, 5, 5)), (3, (2, 3, 5, 5)), (6, (4, 6)),
+                                                   (1, (2, 3, 70, 70)), (3, (2, 3, 70, 70)), (37, (5, 37))])
+def test_prelu_matches_torch_with_state_dict_round_trip(simd_path, rng, dtype, num_parameters, shape):
     torch = pytest.importorskip("torch")
     ref = torch.nn.PReLU(num_parameters, init=0.1, dtype=torch.float64 if dtype == np.float64 else torch.float32)
     with torch.no_grad():

@@ -481,8 +481,17 @@ def silu_backward(grad_output: np.ndarray, ctx: np.ndarray) -> np.ndarray:
 
 
 # -- PReLU: the activation with a learnable parameter ----------------------------------------
-# numpy, no kernel: two passes forward (x > 0, the select), three backward. The worked
-# example of DEVELOPERS.md's checklist for an op with a weight.
+# csrc/elementwise.cpp: one pass forward, one backward (the input gradient and each channel's
+# weight gradient together). The worked example of DEVELOPERS.md's checklist for an op
+# with a weight.
+
+def _prelu_dims(x, weight):
+    # the kernel's view (outer, channels, inner) of x: the channel axis 1, or every element
+    # as one channel for a single slope
+    if weight.shape[0] == 1:
+        return 1, 1, x.size
+    return x.shape[0], weight.shape[0], math.prod(x.shape[2:])
+
 
 def _prelu_weight_view(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """weight (num_parameters,) checked against x and shaped to broadcast over it: one
@@ -524,8 +533,10 @@ def prelu_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, PReLUC
         (y, ctx) with y = prelu(x, weight); ctx = PReLUContext(input, weight).
     """
     x = float_array(x, "input")
-    weight, w = _prelu_weight_view(x, weight)
-    return np.where(x > 0, x, w * x), PReLUContext(x, weight)
+    weight, _ = _prelu_weight_view(x, weight)
+    y = np.empty_like(x)
+    _C.prelu_forward(y, x, weight, *_prelu_dims(x, weight))
+    return y, PReLUContext(x, weight)
 
 
 def prelu_backward(grad_output: np.ndarray, ctx: PReLUContext, grad_weight: np.ndarray | None = None,
@@ -547,14 +558,9 @@ def prelu_backward(grad_output: np.ndarray, ctx: PReLUContext, grad_weight: np.n
     """
     x, weight = context(ctx, PReLUContext, "prelu")
     x = float_array(x, "input")
-    weight, w = _prelu_weight_view(x, weight)
+    weight, _ = _prelu_weight_view(x, weight)
     grad_output = grad_like(grad_output, x)
     grad_weight = gradient_buffer(grad_weight, "grad_weight", weight.shape, x.dtype)
-    positive = x > 0
-    if grad_weight is not None:
-        per_element = np.where(positive, 0, grad_output * x)
-        axes = tuple(a for a in range(x.ndim) if weight.shape[0] == 1 or a != 1)
-        grad_weight += per_element.sum(axis=axes).reshape(weight.shape)
-    if not need_input_grad:
-        return None
-    return np.where(positive, grad_output, grad_output * w)
+    grad_input = np.empty_like(x) if need_input_grad else None
+    _C.prelu_backward(grad_input, grad_weight, grad_output, x, weight, *_prelu_dims(x, weight))
+    return grad_input
