@@ -1,4 +1,4 @@
-"""Activations (csrc/elementwise.cpp; GELU, SiLU and PReLU in numpy), as forward/backward pairs.
+"""Activations (csrc/elementwise.cpp; GELU and SiLU in numpy), as forward/backward pairs.
 
 Every activation X comes as
     X(x, ...) -> y                                  torch.nn.functional's name: y only
@@ -485,7 +485,7 @@ def silu_backward(grad_output: np.ndarray, ctx: np.ndarray) -> np.ndarray:
 # weight gradient together). The worked example of DEVELOPERS.md's checklist for an op
 # with a weight.
 
-def _prelu_dims(x, weight):
+def _prelu_dims(x: np.ndarray, weight: np.ndarray) -> tuple[int, int, int]:
     # the kernel's view (outer, channels, inner) of x: the channel axis 1, or every element
     # as one channel for a single slope
     if weight.shape[0] == 1:
