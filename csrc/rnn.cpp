@@ -133,7 +133,9 @@ struct LstmForwardStep {
     }
 };
 
-// LSTM backward, from dh = dL/dh_t (all paths) and dc = dL/dc_t (from step t+1):
+// LSTM backward, from dh = dL/dh_t (dy_t, the loss's own gradient of y_t, plus what
+// step t+1 passed back; the sum is formed here rather than in a separate pass over dh)
+// and dc = dL/dc_t (from step t+1):
 //   do = dh tanh(c_t);   dc_t = dc + dh o (1 - tanh(c_t)^2)
 //   di = dc_t g, df = dc_t c_{t-1}, dg = dc_t i;   dL/dc_{t-1} = dc_t f
 // and through the nonlinearities: s' = s (1 - s), tanh' = 1 - tanh^2.
@@ -141,7 +143,8 @@ template <typename T>
 struct LstmBackwardStep {
     T* dgates;         // (N, 4H) out
     T* dc;             // (N, H)  in: dL/dc_t from step t+1; out: dL/dc_{t-1}
-    const T* dh;       // (N, H)
+    const T* dh;       // (N, H)  the part of dL/dh_t that step t+1 passed back
+    const T* dy;       // (N, H)  dL/dy_t (zeros when only the final state has a gradient)
     const T* gates;    // (N, 4H) i, f, g, o
     const T* cell_tanh;
     const T* c_prev;
@@ -159,10 +162,11 @@ struct LstmBackwardStep {
             const T* PYCORE_RESTRICT tc = cell_tanh + n * H;
             const T* PYCORE_RESTRICT cp = c_prev + n * H;
             const T* PYCORE_RESTRICT dhv = dh + n * H;
+            const T* PYCORE_RESTRICT dyv = dy + n * H;
             T* PYCORE_RESTRICT dcv = dc + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j];
+                const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j] + dyv[j];
                 const T dct = dcv[j] + d * o * (T(1) - t * t);
                 di[j] = dct * g * i * (T(1) - i);
                 df[j] = dct * cp[j] * f * (T(1) - f);
@@ -450,6 +454,7 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (dh_n) std::copy(dh_n, dh_n + NH, dh.begin());
     if (dc_n && mode == kLstm) std::copy(dc_n, dc_n + NH, dc.begin());
     std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
+    std::vector<T> no_dy(static_cast<size_t>(dy || mode != kLstm ? 0 : NH), T(0));
 
     // dL/dh_{t-1} = dG_t @ W_hh runs T times with the same W_hh: with N > 1 it is packed
     // into the GEMM's panels once. With N == 1 (a GEMV) the GEMM's row-times-matrix path
@@ -459,7 +464,8 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     const PackedMatrix<T> w_hh_packed = N > 1 ? PackedMatrix<T>::pack_b(false, GH, H, w_hh, H) : PackedMatrix<T>();
 
     for (int64_t t = steps - 1; t >= 0; --t) {
-        if (dy) add_into(dh.data(), dy + t * NH, NH);
+        const T* dy_t = dy ? dy + t * NH : no_dy.data();
+        if (dy && mode != kLstm) add_into(dh.data(), dy_t, NH);  // LSTM's step adds it itself
         const T* g_t = gates + t * N * GH;
         T* dg_t = dgates.data() + t * N * GH;
         T* dgh_t = dgates_h + t * N * GH;
@@ -467,7 +473,7 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
         switch (mode) {
             case kLstm: {
                 const T* c_prev = t > 0 ? cell + (t - 1) * NH : (c0 ? c0 : zeros.data());
-                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), g_t, cell_tanh + t * NH, c_prev, H},
+                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), dy_t, g_t, cell_tanh + t * NH, c_prev, H},
                          N, GH, avx2);
                 break;
             }

@@ -45,17 +45,29 @@ class CharModel(nn.Module):
         super().__init__(dtype)
         self.vocab_size = integer(vocab_size, "vocab_size", minimum=1)
         self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True, dtype=dtype)
+        # Time-major inside (the LSTM kernels' layout): the embedding gathers (T, N, E)
+        # straight from ids.T and the head reads the LSTM's (T, N, H) output as it is, where
+        # batch_first copied the (N, T, H) output and its gradient (3 MB each per step at
+        # N = 32, T = 100, H = 256). Only the logits, the smallest array, are transposed.
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, dtype=dtype)
         self.head = nn.Linear(hidden_size, vocab_size, dtype=dtype)
 
     def forward(self, ids, state=None):
         """ids int (N, T), state None or (h, c) -> (logits (N, T, vocab_size), (h, c))."""
-        y, state = self.lstm(self.embed(ids), state)
-        return self.head(y), state
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"CharModel: expected ids of shape (N, T), got shape {ids.shape}")
+        y, state = self.lstm(self.embed(ids.T), state)
+        return self.head(y).transpose(1, 0, 2), state
 
     def backward(self, grad_logits):
         """grad_logits (N, T, vocab_size) -> None; adds every parameter's gradient into .grad."""
-        self.embed.backward(self.lstm.backward(self.head.backward(grad_logits)))
+        grad_logits = np.asarray(grad_logits)
+        if grad_logits.ndim != 3:
+            raise ValueError(f"CharModel.backward: expected grad_logits of shape (N, T, vocab_size), got shape "
+                             f"{grad_logits.shape}")
+        grad_y = self.head.backward(np.ascontiguousarray(grad_logits.transpose(1, 0, 2)))
+        self.embed.backward(self.lstm.backward(grad_y))
 
 
 def evaluate_char_model(model, ids, batch_size=32, seq_len=100, max_chunks=None):
