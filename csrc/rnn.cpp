@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "fastmath.h"
@@ -134,7 +133,9 @@ struct LstmForwardStep {
     }
 };
 
-// LSTM backward, from dh = dL/dh_t (all paths) and dc = dL/dc_t (from step t+1):
+// LSTM backward, from dh = dL/dh_t (dy_t, the loss's own gradient of y_t, plus what
+// step t+1 passed back; the sum is formed here rather than in a separate pass over dh)
+// and dc = dL/dc_t (from step t+1):
 //   do = dh tanh(c_t);   dc_t = dc + dh o (1 - tanh(c_t)^2)
 //   di = dc_t g, df = dc_t c_{t-1}, dg = dc_t i;   dL/dc_{t-1} = dc_t f
 // and through the nonlinearities: s' = s (1 - s), tanh' = 1 - tanh^2.
@@ -142,7 +143,8 @@ template <typename T>
 struct LstmBackwardStep {
     T* dgates;         // (N, 4H) out
     T* dc;             // (N, H)  in: dL/dc_t from step t+1; out: dL/dc_{t-1}
-    const T* dh;       // (N, H)
+    const T* dh;       // (N, H)  the part of dL/dh_t that step t+1 passed back
+    const T* dy;       // (N, H)  dL/dy_t (zeros when only the final state has a gradient)
     const T* gates;    // (N, 4H) i, f, g, o
     const T* cell_tanh;
     const T* c_prev;
@@ -160,10 +162,11 @@ struct LstmBackwardStep {
             const T* PYCORE_RESTRICT tc = cell_tanh + n * H;
             const T* PYCORE_RESTRICT cp = c_prev + n * H;
             const T* PYCORE_RESTRICT dhv = dh + n * H;
+            const T* PYCORE_RESTRICT dyv = dy + n * H;
             T* PYCORE_RESTRICT dcv = dc + n * H;
             PYCORE_IVDEP
             for (int64_t j = 0; j < H; ++j) {
-                const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j];
+                const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j] + dyv[j];
                 const T dct = dcv[j] + d * o * (T(1) - t * t);
                 di[j] = dct * g * i * (T(1) - i);
                 df[j] = dct * cp[j] * f * (T(1) - f);
@@ -291,19 +294,33 @@ void add_into(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t coun
 
 // out[c] += sum_r a[r, c] for a (rows, cols): the bias gradients. Threads take column
 // slices, so each output has one writer; sums run in double so that a float gradient
-// over T*N rows loses nothing to the order of the additions.
+// over T*N rows loses nothing to the order of the additions. The row loop is compiled
+// per instruction set (simd.h): at baseline SSE2 converts and adds two doubles at a
+// time, which made this pass cost as much as a recurrent step's GEMM at T*N = 3200.
+template <typename T>
+struct ColumnSums {
+    const T* a;
+    double* acc;       // (cols) partial sums of this slice, starting at column c0
+    int64_t rows, cols, c0;
+    PYCORE_INLINE void operator()(int64_t begin, int64_t end) const {  // columns [begin, end) of the slice
+        double* PYCORE_RESTRICT s = acc;
+        for (int64_t r = 0; r < rows; ++r) {
+            const T* PYCORE_RESTRICT row = a + r * cols + c0;
+            for (int64_t c = begin; c < end; ++c) s[c] += static_cast<double>(row[c]);
+        }
+    }
+};
+
 template <typename T>
 void add_column_sums(T* out, const T* a, int64_t rows, int64_t cols) {
+    const simd::Isa isa = simd::current_isa();
     const int nt = static_cast<int>(
         std::min<int64_t>((cols + 15) / 16, threads_for(rows * cols, int64_t(1) << 16)));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int part = 0; part < nt; ++part) {
         const int64_t c0 = cols * part / nt, c1 = cols * (part + 1) / nt;
         std::vector<double> acc(static_cast<size_t>(c1 - c0), 0.0);
-        for (int64_t r = 0; r < rows; ++r) {
-            const T* row = a + r * cols + c0;
-            for (int64_t c = 0; c < c1 - c0; ++c) acc[c] += row[c];
-        }
+        simd::run(isa, ColumnSums<T>{a, acc.data(), rows, cols, c0}, 0, c1 - c0);
         for (int64_t c = c0; c < c1; ++c) out[c] += static_cast<T>(acc[c - c0]);
     }
 }
@@ -323,12 +340,6 @@ void transpose(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t row
                 for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
         }
     }
-}
-
-// A buffer that is fully written before it is read: no zero-fill.
-template <typename T>
-std::unique_ptr<T[]> uninitialized(int64_t count) {
-    return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(count, 1))]);
 }
 
 }  // namespace
@@ -432,15 +443,18 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
 
     // dgates (T, N, G*H): gradient w.r.t. the pre-activations, kept for the big GEMMs
     // after the loop. GRU needs a second one for the recurrent side (see GruBackwardStep).
-    std::unique_ptr<T[]> dgates = uninitialized<T>(rows * GH);
-    std::unique_ptr<T[]> dgates_h_buf = mode == kGru ? uninitialized<T>(rows * GH) : nullptr;
-    T* dgates_h = mode == kGru ? dgates_h_buf.get() : dgates.get();
+    // From the pool (memory.h): at T*N*G*H floats (13 MB for the char model's layers) a
+    // fresh allocation page-faults its way in again on every call.
+    memory::Scratch<T> dgates(static_cast<size_t>(rows * GH));
+    memory::Scratch<T> dgates_h_buf(static_cast<size_t>(mode == kGru ? rows * GH : 0));
+    T* dgates_h = mode == kGru ? dgates_h_buf.data() : dgates.data();
 
     // dh: dL/dh_t for the step being processed (all paths), dc likewise for LSTM.
     std::vector<T> dh(static_cast<size_t>(NH), T(0)), dc(static_cast<size_t>(mode == kLstm ? NH : 0), T(0));
     if (dh_n) std::copy(dh_n, dh_n + NH, dh.begin());
     if (dc_n && mode == kLstm) std::copy(dc_n, dc_n + NH, dc.begin());
     std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
+    std::vector<T> no_dy(static_cast<size_t>(dy || mode != kLstm ? 0 : NH), T(0));
 
     // dL/dh_{t-1} = dG_t @ W_hh runs T times with the same W_hh: with N > 1 it is packed
     // into the GEMM's panels once. With N == 1 (a GEMV) the GEMM's row-times-matrix path
@@ -450,15 +464,16 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     const PackedMatrix<T> w_hh_packed = N > 1 ? PackedMatrix<T>::pack_b(false, GH, H, w_hh, H) : PackedMatrix<T>();
 
     for (int64_t t = steps - 1; t >= 0; --t) {
-        if (dy) add_into(dh.data(), dy + t * NH, NH);
+        const T* dy_t = dy ? dy + t * NH : no_dy.data();
+        if (dy && mode != kLstm) add_into(dh.data(), dy_t, NH);  // LSTM's step adds it itself
         const T* g_t = gates + t * N * GH;
-        T* dg_t = dgates.get() + t * N * GH;
+        T* dg_t = dgates.data() + t * N * GH;
         T* dgh_t = dgates_h + t * N * GH;
         const T* h_prev = t > 0 ? y + (t - 1) * NH : (h0 ? h0 : zeros.data());
         switch (mode) {
             case kLstm: {
                 const T* c_prev = t > 0 ? cell + (t - 1) * NH : (c0 ? c0 : zeros.data());
-                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), g_t, cell_tanh + t * NH, c_prev, H},
+                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), dy_t, g_t, cell_tanh + t * NH, c_prev, H},
                          N, GH, avx2);
                 break;
             }
@@ -486,23 +501,23 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     // Parameter gradients over all steps at once.
     //   dW_ih += dG^T (G*H, T*N) @ X (T*N, I)
     //   dW_hh += dGh[1:]^T @ Y[:-1] + dGh[0]^T @ h0    (h_{t-1} is y[t-1], or h0 at t = 0)
-    gemm<T>(true, false, GH, input_size, rows, T(1), dgates.get(), GH, x, input_size, T(1), dw_ih,
+    gemm<T>(true, false, GH, input_size, rows, T(1), dgates.data(), GH, x, input_size, T(1), dw_ih,
             input_size);
     if (steps > 1)
         gemm<T>(true, false, GH, H, (steps - 1) * N, T(1), dgates_h + N * GH, GH, y, H, T(1), dw_hh, H);
     if (h0) gemm<T>(true, false, GH, H, N, T(1), dgates_h, GH, h0, H, T(1), dw_hh, H);
     //   db_ih += column sums of dG, db_hh += column sums of dGh (the same sums unless GRU)
     if (mode == kGru || !(db_ih && db_hh)) {
-        if (db_ih) add_column_sums(db_ih, dgates.get(), rows, GH);
+        if (db_ih) add_column_sums(db_ih, dgates.data(), rows, GH);
         if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
     } else {
         std::vector<T> sums(static_cast<size_t>(GH), T(0));
-        add_column_sums(sums.data(), dgates.get(), rows, GH);
+        add_column_sums(sums.data(), dgates.data(), rows, GH);
         add_into(db_ih, sums.data(), GH);
         add_into(db_hh, sums.data(), GH);
     }
     // dX (T*N, I) = dG @ W_ih
-    if (dx) gemm<T>(false, false, rows, input_size, GH, T(1), dgates.get(), GH, w_ih, input_size, T(0),
+    if (dx) gemm<T>(false, false, rows, input_size, GH, T(1), dgates.data(), GH, w_ih, input_size, T(0),
                     dx, input_size);
 }
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import pycore
+import pycore.functional as F
 import pycore.nn as nn
 from pycore import _C
 
@@ -437,6 +438,23 @@ def test_embedding_matches_torch(rng, padding_idx):
     close(y, out, np.float64, "embedding output")
     assert ours.backward(grad) is None
     close(ours.weight.grad, ref.weight.grad, np.float64, "embedding weight grad")
+
+
+@pytest.mark.parametrize("padding_idx", [None, 4])
+def test_embedding_backward_sums_repeated_rows_like_add_at(rng, padding_idx):
+    """The sorted-runs backward against np.add.at (float64: the same sums up to order), on
+    unsorted repeated ids, an id used once, ids never used, and no ids at all."""
+    weight = rng.standard_normal((9, 3))
+    for idx in (rng.integers(0, 9, size=(4, 7)), np.array([5, 1, 5, 4, 0, 5]), np.zeros((0,), np.int64)):
+        _, ctx = F.embedding_forward(idx, weight, padding_idx)
+        grad = rng.standard_normal(idx.shape + (3,))
+        start = rng.standard_normal((9, 3))
+        ours = start.copy()
+        assert F.embedding_backward(grad, ctx, ours) is None
+        expected = start.copy()
+        keep = idx.reshape(-1) != (-1 if padding_idx is None else padding_idx)
+        np.add.at(expected, idx.reshape(-1)[keep], grad.reshape(-1, 3)[keep])
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_embedding_init_and_bad_indices():

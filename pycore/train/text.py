@@ -65,10 +65,14 @@ class CharModel(nn.Module):
         super().__init__(dtype)
         self.vocab_size = integer(vocab_size, "vocab_size", minimum=1)
         self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True, dtype=dtype)
+        # Time-major inside (the LSTM kernels' layout): the embedding gathers (T, N, E)
+        # straight from ids.T and the head reads the LSTM's (T, N, H) output as it is, where
+        # batch_first copied the (N, T, H) output and its gradient (3 MB each per step at
+        # N = 32, T = 100, H = 256). Only the logits, the smallest array, are transposed.
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, dtype=dtype)
         self.head = nn.Linear(hidden_size, vocab_size, dtype=dtype)
 
-    def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None,
+    def forward(self, ids: ArrayLike, state: tuple[np.ndarray, np.ndarray] | None = None,
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Next-character logits for every position of `ids`.
 
@@ -80,17 +84,25 @@ class CharModel(nn.Module):
         Returns:
             (logits, state): logits (N, T, vocab_size) and the LSTM's final (h, c).
         """
-        y, state = self.lstm(self.embed(ids), state)
-        return self.head(y), state
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"CharModel: expected ids of shape (N, T), got shape {ids.shape}")
+        y, state = self.lstm(self.embed(ids.T), state)
+        return self.head(y).transpose(1, 0, 2), state
 
-    def backward(self, grad_logits: np.ndarray) -> None:
+    def backward(self, grad_logits: ArrayLike) -> None:
         """Add every parameter's gradient into its .grad (the ids have none).
 
         Args:
             grad_logits: (N, T, vocab_size), the loss's gradient with respect to the last
                 forward's logits.
         """
-        grad_embedded = self.lstm.backward(self.head.backward(grad_logits))
+        grad_logits = np.asarray(grad_logits)
+        if grad_logits.ndim != 3:
+            raise ValueError(f"CharModel.backward: expected grad_logits of shape (N, T, vocab_size), got shape "
+                             f"{grad_logits.shape}")
+        grad_y = self.head.backward(np.ascontiguousarray(grad_logits.transpose(1, 0, 2)))
+        grad_embedded = self.lstm.backward(grad_y)
         assert grad_embedded is not None  # the LSTM reads the embedding's output: requires_input_grad
         self.embed.backward(grad_embedded)
 
