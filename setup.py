@@ -15,6 +15,10 @@ Build-time switches (environment variables):
   PYCORE_NO_OPENMP=1       build without OpenMP: every kernel runs on one thread (what a
                            compiler without OpenMP gives; CI builds this way to test it)
   PYCORE_FAIL_NO_OPENMP=1  make a missing OpenMP an error instead of a warning
+  PYCORE_FORCE_PORTABLE=1  compile as if GCC/Clang were another compiler: the plain-C++ and
+                           CPUID branches of csrc/portable.h instead of the GNU builtins, so a
+                           Linux build tests what MSVC compiles (CI does; use a fresh copy or
+                           --force, since objects built without it are otherwise kept)
   PYCORE_BUILD_JOBS=N      compile N files at once (default: all cores)
 
 The GEMM micro-kernels and the hot loops are compiled once per instruction set (target
@@ -165,6 +169,8 @@ def make_build_ext(base):
                 compile_args = [a for a in compile_args if a != "-O3"] + ["-O1"] + SANITIZE
                 link_args += SANITIZE
                 macros.append(("PYCORE_SANITIZE_BUILD", "1"))
+            if env_flag("PYCORE_FORCE_PORTABLE"):
+                macros.append(("PYCORE_FORCE_PORTABLE", "1"))
             for ext in self.extensions:
                 cython = ext.name != "pycore._C"
                 extra = [] if msvc or not cython else UNIX_CYTHON_EXTRA
@@ -212,8 +218,15 @@ def extensions():
     # Each csrc/NAME.pyx becomes the module pycore._NAME.
     from setuptools import Extension
 
+    # csrc/ on the include path: their verbatim C++ includes portable.h (PYCORE_NOINLINE).
     cython_modules = [
-        Extension("pycore._" + os.path.splitext(os.path.basename(pyx))[0], [pyx], language="c++")
+        Extension(
+            "pycore._" + os.path.splitext(os.path.basename(pyx))[0],
+            [pyx],
+            language="c++",
+            include_dirs=[CSRC],
+            depends=[f"{CSRC}/portable.h"],
+        )
         for pyx in sorted(glob.glob(f"{CSRC}/*.pyx"))
     ]
     return [core] + cythonize(

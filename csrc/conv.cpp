@@ -133,7 +133,7 @@ inline void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
 template <typename T>
 inline void copy_stride_2(T* __restrict d, const T* __restrict s, int64_t n) {
     int64_t i = 0;
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)  // __builtin_shufflevector
+#if PYCORE_HAVE_SHUFFLEVECTOR
     typedef T vec __attribute__((vector_size(16), aligned(alignof(T))));
     constexpr int64_t W = 16 / sizeof(T);
     for (; i + W + 1 <= n; i += W) {  // reads s[2i .. 2i + 2W - 1] <= s[2(n-1)]
@@ -412,7 +412,11 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>
 struct DirectVec {
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
     typedef T type __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));  // loads need no alignment
+#else
+    using type = portable::Vec<T, VB / sizeof(T)>;
+#endif
     static constexpr int width = VB / sizeof(T);
 };
 
