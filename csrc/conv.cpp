@@ -478,9 +478,12 @@ std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
 
 // Whether the direct kernel takes this convolution: one group, every output channel in two
 // 32-byte vectors (16 floats, 8 doubles), at least a block of positions. (Padding is
-// written out first: padded_input.)
+// written out first: padded_input.) And only on the GEMM's instruction set, so that its sums
+// round as the GEMM's (FMA or not): a build without simd.h's AVX copies (MSVC) runs the
+// direct kernel on the baseline only, so with an AVX2/AVX-512 GEMM it takes im2col instead.
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
-    return g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+    const bool gemm_isa = PYCORE_SIMD_HAVE_AVX2 || std::strcmp(gemm_simd_path(), "generic") == 0;
+    return gemm_isa && g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
 }
 
 // The direct kernels read every tap inside the image: a padded convolution runs on a copy

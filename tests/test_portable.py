@@ -40,12 +40,9 @@ def test_fallbacks_match_builtins(tmp_path):
         pytest.skip("no GCC-compatible C++ compiler to build tests/portable_check.cpp")
     exe = str(tmp_path / "portable_check")
     # -ffp-contract=off: both sides of the vector comparison round each operation
-    build = subprocess.run(
-        [compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-         "-DPYCORE_FORCE_PORTABLE", "-I", os.path.dirname(HEADER), CHECK_SOURCE, "-o", exe],
-        capture_output=True,
-        text=True,
-    )
+    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-DPYCORE_FORCE_PORTABLE"]
+    command = [compiler, *flags, "-I", os.path.dirname(HEADER), CHECK_SOURCE, "-o", exe]
+    build = subprocess.run(command, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([exe], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout + run.stderr
