@@ -15,6 +15,10 @@ Build-time switches (environment variables):
   PYCORE_NO_OPENMP=1       build without OpenMP: every kernel runs on one thread (what a
                            compiler without OpenMP gives; CI builds this way to test it)
   PYCORE_FAIL_NO_OPENMP=1  make a missing OpenMP an error instead of a warning
+  PYCORE_FORCE_PORTABLE=1  compile as if GCC/Clang were another compiler: the plain-C++ and
+                           CPUID branches of csrc/portable.h instead of the GNU builtins, so a
+                           Linux build tests what MSVC compiles (CI does; use a fresh copy or
+                           --force, since objects built without it are otherwise kept)
   PYCORE_BUILD_JOBS=N      compile N files at once (default: all cores)
 
 The GEMM micro-kernels and the hot loops are compiled once per instruction set (target
@@ -61,7 +65,9 @@ UNIX_COMPILE = ["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-param
 # Cython's generated helpers; -g0: Python's own CFLAGS say -g, which made _pool2d 1.9 MB
 # instead of 0.35 (pybind11 adds -g0 to _C itself)
 UNIX_CYTHON_EXTRA = ["-Wno-unused-function", "-g0"]
-MSVC_COMPILE = ["/O2"]
+# /wd4068: MSVC warns "unknown pragma" at every `#pragma GCC unroll` (a hint for GCC and
+# Clang; MSVC compiles the loop as written). /O2 is setuptools' default, said explicitly.
+MSVC_COMPILE = ["/O2", "/wd4068"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 
@@ -123,7 +129,8 @@ def openmp_flags(compiler):
             objects = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
             # The extensions' link line gets $LDFLAGS (libomp's folder on macOS); the probe's does not.
             library_dirs = [a[2:] for a in os.environ.get("LDFLAGS", "").split() if a.startswith("-L")]
-            link_flags = flags[1] or flags[0]
+            # MSVC: objects compiled with /openmp name vcomp.lib themselves; link.exe takes no /openmp.
+            link_flags = flags[1]
             compiler.link_executable(
                 objects, "probe", output_dir=tmp, library_dirs=library_dirs, extra_postargs=link_flags
             )
@@ -165,6 +172,8 @@ def make_build_ext(base):
                 compile_args = [a for a in compile_args if a != "-O3"] + ["-O1"] + SANITIZE
                 link_args += SANITIZE
                 macros.append(("PYCORE_SANITIZE_BUILD", "1"))
+            if env_flag("PYCORE_FORCE_PORTABLE"):
+                macros.append(("PYCORE_FORCE_PORTABLE", "1"))
             for ext in self.extensions:
                 cython = ext.name != "pycore._C"
                 extra = [] if msvc or not cython else UNIX_CYTHON_EXTRA
@@ -212,8 +221,15 @@ def extensions():
     # Each csrc/NAME.pyx becomes the module pycore._NAME.
     from setuptools import Extension
 
+    # csrc/ on the include path: their verbatim C++ includes portable.h (PYCORE_NOINLINE).
     cython_modules = [
-        Extension("pycore._" + os.path.splitext(os.path.basename(pyx))[0], [pyx], language="c++")
+        Extension(
+            "pycore._" + os.path.splitext(os.path.basename(pyx))[0],
+            [pyx],
+            language="c++",
+            include_dirs=[CSRC],
+            depends=[f"{CSRC}/portable.h"],
+        )
         for pyx in sorted(glob.glob(f"{CSRC}/*.pyx"))
     ]
     return [core] + cythonize(

@@ -35,9 +35,9 @@ Conv2dGeometry geometry(const py::array& inp, const py::array& weight, int64_t s
     // The kernel forms H + pad_top + pad_bottom and dilation*(KH - 1) (and along W) in int64:
     // a direct call must not make them wrap (the Python layer bounds them with a message).
     int64_t padded_h, padded_w, extent_h, extent_w;
-    if (__builtin_add_overflow(g.H, pad_top, &padded_h) || __builtin_add_overflow(padded_h, pad_bottom, &padded_h) ||
-        __builtin_add_overflow(g.W, pad_left, &padded_w) || __builtin_add_overflow(padded_w, pad_right, &padded_w) ||
-        __builtin_mul_overflow(dilation_h, g.KH - 1, &extent_h) || __builtin_mul_overflow(dilation_w, g.KW - 1, &extent_w))
+    if (portable::add_overflow(g.H, pad_top, &padded_h) || portable::add_overflow(padded_h, pad_bottom, &padded_h) ||
+        portable::add_overflow(g.W, pad_left, &padded_w) || portable::add_overflow(padded_w, pad_right, &padded_w) ||
+        portable::mul_overflow(dilation_h, g.KH - 1, &extent_h) || portable::mul_overflow(dilation_w, g.KW - 1, &extent_w))
         throw py::value_error("conv2d: the padded input or the dilated kernel does not fit in int64");
     g.OH = conv2d_output_size(g.H, g.KH, stride_h, pad_top, pad_bottom, dilation_h);
     g.OW = conv2d_output_size(g.W, g.KW, stride_w, pad_left, pad_right, dilation_w);

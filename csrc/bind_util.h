@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gemm.h"  // Activation
+#include "portable.h"
 
 namespace pycore {
 namespace bind {
@@ -89,7 +90,7 @@ inline void check_shape(const py::array& a, const std::vector<int64_t>& shape, c
 inline int64_t size_product(std::initializer_list<int64_t> sizes, const char* what) {
     int64_t product = 1;
     for (int64_t s : sizes)
-        if (s < 0 || __builtin_mul_overflow(product, s, &product))
+        if (s < 0 || portable::mul_overflow(product, s, &product))
             throw py::value_error(std::string(what) + ": sizes must be >= 0 and their product fit in int64");
     return product;
 }

@@ -138,7 +138,7 @@ inline void copy_run(T* __restrict d, const T* __restrict s, int64_t n) {
 template <typename T>
 inline void copy_stride_2(T* __restrict d, const T* __restrict s, int64_t n) {
     int64_t i = 0;
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)  // __builtin_shufflevector
+#if PYCORE_HAVE_SHUFFLEVECTOR
     typedef T vec __attribute__((vector_size(16), aligned(alignof(T))));
     constexpr int64_t W = 16 / sizeof(T);
     for (; i + W + 1 <= n; i += W) {  // reads s[2i .. 2i + 2W - 1] <= s[2(n-1)]
@@ -417,7 +417,11 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>
 struct DirectVec {
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
     typedef T type __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));  // loads need no alignment
+#else
+    using type = portable::Vec<T, VB / sizeof(T)>;
+#endif
     static constexpr int width = VB / sizeof(T);
 };
 
@@ -479,9 +483,12 @@ std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
 
 // Whether the direct kernel takes this convolution: one group, every output channel in two
 // 32-byte vectors (16 floats, 8 doubles), at least a block of positions. (Padding is
-// written out first: padded_input.)
+// written out first: padded_input.) And only on the GEMM's instruction set, so that its sums
+// round as the GEMM's (FMA or not): a build without simd.h's AVX copies (MSVC) runs the
+// direct kernel on the baseline only, so with an AVX2/AVX-512 GEMM it takes im2col instead.
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
-    return g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+    const bool gemm_isa = PYCORE_SIMD_HAVE_AVX2 || std::strcmp(gemm_simd_path(), "generic") == 0;
+    return gemm_isa && g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
 }
 
 // The direct kernels read every tap inside the image: a padded convolution runs on a copy

@@ -320,7 +320,9 @@ PYCORE_INLINE T row_max(const T* x, int64_t n) {
 template <>
 PYCORE_INLINE float row_max<float>(const float* x, int64_t n) {
     float m = -std::numeric_limits<float>::infinity();
+#if PYCORE_HAVE_OMP_SIMD  // portable.h: not in MSVC's OpenMP 2.0
 #pragma omp simd reduction(max : m)
+#endif
     for (int64_t c = 0; c < n; ++c) m = x[c] > m ? x[c] : m;
     return m;
 }

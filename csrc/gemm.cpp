@@ -51,13 +51,12 @@ namespace {
 
 enum SimdPath { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
 
+// The AVX-512 path asks for F, BW, VL and DQ (not F alone): the hot loops' AVX-512 copies
+// (simd.h) are compiled for all four and follow this choice.
 bool cpu_supports(SimdPath path) {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (path == kAvx512) return __builtin_cpu_supports("avx512f") && gemm_kernel_avx512_f32();
-    if (path == kAvx2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && gemm_kernel_avx2_f32();
-#endif
+    const portable::X86Features cpu = portable::x86_features();  // none on a non-x86 CPU
+    if (path == kAvx512) return cpu.avx512 && gemm_kernel_avx512_f32();
+    if (path == kAvx2) return cpu.avx2_fma && gemm_kernel_avx2_f32();
     return path == kGeneric;
 }
 
@@ -97,7 +96,7 @@ const GemmKernel<double>* current_kernel<double>() {
 template <typename T>
 void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* dst, int64_t ld_dst) {
     int64_t r = 0;
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)  // __builtin_shufflevector
+#if PYCORE_HAVE_SHUFFLEVECTOR
     typedef T vec __attribute__((vector_size(16), aligned(alignof(T))));
     constexpr int W = 16 / sizeof(T);
     static_assert(W == 2 || W == 4, "16-byte vectors hold 4 floats or 2 doubles");
@@ -197,16 +196,16 @@ class Scratch {
 public:
     T* get(size_t count) {
         if (count > capacity_) {
-            std::free(data_);
+            portable::aligned_free(data_);
             data_ = nullptr, capacity_ = 0;  // a failed allocation below must not leave a stale capacity
             const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-            data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+            data_ = static_cast<T*>(portable::aligned_allocate(64, bytes));
             if (!data_) throw std::bad_alloc();
             capacity_ = count;
         }
         return data_;
     }
-    ~Scratch() { std::free(data_); }
+    ~Scratch() { portable::aligned_free(data_); }
 
 private:
     T* data_ = nullptr;
@@ -556,7 +555,7 @@ PackedMatrix<T> PackedMatrix<T>::pack(Side side, bool trans, int64_t rows, int64
     if (p.rows_ > 0 && p.cols_ > 0) {
         const int width = side == Side::kA ? p.kernel_->mr : p.kernel_->nr;
         const size_t count = size_t((outer + width - 1) / width) * width * size_t(K);
-        p.panels_.reset(static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64)));
+        p.panels_.reset(static_cast<T*>(portable::aligned_allocate(64, (count * sizeof(T) + 63) / 64 * 64)));
         if (!p.panels_) throw std::bad_alloc();
         pack_whole(side == Side::kA, trans, src, ld, outer, K, width, p.kernel_->kc, p.panels_.get());
     }

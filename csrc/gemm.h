@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "portable.h"
+
 namespace pycore {
 
 // ---------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ public:
 
 private:
     struct Free {
-        void operator()(T* p) const { std::free(p); }
+        void operator()(T* p) const { portable::aligned_free(p); }  // from portable::aligned_allocate
     };
     // Both sides pack the same way: `outer` panels of `width` (MR for A, NR for B) along
     // the dimension that is not K.

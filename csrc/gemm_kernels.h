@@ -31,8 +31,8 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
     // Bring the C tile towards L1 while the products are computed: it is read (beta != 0)
     // or written right after the loop, and a miss there would stall on the stores.
     for (int64_t i = 0; i < m; ++i) {
-        __builtin_prefetch(c + i * ldc, 1);
-        __builtin_prefetch(c + i * ldc + n - 1, 1);
+        PYCORE_PREFETCH_WRITE(c + i * ldc);
+        PYCORE_PREFETCH_WRITE(c + i * ldc + n - 1);
     }
 
 #pragma GCC unroll 4

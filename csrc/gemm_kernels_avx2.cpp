@@ -6,12 +6,13 @@
 
 #include "gemm.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if PYCORE_X86_64  // portable.h, through gemm.h
 #include <immintrin.h>
 
+// GCC and Clang compile intrinsics only for a target that has them; MSVC needs no pragma.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
+#elif defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
@@ -74,7 +75,7 @@ const GemmKernel<double>* gemm_kernel_avx2_f64() { return &kF64; }
 
 #if defined(__clang__)
 #pragma clang attribute pop
-#else
+#elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
 

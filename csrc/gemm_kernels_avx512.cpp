@@ -4,12 +4,13 @@
 
 #include "gemm.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if PYCORE_X86_64  // portable.h, through gemm.h
 #include <immintrin.h>
 
+// GCC and Clang compile intrinsics only for a target that has them; MSVC needs no pragma.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
-#else
+#elif defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 #endif
@@ -87,7 +88,7 @@ const GemmKernel<double>* gemm_kernel_avx512_f64() { return &kF64; }
 
 #if defined(__clang__)
 #pragma clang attribute pop
-#else
+#elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
 

@@ -1,5 +1,6 @@
 // Portable micro-kernels: GCC/Clang vector extensions of 16 bytes, which every
-// x86-64 (SSE2) and ARM64 (NEON) CPU has. No FMA: a multiply and an add.
+// x86-64 (SSE2) and ARM64 (NEON) CPU has (other compilers: portable::Vec, the same
+// operations lane by lane). No FMA: a multiply and an add.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -13,7 +14,11 @@ template <typename T>
 struct GenericVec {
     using scalar = T;
     static constexpr int width = 16 / sizeof(T);
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
     typedef T reg __attribute__((vector_size(16)));
+#else
+    using reg = portable::Vec<T, width>;
+#endif
     static reg zero() { return reg{}; }
     static reg broadcast(T x) { return reg{} + x; }
     static reg load(const T* p) { reg r; std::memcpy(&r, p, sizeof r); return r; }

@@ -5,10 +5,10 @@
 // header, so the pool itself never allocates.
 #include "memory.h"
 
-#include <pthread.h>
-
 #include <cstdlib>
 #include <cstring>
+
+#include "portable.h"
 
 namespace pycore {
 namespace memory {
@@ -38,7 +38,7 @@ int size_class(size_t bytes, size_t* cap) {
         return static_cast<int>(steps) - 1;
     }
     // 2^k < bytes <= 2^(k+1), k >= 10; the classes are 2^k + j * 2^(k-3), j = 1..8.
-    const int k = 63 - __builtin_clzll(static_cast<unsigned long long>(bytes - 1));
+    const int k = 63 - portable::leading_zeros64(bytes - 1);
     const size_t base = size_t(1) << k, step = base / kClassesPerOctave;
     const size_t j = (bytes - base + step - 1) / step;
     *cap = base + j * step;
@@ -56,7 +56,7 @@ size_t initial_limit() {
 }
 
 struct Pool {
-    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    portable::Mutex lock;
     Header* free_list[kClasses] = {};
     size_t cached_bytes = 0;
     size_t limit = initial_limit();
@@ -71,17 +71,17 @@ Pool& pool() {
 }
 
 struct Locked {
-    explicit Locked(Pool& p) : pool(p) { pthread_mutex_lock(&pool.lock); }
-    ~Locked() { pthread_mutex_unlock(&pool.lock); }
+    explicit Locked(Pool& p) : pool(p) { pool.lock.lock(); }
+    ~Locked() { pool.lock.unlock(); }
     Pool& pool;
 };
 
 // The fork happens with the lock held by the forking thread, so the child's copy of the
 // free lists is never half-updated; both sides then unlock.
-void before_fork() { pthread_mutex_lock(&pool().lock); }
-void after_fork() { pthread_mutex_unlock(&pool().lock); }
+void before_fork() { pool().lock.lock(); }
+void after_fork() { pool().lock.unlock(); }
 struct ForkGuard {
-    ForkGuard() { pthread_atfork(before_fork, after_fork, after_fork); }
+    ForkGuard() { portable::at_fork(before_fork, after_fork, after_fork); }
 } g_fork_guard;
 
 Header* header_of(const void* p) {
@@ -108,7 +108,7 @@ void* take(size_t bytes) {
         ++p.misses;
         ++p.live;
     }
-    Header* h = static_cast<Header*>(std::aligned_alloc(kAlignment, sizeof(Header) + cap));
+    Header* h = static_cast<Header*>(portable::aligned_allocate(kAlignment, sizeof(Header) + cap));
     if (h == nullptr) {
         Locked guard(p);
         --p.live;
@@ -160,7 +160,7 @@ void release(void* ptr) noexcept {
             return;
         }
     }
-    std::free(h);
+    portable::aligned_free(h);
 }
 
 size_t capacity(const void* p) noexcept { return header_of(p)->capacity; }
@@ -204,7 +204,7 @@ void empty_cache() {
     while (all != nullptr) {  // outside the lock: free() of big blocks is an munmap
         Header* h = all;
         all = h->next;
-        std::free(h);
+        portable::aligned_free(h);
     }
 }
 

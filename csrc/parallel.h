@@ -14,6 +14,7 @@
 #include <new>
 
 #include "omp_guard.h"
+#include "portable.h"
 #include "threads.h"
 
 namespace pycore {
@@ -30,15 +31,15 @@ T* thread_scratch(int slot, int64_t count) {
     struct Buffer {
         T* data = nullptr;
         int64_t capacity = 0;
-        ~Buffer() { std::free(data); }
+        ~Buffer() { portable::aligned_free(data); }
     };
     thread_local Buffer buffers[kScratchSlots];
     Buffer& b = buffers[slot];
     if (count > b.capacity) {
-        std::free(b.data);
+        portable::aligned_free(b.data);
         b.data = nullptr, b.capacity = 0;
         const size_t bytes = (static_cast<size_t>(count) * sizeof(T) + 63) / 64 * 64;
-        b.data = static_cast<T*>(std::aligned_alloc(64, bytes));
+        b.data = static_cast<T*>(portable::aligned_allocate(64, bytes));
         if (!b.data) throw std::bad_alloc();
         b.capacity = count;
     }

@@ -32,6 +32,7 @@ from pycore import _C
 cdef extern from *:
     """
     #include <cstdint>
+    #include "portable.h"  // PYCORE_NOINLINE (csrc/ is on this module's include path: setup.py)
     // The max-pooling inner loops, in C++ so that they can say __restrict: with it (and
     // the comparisons written as selects) gcc vectorises them; without it, as Cython
     // emits them, it cannot rule out that best, position and x overlap and runs them
@@ -40,9 +41,9 @@ cdef extern from *:
 
     // best[ow], position[ow] <- x[ow*S], window_position where x is larger or NaN.
     template <class T, int S>
-    __attribute__((noinline)) static void pool2d_running_max(T* __restrict best, int32_t* __restrict position,
-                                          const T* __restrict x, int64_t begin, int64_t end,
-                                          int32_t window_position) {
+    PYCORE_NOINLINE static void pool2d_running_max(T* __restrict best, int32_t* __restrict position,
+                                                   const T* __restrict x, int64_t begin, int64_t end,
+                                                   int32_t window_position) {
         for (int64_t ow = begin; ow < end; ++ow) {
             const T v = x[ow * S];
             const bool take = (v > best[ow]) | (v != v);
@@ -57,9 +58,9 @@ cdef extern from *:
     // (int32: with an int64 argmax written here gcc does not vectorise the loop); relu
     // clips y at 0 (NaN stays).
     template <class T>
-    __attribute__((noinline)) static void pool2d_max_row_2x2(T* __restrict y, int32_t* __restrict position,
-                                                             const T* __restrict top, const T* __restrict bottom,
-                                                             int64_t OW, bool relu) {
+    PYCORE_NOINLINE static void pool2d_max_row_2x2(T* __restrict y, int32_t* __restrict position,
+                                                   const T* __restrict top, const T* __restrict bottom,
+                                                   int64_t OW, bool relu) {
         for (int64_t ow = 0; ow < OW; ++ow) {
             const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
             const bool take_b = (b > a) | (b != b);
@@ -79,8 +80,8 @@ cdef extern from *:
     // One output row of 2x2 stride-2 average pooling: the window summed in the general
     // loop's order (starting from 0, so even the sign of a zero agrees), divided by 4.
     template <class T>
-    __attribute__((noinline)) static void pool2d_avg_row_2x2(T* __restrict y, const T* __restrict top,
-                                                             const T* __restrict bottom, int64_t OW) {
+    PYCORE_NOINLINE static void pool2d_avg_row_2x2(T* __restrict y, const T* __restrict top,
+                                                   const T* __restrict bottom, int64_t OW) {
         for (int64_t ow = 0; ow < OW; ++ow)
             y[ow] = (((T(0) + top[2 * ow]) + top[2 * ow + 1]) + bottom[2 * ow] + bottom[2 * ow + 1]) / T(4);
     }
@@ -91,8 +92,8 @@ cdef extern from *:
     // too). One vectorised pass of stores, where the general loop zeroes the plane and then
     // adds with stride 2 (scalar): LeNet's (64, 16, 10, 10) took ~3x longer that way.
     template <class T>
-    __attribute__((noinline)) static void pool2d_avg_grad_row_2x2(T* __restrict top, T* __restrict bottom,
-                                                                  const T* __restrict gy, int64_t OW, int64_t W) {
+    PYCORE_NOINLINE static void pool2d_avg_grad_row_2x2(T* __restrict top, T* __restrict bottom,
+                                                        const T* __restrict gy, int64_t OW, int64_t W) {
         for (int64_t ow = 0; ow < OW; ++ow) {
             const T v = T(0) + gy[ow] / T(4);
             top[2 * ow] = v;

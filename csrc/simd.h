@@ -28,8 +28,12 @@
 
 #include "gemm.h"
 #include "omp_guard.h"
+#include "portable.h"  // PYCORE_INLINE, PYCORE_LAMBDA_INLINE, PYCORE_RESTRICT, PYCORE_IVDEP
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+// The AVX2/AVX-512 copies need GCC's or Clang's target attribute (MSVC has no per-function
+// target: its build runs the hot loops on the baseline copy, the GEMM still on AVX2/AVX-512
+// kernels) and an x86-64 CPU (arm64 builds have the baseline copy only).
+#if PYCORE_X86_64 && PYCORE_GNU
 #define PYCORE_SIMD_HAVE_AVX2 1
 #define PYCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #if defined(__clang__)
@@ -44,26 +48,6 @@
 #define PYCORE_SIMD_HAVE_AVX2 0
 #define PYCORE_TARGET_AVX2
 #define PYCORE_TARGET_AVX512
-#endif
-
-// PYCORE_IVDEP: says the iterations of the loop after it are independent, for loops over
-// slices of one buffer (e.g. an LSTM's four gate blocks at offsets of H) that the
-// compiler cannot prove disjoint, so that they vectorise.
-#if defined(__clang__)
-#define PYCORE_INLINE inline __attribute__((always_inline))
-#define PYCORE_LAMBDA_INLINE __attribute__((always_inline))
-#define PYCORE_RESTRICT __restrict__
-#define PYCORE_IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define PYCORE_INLINE inline __attribute__((always_inline))
-#define PYCORE_LAMBDA_INLINE __attribute__((always_inline))
-#define PYCORE_RESTRICT __restrict__
-#define PYCORE_IVDEP _Pragma("GCC ivdep")
-#else
-#define PYCORE_INLINE inline
-#define PYCORE_LAMBDA_INLINE
-#define PYCORE_RESTRICT
-#define PYCORE_IVDEP
 #endif
 
 namespace pycore {

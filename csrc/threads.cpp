@@ -1,15 +1,13 @@
 #include "threads.h"
 
-#ifndef _WIN32  // Windows has no fork(), so nothing to guard there
-#include <pthread.h>
-#endif
-
 #include <algorithm>
 #include <atomic>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#include "portable.h"
 
 namespace pycore {
 namespace {
@@ -35,11 +33,9 @@ void after_fork_in_child() {
     g_threads.store(1);
 }
 
-#ifndef _WIN32
 struct ForkGuard {
-    ForkGuard() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
+    ForkGuard() { portable::at_fork(nullptr, nullptr, after_fork_in_child); }  // no-op on Windows (no fork)
 } g_fork_guard;
-#endif
 
 }  // namespace
 
