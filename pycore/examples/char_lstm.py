@@ -24,8 +24,8 @@ import time
 import pycore
 import pycore.distributed as dist
 from pycore.datasets import CharVocab, StreamBatches, split_corpus
-from pycore.train import CharModel, evaluate_char_model, sample, train_char_model
 from pycore.examples import add_run_options
+from pycore.train import CharModel, evaluate_char_model, sample, train_char_model
 
 
 def stdlib_corpus(max_chars=400_000):
@@ -105,7 +105,8 @@ def main(argv=None):
 
     def report(step, loss):
         if step % args.eval_every == 0 and step != args.steps:
-            print(f"--- sample at step {step} ---\n{sample(model, vocab, prompt, args.sample_length // 3, args.temperature, seed=step)}\n---", flush=True)
+            text = sample(model, vocab, prompt, args.sample_length // 3, args.temperature, seed=step)
+            print(f"--- sample at step {step} ---\n{text}\n---", flush=True)
 
     history = train_char_model(model, train_ids, val_ids, steps=args.steps, batch_size=args.batch_size,
                                seq_len=args.seq_len, optimizer=optimizer, clip_grad_norm=args.clip,

@@ -32,8 +32,8 @@ import pycore.distributed as dist
 from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
-from pycore.train import fit
 from pycore.examples import add_run_options
+from pycore.train import fit
 
 IMAGE_SIZE = 28
 ARCH = "lenet5"
@@ -159,7 +159,8 @@ def main(argv=None):
     say(f"test accuracy {100 * test_accuracy:.2f}%  (test loss {test_loss:.4f}; {where}, "
         f"{np.mean(history['samples_per_s']):,.0f} samples/s)")
     if args.save and (not args.distributed or dist.is_main()):
-        pycore.save(args.save, model, optimizer, arch=ARCH, epoch=history.epochs, step=len(train_loader) * history.epochs,
+        steps = len(train_loader) * history.epochs
+        pycore.save(args.save, model, optimizer, arch=ARCH, epoch=history.epochs, step=steps,
                     dataset=info["dataset"], mean=info["mean"], std=info["std"], test_accuracy=test_accuracy,
                     hparams={"lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
                              "seed": args.seed, "ranks": ranks}, rng_state=pycore.get_rng_state(),

@@ -35,8 +35,8 @@ from pycore import functional as F
 from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, mnist_available
-from pycore.train import fit
 from pycore.examples import add_run_options, start_run
+from pycore.train import fit
 
 from .lenet import mnist_dataset
 

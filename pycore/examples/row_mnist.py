@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 import pycore
-from pycore import functional as F, nn, optim
+from pycore import functional as F
+from pycore import nn, optim
 from pycore.data import DataLoader
 from pycore.datasets import load_digits, load_mnist, mnist_available
 from pycore.examples import add_run_options, start_run
@@ -61,7 +62,9 @@ def row_dataset(data=None, digits=False, seed=0):
     """
     if not digits and (data is not None or mnist_available()):
         (x_train, y_train), (x_test, y_test) = load_mnist(data)
-        scale = lambda x: ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+        def scale(x):
+            return ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+
         return (scale(x_train), y_train), (scale(x_test), y_test), "MNIST"
     images, labels = load_digits()
     order = np.random.default_rng(seed).permutation(len(images))
@@ -185,7 +188,8 @@ def main(argv=None):
     start_run(args)
     (x_train, y_train), (x_test, y_test), dataset = row_dataset(args.data, args.digits, args.seed)
     if args.limit:
-        x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]
+        keep = slice(args.limit)
+        x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_test[keep], y_test[keep]
     epochs = args.epochs or (4 if dataset == "MNIST" else 30)
     steps, pixels = x_train.shape[1:]
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
@@ -196,7 +200,8 @@ def main(argv=None):
           f"{pycore.get_num_threads()} threads", flush=True)
 
     model = LastStateModel(nn.LSTM(pixels, args.hidden, batch_first=True), 10)
-    trainers: dict[str, PycoreTrainer | TorchTrainer] = {"pycore": PycoreTrainer(model, args.lr, total_steps, args.clip)}
+    trainers: dict[str, PycoreTrainer | TorchTrainer] = {
+        "pycore": PycoreTrainer(model, args.lr, total_steps, args.clip)}
     if args.torch:  # built before training, so it starts from the same weights
         trainers["torch"] = TorchTrainer(model, args.lr, total_steps, args.clip)
     results = train(trainers, loader, x_test, y_test, epochs)

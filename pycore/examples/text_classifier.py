@@ -28,11 +28,12 @@ import re
 import numpy as np
 
 import pycore
-from pycore import functional as F, nn, optim
+from pycore import functional as F
+from pycore import nn, optim
 from pycore.data import DataLoader
+from pycore.examples import add_run_options, start_run
 from pycore.sequences import SequenceLoader, pad_sequences
 from pycore.train import fit
-from pycore.examples import add_run_options, start_run
 
 PAD, UNKNOWN = 0, 1
 WORD = re.compile(r"[a-z']+|[.,;:!?]")
@@ -116,7 +117,8 @@ def epoch_seconds(initial_state, model_args, loader, lr):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m pycore.examples.text_classifier",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", metavar="FILE", help="tiny Shakespeare's input.txt (default: $PYCORE_DATA/tinyshakespeare)")
+    p.add_argument("--data", metavar="FILE",
+                   help="tiny Shakespeare's input.txt (default: $PYCORE_DATA/tinyshakespeare)")
     p.add_argument("--sections", type=int, default=8, help="classes: equal runs of speeches in file order")
     p.add_argument("--max-words", type=int, default=200, help="speeches are cut to their first MAX_WORDS words")
     p.add_argument("--epochs", type=int, default=6)

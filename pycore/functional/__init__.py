@@ -26,8 +26,10 @@ Example:
            [-1.,  2.]], dtype=float32)
 """
 from . import activation, adaptive_pool, conv, fused, linalg, loss, merge, normalization, pooling, rnn
+
 # (not `from . import dropout, embedding`: the star-imports below rebind those names to the functions)
-from . import dropout as _dropout_module, embedding as _embedding_module
+from . import dropout as _dropout_module
+from . import embedding as _embedding_module
 from .activation import *  # noqa: F401,F403
 from .adaptive_pool import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403

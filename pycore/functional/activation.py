@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .. import _C
-from .._checks import choice, context, float_array, gradient_buffer, grad_like, integer, real
+from .._checks import choice, context, float_array, grad_like, gradient_buffer, integer, real
 
 LeakyReLUContext = namedtuple("LeakyReLUContext", "input negative_slope")
 LeakyReLUContext.__doc__ = """leaky_relu_forward's ctx.

@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from .. import _C
-from .._checks import INT64_MAX, context, fits_int64, float_array, gradient_buffer, int_pair, int_single, integer, ResolvedCache
+from .._checks import (
+    INT64_MAX,
+    ResolvedCache,
+    context,
+    fits_int64,
+    float_array,
+    gradient_buffer,
+    int_pair,
+    int_single,
+    integer,
+)
 from .fused import activation_code
 
 Conv2dGeometry = namedtuple("Conv2dGeometry", ["stride", "padding", "dilation", "groups", "output_shape"])

@@ -128,7 +128,8 @@ def _cross_entropy_args(input: np.ndarray, target: np.ndarray, weight: np.ndarra
     """Validated (logits (R, C), targets int64 (R,), weight (C,) or None, ...) for the kernels."""
     logits = float_array(input, "input")
     if logits.ndim < 1:
-        raise ValueError(f"input: expected logits of shape (*, C) with classes on the last axis, got shape {logits.shape}")
+        raise ValueError(f"input: expected logits of shape (*, C) with classes on the last axis, "
+                         f"got shape {logits.shape}")
     num_classes = logits.shape[-1]
     if num_classes < 1:
         raise ValueError(f"input: expected at least one class on the last axis, got shape {logits.shape}")

@@ -222,7 +222,8 @@ def cat(tensors: Sequence[np.ndarray], dim: int = 0) -> np.ndarray:
     arrays = _sequence(tensors, "cat")
     dim = _dim(dim, arrays[0].ndim)
     for i, t in enumerate(arrays):
-        if t.ndim != arrays[0].ndim or t.shape[:dim] + t.shape[dim + 1:] != arrays[0].shape[:dim] + arrays[0].shape[dim + 1:]:
+        outside = t.shape[:dim] + t.shape[dim + 1:]
+        if t.ndim != arrays[0].ndim or outside != arrays[0].shape[:dim] + arrays[0].shape[dim + 1:]:
             raise ValueError(f"cat: tensors[{i}] has shape {t.shape}, which does not match tensors[0]'s "
                              f"{arrays[0].shape} outside dim {dim}")
     y = np.concatenate(arrays, axis=dim)

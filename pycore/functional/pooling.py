@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 
 from .. import _pool2d  # the Cython module built from csrc/pool2d.pyx
-from .._checks import INT64_MAX, context, fits_int64, float_array, float_dtype, int_pair, ResolvedCache
+from .._checks import INT64_MAX, ResolvedCache, context, fits_int64, float_array, float_dtype, int_pair
 from ..memory import pooled
 
 # kernel_size, stride and padding as PyTorch takes them: one int for both axes, or (h, w).

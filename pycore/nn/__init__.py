@@ -1,5 +1,6 @@
 """Layers with forward and backward, with PyTorch's names, arguments and state_dict layouts."""
-from . import activation, container, conv, dropout, embedding, init, linear, loss, module, normalization, pooling, rnn
+from . import activation, container, conv, dropout, embedding, linear, loss, module, normalization, pooling, rnn
+from . import init as init  # pycore.nn.init, as torch.nn.init: a namespace, not star-imported
 from .activation import *  # noqa: F401,F403
 from .container import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403

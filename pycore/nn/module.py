@@ -23,11 +23,11 @@ from typing import Any, Callable, TypeVar, cast, overload
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .. import _context
-from .. import autograd
+from .. import _context, autograd
 from .._checks import float_array, float_dtype
 from .._context import is_grad_enabled
-from ..memory import enter as memory_enter, leave as memory_leave
+from ..memory import enter as memory_enter
+from ..memory import leave as memory_leave
 
 
 class Parameter:

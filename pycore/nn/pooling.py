@@ -13,7 +13,6 @@ from .._checks import int_pair, integer
 from .._context import is_grad_enabled
 from .module import Module
 
-
 _Pair = Union[int, tuple[int, int]]
 
 

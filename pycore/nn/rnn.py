@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import functional as F
-from .._context import is_grad_enabled
 from .._checks import integer, probability
+from .._context import is_grad_enabled
 from . import init
 from .module import Module, Parameter
 

@@ -288,7 +288,8 @@ def fit(model: ModelT, loss_fn: Any, optimizer: Optimizer, train_loader: Iterabl
     metric_fns = _metric_functions(metrics)
     clip = None
     if clip_grad_norm is not None:
-        if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, numbers.Real) or not float(clip_grad_norm) > 0:
+        is_number = isinstance(clip_grad_norm, numbers.Real) and not isinstance(clip_grad_norm, bool)
+        if not is_number or not float(clip_grad_norm) > 0:
             raise ValueError(f"fit: clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
         clip = _clip_function()
     callbacks = list(callbacks)
