@@ -185,18 +185,21 @@ def test_build_without_openmp_runs_single_threaded():
 
 
 def test_subpackages_load_on_first_use():
-    """`import pycore` alone loads the kernels, not nn/optim/train (import time); each subpackage
+    """`import pycore` alone loads the kernels, not nn/optim/train or numpy.random (import time); each subpackage
     then appears on first attribute access, `from pycore import X` and `import *` alike."""
     result = run_pycore(
         """
         import json, sys
+        import numpy
+        numpy_loads_random = "numpy.random" in sys.modules  # numpy 1.x does, 2.x on first use
         import pycore
         before = sorted(m for m in sys.modules if m.startswith("pycore."))
+        random_loaded = "numpy.random" in sys.modules and not numpy_loads_random
         seen = [type(pycore.nn.Linear).__name__]
         from pycore import optim
         namespace = {}
         exec("from pycore import *", namespace)
-        print(json.dumps({"before": before, "seen": seen, "optim": optim.__name__,
+        print(json.dumps({"before": before, "random": random_loaded, "seen": seen, "optim": optim.__name__,
                           "star": sorted(k for k in namespace if k in pycore._SUBPACKAGES),
                           "dir": all(name in dir(pycore) for name in pycore._SUBPACKAGES)}))
     """
@@ -208,6 +211,7 @@ def test_subpackages_load_on_first_use():
         "pycore._threads",
         "pycore.serialization",
     ]
+    assert not result["random"], "import pycore loaded numpy.random (~20 ms): the generator is made on first use"
     assert result["seen"] == ["type"] and result["optim"] == "pycore.optim"
     assert result["star"] == sorted(
         ["data", "datasets", "distributed", "functional", "memory", "nn", "optim", "sequences", "testing", "train"]
