@@ -207,6 +207,9 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
     (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
     (2, 3, 9, 29, 20, 3, 2, 1, 1, 1),     # im2col's vectorised stride-2 rows against implicit's element loop
+    # col2im by input rows (Col2imRows): rows narrower than the input's (LeNet conv2 above)
+    # and here wider, padded on the left, dilated, over several blocks of lanes
+    (2, 3, 7, 37, 4, 3, 1, (2, 3), (1, 2), 1),
     # Forward tiles chosen to fill whole NR-wide panels (forward_tile_rows): 8 rows of 28
     # (7 panels of 32 on AVX-512) and a 4-row rest; 64 and 40 output channels packed in
     # the 8-row tile; 30-wide rows that fill no panel exactly.
