@@ -659,8 +659,8 @@ struct RowsBlocking {
 // v*W, the row's last one at OW - W (overlapping the one before it where W does not
 // divide OW: the same sums, written twice).
 template <typename T, int VB, int OCB, int CV, int R>
-PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const Conv2dGeometry& g, int64_t oc0,
-                              int64_t channels, int64_t oh0, int64_t v0) {
+PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t* tap_offset,
+                              const Conv2dGeometry& g, int64_t oc0, int64_t channels, int64_t oh0, int64_t v0) {
     using V = typename DirectVec<T, VB>::type;
     constexpr int W = DirectVec<T, VB>::width;
     int64_t col[CV];  // each vector's first output column
@@ -669,23 +669,21 @@ PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const Conv2dGe
     for (int i = 0; i < R; ++i)
         for (int oc = 0; oc < OCB; ++oc)
             for (int j = 0; j < CV; ++j) acc[i][oc][j] = V{};
+    const T* at[R][CV];  // each vector's window start
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < CV; ++j) at[i][j] = img + (oh0 + i) * g.stride_h * g.W + col[j];
+    const int64_t K = g.C * g.KH * g.KW;
     const T* wk = w_b;
-    for (int64_t c = 0; c < g.C; ++c) {
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-            const T* row[R];
-            for (int i = 0; i < R; ++i) row[i] = img + (c * g.H + (oh0 + i) * g.stride_h + kh * g.dilation_h) * g.W;
-            for (int64_t kw = 0; kw < g.KW; ++kw, wk += OCB) {
-                const int64_t shift = kw * g.dilation_w;
-                V x[R][CV];
-                for (int i = 0; i < R; ++i)
-                    for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(row[i] + col[j] + shift);
+    for (int64_t k = 0; k < K; ++k, wk += OCB) {
+        const int64_t shift = tap_offset[k];
+        V x[R][CV];
+        for (int i = 0; i < R; ++i)
+            for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(at[i][j] + shift);
 #pragma GCC unroll 8
-                for (int oc = 0; oc < OCB; ++oc) {
-                    const T w = wk[oc];
-                    for (int i = 0; i < R; ++i)
-                        for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
-                }
-            }
+        for (int oc = 0; oc < OCB; ++oc) {
+            const T w = wk[oc];
+            for (int i = 0; i < R; ++i)
+                for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
         }
     }
     const int64_t plane = g.OH * g.OW;
@@ -699,7 +697,7 @@ PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const Conv2dGe
 // blocks, K, OCB). Blocks of R rows x CV vectors, then the rows and vectors left over one
 // at a time (AVX2 on a 24-wide row: 2 + 1 ymm, not 2 + 2 overlapping).
 template <typename T, int VB, int OCB>
-PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const Conv2dGeometry& g) {
+PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const int64_t* tap_offset, const Conv2dGeometry& g) {
     constexpr int W = DirectVec<T, VB>::width, CV = RowsBlocking<VB, OCB>::CV, R = RowsBlocking<VB, OCB>::R;
     const int64_t K = g.C * g.KH * g.KW, vectors = (g.OW + W - 1) / W;
     const int64_t rows_r = g.OH / R * R, vectors_cv = vectors / CV * CV;
@@ -708,13 +706,13 @@ PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const Conv2dGe
         for (int64_t oh = 0; oh < g.OH; oh += oh < rows_r ? R : 1) {
             for (int64_t v = 0; v < vectors; v += v < vectors_cv ? CV : 1) {
                 if (oh < rows_r && v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, R>(out, img, w_b, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
                 else if (oh < rows_r)
-                    rows_block<T, VB, OCB, 1, R>(out, img, w_b, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
                 else if (v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, 1>(out, img, w_b, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
                 else
-                    rows_block<T, VB, OCB, 1, 1>(out, img, w_b, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
             }
         }
     }
@@ -724,18 +722,18 @@ PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const Conv2dGe
 // the image is in cache.
 template <typename T, int VB>
 struct DirectRowsImages {
-    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_b, const GemmEpilogue<T>* epilogue,
-                                  const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_b, const int64_t* tap_offset,
+                                  const GemmEpilogue<T>* epilogue, const Conv2dGeometry& g, int64_t n0, int64_t n1) {
         const int64_t plane = g.OH * g.OW, ocb = rows_channel_block(g.OC);
         for (int64_t n = n0; n < n1; ++n) {
             T* y = out + n * g.OC * plane;
             const T* img = inp + n * g.C * g.H * g.W;
             if (ocb == 4)
-                rows_image<T, VB, 4>(y, img, w_b, g);
+                rows_image<T, VB, 4>(y, img, w_b, tap_offset, g);
             else if (ocb == 6)
-                rows_image<T, VB, 6>(y, img, w_b, g);
+                rows_image<T, VB, 6>(y, img, w_b, tap_offset, g);
             else
-                rows_image<T, VB, 8>(y, img, w_b, g);
+                rows_image<T, VB, 8>(y, img, w_b, tap_offset, g);
             if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
         }
     }
@@ -891,10 +889,17 @@ void direct_rows_forward(T* out, const T* inp, const T* weight, const T* bias, c
         for (int64_t k = 0; k < K; ++k) w_b[(oc / ocb * K + k) * ocb + oc % ocb] = weight[oc * K + k];
     const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
     const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
+    // tap_offset[k] = (c*H + kh*dh)*W + kw*dw: where tap k's input sits from a window's start.
+    std::vector<int64_t> tap_offsets(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) {
+        const int64_t c = k / (g.KH * g.KW), kh = k / g.KW % g.KH, kw = k % g.KW;
+        tap_offsets[k] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+    }
     const T* wb = w_b.data();
+    const int64_t* tap_offset = tap_offsets.data();
     const simd::Isa isa = simd::current_isa();
     parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
-        run_rows<DirectRowsImages, T>(isa, out, inp, wb, epilogue, g, n0, n1);
+        run_rows<DirectRowsImages, T>(isa, out, inp, wb, tap_offset, epilogue, g, n0, n1);
     });
 }
 
