@@ -766,8 +766,9 @@ struct SkipLanes {
 // the OCB output-gradient vectors of a position and an input vector in registers too: on
 // AVX-512 24 + 6 + 1 of the 32 for 5 or 6 channels, else 4 x 5 (a 5x5 kernel's row of
 // taps); with 16 registers 12 + 3 + 1. Measured on LeNet conv1's weight gradient (kernel
-// alone, best of 300, this Xeon): AVX-512 6 x 4 0.33 / 0.25 ms on 28/24-wide rows, 3 x 5
-// 0.31 / 0.27, 6 x 5 (spills) 0.34 / 0.29; AVX2 3 x 4 0.44 / 0.26-0.28, 2 x 5 0.56 / 0.32.
+// alone, best of 300, this Xeon, 28/24-wide rows): AVX-512 6 x 4 0.26 / 0.23 ms, 3 x 5
+// 0.31 / 0.28; before dy_rows also 6 x 5 (spills) 0.34 / 0.29 against 6 x 4's 0.33 / 0.25,
+// and on AVX2 3 x 4 0.44 / 0.27 against 2 x 5's 0.56 / 0.32.
 struct RowsGradBlock {
     int64_t channels, taps;
 };
@@ -782,39 +783,51 @@ inline RowsGradBlock rows_grad_block(int vector_bytes, int64_t channels) {
 // order, kept in state (this thread's, (b1 - b0) x OCB x KB x W) between images, so that
 // an image's input and output gradient stay in L1 while every block passes over them; the
 // lanes are added in order at the end. The bits depend on the vector width, not on how the
-// blocks are split between threads. Channels past OC and taps past K repeat the last one.
+// blocks are split between threads. Taps past K repeat the last one.
+// Each image's output gradient is first copied into dy_rows (OH, vectors, OCp, W), OCp the
+// channels rounded up to blocks (zeros past OC), the last vector's skipped lanes zeroed: a
+// block then reads its OCB vectors at fixed offsets from one pointer, not from six channel
+// pointers that GCC kept on the stack and masked loads (kernel alone on LeNet conv1,
+// AVX-512, best of 300: 0.33 -> 0.26 ms; AVX2 0.45 -> 0.39 ms).
 template <typename T, int VB, int OCB, int KB>
-PYCORE_INLINE void rows_weight_grad(T* dweight, const T* inp, const T* dout, T* state, const Conv2dGeometry& g,
-                                    int64_t b0, int64_t b1) {
+PYCORE_INLINE void rows_weight_grad(T* dweight, const T* inp, const T* dout, T* state, T* dy_rows,
+                                    const Conv2dGeometry& g, int64_t b0, int64_t b1) {
     using V = typename DirectVec<T, VB>::type;
     constexpr int W = DirectVec<T, VB>::width;
     const int64_t plane = g.OH * g.OW, K = g.C * g.KH * g.KW, taps = g.KH * g.KW, image = g.C * g.H * g.W;
-    const int64_t k_blocks = (K + KB - 1) / KB;
-    const int64_t full = g.OW / W;  // vectors at multiples of W, then a last one at OW - W
-    const bool tail = g.OW % W != 0;
-    const SkipLanes<T, VB> skip(static_cast<int>(full * W - (g.OW - W)));
+    const int64_t k_blocks = (K + KB - 1) / KB, channels = (g.OC + OCB - 1) / OCB * OCB;
+    const int64_t vectors = (g.OW + W - 1) / W, full = g.OW / W;  // full: vectors at multiples of W
+    const int skipped = static_cast<int>(vectors * W - g.OW);      // the last vector's, at OW - W
+    const SkipLanes<T, VB> skip(skipped);
     std::fill(state, state + (b1 - b0) * OCB * KB * W, T(0));
     for (int64_t n = 0; n < g.N; ++n) {
+        // Vector loads and stores (std::fill/memcpy of W - skipped lanes were libc calls: 14% of it).
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t v = 0; v < vectors; ++v)
+                for (int64_t oc = 0; oc < channels; ++oc) {
+                    V d{};
+                    if (oc < g.OC) {
+                        d = *reinterpret_cast<const V*>(dout + (n * g.OC + oc) * plane + oh * g.OW +
+                                                        std::min(v * W, g.OW - W));
+                        if (v == full) skip(d);
+                    }
+                    std::memcpy(dy_rows + ((oh * vectors + v) * channels + oc) * W, &d, sizeof(V));
+                }
+        const T* img = inp + n * image;
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t oc0 = b / k_blocks * OCB, k0 = b % k_blocks * KB;
-            const T* dy[OCB];
-            for (int i = 0; i < OCB; ++i) dy[i] = dout + (n * g.OC + std::min(oc0 + i, g.OC - 1)) * plane;
             int64_t k_offset[KB];  // where tap k's window starts in an image
             for (int j = 0; j < KB; ++j) {
                 const int64_t k = std::min(k0 + j, K - 1), c = k / taps, kh = (k % taps) / g.KW, kw = k % g.KW;
                 k_offset[j] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
             }
-            const T* img = inp + n * image;
             T* sums = state + (b - b0) * OCB * KB * W;
             V acc[OCB][KB];
             std::memcpy(acc, sums, sizeof(acc));
             // One position vector: the output gradients of its OCB channels times KB input vectors.
-            auto add = [&](int64_t y_at, const T* x_at, auto masked) PYCORE_LAMBDA_INLINE {
+            auto add = [&](const T* dy, const T* x_at, auto masked) PYCORE_LAMBDA_INLINE {
                 V d[OCB];
-                for (int i = 0; i < OCB; ++i) {
-                    d[i] = *reinterpret_cast<const V*>(dy[i] + y_at);
-                    if constexpr (decltype(masked)::value) skip(d[i]);
-                }
+                for (int i = 0; i < OCB; ++i) d[i] = *reinterpret_cast<const V*>(dy + i * W);
 #pragma GCC unroll 8
                 for (int j = 0; j < KB; ++j) {
                     V x = *reinterpret_cast<const V*>(x_at + k_offset[j]);
@@ -822,10 +835,14 @@ PYCORE_INLINE void rows_weight_grad(T* dweight, const T* inp, const T* dout, T* 
                     for (int i = 0; i < OCB; ++i) acc[i][j] += x * d[i];
                 }
             };
+            const T* dy = dy_rows + oc0 * W;
             for (int64_t oh = 0; oh < g.OH; ++oh) {
                 const T* x_row = img + oh * g.stride_h * g.W;
-                for (int64_t v = 0; v < full; ++v) add(oh * g.OW + v * W, x_row + v * W, std::false_type{});
-                if (tail) add(oh * g.OW + g.OW - W, x_row + g.OW - W, std::true_type{});
+                for (int64_t v = 0; v < full; ++v, dy += channels * W) add(dy, x_row + v * W, std::false_type{});
+                if (full < vectors) {
+                    add(dy, x_row + g.OW - W, std::true_type{});
+                    dy += channels * W;
+                }
             }
             std::memcpy(sums, acc, sizeof(acc));
         }
@@ -845,14 +862,14 @@ PYCORE_INLINE void rows_weight_grad(T* dweight, const T* inp, const T* dout, T* 
 
 template <typename T, int VB>
 struct DirectRowsWeightGrad {
-    static PYCORE_INLINE void run(T* dweight, const T* inp, const T* dout, T* state, const Conv2dGeometry& g,
-                                  int64_t b0, int64_t b1) {
+    static PYCORE_INLINE void run(T* dweight, const T* inp, const T* dout, T* state, T* dy_rows,
+                                  const Conv2dGeometry& g, int64_t b0, int64_t b1) {
         if (VB < 64)
-            rows_weight_grad<T, VB, 3, 4>(dweight, inp, dout, state, g, b0, b1);
+            rows_weight_grad<T, VB, 3, 4>(dweight, inp, dout, state, dy_rows, g, b0, b1);
         else if (rows_grad_block(VB, g.OC).channels == 6)
-            rows_weight_grad<T, VB, 6, 4>(dweight, inp, dout, state, g, b0, b1);
+            rows_weight_grad<T, VB, 6, 4>(dweight, inp, dout, state, dy_rows, g, b0, b1);
         else
-            rows_weight_grad<T, VB, 4, 5>(dweight, inp, dout, state, g, b0, b1);
+            rows_weight_grad<T, VB, 4, 5>(dweight, inp, dout, state, dy_rows, g, b0, b1);
     }
 };
 
@@ -903,8 +920,9 @@ void direct_rows_forward(T* out, const T* inp, const T* weight, const T* bias, c
     });
 }
 
-// dweight (OC, K) += the row kernel's weight gradient, read straight from dout. Threads
-// take whole (channel block, tap block) pairs, each with its sums in its own buffer 2.
+// dweight (OC, K) += the row kernel's weight gradient. Threads take whole (channel block,
+// tap block) pairs, each with its sums in its own buffer 2 and the image's output gradient
+// rows in buffer 3.
 template <typename T>
 void direct_rows_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeometry& g) {
     const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
@@ -912,10 +930,13 @@ void direct_rows_weight_grad(T* dweight, const T* dout, const T* inp, const Conv
     const int vector_bytes = rows_vector_bytes(isa);
     const RowsGradBlock block = rows_grad_block(vector_bytes, g.OC);
     const int64_t blocks = (g.OC + block.channels - 1) / block.channels * ((K + block.taps - 1) / block.taps);
-    const int64_t state_per_block = block.channels * block.taps * (vector_bytes / int64_t(sizeof(T)));
+    const int64_t width = vector_bytes / int64_t(sizeof(T)), state_per_block = block.channels * block.taps * width;
+    const int64_t dy_rows_size = g.OH * ((g.OW + width - 1) / width * width) *
+                                 ((g.OC + block.channels - 1) / block.channels * block.channels);
     parallel_rows(blocks, g.N * plane * block.channels * block.taps, kGemmGrain, [&](int64_t b0, int64_t b1) {
         T* state = thread_buffer<T>(2, (b1 - b0) * state_per_block);
-        run_rows<DirectRowsWeightGrad, T>(isa, dweight, inp, dout, state, g, b0, b1);
+        T* dy_rows = thread_buffer<T>(3, dy_rows_size);
+        run_rows<DirectRowsWeightGrad, T>(isa, dweight, inp, dout, state, dy_rows, g, b0, b1);
     });
 }
 
