@@ -414,6 +414,9 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
 // (as a direct convolution of the padded output gradient with the flipped kernel it took
 // 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
+// With few channels on wide rows (LeNet conv1) the vectors run along output rows instead:
+// "direct forward and weight gradient vectorised along output rows" below, chosen by
+// use_direct_rows.
 
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>
@@ -638,7 +641,9 @@ void run_direct(const DirectIsa& isa, const Args&... args) {
 // AVX-512, 4 columns computed twice with the same sums; nothing is read past the row). The
 // k order and the zero start are the GEMM's, so the forward bits are the im2col path's and
 // the channel kernel's. The weight gradient holds OCB x KB (channel, tap) sums as vectors
-// along the row and adds their lanes at the end (DirectRowsWeightGrad).
+// along the row and adds their lanes at the end (DirectRowsWeightGrad). LeNet conv1's
+// forward kernel alone (padded input, 64 images, AVX-512): 0.17 ms, ~100 GFLOP/s of
+// multiply-adds issued (88 useful) against this core's 128; the channel kernel's ~15.
 
 // Output channels per block of the row kernels: LeNet's 6 exactly, else 4 or 8 (the
 // weights of the channels past OC are zero, their outputs never stored).
@@ -1013,14 +1018,20 @@ bool use_direct(const Conv2dGeometry& g, int item_size) {
 // instruction computes at least as many outputs as the channel kernel's, OW / (vectors per
 // row) against OC / (its vectors per position), and for the weight gradient only on rows
 // of 16 floats (8 doubles) or more, where each row's setup and masked last vector are
-// paid for. Measured at 1 thread, interleaved, 10th percentiles (this Xeon, 1 multiply-add
-// per cycle at any width, shared with another developer: noisy), channel -> row kernel:
-//   LeNet conv1 (64,1,28,28) -> 6 k5, padding 2 + ReLU: AVX-512 forward 0.70 -> 0.27 ms,
-//     weight + bias gradient 0.98 -> 0.38; AVX2 0.60 -> 0.40, 0.88 -> 0.56
+// paid for. Measured at 1 thread, interleaved, 10th percentiles of 200 calls, three fresh
+// processes per ISA (this Xeon: one multiply-add per cycle at any width; shared with
+// another developer, so the absolute times drift by 30%; the ratios held), channel ->
+// row kernel:
+//   LeNet conv1 (64,1,28,28) -> 6 k5, padding 2 + ReLU: AVX-512 forward 1.06-1.28 ->
+//     0.35-0.38 ms (3.0-3.5x), weight + bias gradient 0.93-1.57 -> 0.37-0.55 (2.5-2.9x);
+//     AVX2 1.35-1.9x and 1.6-1.75x. PyTorch (oneDNN, AVX-512) meanwhile 1.05-1.12 / 0.97-1.10.
+//   the same without padding (bench_conv.py): AVX-512 3.2-3.3x / 2.4-2.8x; AVX2 1.6-1.9x / 1.7-1.9x
+//   first version, kernel before the tap table and dy_rows:
 //   (3,32,32) -> 16 k5 p2: AVX-512 3.3x forward, 1.3x gradient; AVX2 1.8x, 1.2x
 //   (6,14,14) -> 6 k3 p1 on AVX2 (2 ymm for 14 columns): forward 1.2x, gradient 0.9x;
 //   (1,12,12) -> 6 k5 on AVX2 (one ymm a row): forward 1.4x, gradient 0.8x
-//   LeNet conv2 (6,14,14) -> 16 k5 on AVX2 (2 ymm for 10 columns): 0.6x, 0.3x: channels.
+//   LeNet conv2 (6,14,14) -> 16 k5 on AVX2 (2 ymm for 10 columns): 0.6x, 0.3x: channels
+//     (on AVX-512 its rows are shorter than a zmm: the channel kernel).
 bool use_direct_rows(const Conv2dGeometry& g, int item_size, bool weight_grad) {
     if (!rows_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
