@@ -91,7 +91,7 @@ Dims dims_of(const Conv2dGeometry& g) {
 
 // The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
 // kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
-// transposed dweight.
+// transposed dweight (the row kernel's: 2 its vector sums, 3 an image's dout rows).
 struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
