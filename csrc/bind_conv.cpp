@@ -129,13 +129,16 @@ void bind_conv(pybind11::module_& m) {
         "conv2d_set_algorithm",
         [](const std::string& name) {
             if (!conv2d_set_algorithm(name.c_str()))
-                throw py::value_error("conv2d_set_algorithm: expected 'auto', 'im2col', 'implicit' or 'direct', got '" +
+                throw py::value_error("conv2d_set_algorithm: expected 'auto', 'im2col', 'implicit', 'direct' or "
+                                      "'direct_rows', got '" +
                                       name + "'");
         },
         py::arg("name"),
         "For tests and measurements: how conv2d computes, 'auto' (per shape), 'im2col', 'implicit' (columns "
-        "straight into the GEMM's packed panels; forward only) or 'direct' (at most 16 float output channels, one "
-        "group; forward and weight gradient). The same results up to rounding.");
+        "straight into the GEMM's packed panels; forward only), 'direct' (at most 16 float output channels, one "
+        "group; forward and weight gradient) or 'direct_rows' (the same with vectors along output rows, where the "
+        "stride along the width is 1 and rows are two vectors long; else as 'direct'). The forward's bits are the "
+        "same for all; the weight gradients agree up to rounding.");
     m.def("conv2d_algorithm", &conv2d_algorithm, "The conv2d_set_algorithm setting.");
     m.def("conv2d_forward", &conv2d_forward_py, py::arg("out").noconvert(), py::arg("input").noconvert(),
           py::arg("weight").noconvert(), py::arg("bias"), py::arg("stride_h"), py::arg("stride_w"),

@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "fastmath.h"
@@ -91,7 +92,7 @@ Dims dims_of(const Conv2dGeometry& g) {
 
 // The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
 // kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
-// transposed dweight.
+// transposed dweight (the row kernel's: 2 its vector sums, 3 an image's dout rows).
 struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
@@ -511,6 +512,9 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
 // (as a direct convolution of the padded output gradient with the flipped kernel it took
 // 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
+// With few channels on wide rows (LeNet conv1) the vectors run along output rows instead:
+// "direct forward and weight gradient vectorised along output rows" below, chosen by
+// use_direct_rows.
 
 // VB-byte vectors of T (32: AVX2 ymm, 64: AVX-512 zmm; the baseline splits them).
 template <typename T, int VB>
@@ -718,6 +722,327 @@ void run_direct(const DirectIsa& isa, const Args&... args) {
         0, 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// direct forward and weight gradient vectorised along output rows (LeNet conv1: 1 -> 6
+// channels, 28-wide output rows)
+//
+// With few output channels the channel vector above is mostly empty (LeNet conv1: 6 of a
+// ymm's 8 lanes, and the AVX-512 path has 16), and every multiply-add loads and broadcasts
+// one input value. Here a vector holds W consecutive output columns of one row instead
+// (stride_w 1):
+//
+//     acc[oc][ow .. ow+W) += w[oc][k] * inp[c, oh*sh + kh*dh, ow + kw*dw .. + W)
+//
+// so one unaligned load of an input row serves every output channel, and one broadcast
+// weight serves every vector of the block (R rows x CV vectors). A row's last vector ends
+// at OW, overlapping the one before it where W does not divide OW (28 = 16 + 12 on
+// AVX-512, 4 columns computed twice with the same sums; nothing is read past the row). The
+// k order and the zero start are the GEMM's, so the forward bits are the im2col path's and
+// the channel kernel's. The weight gradient holds OCB x KB (channel, tap) sums as vectors
+// along the row and adds their lanes at the end (DirectRowsWeightGrad). LeNet conv1's
+// forward kernel alone (padded input, 64 images, AVX-512): 0.17 ms, ~100 GFLOP/s of
+// multiply-adds issued (88 useful) against this core's 128; the channel kernel's ~15.
+
+// Output channels per block of the row kernels: LeNet's 6 exactly, else 4 or 8 (the
+// weights of the channels past OC are zero, their outputs never stored).
+inline int64_t rows_channel_block(int64_t channels) { return channels <= 4 ? 4 : channels <= 6 ? 6 : 8; }
+
+// A block of R output rows x CV vectors x OCB channels in accumulators: 24 of AVX-512's 32
+// registers for 6 channels (2 rows x 2 zmm: a 28-wide row), 12 of AVX2's 16 (1 row x 2 ymm),
+// at most 16 otherwise, so that the loads and the broadcast weight still fit.
+template <int VB, int OCB>
+struct RowsBlocking {
+    static constexpr int CV = VB == 64 || OCB <= 6 ? 2 : 1;
+    static constexpr int R = VB == 64 && OCB <= 6 ? 2 : 1;
+};
+
+// One block of R output rows from oh0 and CV vectors from vector v0, OCB channels from
+// oc0 (w_b: the block's (K, OCB) weights, zero past OC; `channels` of them stored): the
+// sums over k in the GEMM's order, written to out (OC, OH, OW). A vector starts at column
+// v*W, the row's last one at OW - W (overlapping the one before it where W does not
+// divide OW: the same sums, written twice).
+template <typename T, int VB, int OCB, int CV, int R>
+PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t* tap_offset,
+                              const Conv2dGeometry& g, int64_t oc0, int64_t channels, int64_t oh0, int64_t v0) {
+    using V = typename DirectVec<T, VB>::type;
+    constexpr int W = DirectVec<T, VB>::width;
+    int64_t col[CV];  // each vector's first output column
+    for (int j = 0; j < CV; ++j) col[j] = std::min((v0 + j) * W, g.OW - W);
+    V acc[R][OCB][CV];
+    for (int i = 0; i < R; ++i)
+        for (int oc = 0; oc < OCB; ++oc)
+            for (int j = 0; j < CV; ++j) acc[i][oc][j] = V{};
+    const T* at[R][CV];  // each vector's window start
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < CV; ++j) at[i][j] = img + (oh0 + i) * g.stride_h * g.W + col[j];
+    const int64_t K = g.C * g.KH * g.KW;
+    const T* wk = w_b;
+    for (int64_t k = 0; k < K; ++k, wk += OCB) {
+        const int64_t shift = tap_offset[k];
+        V x[R][CV];
+        for (int i = 0; i < R; ++i)
+            for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(at[i][j] + shift);
+#pragma GCC unroll 8
+        for (int oc = 0; oc < OCB; ++oc) {
+            const T w = wk[oc];
+            for (int i = 0; i < R; ++i)
+                for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
+        }
+    }
+    const int64_t plane = g.OH * g.OW;
+    for (int i = 0; i < R; ++i)
+        for (int64_t oc = 0; oc < channels; ++oc)
+            for (int j = 0; j < CV; ++j)
+                std::memcpy(out + (oc0 + oc) * plane + (oh0 + i) * g.OW + col[j], &acc[i][oc][j], sizeof(V));
+}
+
+// One image: out (OC, OH, OW) from img (C, H, W), stride_w 1, OW >= W; w_b is (OC/OCB
+// blocks, K, OCB). Blocks of R rows x CV vectors, then the rows and vectors left over one
+// at a time (AVX2 on a 24-wide row: 2 + 1 ymm, not 2 + 2 overlapping).
+template <typename T, int VB, int OCB>
+PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const int64_t* tap_offset, const Conv2dGeometry& g) {
+    constexpr int W = DirectVec<T, VB>::width, CV = RowsBlocking<VB, OCB>::CV, R = RowsBlocking<VB, OCB>::R;
+    const int64_t K = g.C * g.KH * g.KW, vectors = (g.OW + W - 1) / W;
+    const int64_t rows_r = g.OH / R * R, vectors_cv = vectors / CV * CV;
+    for (int64_t oc0 = 0; oc0 < g.OC; oc0 += OCB, w_b += K * OCB) {
+        const int64_t channels = std::min<int64_t>(OCB, g.OC - oc0);
+        for (int64_t oh = 0; oh < g.OH; oh += oh < rows_r ? R : 1) {
+            for (int64_t v = 0; v < vectors; v += v < vectors_cv ? CV : 1) {
+                if (oh < rows_r && v < vectors_cv)
+                    rows_block<T, VB, OCB, CV, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                else if (oh < rows_r)
+                    rows_block<T, VB, OCB, 1, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                else if (v < vectors_cv)
+                    rows_block<T, VB, OCB, CV, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                else
+                    rows_block<T, VB, OCB, 1, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+            }
+        }
+    }
+}
+
+// Images [n0, n1): rows_image for the block size of OC, then the bias and activation while
+// the image is in cache.
+template <typename T, int VB>
+struct DirectRowsImages {
+    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_b, const int64_t* tap_offset,
+                                  const GemmEpilogue<T>* epilogue, const Conv2dGeometry& g, int64_t n0, int64_t n1) {
+        const int64_t plane = g.OH * g.OW, ocb = rows_channel_block(g.OC);
+        for (int64_t n = n0; n < n1; ++n) {
+            T* y = out + n * g.OC * plane;
+            const T* img = inp + n * g.C * g.H * g.W;
+            if (ocb == 4)
+                rows_image<T, VB, 4>(y, img, w_b, tap_offset, g);
+            else if (ocb == 6)
+                rows_image<T, VB, 6>(y, img, w_b, tap_offset, g);
+            else
+                rows_image<T, VB, 8>(y, img, w_b, tap_offset, g);
+            if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+        }
+    }
+};
+
+// Zeroes a vector's first `skip` lanes (a row's last vector, whose first lanes the
+// vector before it has counted): a bit mask, so that an inf or NaN in a skipped lane
+// cannot leak into the sum as inf * 0.
+template <typename T, int VB>
+struct SkipLanes {
+    using V = typename DirectVec<T, VB>::type;
+    static constexpr int W = DirectVec<T, VB>::width;
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
+    typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> Bits __attribute__((vector_size(VB)));
+    Bits keep;
+    explicit SkipLanes(int skip) {
+        for (int i = 0; i < W; ++i) keep[i] = i < skip ? 0 : -1;
+    }
+    PYCORE_INLINE void operator()(V& v) const { v = reinterpret_cast<V>(reinterpret_cast<Bits>(v) & keep); }
+#else
+    int skip;
+    explicit SkipLanes(int s) : skip(s) {}
+    PYCORE_INLINE void operator()(V& v) const {
+        for (int i = 0; i < skip; ++i) v[i] = T(0);
+    }
+#endif
+};
+
+// Weight-gradient blocks of the row kernel: OCB channels x KB taps of vector sums, with
+// the OCB output-gradient vectors of a position and an input vector in registers too: on
+// AVX-512 24 + 6 + 1 of the 32 for 5 or 6 channels, else 4 x 5 (a 5x5 kernel's row of
+// taps); with 16 registers 12 + 3 + 1. Measured on LeNet conv1's weight gradient (kernel
+// alone, best of 300, this Xeon, 28/24-wide rows): AVX-512 6 x 4 0.26 / 0.23 ms, 3 x 5
+// 0.31 / 0.28; before dy_rows also 6 x 5 (spills) 0.34 / 0.29 against 6 x 4's 0.33 / 0.25,
+// and on AVX2 3 x 4 0.44 / 0.27 against 2 x 5's 0.56 / 0.32.
+struct RowsGradBlock {
+    int64_t channels, taps;
+};
+inline RowsGradBlock rows_grad_block(int vector_bytes, int64_t channels) {
+    if (vector_bytes < 64) return {3, 4};
+    return channels > 4 && channels <= 6 ? RowsGradBlock{6, 4} : RowsGradBlock{4, 5};
+}
+
+// dweight[oc][k] += sum_{n, oh, ow} inp[n, c, oh*sh + kh*dh, ow + kw*dw] * dout[n, oc, oh, ow]
+// for blocks [b0, b1) of (channel block, tap block), b = ob * k_blocks + kb: vector sums
+// along the rows (lanes: ow mod W), each over images, then rows, then a row's vectors in
+// order, kept in state (this thread's, (b1 - b0) x OCB x KB x W) between images, so that
+// an image's input and output gradient stay in L1 while every block passes over them; the
+// lanes are added in order at the end. The bits depend on the vector width, not on how the
+// blocks are split between threads. Taps past K repeat the last one.
+// Each image's output gradient is first copied into dy_rows (OH, vectors, OCp, W), OCp the
+// channels rounded up to blocks (zeros past OC), the last vector's skipped lanes zeroed: a
+// block then reads its OCB vectors at fixed offsets from one pointer, not from six channel
+// pointers that GCC kept on the stack and masked loads (kernel alone on LeNet conv1,
+// AVX-512, best of 300: 0.33 -> 0.26 ms; AVX2 0.45 -> 0.39 ms).
+template <typename T, int VB, int OCB, int KB>
+PYCORE_INLINE void rows_weight_grad(T* dweight, const T* inp, const T* dout, T* state, T* dy_rows,
+                                    const Conv2dGeometry& g, int64_t b0, int64_t b1) {
+    using V = typename DirectVec<T, VB>::type;
+    constexpr int W = DirectVec<T, VB>::width;
+    const int64_t plane = g.OH * g.OW, K = g.C * g.KH * g.KW, taps = g.KH * g.KW, image = g.C * g.H * g.W;
+    const int64_t k_blocks = (K + KB - 1) / KB, channels = (g.OC + OCB - 1) / OCB * OCB;
+    const int64_t vectors = (g.OW + W - 1) / W, full = g.OW / W;  // full: vectors at multiples of W
+    const int skipped = static_cast<int>(vectors * W - g.OW);      // the last vector's, at OW - W
+    const SkipLanes<T, VB> skip(skipped);
+    std::fill(state, state + (b1 - b0) * OCB * KB * W, T(0));
+    for (int64_t n = 0; n < g.N; ++n) {
+        // Vector loads and stores (std::fill/memcpy of W - skipped lanes were libc calls: 14% of it).
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t v = 0; v < vectors; ++v)
+                for (int64_t oc = 0; oc < channels; ++oc) {
+                    V d{};
+                    if (oc < g.OC) {
+                        d = *reinterpret_cast<const V*>(dout + (n * g.OC + oc) * plane + oh * g.OW +
+                                                        std::min(v * W, g.OW - W));
+                        if (v == full) skip(d);
+                    }
+                    std::memcpy(dy_rows + ((oh * vectors + v) * channels + oc) * W, &d, sizeof(V));
+                }
+        const T* img = inp + n * image;
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t oc0 = b / k_blocks * OCB, k0 = b % k_blocks * KB;
+            int64_t k_offset[KB];  // where tap k's window starts in an image
+            for (int j = 0; j < KB; ++j) {
+                const int64_t k = std::min(k0 + j, K - 1), c = k / taps, kh = (k % taps) / g.KW, kw = k % g.KW;
+                k_offset[j] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+            }
+            T* sums = state + (b - b0) * OCB * KB * W;
+            V acc[OCB][KB];
+            std::memcpy(acc, sums, sizeof(acc));
+            // One position vector: the output gradients of its OCB channels times KB input vectors.
+            auto add = [&](const T* dy, const T* x_at, auto masked) PYCORE_LAMBDA_INLINE {
+                V d[OCB];
+                for (int i = 0; i < OCB; ++i) d[i] = *reinterpret_cast<const V*>(dy + i * W);
+#pragma GCC unroll 8
+                for (int j = 0; j < KB; ++j) {
+                    V x = *reinterpret_cast<const V*>(x_at + k_offset[j]);
+                    if constexpr (decltype(masked)::value) skip(x);
+                    for (int i = 0; i < OCB; ++i) acc[i][j] += x * d[i];
+                }
+            };
+            const T* dy = dy_rows + oc0 * W;
+            for (int64_t oh = 0; oh < g.OH; ++oh) {
+                const T* x_row = img + oh * g.stride_h * g.W;
+                for (int64_t v = 0; v < full; ++v, dy += channels * W) add(dy, x_row + v * W, std::false_type{});
+                if (full < vectors) {
+                    add(dy, x_row + g.OW - W, std::true_type{});
+                    dy += channels * W;
+                }
+            }
+            std::memcpy(sums, acc, sizeof(acc));
+        }
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t oc0 = b / k_blocks * OCB, k0 = b % k_blocks * KB;
+        const T* sums = state + (b - b0) * OCB * KB * W;
+        for (int64_t i = 0; i < OCB && oc0 + i < g.OC; ++i)
+            for (int64_t j = 0; j < KB && k0 + j < K; ++j) {
+                const T* lanes = sums + (i * KB + j) * W;
+                T total = lanes[0];
+                for (int l = 1; l < W; ++l) total += lanes[l];
+                dweight[(oc0 + i) * K + k0 + j] += total;
+            }
+    }
+}
+
+template <typename T, int VB>
+struct DirectRowsWeightGrad {
+    static PYCORE_INLINE void run(T* dweight, const T* inp, const T* dout, T* state, T* dy_rows,
+                                  const Conv2dGeometry& g, int64_t b0, int64_t b1) {
+        if (VB < 64)
+            rows_weight_grad<T, VB, 3, 4>(dweight, inp, dout, state, dy_rows, g, b0, b1);
+        else if (rows_grad_block(VB, g.OC).channels == 6)
+            rows_weight_grad<T, VB, 6, 4>(dweight, inp, dout, state, dy_rows, g, b0, b1);
+        else
+            rows_weight_grad<T, VB, 4, 5>(dweight, inp, dout, state, dy_rows, g, b0, b1);
+    }
+};
+
+// Job<T, VB>::run(args...) on the row kernels' vectors: a zmm (AVX-512), a ymm (AVX2), 16
+// bytes on the baseline (SSE2's 16 xmm registers; the blockings above count 16).
+template <template <typename, int> class Job, typename T, class... Args>
+void run_rows(simd::Isa isa, const Args&... args) {
+#if PYCORE_SIMD_HAVE_AVX2
+    if (isa == simd::Isa::avx512)
+        return simd::run_avx512([&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { Job<T, 64>::run(args...); }, 0, 0);
+    if (isa == simd::Isa::avx2)
+        return simd::run_avx2([&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { Job<T, 32>::run(args...); }, 0, 0);
+#endif
+    simd::run_baseline([&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { Job<T, 16>::run(args...); }, 0, 0);
+}
+
+// The row kernels' vector size in bytes on isa.
+inline int rows_vector_bytes(simd::Isa isa) { return isa == simd::Isa::avx512 ? 64 : isa == simd::Isa::avx2 ? 32 : 16; }
+
+// Whether the row kernels can take this (direct_applies) convolution: stride_w 1 (a vector
+// is consecutive columns) and output rows of one vector or more.
+bool rows_applies(const Conv2dGeometry& g, int item_size) {
+    return g.stride_w == 1 && g.OW >= rows_vector_bytes(simd::current_isa()) / item_size;
+}
+
+template <typename T>
+void direct_rows_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
+                         Activation activation, T negative_slope) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const int64_t ocb = rows_channel_block(g.OC), blocks = (g.OC + ocb - 1) / ocb;
+    // w_b[block][k][oc % ocb] = weight[oc][k], channels past OC zero.
+    std::vector<T> w_b(static_cast<size_t>(blocks * K * ocb), T(0));
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) w_b[(oc / ocb * K + k) * ocb + oc % ocb] = weight[oc * K + k];
+    const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
+    const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
+    // tap_offset[k] = (c*H + kh*dh)*W + kw*dw: where tap k's input sits from a window's start.
+    std::vector<int64_t> tap_offsets(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) {
+        const int64_t c = k / (g.KH * g.KW), kh = k / g.KW % g.KH, kw = k % g.KW;
+        tap_offsets[k] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+    }
+    const T* wb = w_b.data();
+    const int64_t* tap_offset = tap_offsets.data();
+    const simd::Isa isa = simd::current_isa();
+    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
+        run_rows<DirectRowsImages, T>(isa, out, inp, wb, tap_offset, epilogue, g, n0, n1);
+    });
+}
+
+// dweight (OC, K) += the row kernel's weight gradient. Threads take whole (channel block,
+// tap block) pairs, each with its sums in its own buffer 2 and the image's output gradient
+// rows in buffer 3.
+template <typename T>
+void direct_rows_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeometry& g) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const simd::Isa isa = simd::current_isa();
+    const int vector_bytes = rows_vector_bytes(isa);
+    const RowsGradBlock block = rows_grad_block(vector_bytes, g.OC);
+    const int64_t blocks = (g.OC + block.channels - 1) / block.channels * ((K + block.taps - 1) / block.taps);
+    const int64_t width = vector_bytes / int64_t(sizeof(T)), state_per_block = block.channels * block.taps * width;
+    const int64_t dy_rows_size = g.OH * ((g.OW + width - 1) / width * width) *
+                                 ((g.OC + block.channels - 1) / block.channels * block.channels);
+    parallel_rows(blocks, g.N * plane * block.channels * block.taps, kGemmGrain, [&](int64_t b0, int64_t b1) {
+        T* state = thread_buffer<T>(2, (b1 - b0) * state_per_block);
+        T* dy_rows = thread_buffer<T>(3, dy_rows_size);
+        run_rows<DirectRowsWeightGrad, T>(isa, dweight, inp, dout, state, dy_rows, g, b0, b1);
+    });
+}
+
 template <typename T>
 void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
@@ -768,9 +1093,11 @@ void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeo
         for (int64_t k = 0; k < K; ++k) dweight[oc * K + k] += dwt[k * lanes + oc];
 }
 
-// conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct.
+// conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct (the channel
+// vectors), 4 direct_rows (vectors along output rows where rows_applies, else as 3).
 std::atomic<int> g_algorithm{0};
-const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
+const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct", "direct_rows"};
+constexpr int kAlgorithms = sizeof(kAlgorithmNames) / sizeof(kAlgorithmNames[0]);
 
 // "auto": the direct kernel wherever it applies, else im2col. Measured at 1 thread against
 // PyTorch, interleaved, on benchmarks/bench_conv.py's shapes (Zen 5, under load): direct
@@ -782,7 +1109,41 @@ const char* const kAlgorithmNames[] = {"auto", "im2col", "implicit", "direct"};
 bool use_direct(const Conv2dGeometry& g, int item_size) {
     if (!direct_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
-    return algorithm == 0 || algorithm == 3;
+    return algorithm == 0 || algorithm >= 3;
+}
+
+// Among the direct kernels, the one vectorised along rows (auto): where each multiply-add
+// instruction computes at least as many outputs as the channel kernel's, OW / (vectors per
+// row) against OC / (its vectors per position), and for the weight gradient only on rows
+// of 16 floats (8 doubles) or more, where each row's setup and masked last vector are
+// paid for. Measured at 1 thread, interleaved, 10th percentiles of 200 calls, three fresh
+// processes per ISA (this Xeon: one multiply-add per cycle at any width; shared with
+// another developer, so the absolute times drift by 30%; the ratios held), channel ->
+// row kernel:
+//   LeNet conv1 (64,1,28,28) -> 6 k5, padding 2 + ReLU: AVX-512 forward 1.06-1.28 ->
+//     0.35-0.38 ms (3.0-3.5x), weight + bias gradient 0.93-1.57 -> 0.37-0.55 (2.5-2.9x);
+//     AVX2 1.35-1.9x and 1.6-1.75x. PyTorch (oneDNN, AVX-512) meanwhile 1.05-1.12 / 0.97-1.10.
+//   the same without padding (bench_conv.py): AVX-512 3.2-3.3x / 2.4-2.8x; AVX2 1.6-1.9x / 1.7-1.9x
+//   first version, kernel before the tap table and dy_rows:
+//   (3,32,32) -> 16 k5 p2: AVX-512 3.3x forward, 1.3x gradient; AVX2 1.8x, 1.2x
+//   (6,14,14) -> 6 k3 p1 on AVX2 (2 ymm for 14 columns): forward 1.2x, gradient 0.9x;
+//   (1,12,12) -> 6 k5 on AVX2 (one ymm a row): forward 1.4x, gradient 0.8x
+//   LeNet conv2 (6,14,14) -> 16 k5 on AVX2 (2 ymm for 10 columns): 0.6x, 0.3x: channels
+//     (on AVX-512 its rows are shorter than a zmm: the channel kernel).
+bool use_direct_rows(const Conv2dGeometry& g, int item_size, bool weight_grad) {
+    if (!rows_applies(g, item_size)) return false;
+    const int algorithm = g_algorithm.load(std::memory_order_relaxed);
+    if (algorithm == 4) return true;
+    if (algorithm != 0) return false;
+    const simd::Isa isa = simd::current_isa();
+    const int64_t vector_bytes = rows_vector_bytes(isa), width = vector_bytes / item_size;
+    const int64_t row_vectors = (g.OW + width - 1) / width;
+    // The channel kernel: lanes (direct_isa) in one instruction on AVX-512, in 32-byte ones
+    // on AVX2 and in 16-byte ones on the baseline.
+    const int64_t channel_bytes = (g.OC * item_size > 32 ? 64 : 32);
+    const int64_t channel_vectors = std::max<int64_t>(1, channel_bytes / vector_bytes);
+    if (g.OW * channel_vectors < g.OC * row_vectors) return false;
+    return !weight_grad || g.OW * item_size >= 64;
 }
 
 // Whether the forward fills the GEMM's panels from the image (implicit GEMM) rather than
@@ -882,7 +1243,10 @@ void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     if (use_direct(g, sizeof(T))) {
         Conv2dGeometry unpadded;
         const T* x = padded_input(inp, g, &unpadded);
-        direct_forward(out, x, weight, bias, unpadded, activation, negative_slope);
+        if (use_direct_rows(g, sizeof(T), false))
+            direct_rows_forward(out, x, weight, bias, unpadded, activation, negative_slope);
+        else
+            direct_forward(out, x, weight, bias, unpadded, activation, negative_slope);
         return;
     }
     const Dims d = dims_of(g);
@@ -1019,7 +1383,10 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (dweight && use_direct(g, sizeof(T))) {
         Conv2dGeometry unpadded;
         const T* x = padded_input(inp, g, &unpadded);
-        direct_weight_grad(dweight, dout, x, unpadded);
+        if (use_direct_rows(g, sizeof(T), true))
+            direct_rows_weight_grad(dweight, dout, x, unpadded);
+        else
+            direct_weight_grad(dweight, dout, x, unpadded);
         dweight = nullptr;  // done: what follows is the input gradient only
     }
     if (!dinp && !dweight) return;
@@ -1077,7 +1444,7 @@ void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 }
 
 bool conv2d_set_algorithm(const char* name) {
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kAlgorithms; ++i) {
         if (std::strcmp(name, kAlgorithmNames[i]) != 0) continue;
         g_algorithm.store(i);
         return true;

@@ -45,7 +45,7 @@ def conv2d_forward(out: numpy.ndarray, input: numpy.ndarray, weight: numpy.ndarr
     """
 def conv2d_set_algorithm(name: str) -> None:
     """
-    For tests and measurements: how conv2d computes, 'auto' (per shape), 'im2col', 'implicit' (columns straight into the GEMM's packed panels; forward only) or 'direct' (at most 16 float output channels, one group; forward and weight gradient). The same results up to rounding.
+    For tests and measurements: how conv2d computes, 'auto' (per shape), 'im2col', 'implicit' (columns straight into the GEMM's packed panels; forward only), 'direct' (at most 16 float output channels, one group; forward and weight gradient) or 'direct_rows' (the same with vectors along output rows, where the stride along the width is 1 and rows are two vectors long; else as 'direct'). The forward's bits are the same for all; the weight gradients agree up to rounding.
     """
 def cross_entropy_backward(dlosses: numpy.ndarray, logsumexp: numpy.ndarray, logits: numpy.ndarray, targets: numpy.ndarray, weight: numpy.ndarray | None, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, ignore_index: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     """

@@ -199,8 +199,10 @@ def test_kernel_paths(path, dtype):
 
 
 ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
-    (3, 1, 28, 28, 6, 5, 1, 0, 1, 1),     # LeNet conv1: direct (one vector of channels)
+    (3, 1, 28, 28, 6, 5, 1, 0, 1, 1),     # LeNet conv1: direct (one vector of channels, or rows of 24)
     (2, 6, 14, 14, 16, 5, 1, 0, 1, 1),    # LeNet conv2: direct (two vectors / one zmm)
+    (2, 3, 20, 37, 16, 3, 1, 1, 1, 1),    # direct_rows: two blocks of 8 channels, a last vector overlapping
+    (2, 2, 9, 40, 3, 3, 1, 0, 1, 1),      # direct_rows: 3 channels of a block of 4, 7 rows (a pair's leftover)
     (2, 3, 17, 20, 5, 3, (2, 1), 0, (1, 2), 1),  # direct with strides and dilation
     (2, 4, 9, 11, 6, 3, 1, 1, 1, 1),      # padded: direct on a padded copy; implicit fills zeros
     (3, 1, 28, 28, 6, 5, 1, 2, 1, 1),     # LeNet-5's real conv1 (padding 2)
@@ -238,7 +240,7 @@ def test_forward_algorithms_agree_bitwise(simd_path, dtype):
             bias = rng.standard_normal(oc).astype(dtype)
             kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
             results = {}
-            for algorithm in ("im2col", "implicit", "direct", "auto"):
+            for algorithm in ("im2col", "implicit", "direct", "direct_rows", "auto"):
                 _C.conv2d_set_algorithm(algorithm)
                 results[algorithm] = [F.conv2d(x, weight, bias, **kwargs),
                                       F.conv2d(x, weight, None, activation="sigmoid", **kwargs)]
@@ -252,7 +254,7 @@ def test_forward_algorithms_agree_bitwise(simd_path, dtype):
             # Backward: the direct weight gradient (where it applies) and the GEMM's.
             gy = rng.standard_normal(y_ref.shape).astype(dtype)
             want = backward(gy)
-            for algorithm in ("im2col", "direct"):
+            for algorithm in ("im2col", "direct", "direct_rows"):
                 _C.conv2d_set_algorithm(algorithm)
                 gw, gb = np.zeros_like(weight), np.zeros_like(bias)
                 gx = F.conv2d_backward(gy, F.conv2d_forward(x, weight, **kwargs)[1], gw, gb)
@@ -263,6 +265,81 @@ def test_forward_algorithms_agree_bitwise(simd_path, dtype):
         _C.set_simd_path("auto")
     with pytest.raises(ValueError, match="conv2d_set_algorithm"):
         _C.conv2d_set_algorithm("winograd")
+
+
+ROWS_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation): the row kernel's edges on every path
+    (16, 1, 28, 28, 6, 5, 1, 2, 1),            # LeNet conv1 (rows of 28: 16 + 12 on AVX-512)
+    (2, 2, 9, 40, 3, 3, 1, 0, 1),              # 3 channels, 7 rows, 38 columns
+    (3, 3, 12, 37, 16, 3, (2, 1), 1, (1, 2)),  # two channel blocks, stride_h 2, dilation along the rows
+    (5, 2, 6, 17, 5, 3, 1, 1, 1),              # 17 columns: one AVX-512 vector and one overlapping it
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_rows_kernel(simd_path, dtype):
+    """The row kernel forced (conv2d_set_algorithm("direct_rows")) on shapes that reach its
+    leftover rows, vectors and channels: forward and weight gradient against the float64
+    reference, and the same bits at 1 and 2 threads (images, resp. blocks of channels and
+    taps, per thread). Runs in the sanitizer build too: no read outside the buffers."""
+    from pycore import _C
+    rng = np.random.default_rng(5)
+    before = pycore.get_num_threads()
+    try:
+        _C.conv2d_set_algorithm("direct_rows")
+        for n, c, h, w, oc, k, stride, padding, dilation in ROWS_SHAPES:
+            x = rng.standard_normal((n, c, h, w)).astype(dtype)
+            weight = rng.standard_normal((oc, c, k, k)).astype(dtype)
+            bias = rng.standard_normal(oc).astype(dtype)
+            pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+            pads = reference_pads(padding, (k, k), pair(dilation))
+            y_ref, backward = naive_conv2d(x, weight, bias, pair(stride), pads, pair(dilation), 1)
+            gy = rng.standard_normal(y_ref.shape).astype(dtype)
+            _, gw_ref, gb_ref = backward(gy)
+            results = []
+            for threads in (1, 2):
+                pycore.set_num_threads(threads)
+                y, ctx = F.conv2d_forward(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
+                gw, gb = np.zeros_like(weight), np.zeros_like(bias)
+                F.conv2d_backward(gy, ctx, gw, gb, need_input_grad=False)
+                for got, want in ((y, y_ref), (gw, gw_ref), (gb, gb_ref)):
+                    np.testing.assert_allclose(got, want, **TOL[dtype])
+                results.append((y, gw))
+            for one, two in zip(*results):
+                np.testing.assert_array_equal(one, two)
+    finally:
+        pycore.set_num_threads(before)
+        _C.conv2d_set_algorithm("auto")
+
+
+@pytest.mark.parametrize("simd_path", ["avx512f", "avx2+fma"])
+def test_auto_takes_rows_for_lenet_conv1_channels_for_conv2(simd_path):
+    """The measured choice (use_direct_rows): LeNet conv1's weight gradient has the row
+    kernel's bits under "auto", LeNet conv2's the channel kernel's (on AVX2 the row kernel
+    applies to its 10-wide rows but fills 10 of 16 lanes)."""
+    from pycore import _C
+    if not _C.set_simd_path(simd_path):
+        pytest.skip(f"no {simd_path} on this CPU")
+    rng = np.random.default_rng(8)
+    try:
+        for (n, c, h, oc, padding), expected in (((8, 1, 28, 6, 2), "direct_rows"), ((8, 6, 14, 16, 0), "direct")):
+            x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+            weight = rng.standard_normal((oc, c, 5, 5)).astype(np.float32)
+            gy = rng.standard_normal((n, oc, h + 2 * padding - 4, h + 2 * padding - 4)).astype(np.float32)
+            grads = {}
+            for algorithm in ("direct", "direct_rows", "auto"):
+                _C.conv2d_set_algorithm(algorithm)
+                gw = np.zeros_like(weight)
+                F.conv2d_backward(gy, F.conv2d_forward(x, weight, padding=padding)[1], gw, None,
+                                  need_input_grad=False)
+                grads[algorithm] = gw
+            other = "direct" if expected == "direct_rows" else "direct_rows"
+            if expected == "direct" and np.array_equal(grads["direct"], grads["direct_rows"]):
+                continue  # the row kernel does not apply here (conv2's rows on AVX-512): nothing to tell apart
+            np.testing.assert_array_equal(grads["auto"], grads[expected])
+            assert not np.array_equal(grads["auto"], grads[other])
+    finally:
+        _C.conv2d_set_algorithm("auto")
+        _C.set_simd_path("auto")
 
 
 def test_same_padding_keeps_size_and_pads_bottom_right():
