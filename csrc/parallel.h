@@ -5,9 +5,10 @@
 //   channel_sum(out, x, outer, channels, inner)      out[c] += sum of channel c, in an order that
 //                                                    does not depend on the thread count
 //
-// Used by conv.cpp (column buffers, bias gradient) and by linear_backward's bias gradient
-// (through _C.channel_sum). Candidates for the same helpers: gemm.cpp's Scratch,
-// rnn.cpp's and loss.cpp's per-thread buffers and row loops (see DEVELOPERS.md).
+// Used by conv.cpp (column buffers, bias gradient), rnn.cpp (bias gradients) and by
+// linear_backward's bias gradient (through _C.channel_sum). Candidates for the same helpers:
+// gemm.cpp's Scratch, rnn.cpp's and loss.cpp's per-thread buffers and row loops (see
+// DEVELOPERS.md); PReLU's weight gradient sums its channels inside its own backward pass.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -65,7 +66,7 @@ void parallel_rows(int64_t rows, int64_t work_per_row, int64_t grain, const Body
 // a bias gradient (Linear: outer = rows, inner = 1; Conv2d: outer = N, inner = OH*OW).
 // Each channel's sum belongs to one thread and is taken in a fixed order (inner runs by
 // eight interleaved partial sums, then the runs left to right; inner == 1 adds the rows
-// in order), so the bits do not depend on the thread count.
+// in order, in double), so the bits do not depend on the thread count.
 template <typename T>
 void channel_sum(T* out, const T* x, int64_t outer, int64_t channels, int64_t inner);
 

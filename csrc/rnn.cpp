@@ -16,6 +16,7 @@
 #include "fastmath.h"
 #include "gemm.h"
 #include "memory.h"
+#include "parallel.h"
 #include "simd.h"
 #include "threads.h"
 
@@ -292,39 +293,6 @@ void add_into(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t coun
     for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
 }
 
-// out[c] += sum_r a[r, c] for a (rows, cols): the bias gradients. Threads take column
-// slices, so each output has one writer; sums run in double so that a float gradient
-// over T*N rows loses nothing to the order of the additions. The row loop is compiled
-// per instruction set (simd.h): at baseline SSE2 converts and adds two doubles at a
-// time, which made this pass cost as much as a recurrent step's GEMM at T*N = 3200.
-template <typename T>
-struct ColumnSums {
-    const T* a;
-    double* acc;       // (cols) partial sums of this slice, starting at column c0
-    int64_t rows, cols, c0;
-    PYCORE_INLINE void operator()(int64_t begin, int64_t end) const {  // columns [begin, end) of the slice
-        double* PYCORE_RESTRICT s = acc;
-        for (int64_t r = 0; r < rows; ++r) {
-            const T* PYCORE_RESTRICT row = a + r * cols + c0;
-            for (int64_t c = begin; c < end; ++c) s[c] += static_cast<double>(row[c]);
-        }
-    }
-};
-
-template <typename T>
-void add_column_sums(T* out, const T* a, int64_t rows, int64_t cols) {
-    const simd::Isa isa = simd::current_isa();
-    const int nt = static_cast<int>(
-        std::min<int64_t>((cols + 15) / 16, threads_for(rows * cols, int64_t(1) << 16)));
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int part = 0; part < nt; ++part) {
-        const int64_t c0 = cols * part / nt, c1 = cols * (part + 1) / nt;
-        std::vector<double> acc(static_cast<size_t>(c1 - c0), 0.0);
-        simd::run(isa, ColumnSums<T>{a, acc.data(), rows, cols, c0}, 0, c1 - c0);
-        for (int64_t c = c0; c < c1; ++c) out[c] += static_cast<T>(acc[c - c0]);
-    }
-}
-
 // dst (cols, rows) = src (rows, cols)^T, both row-major, in tiles of kTile x kTile so that
 // each tile's rows (kTile * 4 bytes = one 64-byte line for float) are read and written
 // whole. A batch-1 forward transposes W_hh (4H, H) once per call: at H = 256 (1 MiB) this
@@ -508,11 +476,11 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     if (h0) gemm<T>(true, false, GH, H, N, T(1), dgates_h, GH, h0, H, T(1), dw_hh, H);
     //   db_ih += column sums of dG, db_hh += column sums of dGh (the same sums unless GRU)
     if (mode == kGru || !(db_ih && db_hh)) {
-        if (db_ih) add_column_sums(db_ih, dgates.data(), rows, GH);
-        if (db_hh) add_column_sums(db_hh, dgates_h, rows, GH);
+        if (db_ih) channel_sum(db_ih, dgates.data(), rows, GH, 1);
+        if (db_hh) channel_sum(db_hh, dgates_h, rows, GH, 1);
     } else {
         std::vector<T> sums(static_cast<size_t>(GH), T(0));
-        add_column_sums(sums.data(), dgates.data(), rows, GH);
+        channel_sum(sums.data(), dgates.data(), rows, GH, 1);
         add_into(db_ih, sums.data(), GH);
         add_into(db_hh, sums.data(), GH);
     }

@@ -316,3 +316,28 @@ def test_frozen_layers_give_the_same_input_gradient_and_no_weight_gradient(make,
         assert all((p.grad is None) == frozen for p in layer.parameters())
     gx = [g[0] if isinstance(g, tuple) else g for g in gradients]
     np.testing.assert_allclose(gx[1], gx[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_sum_is_exact_in_double_and_independent_of_threads(simd_path, dtype):
+    """_C.channel_sum over rows (inner == 1: Linear's and the recurrent layers' bias
+    gradients) sums each column in row order in double: the float64 sum of the column
+    rounded once, on every SIMD path and at 1 and 2 threads. Rows of +-1e4 and small values
+    make a float32 running sum lose digits (the test fails on such a sum)."""
+    rng = np.random.default_rng(5)
+    rows, cols = 3200, 37
+    x = (rng.standard_normal((rows, cols)) * np.where(rng.random((rows, cols)) < 0.1, 1e4, 1.0)).astype(dtype)
+    start = rng.standard_normal(cols).astype(dtype)
+    want = (start.astype(np.float64) + x.astype(np.float64).sum(axis=0, dtype=np.float64)).astype(dtype)
+    got, before = {}, pycore.get_num_threads()
+    try:
+        for threads in (1, 2):
+            pycore.set_num_threads(threads)
+            got[threads] = start.copy()
+            pycore._C.channel_sum(got[threads], x, rows, cols, 1)
+    finally:
+        pycore.set_num_threads(before)
+    np.testing.assert_array_equal(got[1], got[2])
+    # row-order summation in double: off the exact sum by the rounding of the sum and of its addition
+    rtol = 2 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-12  # float64: vs numpy's pairwise sum
+    np.testing.assert_allclose(got[1], want, rtol=rtol, atol=0)
