@@ -91,7 +91,7 @@ Dims dims_of(const Conv2dGeometry& g) {
 }
 
 // The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
-// kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
+// kernels' padded input, the row kernel's forward a tile's padded rows), 1 staging; the direct weight gradient's 2 transposed dout, 3
 // transposed dweight (the row kernel's: 2 its vector sums, 3 an image's dout rows).
 struct ConvScratch;
 template <typename T>
@@ -779,7 +779,7 @@ struct RowsBlocking {
 // tile's copied rows, or the whole image from 0). K longer than the GEMM's slices
 // (k_slice: gemm_k_slice) is summed slice by slice, each from zero, and the slices added
 // in order, as the GEMM adds each slice's product into C.
-template <typename T, int VB, int OCB, int CV, int R>
+template <typename T, int VB, int OCB, int CV, int R, bool Sliced>
 PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t* tap_offset,
                               const Conv2dGeometry& g, int64_t k_slice, int64_t in_row0, int64_t oc0,
                               int64_t channels, int64_t oh0, int64_t v0) {
@@ -790,21 +790,13 @@ PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t*
     const T* at[R][CV];  // each vector's window start
     for (int i = 0; i < R; ++i)
         for (int j = 0; j < CV; ++j) at[i][j] = img + ((oh0 + i) * g.stride_h - in_row0) * g.W + col[j];
-    const int64_t K = g.C * g.KH * g.KW;
-    V total[R][OCB][CV];  // the slices' sums added in order, as the GEMM adds them into C
-    for (int64_t k0 = 0; k0 < K; k0 += k_slice) {
-        V acc[R][OCB][CV];
+    // acc = the sums over taps [k0, k1), from zero.
+    const auto sum_taps = [&](int64_t k0, int64_t k1, V (&acc)[R][OCB][CV]) PYCORE_LAMBDA_INLINE {
         for (int i = 0; i < R; ++i)
             for (int oc = 0; oc < OCB; ++oc)
                 for (int j = 0; j < CV; ++j) acc[i][oc][j] = V{};
-        const int64_t k1 = std::min(K, k0 + k_slice);
-        const T* wk = w_b + k0 * OCB;
-        // Unrolled: the tap's offset, pointer steps and loop test were 6 of AVX2's 25
-        // instructions per 12 multiply-adds (callgrind, (4,32,28,28) -> 64 3x3: 20.0M ->
-        // 18.1M, (2,64,32,32) -> 128: 45.6M -> 41.2M).
-#pragma GCC unroll 4
-        for (int64_t k = k0; k < k1; ++k, wk += OCB) {
-            const int64_t shift = tap_offset[k];
+        // One tap: its input vectors times its OCB weights.
+        const auto add_tap = [&](int64_t shift, const T* wk) PYCORE_LAMBDA_INLINE {
             V x[R][CV];
             for (int i = 0; i < R; ++i)
                 for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(at[i][j] + shift);
@@ -814,16 +806,41 @@ PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t*
                 for (int i = 0; i < R; ++i)
                     for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
             }
+        };
+        // Pointer steps, not an index: with an index the window pointers no longer fitted
+        // in registers around LeNet conv1's 24 accumulators (kernel 7-10% slower).
+        const int64_t *tap = tap_offset + k0, *tap_end = tap_offset + k1;
+        const T* wk = w_b + k0 * OCB;
+        if constexpr (R * OCB * CV >= 24) {
+            // 24 accumulators (LeNet conv1 on AVX-512): unrolled, it took 4-6% longer.
+            for (; tap != tap_end; ++tap, wk += OCB) add_tap(*tap, wk);
+        } else {
+            // Unrolled: the tap's offset, pointer steps and loop test were 6 of AVX2's 25
+            // instructions per 12 multiply-adds (callgrind, (4,32,28,28) -> 64 3x3: 20.0M ->
+            // 18.1M, (2,64,32,32) -> 128: 45.6M -> 41.2M).
+#pragma GCC unroll 4
+            for (; tap != tap_end; ++tap, wk += OCB) add_tap(*tap, wk);
         }
+    };
+    const int64_t K = g.C * g.KH * g.KW;
+    V total[R][OCB][CV];
+    sum_taps(0, Sliced ? k_slice : K, total);
+    // Later slices: their own sums, added to the total in order (as the GEMM adds each into C).
+    // Sliced only where K > k_slice: the extra registers cost LeNet conv1's 24-accumulator
+    // blocks 7% (AVX-512) even when the loop did not run.
+    for (int64_t k0 = k_slice; Sliced && k0 < K; k0 += k_slice) {
+        V acc[R][OCB][CV];
+        sum_taps(k0, std::min(K, k0 + k_slice), acc);
         for (int i = 0; i < R; ++i)
             for (int oc = 0; oc < OCB; ++oc)
-                for (int j = 0; j < CV; ++j) total[i][oc][j] = k0 == 0 ? acc[i][oc][j] : acc[i][oc][j] + total[i][oc][j];
+                for (int j = 0; j < CV; ++j) total[i][oc][j] = acc[i][oc][j] + total[i][oc][j];
     }
-    const int64_t plane = g.OH * g.OW;
+    // Locals: the geometry read through g would be read again after every store.
+    const int64_t OW = g.OW, plane = g.OH * OW;
+    T* const y = out + oc0 * plane + oh0 * OW;
     for (int i = 0; i < R; ++i)
         for (int64_t oc = 0; oc < channels; ++oc)
-            for (int j = 0; j < CV; ++j)
-                std::memcpy(out + (oc0 + oc) * plane + (oh0 + i) * g.OW + col[j], &total[i][oc][j], sizeof(V));
+            for (int j = 0; j < CV; ++j) std::memcpy(y + oc * plane + i * OW + col[j], &total[i][oc][j], sizeof(V));
 }
 
 // Output rows [oh_begin, oh_end) of one image: out (OC, OH, OW) from img (C, H, W),
@@ -831,7 +848,7 @@ PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t*
 // rows x CV vectors, then the rows and vectors left over one at a time (AVX2 on a 24-wide
 // row: 2 + 1 ymm, not 2 + 2 overlapping). The tile's input rows stay in L1 while every
 // channel block passes over them (rows_tile_rows).
-template <typename T, int VB, int OCB>
+template <typename T, int VB, int OCB, bool Sliced>
 PYCORE_INLINE void rows_tile(T* out, const T* img, const T* w_b, const int64_t* tap_offset, const Conv2dGeometry& g,
                              int64_t k_slice, int64_t in_row0, int64_t oh_begin, int64_t oh_end) {
     constexpr int W = DirectVec<T, VB>::width, CV = RowsBlocking<VB, OCB>::CV, R = RowsBlocking<VB, OCB>::R;
@@ -842,13 +859,13 @@ PYCORE_INLINE void rows_tile(T* out, const T* img, const T* w_b, const int64_t* 
         for (int64_t oh = oh_begin; oh < oh_end; oh += oh < rows_r ? R : 1) {
             for (int64_t v = 0; v < vectors; v += v < vectors_cv ? CV : 1) {
                 if (oh < rows_r && v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, R>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, R, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else if (oh < rows_r)
-                    rows_block<T, VB, OCB, 1, R>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, R, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else if (v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, 1>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, 1, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else
-                    rows_block<T, VB, OCB, 1, 1>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, 1, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
             }
         }
     }
@@ -903,6 +920,7 @@ struct DirectRowsTiles {
         const int64_t plane = g.OH * g.OW, ocb = rows_channel_block(VB, g.OC);
         const int64_t tiles_per_image = (g.OH + in.tile_rows - 1) / in.tile_rows;
         const int64_t reach = (g.KH - 1) * g.dilation_h + 1;
+        const bool sliced = g.C * g.KH * g.KW > k_slice;
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t n = t / tiles_per_image, oh0 = t % tiles_per_image * in.tile_rows;
             const int64_t oh1 = std::min(g.OH, oh0 + in.tile_rows);
@@ -914,12 +932,18 @@ struct DirectRowsTiles {
                 copy_padded_rows(buffer, in, n, in_row0, (oh1 - 1 - oh0) * g.stride_h + reach);
                 img = buffer;
             }
-            if (ocb == 4)
-                rows_tile<T, VB, 4>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            if (ocb == 4 && !sliced)
+                rows_tile<T, VB, 4, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (ocb == 4)
+                rows_tile<T, VB, 4, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (ocb == 6 && !sliced)
+                rows_tile<T, VB, 6, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
             else if (ocb == 6)
-                rows_tile<T, VB, 6>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+                rows_tile<T, VB, 6, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (!sliced)
+                rows_tile<T, VB, 8, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
             else
-                rows_tile<T, VB, 8>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+                rows_tile<T, VB, 8, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
             if (epilogue) apply_epilogue(*epilogue, y + oh0 * g.OW, plane, 0, 0, g.OC, (oh1 - oh0) * g.OW);
         }
     }
@@ -1245,15 +1269,20 @@ bool use_direct(const Conv2dGeometry& g, int item_size, bool weight_grad) {
 // bench_conv.py, so the row kernel wins by what it does not do (no column matrix, no
 // packing, no padded copy of the batch) and loses by the lanes it computes twice where W
 // does not divide OW. Measured at 1 thread, float32, im2col -> row kernel, 10th percentiles
-// of 15 interleaved calls, three fresh processes per ISA (this Xeon under another
-// developer's load: absolute times drift by up to 1.5x, so ranges):
+// of 10-15 interleaved calls, fresh processes (this Xeon under another developer's load:
+// absolute times drift by up to 1.5x, so ranges). First version, three processes per ISA:
 //   (64,32,28,28) -> 64 k3 p1: AVX-512 38.2/29.0/38.3 -> 33.6/27.6/31.8 ms (5-17% less);
-//     AVX2 45.9/46.5/39.4 -> 46.0/46.5/36.8 (a tie: 28 = 4 ymm - 4 lanes; callgrind
-//     17.1M -> 18.1M instructions on 4 images)
-//   (32,64,32,32) -> 128 k3 p1: AVX-512 72.2/85.2/70.8 -> 66.5/79.3/55.4 ms (7-22%);
-//     AVX2 123/94/90 -> 119/83/84 (4-12%; callgrind 41.3M -> 41.2M on 2 images)
+//     AVX2 45.9/46.5/39.4 -> 46.0/46.5/36.8 (a tie: 28 = 4 ymm - 4 lanes)
+//   (32,64,32,32) -> 128 k3 p1: AVX-512 72.2/85.2/70.8 -> 66.5/79.3/55.4 (7-22%);
+//     AVX2 123/94/90 -> 119/83/84 (4-12%)
 //   (1,3,224,224) -> 64 k3 p1: AVX-512 4.30/4.47/4.74 -> 3.65/3.70/3.09 (15-35%);
-//     AVX2 8.3/4.4/6.5 -> 6.0/4.5/5.4 (27%, -2%, 17%; callgrind 39.4M -> 36.2M)
+//     AVX2 8.3/4.4/6.5 -> 6.0/4.5/5.4 (27%, -2%, 17%)
+// the final kernel against the main branch's build loaded into the same process (auto
+// both), two processes per ISA: AVX-512 (64,32,28,28) 38.4/34.1 -> 33.3/29.6 ms,
+// (32,64,32,32) 81.9/70.2 -> 76.3/67.2, (1,3,224,224) 4.89/4.60 -> 3.68/3.63; AVX2
+// (32,64,32,32) 101/111 -> 89/111, (1,3,224,224) 7.5/5.4 -> 5.2/4.5. Instructions
+// (callgrind, AVX2, im2col -> row kernel): 4 images of (64,32,28,28) 17.1M -> 17.8M,
+// 2 of (32,64,32,32) 41.3M -> 39.4M, (1,3,224,224) 39.4M -> 31.0M.
 // So: on AVX-512 where the row's vectors are at least 7/8 full, on AVX2 only where they
 // are full (OW a multiple of 8 floats), both with rows of two vectors or more (the blocks
 // measured) and one output row's input rows within kRowsTileBytes (in L1: the shapes
