@@ -91,7 +91,7 @@ Dims dims_of(const Conv2dGeometry& g) {
 }
 
 // The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
-// kernels' padded input), 1 staging; the direct weight gradient's 2 transposed dout, 3
+// kernels' padded input, the row kernel's forward a tile's padded rows), 1 staging; the direct weight gradient's 2 transposed dout, 3
 // transposed dweight (the row kernel's: 2 its vector sums, 3 an image's dout rows).
 struct ConvScratch;
 template <typename T>
@@ -583,14 +583,22 @@ std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
     return offsets;
 }
 
-// Whether the direct kernel takes this convolution: one group, every output channel in two
-// 32-byte vectors (16 floats, 8 doubles), at least a block of positions. (Padding is
+bool rows_applies(const Conv2dGeometry& g, int item_size);
+
+// Whether the channel kernel can take this convolution: every output channel in two
+// 32-byte vectors (16 floats, 8 doubles).
+inline bool channel_kernel_applies(const Conv2dGeometry& g, int item_size) { return g.OC <= 64 / item_size; }
+
+// Whether a direct kernel can take this convolution: one group, at least a block of
+// positions, and a kernel for its channels (more than two 32-byte vectors of them: the row
+// kernel's forward only; use_direct). (Padding is
 // written out first: padded_input.) And only on the GEMM's instruction set, so that its sums
 // round as the GEMM's (FMA or not): a build without simd.h's AVX copies (MSVC) runs the
 // direct kernel on the baseline only, so with an AVX2/AVX-512 GEMM it takes im2col instead.
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
     const bool gemm_isa = PYCORE_SIMD_HAVE_AVX2 || std::strcmp(gemm_simd_path(), "generic") == 0;
-    return gemm_isa && g.groups == 1 && g.OC <= 64 / item_size && g.OH * g.OW >= kPositions<1>;
+    return gemm_isa && g.groups == 1 && g.OH * g.OW >= kPositions<1> &&
+           (channel_kernel_applies(g, item_size) || rows_applies(g, item_size));
 }
 
 // The direct kernels read every tap inside the image: a padded convolution runs on a copy
@@ -742,10 +750,17 @@ void run_direct(const DirectIsa& isa, const Args&... args) {
 // along the row and adds their lanes at the end (DirectRowsWeightGrad). LeNet conv1's
 // forward kernel alone (padded input, 64 images, AVX-512): 0.17 ms, ~100 GFLOP/s of
 // multiply-adds issued (88 useful) against this core's 128; the channel kernel's ~15.
+// With more than 16 channels (the channel kernel's limit) it takes 3x3 layers' forwards
+// from im2col + GEMM where it measured faster: rows_wins_over_im2col.
 
 // Output channels per block of the row kernels: LeNet's 6 exactly, else 4 or 8 (the
 // weights of the channels past OC are zero, their outputs never stored).
-inline int64_t rows_channel_block(int64_t channels) { return channels <= 4 ? 4 : channels <= 6 ? 6 : 8; }
+// More than 16 channels (only the row kernel takes those): 8 on AVX-512 (2 x 8 zmm
+// accumulators for a 17..32-wide row), 6 with 16 registers (2 x 6 ymm).
+inline int64_t rows_channel_block(int vector_bytes, int64_t channels) {
+    if (channels > 16) return vector_bytes == 64 ? 8 : 6;
+    return channels <= 4 ? 4 : channels <= 6 ? 6 : 8;
+}
 
 // A block of R output rows x CV vectors x OCB channels in accumulators: 24 of AVX-512's 32
 // registers for 6 channels (2 rows x 2 zmm: a 28-wide row), 12 of AVX2's 16 (1 row x 2 ymm),
@@ -760,84 +775,176 @@ struct RowsBlocking {
 // oc0 (w_b: the block's (K, OCB) weights, zero past OC; `channels` of them stored): the
 // sums over k in the GEMM's order, written to out (OC, OH, OW). A vector starts at column
 // v*W, the row's last one at OW - W (overlapping the one before it where W does not
-// divide OW: the same sums, written twice).
-template <typename T, int VB, int OCB, int CV, int R>
+// divide OW: the same sums, written twice). img holds the input from row in_row0 on (a
+// tile's copied rows, or the whole image from 0). K longer than the GEMM's slices
+// (k_slice: gemm_k_slice) is summed slice by slice, each from zero, and the slices added
+// in order, as the GEMM adds each slice's product into C.
+template <typename T, int VB, int OCB, int CV, int R, bool Sliced>
 PYCORE_INLINE void rows_block(T* out, const T* img, const T* w_b, const int64_t* tap_offset,
-                              const Conv2dGeometry& g, int64_t oc0, int64_t channels, int64_t oh0, int64_t v0) {
+                              const Conv2dGeometry& g, int64_t k_slice, int64_t in_row0, int64_t oc0,
+                              int64_t channels, int64_t oh0, int64_t v0) {
     using V = typename DirectVec<T, VB>::type;
     constexpr int W = DirectVec<T, VB>::width;
     int64_t col[CV];  // each vector's first output column
     for (int j = 0; j < CV; ++j) col[j] = std::min((v0 + j) * W, g.OW - W);
-    V acc[R][OCB][CV];
-    for (int i = 0; i < R; ++i)
-        for (int oc = 0; oc < OCB; ++oc)
-            for (int j = 0; j < CV; ++j) acc[i][oc][j] = V{};
     const T* at[R][CV];  // each vector's window start
     for (int i = 0; i < R; ++i)
-        for (int j = 0; j < CV; ++j) at[i][j] = img + (oh0 + i) * g.stride_h * g.W + col[j];
-    const int64_t K = g.C * g.KH * g.KW;
-    const T* wk = w_b;
-    for (int64_t k = 0; k < K; ++k, wk += OCB) {
-        const int64_t shift = tap_offset[k];
-        V x[R][CV];
+        for (int j = 0; j < CV; ++j) at[i][j] = img + ((oh0 + i) * g.stride_h - in_row0) * g.W + col[j];
+    // acc = the sums over taps [k0, k1), from zero.
+    const auto sum_taps = [&](int64_t k0, int64_t k1, V (&acc)[R][OCB][CV]) PYCORE_LAMBDA_INLINE {
         for (int i = 0; i < R; ++i)
-            for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(at[i][j] + shift);
-#pragma GCC unroll 8
-        for (int oc = 0; oc < OCB; ++oc) {
-            const T w = wk[oc];
+            for (int oc = 0; oc < OCB; ++oc)
+                for (int j = 0; j < CV; ++j) acc[i][oc][j] = V{};
+        // One tap: its input vectors times its OCB weights.
+        const auto add_tap = [&](int64_t shift, const T* wk) PYCORE_LAMBDA_INLINE {
+            V x[R][CV];
             for (int i = 0; i < R; ++i)
-                for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
+                for (int j = 0; j < CV; ++j) x[i][j] = *reinterpret_cast<const V*>(at[i][j] + shift);
+#pragma GCC unroll 8
+            for (int oc = 0; oc < OCB; ++oc) {
+                const T w = wk[oc];
+                for (int i = 0; i < R; ++i)
+                    for (int j = 0; j < CV; ++j) acc[i][oc][j] += w * x[i][j];
+            }
+        };
+        // Pointer steps, not an index: with an index the window pointers no longer fitted
+        // in registers around LeNet conv1's 24 accumulators (kernel 7-10% slower).
+        const int64_t *tap = tap_offset + k0, *tap_end = tap_offset + k1;
+        const T* wk = w_b + k0 * OCB;
+        if constexpr (R * OCB * CV >= 24) {
+            // 24 accumulators (LeNet conv1 on AVX-512): unrolled, it took 4-6% longer.
+            for (; tap != tap_end; ++tap, wk += OCB) add_tap(*tap, wk);
+        } else {
+            // Unrolled: the tap's offset, pointer steps and loop test were 6 of AVX2's 25
+            // instructions per 12 multiply-adds (callgrind, (4,32,28,28) -> 64 3x3: 20.0M ->
+            // 18.1M, (2,64,32,32) -> 128: 45.6M -> 41.2M).
+#pragma GCC unroll 4
+            for (; tap != tap_end; ++tap, wk += OCB) add_tap(*tap, wk);
         }
+    };
+    const int64_t K = g.C * g.KH * g.KW;
+    V total[R][OCB][CV];
+    sum_taps(0, Sliced ? k_slice : K, total);
+    // Later slices: their own sums, added to the total in order (as the GEMM adds each into C).
+    // Sliced only where K > k_slice: the extra registers cost LeNet conv1's 24-accumulator
+    // blocks 7% (AVX-512) even when the loop did not run.
+    for (int64_t k0 = k_slice; Sliced && k0 < K; k0 += k_slice) {
+        V acc[R][OCB][CV];
+        sum_taps(k0, std::min(K, k0 + k_slice), acc);
+        for (int i = 0; i < R; ++i)
+            for (int oc = 0; oc < OCB; ++oc)
+                for (int j = 0; j < CV; ++j) total[i][oc][j] = acc[i][oc][j] + total[i][oc][j];
     }
-    const int64_t plane = g.OH * g.OW;
+    // Locals: the geometry read through g would be read again after every store.
+    const int64_t OW = g.OW, plane = g.OH * OW;
+    T* const y = out + oc0 * plane + oh0 * OW;
     for (int i = 0; i < R; ++i)
         for (int64_t oc = 0; oc < channels; ++oc)
-            for (int j = 0; j < CV; ++j)
-                std::memcpy(out + (oc0 + oc) * plane + (oh0 + i) * g.OW + col[j], &acc[i][oc][j], sizeof(V));
+            for (int j = 0; j < CV; ++j) std::memcpy(y + oc * plane + i * OW + col[j], &total[i][oc][j], sizeof(V));
 }
 
-// One image: out (OC, OH, OW) from img (C, H, W), stride_w 1, OW >= W; w_b is (OC/OCB
-// blocks, K, OCB). Blocks of R rows x CV vectors, then the rows and vectors left over one
-// at a time (AVX2 on a 24-wide row: 2 + 1 ymm, not 2 + 2 overlapping).
-template <typename T, int VB, int OCB>
-PYCORE_INLINE void rows_image(T* out, const T* img, const T* w_b, const int64_t* tap_offset, const Conv2dGeometry& g) {
+// Output rows [oh_begin, oh_end) of one image: out (OC, OH, OW) from img (C, H, W),
+// stride_w 1, OW >= W; w_b is (OC/OCB blocks, K, OCB). For each channel block, blocks of R
+// rows x CV vectors, then the rows and vectors left over one at a time (AVX2 on a 24-wide
+// row: 2 + 1 ymm, not 2 + 2 overlapping). The tile's input rows stay in L1 while every
+// channel block passes over them (rows_tile_rows).
+template <typename T, int VB, int OCB, bool Sliced>
+PYCORE_INLINE void rows_tile(T* out, const T* img, const T* w_b, const int64_t* tap_offset, const Conv2dGeometry& g,
+                             int64_t k_slice, int64_t in_row0, int64_t oh_begin, int64_t oh_end) {
     constexpr int W = DirectVec<T, VB>::width, CV = RowsBlocking<VB, OCB>::CV, R = RowsBlocking<VB, OCB>::R;
     const int64_t K = g.C * g.KH * g.KW, vectors = (g.OW + W - 1) / W;
-    const int64_t rows_r = g.OH / R * R, vectors_cv = vectors / CV * CV;
+    const int64_t rows_r = oh_begin + (oh_end - oh_begin) / R * R, vectors_cv = vectors / CV * CV;
     for (int64_t oc0 = 0; oc0 < g.OC; oc0 += OCB, w_b += K * OCB) {
         const int64_t channels = std::min<int64_t>(OCB, g.OC - oc0);
-        for (int64_t oh = 0; oh < g.OH; oh += oh < rows_r ? R : 1) {
+        for (int64_t oh = oh_begin; oh < oh_end; oh += oh < rows_r ? R : 1) {
             for (int64_t v = 0; v < vectors; v += v < vectors_cv ? CV : 1) {
                 if (oh < rows_r && v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, R, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else if (oh < rows_r)
-                    rows_block<T, VB, OCB, 1, R>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, R, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else if (v < vectors_cv)
-                    rows_block<T, VB, OCB, CV, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, CV, 1, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
                 else
-                    rows_block<T, VB, OCB, 1, 1>(out, img, w_b, tap_offset, g, oc0, channels, oh, v);
+                    rows_block<T, VB, OCB, 1, 1, Sliced>(out, img, w_b, tap_offset, g, k_slice, in_row0, oc0, channels, oh, v);
             }
         }
     }
 }
 
-// Images [n0, n1): rows_image for the block size of OC, then the bias and activation while
-// the image is in cache.
+// Where the row kernel's forward reads its input: the images themselves (no padding), or
+// for a padded convolution each tile's input rows copied with their zeros into this
+// thread's buffer (C, in_rows, W + pad_left + pad_right), in L1 or L2 as the tile's channel
+// blocks pass over it. (With padded_input's copy of the whole batch the row kernel took
+// 4.5-6% longer on the 3x3 p1 forwards of bench_conv.py than on the same input padded
+// beforehand: (64,32,28,28) 30.7 against 28.9 ms, AVX-512, 1 thread.)
+//   g: the convolution; tile: the kernel's view of one image's input (H: in_rows when
+//   copied; W: the padded width; no padding), tile_rows output rows per tile.
+template <typename T>
+struct RowsInput {
+    const T* inp;
+    Conv2dGeometry g, tile;
+    int64_t tile_rows;
+    bool copied;
+};
+
+// Rows [r0, r0 + rows) of image n's padded input, every channel, into dst (C, tile.H, tile.W).
+template <typename T>
+void copy_padded_rows(T* dst, const RowsInput<T>& in, int64_t n, int64_t r0, int64_t rows) {
+    const Conv2dGeometry& g = in.g;
+    const int64_t width = in.tile.W;
+    for (int64_t c = 0; c < g.C; ++c) {
+        const T* src = in.inp + (n * g.C + c) * g.H * g.W;
+        for (int64_t r = 0; r < rows; ++r) {
+            T* row = dst + (c * in.tile.H + r) * width;
+            const int64_t h = r0 + r - g.pad_top;
+            if (h < 0 || h >= g.H) {
+                std::fill(row, row + width, T(0));
+                continue;
+            }
+            std::fill(row, row + g.pad_left, T(0));
+            std::memcpy(row + g.pad_left, src + h * g.W, sizeof(T) * g.W);
+            std::fill(row + g.pad_left + g.W, row + width, T(0));
+        }
+    }
+}
+
+// Tiles [t0, t1) of in.tile_rows output rows, tile t = n * tiles_per_image + (its place in
+// image n): rows_tile for the block size of OC, then the bias and activation while the
+// tile's outputs are in cache. buffer: this thread's, for the copied rows.
 template <typename T, int VB>
-struct DirectRowsImages {
-    static PYCORE_INLINE void run(T* out, const T* inp, const T* w_b, const int64_t* tap_offset,
-                                  const GemmEpilogue<T>* epilogue, const Conv2dGeometry& g, int64_t n0, int64_t n1) {
-        const int64_t plane = g.OH * g.OW, ocb = rows_channel_block(g.OC);
-        for (int64_t n = n0; n < n1; ++n) {
+struct DirectRowsTiles {
+    static PYCORE_INLINE void run(T* out, const RowsInput<T>& in, const T* w_b, const int64_t* tap_offset,
+                                  const GemmEpilogue<T>* epilogue, int64_t k_slice, T* buffer, int64_t t0,
+                                  int64_t t1) {
+        const Conv2dGeometry& g = in.tile;
+        const int64_t plane = g.OH * g.OW, ocb = rows_channel_block(VB, g.OC);
+        const int64_t tiles_per_image = (g.OH + in.tile_rows - 1) / in.tile_rows;
+        const int64_t reach = (g.KH - 1) * g.dilation_h + 1;
+        const bool sliced = g.C * g.KH * g.KW > k_slice;
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t n = t / tiles_per_image, oh0 = t % tiles_per_image * in.tile_rows;
+            const int64_t oh1 = std::min(g.OH, oh0 + in.tile_rows);
             T* y = out + n * g.OC * plane;
-            const T* img = inp + n * g.C * g.H * g.W;
-            if (ocb == 4)
-                rows_image<T, VB, 4>(y, img, w_b, tap_offset, g);
+            const T* img = in.inp + n * g.C * g.H * g.W;
+            int64_t in_row0 = 0;
+            if (in.copied) {
+                in_row0 = oh0 * g.stride_h;
+                copy_padded_rows(buffer, in, n, in_row0, (oh1 - 1 - oh0) * g.stride_h + reach);
+                img = buffer;
+            }
+            if (ocb == 4 && !sliced)
+                rows_tile<T, VB, 4, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (ocb == 4)
+                rows_tile<T, VB, 4, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (ocb == 6 && !sliced)
+                rows_tile<T, VB, 6, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
             else if (ocb == 6)
-                rows_image<T, VB, 6>(y, img, w_b, tap_offset, g);
+                rows_tile<T, VB, 6, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            else if (!sliced)
+                rows_tile<T, VB, 8, false>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
             else
-                rows_image<T, VB, 8>(y, img, w_b, tap_offset, g);
-            if (epilogue) apply_epilogue(*epilogue, y, plane, 0, 0, g.OC, plane);
+                rows_tile<T, VB, 8, true>(y, img, w_b, tap_offset, g, k_slice, in_row0, oh0, oh1);
+            if (epilogue) apply_epilogue(*epilogue, y + oh0 * g.OW, plane, 0, 0, g.OC, (oh1 - oh0) * g.OW);
         }
     }
 };
@@ -998,28 +1105,51 @@ bool rows_applies(const Conv2dGeometry& g, int item_size) {
     return g.stride_w == 1 && g.OW >= rows_vector_bytes(simd::current_isa()) / item_size;
 }
 
+// Output rows per tile of the row kernel's forward: as many as keep the input rows they read
+// (every channel's, w_padded wide) within kRowsTileBytes, at least one, whole images where
+// they fit (LeNet).
+constexpr int64_t kRowsTileBytes = int64_t(1) << 15;
+int64_t rows_tile_rows(const Conv2dGeometry& g, int64_t w_padded, int64_t item_size) {
+    const int64_t input_row = g.C * w_padded * item_size, reach = (g.KH - 1) * g.dilation_h + 1;
+    int64_t rows = 1;
+    while (rows < g.OH && (rows * g.stride_h + reach) * input_row <= kRowsTileBytes) ++rows;
+    return rows;
+}
+
+// The row kernel's forward of the convolution g (padded or not: RowsInput).
 template <typename T>
 void direct_rows_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                          Activation activation, T negative_slope) {
-    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
-    const int64_t ocb = rows_channel_block(g.OC), blocks = (g.OC + ocb - 1) / ocb;
+    const int64_t K = g.C * g.KH * g.KW;
+    const simd::Isa isa = simd::current_isa();
+    const int64_t ocb = rows_channel_block(rows_vector_bytes(isa), g.OC), blocks = (g.OC + ocb - 1) / ocb;
     // w_b[block][k][oc % ocb] = weight[oc][k], channels past OC zero.
     std::vector<T> w_b(static_cast<size_t>(blocks * K * ocb), T(0));
     for (int64_t oc = 0; oc < g.OC; ++oc)
         for (int64_t k = 0; k < K; ++k) w_b[(oc / ocb * K + k) * ocb + oc % ocb] = weight[oc * K + k];
     const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
     const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
+
+    RowsInput<T> in{inp, g, g, 0, g.pad_top || g.pad_bottom || g.pad_left || g.pad_right};
+    Conv2dGeometry& tile = in.tile;
+    tile.W = g.W + g.pad_left + g.pad_right;
+    tile.pad_top = tile.pad_bottom = tile.pad_left = tile.pad_right = 0;
+    in.tile_rows = rows_tile_rows(g, tile.W, sizeof(T));
+    if (in.copied) tile.H = (in.tile_rows - 1) * g.stride_h + (g.KH - 1) * g.dilation_h + 1;
     // tap_offset[k] = (c*H + kh*dh)*W + kw*dw: where tap k's input sits from a window's start.
     std::vector<int64_t> tap_offsets(static_cast<size_t>(K));
     for (int64_t k = 0; k < K; ++k) {
         const int64_t c = k / (g.KH * g.KW), kh = k / g.KW % g.KH, kw = k % g.KW;
-        tap_offsets[k] = (c * g.H + kh * g.dilation_h) * g.W + kw * g.dilation_w;
+        tap_offsets[k] = (c * tile.H + kh * g.dilation_h) * tile.W + kw * g.dilation_w;
     }
     const T* wb = w_b.data();
     const int64_t* tap_offset = tap_offsets.data();
-    const simd::Isa isa = simd::current_isa();
-    parallel_rows(g.N, g.OC * plane * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
-        run_rows<DirectRowsImages, T>(isa, out, inp, wb, tap_offset, epilogue, g, n0, n1);
+    const int64_t k_slice = gemm_k_slice<T>(K);
+    const int64_t tiles = g.N * ((g.OH + in.tile_rows - 1) / in.tile_rows);
+    const int64_t buffer_size = in.copied ? g.C * tile.H * tile.W : 0;
+    parallel_rows(tiles, g.OC * in.tile_rows * g.OW * K, kGemmGrain, [&](int64_t t0, int64_t t1) {
+        T* buffer = in.copied ? thread_buffer<T>(0, buffer_size) : nullptr;
+        run_rows<DirectRowsTiles, T>(isa, out, in, wb, tap_offset, epilogue, k_slice, buffer, t0, t1);
     });
 }
 
@@ -1106,10 +1236,14 @@ constexpr int kAlgorithms = sizeof(kAlgorithmNames) / sizeof(kAlgorithmNames[0])
 // (callgrind, 3x3 shapes and the 224x224 RGB layer) and no better timings; again with the
 // panel-fit tiles (forward_tile_rows) on this Xeon: im2col 0-15% ahead on the four 3x3
 // shapes of bench_conv.py, AVX-512 and AVX2 (interleaved CPU time, best of 12, under load).
-bool use_direct(const Conv2dGeometry& g, int item_size) {
+bool use_direct_rows(const Conv2dGeometry& g, int item_size, bool weight_grad);
+
+bool use_direct(const Conv2dGeometry& g, int item_size, bool weight_grad) {
     if (!direct_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
-    return algorithm == 0 || algorithm >= 3;
+    if (algorithm != 0 && algorithm < 3) return false;
+    if (!channel_kernel_applies(g, item_size)) return !weight_grad && use_direct_rows(g, item_size, false);
+    return true;
 }
 
 // Among the direct kernels, the one vectorised along rows (auto): where each multiply-add
@@ -1130,11 +1264,46 @@ bool use_direct(const Conv2dGeometry& g, int item_size) {
 //   (1,12,12) -> 6 k5 on AVX2 (one ymm a row): forward 1.4x, gradient 0.8x
 //   LeNet conv2 (6,14,14) -> 16 k5 on AVX2 (2 ymm for 10 columns): 0.6x, 0.3x: channels
 //     (on AVX-512 its rows are shorter than a zmm: the channel kernel).
+// More than 16 channels (the channel kernel's limit), forward only: the row kernel against
+// im2col + GEMM, both near this core's multiply-add rate on the 3x3 layers of
+// bench_conv.py, so the row kernel wins by what it does not do (no column matrix, no
+// packing, no padded copy of the batch) and loses by the lanes it computes twice where W
+// does not divide OW. Measured at 1 thread, float32, im2col -> row kernel, 10th percentiles
+// of 10-15 interleaved calls, fresh processes (this Xeon under another developer's load:
+// absolute times drift by up to 1.5x, so ranges). First version, three processes per ISA:
+//   (64,32,28,28) -> 64 k3 p1: AVX-512 38.2/29.0/38.3 -> 33.6/27.6/31.8 ms (5-17% less);
+//     AVX2 45.9/46.5/39.4 -> 46.0/46.5/36.8 (a tie: 28 = 4 ymm - 4 lanes)
+//   (32,64,32,32) -> 128 k3 p1: AVX-512 72.2/85.2/70.8 -> 66.5/79.3/55.4 (7-22%);
+//     AVX2 123/94/90 -> 119/83/84 (4-12%)
+//   (1,3,224,224) -> 64 k3 p1: AVX-512 4.30/4.47/4.74 -> 3.65/3.70/3.09 (15-35%);
+//     AVX2 8.3/4.4/6.5 -> 6.0/4.5/5.4 (27%, -2%, 17%)
+// the final kernel against the main branch's build loaded into the same process (auto
+// both), two processes per ISA: AVX-512 (64,32,28,28) 38.4/34.1 -> 33.3/29.6 ms,
+// (32,64,32,32) 81.9/70.2 -> 76.3/67.2, (1,3,224,224) 4.89/4.60 -> 3.68/3.63; AVX2
+// (32,64,32,32) 101/111 -> 89/111, (1,3,224,224) 7.5/5.4 -> 5.2/4.5. Instructions
+// (callgrind, AVX2, im2col -> row kernel): 4 images of (64,32,28,28) 17.1M -> 17.8M,
+// 2 of (32,64,32,32) 41.3M -> 39.4M, (1,3,224,224) 39.4M -> 31.0M.
+// So: on AVX-512 where the row's vectors are at least 7/8 full, on AVX2 only where they
+// are full (OW a multiple of 8 floats), both with rows of two vectors or more (the blocks
+// measured) and one output row's input rows within kRowsTileBytes (in L1: the shapes
+// measured; deeper layers, e.g. 256 channels, read them from L2: not measured). Not on the
+// baseline, nor in double precision (neither measured).
+bool rows_wins_over_im2col(const Conv2dGeometry& g, int item_size) {
+    const simd::Isa isa = simd::current_isa();
+    if ((isa != simd::Isa::avx512 && isa != simd::Isa::avx2) || item_size != 4) return false;
+    const int64_t width = rows_vector_bytes(isa) / item_size, row_vectors = (g.OW + width - 1) / width;
+    const int64_t lanes = row_vectors * width;
+    const bool full_enough = isa == simd::Isa::avx512 ? 8 * g.OW >= 7 * lanes : g.OW == lanes;
+    const int64_t reach = (g.KH - 1) * g.dilation_h + 1, padded_w = g.W + g.pad_left + g.pad_right;
+    return full_enough && row_vectors >= 2 && reach * g.C * padded_w * item_size <= kRowsTileBytes;
+}
+
 bool use_direct_rows(const Conv2dGeometry& g, int item_size, bool weight_grad) {
     if (!rows_applies(g, item_size)) return false;
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 4) return true;
     if (algorithm != 0) return false;
+    if (!channel_kernel_applies(g, item_size)) return !weight_grad && rows_wins_over_im2col(g, item_size);
     const simd::Isa isa = simd::current_isa();
     const int64_t vector_bytes = rows_vector_bytes(isa), width = vector_bytes / item_size;
     const int64_t row_vectors = (g.OW + width - 1) / width;
@@ -1240,13 +1409,13 @@ int64_t conv2d_output_size(int64_t n, int64_t k, int64_t stride, int64_t pad_lo,
 template <typename T>
 void conv2d_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
-    if (use_direct(g, sizeof(T))) {
-        Conv2dGeometry unpadded;
-        const T* x = padded_input(inp, g, &unpadded);
-        if (use_direct_rows(g, sizeof(T), false))
-            direct_rows_forward(out, x, weight, bias, unpadded, activation, negative_slope);
-        else
-            direct_forward(out, x, weight, bias, unpadded, activation, negative_slope);
+    if (use_direct(g, sizeof(T), false)) {
+        if (use_direct_rows(g, sizeof(T), false)) {
+            direct_rows_forward(out, inp, weight, bias, g, activation, negative_slope);  // pads by tiles itself
+        } else {
+            Conv2dGeometry unpadded;
+            direct_forward(out, padded_input(inp, g, &unpadded), weight, bias, unpadded, activation, negative_slope);
+        }
         return;
     }
     const Dims d = dims_of(g);
@@ -1380,7 +1549,7 @@ template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g) {
     if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
-    if (dweight && use_direct(g, sizeof(T))) {
+    if (dweight && use_direct(g, sizeof(T), true)) {
         Conv2dGeometry unpadded;
         const T* x = padded_input(inp, g, &unpadded);
         if (use_direct_rows(g, sizeof(T), true))

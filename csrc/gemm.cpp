@@ -626,6 +626,13 @@ template void gemm_packed_b<float>(bool, int64_t, float, const float*, int64_t, 
 template void gemm_packed_b<double>(bool, int64_t, double, const double*, int64_t, const PackedMatrix<double>&,
                                     double, double*, int64_t);
 
+template <typename T>
+int64_t gemm_k_slice(int64_t K) {
+    return slice_depth(K, current_kernel<T>()->kc);
+}
+template int64_t gemm_k_slice<float>(int64_t);
+template int64_t gemm_k_slice<double>(int64_t);
+
 const char* gemm_simd_path() { return current_kernel<float>()->name; }
 
 bool gemm_set_simd_path(const char* name) {

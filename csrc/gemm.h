@@ -57,6 +57,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
           T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
           T beta, T* C, int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
 
+// The depth of the K slices that gemm sums separately for a product of depth K: each
+// slice's sums start from zero and are added to C in order (beta = 1). A kernel that must
+// round as the GEMM does (conv's direct kernels) sums in the same slices.
+template <typename T>
+int64_t gemm_k_slice(int64_t K);
+
 // The instruction set of the micro-kernels in use: "avx512f", "avx2+fma" or "generic".
 const char* gemm_simd_path();
 // Force a path ("avx512f", "avx2+fma", "generic"); false when the CPU lacks it.

@@ -217,6 +217,9 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     # the 8-row tile; 30-wide rows that fill no panel exactly.
     (1, 32, 28, 28, 64, 3, 1, 1, 1, 1),
     (2, 16, 30, 30, 40, 3, 1, 1, 1, 1),
+    # K = 576 over the GEMM's K slices (512 or 384 floats): the row kernel's forward adds
+    # its slices' sums in the GEMM's order
+    (2, 64, 6, 18, 20, 3, 1, 1, 1, 1),
 ]
 
 
@@ -272,6 +275,10 @@ ROWS_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation): the row kerne
     (2, 2, 9, 40, 3, 3, 1, 0, 1),              # 3 channels, 7 rows, 38 columns
     (3, 3, 12, 37, 16, 3, (2, 1), 1, (1, 2)),  # two channel blocks, stride_h 2, dilation along the rows
     (5, 2, 6, 17, 5, 3, 1, 1, 1),              # 17 columns: one AVX-512 vector and one overlapping it
+    # more than 16 channels (blocks of 8 or 6, forward only) in tiles of rows copied with
+    # their padding; the second over the GEMM's K slices
+    (3, 24, 11, 18, 20, 3, 1, (2, 1), 1),
+    (2, 64, 5, 17, 18, 3, (2, 1), 1, 1),
 ]
 
 
