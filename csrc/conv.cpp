@@ -586,8 +586,14 @@ std::vector<int64_t> position_offsets(const Conv2dGeometry& g) {
 bool rows_applies(const Conv2dGeometry& g, int item_size);
 
 // Whether the channel kernel can take this convolution: every output channel in two
-// 32-byte vectors (16 floats, 8 doubles).
-inline bool channel_kernel_applies(const Conv2dGeometry& g, int item_size) { return g.OC <= 64 / item_size; }
+// 32-byte vectors (16 floats, 8 doubles), and a depth K = C*KH*KW the GEMM sums in one slice
+// (gemm_k_slice): its one multiply-add chain per output then rounds as the GEMM's (64 -> 16
+// channels 3x3, K = 576 against the AVX-512 slice of 512, differed from im2col in the last bit).
+inline bool channel_kernel_applies(const Conv2dGeometry& g, int item_size) {
+    const int64_t K = g.C * g.KH * g.KW;
+    const int64_t slice = item_size == 4 ? gemm_k_slice<float>(K) : gemm_k_slice<double>(K);
+    return g.OC <= 64 / item_size && K <= slice;
+}
 
 // Whether a direct kernel can take this convolution: one group, at least a block of
 // positions, and a kernel for its channels (more than two 32-byte vectors of them: the row

@@ -209,6 +209,9 @@ ALGORITHM_SHAPES = [  # (N, C, H, W, OC, k, stride, padding, dilation, groups)
     (4, 4, 10, 10, 8, 3, 2, 2, 1, 2),     # groups, stride 2, small images staged together
     (1, 8, 40, 37, 12, 3, 1, 1, 1, 4),    # one image in row tiles, partial last panel
     (2, 3, 9, 29, 20, 3, 2, 1, 1, 1),     # im2col's vectorised stride-2 rows against implicit's element loop
+    # 16 output channels on a depth K = 576 deeper than the GEMM's K slice: the channel
+    # kernel would sum it in one chain, so im2col or the row kernel (in slices) takes it
+    (2, 64, 9, 9, 16, 3, 1, 1, 1, 1),
     # col2im by input rows (Col2imRows): rows narrower than the input's (LeNet conv2 above)
     # and here wider, padded on the left, dilated, over several blocks of lanes
     (2, 3, 7, 37, 4, 3, 1, (2, 3), (1, 2), 1),
