@@ -91,8 +91,9 @@ Dims dims_of(const Conv2dGeometry& g) {
 }
 
 // The per-thread buffers of conv (thread_scratch, parallel.h): 0 columns (or the direct
-// kernels' padded input, the row kernel's forward a tile's padded rows), 1 staging; the direct weight gradient's 2 transposed dout, 3
-// transposed dweight (the row kernel's: 2 its vector sums, 3 an image's dout rows).
+// kernels' padded input, or the row kernel's forward a tile's padded rows), 1 staging; the
+// direct weight gradient's 2 transposed dout, 3 transposed dweight (the row kernel's: 2 its
+// vector sums, 3 an image's dout rows).
 struct ConvScratch;
 template <typename T>
 T* thread_buffer(int which, int64_t count) {
@@ -597,10 +598,9 @@ inline bool channel_kernel_applies(const Conv2dGeometry& g, int item_size) {
 
 // Whether a direct kernel can take this convolution: one group, at least a block of
 // positions, and a kernel for its channels (more than two 32-byte vectors of them: the row
-// kernel's forward only; use_direct). (Padding is
-// written out first: padded_input.) And only on the GEMM's instruction set, so that its sums
-// round as the GEMM's (FMA or not): a build without simd.h's AVX copies (MSVC) runs the
-// direct kernel on the baseline only, so with an AVX2/AVX-512 GEMM it takes im2col instead.
+// kernel's forward only; use_direct). And only on the GEMM's instruction set, so that its
+// sums round as the GEMM's (FMA or not): a build without simd.h's AVX copies (MSVC) runs the
+// direct kernels on the baseline only, so with an AVX2/AVX-512 GEMM it takes im2col instead.
 bool direct_applies(const Conv2dGeometry& g, int item_size) {
     const bool gemm_isa = PYCORE_SIMD_HAVE_AVX2 || std::strcmp(gemm_simd_path(), "generic") == 0;
     return gemm_isa && g.groups == 1 && g.OH * g.OW >= kPositions<1> &&
