@@ -63,8 +63,10 @@ int main(void) {
 # MSVC has its own spelling and no equivalent of the warnings' fine control.
 UNIX_COMPILE = ["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 # Cython's generated helpers; -g0: Python's own CFLAGS say -g, which made _pool2d 1.9 MB
-# instead of 0.35 (pybind11 adds -g0 to _C itself)
-UNIX_CYTHON_EXTRA = ["-Wno-unused-function", "-g0"]
+# instead of 0.35 (pybind11 adds -g0 to _C itself). -Wno-psabi: pool2d_2x2.h's helpers return
+# AVX vectors; they are always inlined into the AVX copies, so GCC's note that such a return
+# changes the ABI concerns no real call.
+UNIX_CYTHON_EXTRA = ["-Wno-unused-function", "-Wno-psabi", "-g0"]
 # /wd4068: MSVC warns "unknown pragma" at every `#pragma GCC unroll` (a hint for GCC and
 # Clang; MSVC compiles the loop as written). /O2 is setuptools' default, said explicitly.
 MSVC_COMPILE = ["/O2", "/wd4068"]
@@ -221,14 +223,14 @@ def extensions():
     # Each csrc/NAME.pyx becomes the module pycore._NAME.
     from setuptools import Extension
 
-    # csrc/ on the include path: their verbatim C++ includes portable.h (PYCORE_NOINLINE).
+    # csrc/ on the include path: their verbatim C++ includes portable.h and pool2d_2x2.h.
     cython_modules = [
         Extension(
             "pycore._" + os.path.splitext(os.path.basename(pyx))[0],
             [pyx],
             language="c++",
             include_dirs=[CSRC],
-            depends=[f"{CSRC}/portable.h"],
+            depends=sorted(glob.glob(f"{CSRC}/*.h")),
         )
         for pyx in sorted(glob.glob(f"{CSRC}/*.pyx"))
     ]

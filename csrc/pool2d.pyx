@@ -33,6 +33,7 @@ cdef extern from *:
     """
     #include <cstdint>
     #include "portable.h"  // PYCORE_NOINLINE (csrc/ is on this module's include path: setup.py)
+    #include "pool2d_2x2.h"  // the forward of 2x2 stride-2 max pooling of a plane, per SIMD path
     // The max-pooling inner loops, in C++ so that they can say __restrict: with it (and
     // the comparisons written as selects) gcc vectorises them; without it, as Cython
     // emits them, it cannot rule out that best, position and x overlap and runs them
@@ -49,31 +50,6 @@ cdef extern from *:
             const bool take = (v > best[ow]) | (v != v);
             best[ow] = take ? v : best[ow];
             position[ow] = take ? window_position : position[ow];
-        }
-    }
-
-    // One output row of kernel 2, stride 2, no padding: y[ow] = max of the window at
-    // (top, bottom)[2ow, 2ow + 1] read in row-major order with the same rule, so ties and
-    // NaNs pick what the general loop picks; position[ow] = its place in the window, 0..3
-    // (int32: with an int64 argmax written here gcc does not vectorise the loop); relu
-    // clips y at 0 (NaN stays).
-    template <class T>
-    PYCORE_NOINLINE static void pool2d_max_row_2x2(T* __restrict y, int32_t* __restrict position,
-                                                   const T* __restrict top, const T* __restrict bottom,
-                                                   int64_t OW, bool relu) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-            const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
-            const bool take_b = (b > a) | (b != b);
-            T best = take_b ? b : a;
-            int32_t at = take_b ? 1 : 0;
-            const bool take_c = (c > best) | (c != c);
-            best = take_c ? c : best;
-            at = take_c ? 2 : at;
-            const bool take_d = (d > best) | (d != d);
-            best = take_d ? d : best;
-            at = take_d ? 3 : at;
-            y[ow] = relu && best <= 0 ? T(0) : best;
-            position[ow] = at;
         }
     }
 
@@ -108,12 +84,12 @@ cdef extern from *:
     void running_max_1 "pool2d_running_max<double, 1>"(double* best, int32_t* position, const double* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_2 "pool2d_running_max<float, 2>"(float* best, int32_t* position, const float* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
     void running_max_2 "pool2d_running_max<double, 2>"(double* best, int32_t* position, const double* x, int64_t begin, int64_t end, int32_t window_position) noexcept nogil
-    void max_row_2x2 "pool2d_max_row_2x2"(float* y, int32_t* position, const float* top, const float* bottom, int64_t OW, bint relu) noexcept nogil
     void avg_row_2x2 "pool2d_avg_row_2x2"(float* y, const float* top, const float* bottom, int64_t OW) noexcept nogil
     void avg_row_2x2 "pool2d_avg_row_2x2"(double* y, const double* top, const double* bottom, int64_t OW) noexcept nogil
     void avg_grad_row_2x2 "pool2d_avg_grad_row_2x2"(float* top, float* bottom, const float* gy, int64_t OW, int64_t W) noexcept nogil
     void avg_grad_row_2x2 "pool2d_avg_grad_row_2x2"(double* top, double* bottom, const double* gy, int64_t OW, int64_t W) noexcept nogil
-    void max_row_2x2 "pool2d_max_row_2x2"(double* y, int32_t* position, const double* top, const double* bottom, int64_t OW, bint relu) noexcept nogil
+    void max_plane_2x2 "pycore::pool2d::max_plane_2x2<float>"(int isa, float* y, int64_t* argmax, const float* x, int64_t W, int64_t OH, int64_t OW, bint relu) noexcept nogil
+    void max_plane_2x2 "pycore::pool2d::max_plane_2x2<double>"(int isa, double* y, int64_t* argmax, const double* x, int64_t W, int64_t OH, int64_t OW, bint relu) noexcept nogil
 
 ctypedef fused real:
     float
@@ -148,6 +124,13 @@ cdef int64_t thread_slice(int64_t count, size_t itemsize) noexcept nogil:
     128 bytes, from a 16-byte aligned malloc), written 9 times per output row of a 3x3
     max pooling: at 2 threads (64, 64, 32, 32) k3 s1 p1 took 69 ms against 50 ms at 1."""
     return ((<int64_t>(count * itemsize) + 63) // 64 + 1) * 64 // <int64_t>itemsize
+
+
+cdef int simd_code():
+    """The SIMD path the kernels run on, as pool2d_2x2.h takes it: 2 AVX-512, 1 AVX2, 0 the
+    baseline (pycore.set_simd_path / PYCORE_SIMD move it with the GEMM's)."""
+    path = _C.simd_path()
+    return 2 if path == "avx512f" else 1 if path == "avx2+fma" else 0
 
 
 def _check_planes(outputs, inputs):
@@ -278,23 +261,8 @@ cdef inline real relu_value(real v) noexcept nogil:
 cdef inline bint two_by_two(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                             int64_t H, int64_t W, int64_t OH, int64_t OW) noexcept nogil:
     """Kernel 2, stride 2, no padding, and every window inside the image (not ceil_mode's
-    partial last window): max_pool_plane_2x2's case."""
+    partial last window): pool2d_2x2.h's case."""
     return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and 2 * OH <= H and 2 * OW <= W
-
-
-cdef void max_pool_plane_2x2(real* y, int64_t* argmax, int32_t* position, const real* x, int64_t W,
-                             int64_t OH, int64_t OW, bint relu) noexcept nogil:
-    """kernel 2, stride 2, no padding, every window inside the image (LeNet's pooling; not
-    ceil_mode's partial last window): one vectorised pass per output row (max_row_2x2),
-    then the row's argmax from the positions."""
-    cdef int64_t oh, ow
-    cdef int64_t* arg_row
-    for oh in range(OH):
-        max_row_2x2(y + oh * OW, position, x + 2 * oh * W, x + (2 * oh + 1) * W, OW, relu)
-        if argmax != NULL:
-            arg_row = argmax + oh * OW
-            for ow in range(OW):
-                arg_row[ow] = (2 * oh + (position[ow] >> 1)) * W + 2 * ow + (position[ow] & 1)
 
 
 cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real* x,
@@ -310,9 +278,6 @@ cdef void max_pool_plane(real* y, int64_t* argmax, int32_t* position, const real
     cdef real* y_row
     cdef int64_t* arg_row
     cdef const real* x_row
-    if two_by_two(kh, kw, sh, sw, ph, pw, H, W, OH, OW):
-        max_pool_plane_2x2(y, argmax, position, x, W, OH, OW, relu)
-        return
     for oh in range(OH):
         y_row = y + oh * OW
         row_span(oh, kh, sh, ph, H, &ih0, &ki_begin, &ki_end)
@@ -346,12 +311,21 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
     cdef int32_t* positions
     cdef int64_t position_stride = thread_slice(OW, sizeof(int32_t))
     cdef int64_t* window_offset
+    cdef int isa
     if P == 0:
         return
+    if argmax is not None:
+        arg_base = &argmax[0, 0, 0]
     if two_by_two(kh, kw, sh, sw, ph, pw, H, W, OH, OW):
         # The vectorised 2x2 pass costs ~1/4 of the general one per input element (1 thread:
         # 57 us against 600 us for k2 s1 on (384, 28, 28)), so it takes 4x the grain.
         nthreads = threads_for(P, H * W // 4)
+        isa = simd_code()
+        with nogil:
+            for p in prange(P, num_threads=nthreads, schedule="guided"):
+                max_plane_2x2(isa, &y[p, 0, 0], <int64_t*>NULL if arg_base == NULL else arg_base + p * OH * OW,
+                              &x[p, 0, 0], W, OH, OW, relu)
+        return
     cols = column_ranges(kw, sw, pw, W, OW)
     positions = <int32_t*>malloc(nthreads * position_stride * sizeof(int32_t))
     window_offset = <int64_t*>malloc(kh * kw * sizeof(int64_t))
@@ -362,8 +336,6 @@ cdef void max_pool_forward_impl(real[:, :, ::1] y, int64_t[:, :, ::1] argmax, co
         raise MemoryError()
     for p in range(kh * kw):
         window_offset[p] = (p // kw) * W + p % kw
-    if argmax is not None:
-        arg_base = &argmax[0, 0, 0]
     with nogil:
         for p in prange(P, num_threads=nthreads, schedule="guided"):
             max_pool_plane(&y[p, 0, 0], <int64_t*>NULL if arg_base == NULL else arg_base + p * OH * OW,

@@ -317,6 +317,35 @@ def test_two_by_two_path_ties_infinities_and_odd_sizes_match_torch(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_by_two_forward_every_row_width_and_simd_path_against_naive_loops(rng, simd_path, dtype):
+    """pool2d_2x2.h's blocks on each SIMD path: rows narrower than a block (scalar), of one
+    block, of blocks whose last one overlaps the one before, and of several wide blocks; with
+    ties, NaNs and -inf, relu fused or not, and the argmax wanted or not."""
+    for width in (1, 3, 4, 5, 7, 8, 10, 14, 16, 17, 33):
+        x = rng.integers(-2, 3, (2, 2, 5, 2 * width + width % 2)).astype(dtype)
+        x[0, 0, 0, :4] = np.nan
+        x[1, 1, 2:4, :] = -np.inf
+        y_ref, arg_ref = naive_pool(x, (2, 2), (2, 2), (0, 0), False, "max")
+        # the naive loops take the first maximum and skip NaNs: put NaN windows right by hand
+        windows = x[:, :, :4, :2 * width].reshape(2, 2, 2, 2, width, 2).transpose(0, 1, 2, 4, 3, 5).reshape(
+            2, 2, 2, width, 4)
+        nan_at = np.isnan(windows)
+        last_nan = 3 - np.argmax(nan_at[..., ::-1], axis=-1)  # the general loop keeps the last NaN
+        has_nan = nan_at.any(axis=-1)
+        rows = np.arange(2)[:, None] * 2 + last_nan // 2
+        arg_nan = rows * x.shape[3] + 2 * np.arange(width) + last_nan % 2
+        y_ref = np.where(has_nan, np.nan, y_ref)
+        arg_ref = np.where(has_nan, arg_nan, arg_ref)
+        y, (arg, _) = F.max_pool2d_forward(x, 2)
+        np.testing.assert_array_equal(y, y_ref.astype(dtype), err_msg=f"width {width}")
+        np.testing.assert_array_equal(arg, arg_ref, err_msg=f"width {width}")
+        np.testing.assert_array_equal(F.max_pool2d(x, 2), y)  # no argmax
+        y_relu, ctx = F.relu_max_pool2d_forward(x, 2)
+        np.testing.assert_array_equal(y_relu, np.where(y > 0, y, np.where(np.isnan(y), y, 0)))
+        np.testing.assert_array_equal(ctx.argmax, arg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_two_by_two_average_backward_odd_sizes_against_naive_scatter(rng, dtype, threads):
     """The 2x2 stride-2 average gradient (its own row kernel): each gy / 4 on its window's four
