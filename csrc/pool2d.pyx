@@ -13,7 +13,10 @@ the window, sweeps the whole row: out[ow] op= x[oh*sh - ph + ki, ow*sw - pw + kj
 range of ow whose input column lies inside the image is computed once per call
 (`ColumnRange`), so the innermost loop has no bounds tests and the compiler can
 vectorise it. Each output still meets its window in row-major order, the order PyTorch
-uses, so max ties pick the same element and sums add in the same order.
+uses, so max ties pick the same element and sums add in the same order. The forward of
+2x2 stride-2 max pooling (LeNet-5's) is pool2d_2x2.h's instead: whole windows a block of
+outputs at a time, compiled per SIMD path (AVX-512, AVX2, the SSE2 baseline), with the
+same rule and the same results.
 
 Threads: the count comes from pycore._C.get_num_threads() (1 in a forked child, where
 GNU OpenMP cannot start threads) and is read before the GIL is released. Planes are
