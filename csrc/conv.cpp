@@ -51,7 +51,7 @@ constexpr int64_t kGemmGrain = int64_t(1) << 18;
 // Columns a GEMM should get at least: small images are chunked up to this.
 constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
-// values each) together stay within about this many bytes (half of Zen 5's 1 MiB per-core
+// values each), and a backward tile's columns (backward_tiles), stay within about this many bytes (half of Zen 5's 1 MiB per-core
 // L2, a quarter of this Xeon's 2 MiB). 256 KiB left 3x3 (64,32,28,28) -> 64 no tile of 8
 // rows, the first panel-exact one (forward_tile_rows): 26 ms at 512 KiB and 1 MiB against
 // 29-39 ms at 256 KiB (CPU time, AVX-512, 1 thread, under load).

@@ -11,7 +11,8 @@
 // 2 doubles) take the scalar loop.
 //
 // In pool2d.pyx's own SSE2 code (a vectorised row, then the argmax in a second, scalar
-// loop) LeNet's two poolings took 37 instructions per output; here 15 on AVX2 (callgrind).
+// loop) LeNet's two poolings took 37 instructions per output; here 21 on AVX2 (callgrind:
+// 15 on conv1's 14-wide output rows, more on conv2's rows of 5, two overlapping blocks of 4).
 // The backward stays pool2d.pyx's scatter: a one-pass version written here, each output
 // storing its window's four gradients, took 38 instructions per output against the
 // scatter's 15.
@@ -38,11 +39,6 @@ inline T window_max(T a, T b, T c, T d, int* position) {
     return best;
 }
 
-template <typename T>
-inline T relu_value(T v) {
-    return v <= 0 ? T(0) : v;  // NaN kept, as elementwise.cpp's relu
-}
-
 // Scalar rows: the portable build and rows narrower than a block.
 template <typename T>
 inline void max_row_scalar(T* y, int64_t* arg, const T* top, const T* bottom, int64_t OW, int64_t W,
@@ -50,7 +46,7 @@ inline void max_row_scalar(T* y, int64_t* arg, const T* top, const T* bottom, in
     for (int64_t ow = 0; ow < OW; ++ow) {
         int at;
         const T best = window_max(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1], &at);
-        y[ow] = relu ? relu_value(best) : best;
+        y[ow] = relu && best <= 0 ? T(0) : best;  // NaN kept, as elementwise.cpp's relu
         if (arg) arg[ow] = row_start + (at >> 1) * W + 2 * ow + (at & 1);
     }
 }
@@ -126,75 +122,60 @@ PYCORE_INLINE void blocks_of_row(int64_t OW, const Block& block) {
     if (ow0 < OW) block(OW - N);
 }
 
-// One plane on vectors of at most VB bytes: the widest block that fits the row.
+#endif
+
+// One plane on vectors of at most VB bytes: the widest block that fits the row (the scalar
+// loop in a build without vector extensions).
 template <typename T, int VB>
 PYCORE_INLINE void max_plane(T* y, int64_t* argmax, const T* x, int64_t W, int64_t OH, int64_t OW, bool relu) {
-    constexpr int wide = VB / sizeof(T), half = wide / 2 >= 16 / int(sizeof(T)) ? wide / 2 : wide;
-    constexpr int narrow = 16 / sizeof(T);
     for (int64_t oh = 0; oh < OH; ++oh) {
         T* y_row = y + oh * OW;
         int64_t* arg_row = argmax ? argmax + oh * OW : nullptr;
         const T *top = x + 2 * oh * W, *bottom = top + W;
         const int64_t start = 2 * oh * W;
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
+        constexpr int wide = VB / sizeof(T), half = wide / 2 >= 16 / int(sizeof(T)) ? wide / 2 : wide;
+        constexpr int narrow = 16 / sizeof(T);
         auto run = [&](auto lanes) PYCORE_LAMBDA_INLINE {
             constexpr int n = decltype(lanes)::value;
             blocks_of_row<n>(OW, [&](int64_t ow0) PYCORE_LAMBDA_INLINE {
                 max_block<T, n>(y_row, arg_row, top, bottom, ow0, W, start, relu);
             });
         };
-        if (OW >= wide)
+        if (OW >= wide) {
             run(std::integral_constant<int, wide>{});
-        else if (OW >= half)
+            continue;
+        }
+        if (OW >= half) {
             run(std::integral_constant<int, half>{});
-        else if (OW >= narrow)
+            continue;
+        }
+        if (OW >= narrow) {
             run(std::integral_constant<int, narrow>{});
-        else
-            max_row_scalar(y_row, arg_row, top, bottom, OW, W, start, relu);
+            continue;
+        }
+#endif
+        max_row_scalar(y_row, arg_row, top, bottom, OW, W, start, relu);
     }
 }
 
-#endif
-
-// plane<VB>() compiled for the SIMD path pool2d.pyx passes: 2 AVX-512 (64-byte vectors),
-// 1 AVX2 (32), else the baseline (16; the only copy of a build without simd.h's AVX ones).
-template <class Plane>
-PYCORE_INLINE void on_isa(int isa, const Plane& plane) {
+// y (OH, OW) and argmax (NULL: not wanted) of one plane x (H, W) with 2*OH <= H, 2*OW <= W,
+// on the SIMD path pool2d.pyx passes: 2 AVX-512 (64-byte vectors), 1 AVX2 (32), else the
+// baseline (16; the only copy of a build without simd.h's AVX ones).
+template <typename T>
+void max_plane_2x2(int isa, T* y, int64_t* argmax, const T* x, int64_t W, int64_t OH, int64_t OW, bool relu) {
 #if PYCORE_SIMD_HAVE_AVX2
-    if (isa == 2) return simd::run_avx512([&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { plane.template run<64>(); }, 0, 0);
-    if (isa == 1) return simd::run_avx2([&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { plane.template run<32>(); }, 0, 0);
+    if (isa == 2)
+        return simd::run_avx512(
+            [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { max_plane<T, 64>(y, argmax, x, W, OH, OW, relu); }, 0, 0);
+    if (isa == 1)
+        return simd::run_avx2(
+            [&](int64_t, int64_t) PYCORE_LAMBDA_INLINE { max_plane<T, 32>(y, argmax, x, W, OH, OW, relu); }, 0, 0);
 #else
     (void)isa;
 #endif
-    plane.template run<16>();
+    max_plane<T, 16>(y, argmax, x, W, OH, OW, relu);
 }
 
-// y (OH, OW) and argmax (NULL: not wanted) of one plane x (H, W) with 2*OH <= H, 2*OW <= W.
-template <typename T>
-struct MaxPlane {
-    T* y;
-    int64_t* argmax;
-    const T* x;
-    int64_t W, OH, OW;
-    bool relu;
-    template <int VB>
-    PYCORE_INLINE void run() const {
-#if PYCORE_HAVE_VECTOR_EXTENSIONS
-        max_plane<T, VB>(y, argmax, x, W, OH, OW, relu);
-#else
-        for (int64_t oh = 0; oh < OH; ++oh)
-            max_row_scalar(y + oh * OW, argmax ? argmax + oh * OW : nullptr, x + 2 * oh * W, x + (2 * oh + 1) * W, OW,
-                           W, 2 * oh * W, relu);
-#endif
-    }
-};
-
-template <typename T>
-void max_plane_2x2(int isa, T* y, int64_t* argmax, const T* x, int64_t W, int64_t OH, int64_t OW, bool relu) {
-    on_isa(isa, MaxPlane<T>{y, argmax, x, W, OH, OW, relu});
-}
-
-// gx (H, W) of one plane from gy (OH, OW) and its argmax; y: the relu=True forward's output
-// (outputs with y <= 0 or NaN pass nothing) or NULL. false: an argmax outside its window,
-// gx partly written (the caller scatters the plane instead).
 }  // namespace pool2d
 }  // namespace pycore
