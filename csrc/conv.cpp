@@ -510,9 +510,10 @@ int item_threads(int64_t items, int64_t work_per_item) {
 // reading the input in place (a padded input is copied with its zeros written out, so every
 // read is inside the image). kPositions output positions share each weight load. The k
 // order is the GEMM's, so the sums are the same (one multiply-add chain per output element). The weight gradient
-// turns the same loops around (DirectWeightGrad); the input gradient stays a GEMM + col2im
-// (as a direct convolution of the padded output gradient with the flipped kernel it took
-// 0.98 ms against 0.56 ms on LeNet conv2: half its taps read the zero padding).
+// turns the same loops around (DirectWeightGrad), and so does the input gradient, by input
+// position (DirectInputGrad: only the taps inside the output; as a direct convolution of the
+// padded output gradient with the flipped kernel it took 0.98 ms against the GEMM's 0.56 ms
+// on LeNet conv2, half its taps reading the zero padding).
 // With few channels on wide rows (LeNet conv1) the vectors run along output rows instead:
 // "direct forward and weight gradient vectorised along output rows" below, chosen by
 // use_direct_rows.
@@ -689,6 +690,105 @@ struct DirectWeightGrad {
             }
             for (int64_t j = 0; j < KB && kb + j < k1; ++j)
                 std::memcpy(dw_t + (kb + j) * lanes, acc[j], sizeof(acc[j]));
+        }
+    }
+};
+
+// The sum of v's lanes: the two halves added until 16 bytes are left, then those lanes in
+// order (a fixed order: the same bits on every call).
+template <typename T, int VB>
+PYCORE_INLINE T lane_sum(typename DirectVec<T, VB>::type v) {
+#if PYCORE_HAVE_VECTOR_EXTENSIONS
+    if constexpr (VB > 16) {
+        typename DirectVec<T, VB / 2>::type lo, hi;
+        std::memcpy(&lo, &v, VB / 2);
+        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + VB / 2, VB / 2);
+        return lane_sum<T, VB / 2>(lo + hi);
+    }
+#endif
+    constexpr int W = DirectVec<T, VB>::width;
+    T lanes[W];
+    std::memcpy(lanes, &v, sizeof lanes);
+    T total = lanes[0];
+    for (int l = 1; l < W; ++l) total += lanes[l];
+    return total;
+}
+
+// The input gradient of a stride-1, undilated convolution, images [n0, n1), with the output
+// channels in vectors as above: for each input position (ih, iw) and channel c,
+//   dinp[n, c, ih, iw] = sum over the taps (kh, kw) whose output position
+//                        (oh, ow) = (ih + pad_top - kh, iw + pad_left - kw) is inside the output,
+//                        of sum_oc dy_t[n][oh*OW + ow][oc] * w_t[(c, kh, kw)][oc]
+// Each tap's output-gradient vector serves a block of CB channels' multiply-adds (the
+// weights read from L1), and each channel's vector is summed across its lanes once per
+// position. This replaces the GEMM into a column matrix (K x positions, each entry a sum
+// over only OC products) and col2im's pass over it. Each image is one thread's and the sums
+// run in a fixed order: the same bits at any thread count.
+template <typename T, int VB, int NV>
+struct DirectInputGrad {
+    using V = typename DirectVec<T, VB>::type;
+    static constexpr int W = DirectVec<T, VB>::width, lanes = NV * W;
+
+    // Channels [c0, c0 + CB) of one image: dx (its plane c0), dy its dy_t, w_c channel c0's weights.
+    template <int CB>
+    static PYCORE_INLINE void channel_block(T* dx, const T* dy, const T* w_c, const Conv2dGeometry& g) {
+        const int64_t taps = g.KH * g.KW, in_plane = g.H * g.W;
+        for (int64_t ih = 0; ih < g.H; ++ih) {
+            // the taps kh whose output row oh = ih + pad_top - kh lies in [0, OH)
+            const int64_t kh_lo = std::max<int64_t>(0, ih + g.pad_top - g.OH + 1);
+            const int64_t kh_hi = std::min<int64_t>(g.KH, ih + g.pad_top + 1);
+            for (int64_t iw = 0; iw < g.W; ++iw) {
+                const int64_t kw_lo = std::max<int64_t>(0, iw + g.pad_left - g.OW + 1);
+                const int64_t kw_hi = std::min<int64_t>(g.KW, iw + g.pad_left + 1);
+                V acc[CB][NV];
+                for (int j = 0; j < CB; ++j)
+                    for (int v = 0; v < NV; ++v) acc[j][v] = V{};
+                for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+                    // tap kw reads output column iw + pad_left - kw: one position left per kw
+                    const T* d = dy + ((ih + g.pad_top - kh) * g.OW + iw + g.pad_left - kw_lo) * lanes;
+                    const T* wk = w_c + (kh * g.KW + kw_lo) * lanes;
+                    for (int64_t kw = kw_lo; kw < kw_hi; ++kw, d -= lanes, wk += lanes) {
+                        V dv[NV];
+                        for (int v = 0; v < NV; ++v) dv[v] = *reinterpret_cast<const V*>(d + v * W);
+#pragma GCC unroll 6
+                        for (int j = 0; j < CB; ++j)
+#pragma GCC unroll 2
+                            for (int v = 0; v < NV; ++v)
+                                acc[j][v] += dv[v] * *reinterpret_cast<const V*>(wk + j * taps * lanes + v * W);
+                    }
+                }
+                for (int j = 0; j < CB; ++j) {
+                    V total = acc[j][0];
+                    for (int v = 1; v < NV; ++v) total += acc[j][v];
+                    dx[j * in_plane + ih * g.W + iw] = lane_sum<T, VB>(total);
+                }
+            }
+        }
+    }
+
+    // Blocks of 6 channels (6 x NV accumulators and NV output-gradient vectors: 14 of AVX2's
+    // 16 ymm for LeNet conv2's 16 output channels, its 6 input channels in one block), the
+    // rest in blocks of 3, 2 and 1, so that no accumulator computes a channel twice.
+    static PYCORE_INLINE void run(T* dinp, const T* dy_t, const T* w_t, const Conv2dGeometry& g, int64_t n0,
+                                  int64_t n1) {
+        const int64_t plane = g.OH * g.OW, taps = g.KH * g.KW, in_plane = g.H * g.W;
+        for (int64_t n = n0; n < n1; ++n) {
+            const T* dy = dy_t + n * plane * lanes;
+            for (int64_t c0 = 0; c0 < g.C;) {
+                T* dx = dinp + (n * g.C + c0) * in_plane;
+                const T* w_c = w_t + c0 * taps * lanes;
+                const int64_t left = g.C - c0;
+                const int cb = left >= 6 ? 6 : left >= 3 ? 3 : int(left);
+                if (cb == 6)
+                    channel_block<6>(dx, dy, w_c, g);
+                else if (cb == 3)
+                    channel_block<3>(dx, dy, w_c, g);
+                else if (cb == 2)
+                    channel_block<2>(dx, dy, w_c, g);
+                else
+                    channel_block<1>(dx, dy, w_c, g);
+                c0 += cb;
+            }
         }
     }
 };
@@ -1198,18 +1298,13 @@ void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const 
     });
 }
 
-// dweight (OC, K) += the direct kernel's weight gradient. dout is transposed first into
-// dy_t (N, OH*OW, lanes), channels last, so that one vector load takes every channel of a
-// position. Threads take whole blocks of k.
+// dout (N, OC, OH*OW) transposed into this thread's buffer 2 as dy_t (N, OH*OW, lanes),
+// channels last (those past OC zero), so that one vector load takes every channel of a
+// position: the channel kernels' weight and input gradients read it.
 template <typename T>
-void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeometry& g) {
-    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
-    const DirectIsa isa = direct_isa<T>(g.OC);
-    const int64_t lanes = isa.lanes;
-    // This thread's buffers (parallel.h): a training step's repeated calls do not allocate.
+const T* channels_last_dout(const T* dout, const Conv2dGeometry& g, int64_t lanes) {
+    const int64_t plane = g.OH * g.OW;
     T* dyt = thread_buffer<T>(2, g.N * plane * lanes);
-    T* dwt = thread_buffer<T>(3, K * lanes);
-    const std::vector<int64_t> position_offset = position_offsets(g);
     parallel_rows(g.N, g.OC * plane, kCopyGrain, [=, &g](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
             const T* src = dout + n * g.OC * plane;
@@ -1218,15 +1313,43 @@ void direct_weight_grad(T* dweight, const T* dout, const T* inp, const Conv2dGeo
                 for (int64_t oc = 0; oc < lanes; ++oc) dst[oc] = oc < g.OC ? src[oc * plane + p] : T(0);
         }
     });
+    return dyt;
+}
+
+// dweight (OC, K) += the direct kernel's weight gradient, from channels_last_dout's dy_t.
+// Threads take whole blocks of k.
+template <typename T>
+void direct_weight_grad(T* dweight, const T* dy_t, const T* inp, const Conv2dGeometry& g) {
+    const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
+    const DirectIsa isa = direct_isa<T>(g.OC);
+    const int64_t lanes = isa.lanes;
+    // This thread's buffer (parallel.h): a training step's repeated calls do not allocate.
+    T* dwt = thread_buffer<T>(3, K * lanes);
+    const std::vector<int64_t> position_offset = position_offsets(g);
     const int64_t block = kPositions<1>;  // k per block (a multiple of both jobs' KB)
     const int64_t blocks = (K + block - 1) / block;
     const int64_t* offsets = position_offset.data();
     parallel_rows(blocks, g.N * plane * block * g.OC, kGemmGrain, [&](int64_t b0, int64_t b1) {
-        run_direct<DirectWeightGrad, T>(isa, dwt, inp, static_cast<const T*>(dyt), offsets, g, b0 * block,
-                                        std::min(K, b1 * block));
+        run_direct<DirectWeightGrad, T>(isa, dwt, inp, dy_t, offsets, g, b0 * block, std::min(K, b1 * block));
     });
     for (int64_t oc = 0; oc < g.OC; ++oc)
         for (int64_t k = 0; k < K; ++k) dweight[oc * K + k] += dwt[k * lanes + oc];
+}
+
+// dinp (N, C, H, W) = the direct kernel's input gradient (DirectInputGrad), from
+// channels_last_dout's dy_t; threads take whole images.
+template <typename T>
+void direct_input_grad(T* dinp, const T* dy_t, const T* weight, const Conv2dGeometry& g) {
+    const int64_t K = g.C * g.KH * g.KW;
+    const DirectIsa isa = direct_isa<T>(g.OC);
+    // w_t[k][oc] = weight[oc][k], channels past OC zero (this thread's buffer 3).
+    T* w_t = thread_buffer<T>(3, K * isa.lanes);
+    std::fill(w_t, w_t + K * isa.lanes, T(0));
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) w_t[k * isa.lanes + oc] = weight[oc * K + k];
+    parallel_rows(g.N, g.OC * g.OH * g.OW * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
+        run_direct<DirectInputGrad, T>(isa, dinp, dy_t, static_cast<const T*>(w_t), g, n0, n1);
+    });
 }
 
 // conv2d_set_algorithm's choice: 0 auto, 1 im2col, 2 implicit, 3 direct (the channel
@@ -1250,6 +1373,20 @@ bool use_direct(const Conv2dGeometry& g, int item_size, bool weight_grad) {
     if (algorithm != 0 && algorithm < 3) return false;
     if (!channel_kernel_applies(g, item_size)) return !weight_grad && use_direct_rows(g, item_size, false);
     return true;
+}
+
+// Whether the channel kernel takes the input gradient (direct_input_grad): where it can
+// take the weight gradient, for stride 1 without dilation, and with at least a block of 6
+// input channels (fewer leave each tap's output-gradient load a multiply-add or two: on
+// LeNet conv1, one input channel, it took 13M instructions against the GEMM and col2im's
+// ~6M). LeNet conv2's, (64,6,14,14) -> 16 k5: the GEMM, its packing and col2im took 7.65M
+// instructions, the transpose of dout and this kernel 5.37M (callgrind, AVX2 path); a
+// LeNet-5 epoch at 2 threads (AVX2) went from 2.05 to 1.88 s (medians of 4 alternating
+// processes, 300 steps).
+bool use_direct_input_grad(const Conv2dGeometry& g, int item_size) {
+    const int algorithm = g_algorithm.load(std::memory_order_relaxed);
+    return direct_applies(g, item_size) && channel_kernel_applies(g, item_size) && g.C >= 6 && g.stride_h == 1 &&
+           g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && (algorithm == 0 || algorithm >= 3);
 }
 
 // Among the direct kernels, the one vectorised along rows (auto): where each multiply-add
@@ -1559,14 +1696,22 @@ template <typename T>
 void conv2d_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      const Conv2dGeometry& g) {
     if (dbias) channel_sum(dbias, dout, g.N, g.OC, g.OH * g.OW);  // dbias[oc] += sum over n, oh, ow
+    const T* dy_t = nullptr;  // channels_last_dout's, once for both channel kernels
     if (dweight && use_direct(g, sizeof(T), true)) {
         Conv2dGeometry unpadded;
         const T* x = padded_input(inp, g, &unpadded);
-        if (use_direct_rows(g, sizeof(T), true))
+        if (use_direct_rows(g, sizeof(T), true)) {
             direct_rows_weight_grad(dweight, dout, x, unpadded);
-        else
-            direct_weight_grad(dweight, dout, x, unpadded);
+        } else {
+            dy_t = channels_last_dout(dout, g, direct_isa<T>(g.OC).lanes);
+            direct_weight_grad(dweight, dy_t, x, unpadded);
+        }
         dweight = nullptr;  // done: what follows is the input gradient only
+    }
+    if (dinp && use_direct_input_grad(g, sizeof(T))) {
+        if (!dy_t) dy_t = channels_last_dout(dout, g, direct_isa<T>(g.OC).lanes);
+        direct_input_grad(dinp, dy_t, weight, g);
+        dinp = nullptr;
     }
     if (!dinp && !dweight) return;
     const Dims d = dims_of(g);
