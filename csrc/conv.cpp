@@ -1377,12 +1377,12 @@ bool use_direct(const Conv2dGeometry& g, int item_size, bool weight_grad) {
 
 // Whether the channel kernel takes the input gradient (direct_input_grad): where it can
 // take the weight gradient, for stride 1 without dilation, and with at least a block of 6
-// input channels (fewer leave each tap's output-gradient load a multiply-add or two: on
-// LeNet conv1, one input channel, it took 13M instructions against the GEMM and col2im's
-// ~6M). LeNet conv2's, (64,6,14,14) -> 16 k5: the GEMM, its packing and col2im took 7.65M
-// instructions, the transpose of dout and this kernel 5.37M (callgrind, AVX2 path); a
-// LeNet-5 epoch at 2 threads (AVX2) went from 2.05 to 1.88 s (medians of 4 alternating
-// processes, 300 steps).
+// input channels (fewer leave each tap's output-gradient load a multiply-add or two: with
+// it for LeNet conv1's one input channel as well, a LeNet-5 step that computed conv1's
+// input gradient took 5.3M more instructions). LeNet conv2's, (64,6,14,14) -> 16 k5: the
+// GEMM, its packing and col2im took 7.65M instructions, the transpose of dout and this
+// kernel 5.37M (callgrind, AVX2 path); a LeNet-5 epoch at 2 threads (AVX2) went from 2.05
+// to 1.88 s (medians of 4 alternating processes, 300 steps).
 bool use_direct_input_grad(const Conv2dGeometry& g, int item_size) {
     const int algorithm = g_algorithm.load(std::memory_order_relaxed);
     return direct_applies(g, item_size) && channel_kernel_applies(g, item_size) && g.C >= 6 && g.stride_h == 1 &&
