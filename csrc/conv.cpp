@@ -51,8 +51,8 @@ constexpr int64_t kGemmGrain = int64_t(1) << 18;
 // Columns a GEMM should get at least: small images are chunked up to this.
 constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
-// values each), and a backward tile's columns (backward_tiles), stay within about this many bytes (half of Zen 5's 1 MiB per-core
-// L2, a quarter of this Xeon's 2 MiB). 256 KiB left 3x3 (64,32,28,28) -> 64 no tile of 8
+// values each), and a backward tile's columns (backward_tiles), stay within about this
+// many bytes (half of Zen 5's 1 MiB per-core L2, a quarter of this Xeon's 2 MiB). 256 KiB left 3x3 (64,32,28,28) -> 64 no tile of 8
 // rows, the first panel-exact one (forward_tile_rows): 26 ms at 512 KiB and 1 MiB against
 // 29-39 ms at 256 KiB (CPU time, AVX-512, 1 thread, under load).
 constexpr int64_t kTileBytes = int64_t(1) << 19;
@@ -1279,15 +1279,23 @@ void direct_rows_weight_grad(T* dweight, const T* dout, const T* inp, const Conv
     });
 }
 
+// w_t (K, lanes) = the weight (OC, K) transposed, channels past OC zero: the channel
+// kernels' forward and input gradient read one k's channels as one or two vectors.
+template <typename T>
+void channels_last_weight(T* w_t, const T* weight, const Conv2dGeometry& g, int64_t lanes) {
+    const int64_t K = g.C * g.KH * g.KW;
+    std::fill(w_t, w_t + K * lanes, T(0));
+    for (int64_t oc = 0; oc < g.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) w_t[k * lanes + oc] = weight[oc * K + k];
+}
+
 template <typename T>
 void direct_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeometry& g,
                     Activation activation, T negative_slope) {
     const int64_t K = g.C * g.KH * g.KW, plane = g.OH * g.OW;
     const DirectIsa isa = direct_isa<T>(g.OC);
-    // w_t[k][oc] = weight[oc][k], channels past OC zero.
-    std::vector<T> w_t(static_cast<size_t>(K * isa.lanes), T(0));
-    for (int64_t oc = 0; oc < g.OC; ++oc)
-        for (int64_t k = 0; k < K; ++k) w_t[k * isa.lanes + oc] = weight[oc * K + k];
+    std::vector<T> w_t(static_cast<size_t>(K * isa.lanes));
+    channels_last_weight(w_t.data(), weight, g, isa.lanes);
     const GemmEpilogue<T> e{bias, nullptr, activation, negative_slope};
     const GemmEpilogue<T>* epilogue = bias != nullptr || activation != Activation::kNone ? &e : nullptr;
     const T* wt = w_t.data();
@@ -1342,11 +1350,8 @@ template <typename T>
 void direct_input_grad(T* dinp, const T* dy_t, const T* weight, const Conv2dGeometry& g) {
     const int64_t K = g.C * g.KH * g.KW;
     const DirectIsa isa = direct_isa<T>(g.OC);
-    // w_t[k][oc] = weight[oc][k], channels past OC zero (this thread's buffer 3).
-    T* w_t = thread_buffer<T>(3, K * isa.lanes);
-    std::fill(w_t, w_t + K * isa.lanes, T(0));
-    for (int64_t oc = 0; oc < g.OC; ++oc)
-        for (int64_t k = 0; k < K; ++k) w_t[k * isa.lanes + oc] = weight[oc * K + k];
+    T* w_t = thread_buffer<T>(3, K * isa.lanes);  // this thread's buffer 3 (parallel.h)
+    channels_last_weight(w_t, weight, g, isa.lanes);
     parallel_rows(g.N, g.OC * g.OH * g.OW * K, kGemmGrain, [&](int64_t n0, int64_t n1) {
         run_direct<DirectInputGrad, T>(isa, dinp, dy_t, static_cast<const T*>(w_t), g, n0, n1);
     });
@@ -1384,9 +1389,8 @@ bool use_direct(const Conv2dGeometry& g, int item_size, bool weight_grad) {
 // kernel 5.37M (callgrind, AVX2 path); a LeNet-5 epoch at 2 threads (AVX2) went from 2.05
 // to 1.88 s (medians of 4 alternating processes, 300 steps).
 bool use_direct_input_grad(const Conv2dGeometry& g, int item_size) {
-    const int algorithm = g_algorithm.load(std::memory_order_relaxed);
-    return direct_applies(g, item_size) && channel_kernel_applies(g, item_size) && g.C >= 6 && g.stride_h == 1 &&
-           g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && (algorithm == 0 || algorithm >= 3);
+    return use_direct(g, item_size, true) && g.C >= 6 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
+           g.dilation_w == 1;
 }
 
 // Among the direct kernels, the one vectorised along rows (auto): where each multiply-add
