@@ -52,9 +52,10 @@ constexpr int64_t kGemmGrain = int64_t(1) << 18;
 constexpr int64_t kMinColumns = 512;
 // A forward tile's columns of the column matrix (K values each) and of the output (OCg
 // values each), and a backward tile's columns (backward_tiles), stay within about this
-// many bytes (half of Zen 5's 1 MiB per-core L2, a quarter of this Xeon's 2 MiB). 256 KiB left 3x3 (64,32,28,28) -> 64 no tile of 8
-// rows, the first panel-exact one (forward_tile_rows): 26 ms at 512 KiB and 1 MiB against
-// 29-39 ms at 256 KiB (CPU time, AVX-512, 1 thread, under load).
+// many bytes (half of Zen 5's 1 MiB per-core L2, a quarter of this Xeon's 2 MiB). 256 KiB
+// left 3x3 (64,32,28,28) -> 64 no tile of 8 rows, the first panel-exact one
+// (forward_tile_rows): 26 ms at 512 KiB and 1 MiB against 29-39 ms at 256 KiB (CPU time,
+// AVX-512, 1 thread, under load).
 constexpr int64_t kTileBytes = int64_t(1) << 19;
 // What one more forward tile (GEMM call) costs, counted in GEMM columns (forward_tile_rows).
 constexpr int64_t kTileColumnsOverhead = 8;
