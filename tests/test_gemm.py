@@ -125,11 +125,11 @@ def test_strided_slices_are_read_in_place_correctly(simd_path, rng, ta, tb, m):
 
 
 @pytest.mark.parametrize("m,n,k,tb", [(150, 197, 400, False), (32, 1030, 260, True), (1, 4100, 520, True),
-                                      (1, 4100, 520, False)])
+                                      (1, 4100, 520, False), (1, 530, 260, True), (1, 1030, 200, False)])
 def test_one_and_two_threads_agree_on_every_path(simd_path, rng, m, n, k, tb):
     # Packed path with several row blocks and K slices, a recurrent step's few rows
-    # (the shorter tile), and the M == 1 path split over columns (all large enough
-    # that they do use two threads).
+    # (the shorter tile), and the M == 1 path split over columns, also where a thread's
+    # share ends in a partial column block (all large enough that they use two threads).
     a, b, _ = operands(rng, m, n, k, False, tb, np.float32)
     before = pycore.get_num_threads()
     try:
