@@ -191,6 +191,36 @@ def test_one_and_two_threads_identical(rng, name):
     np.testing.assert_array_equal(out[0][1], out[1][1])
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 300),    # whole inner rows per task
+                                   (1, 6, 784),    # one outer index at 2 threads: blocks of the inner axis
+                                   (2, 70, 1000)])  # a (dim, inner) slab over 256 KiB: blocks
+@pytest.mark.parametrize("log_output", [False, True])
+def test_softmax_middle_axis_slabs_at_one_and_two_threads(simd_path, rng, shape, log_output):
+    # csrc/elementwise.cpp's for_each_slab cuts (outer, dim, inner) into whole-row or
+    # blocked tasks by size and thread count: each cut against float64 numpy, forward and
+    # backward, at 1 and 2 threads.
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    gy = rng.standard_normal(shape).astype(np.float32)
+    x64, g64 = x.astype(np.float64), gy.astype(np.float64)
+    if log_output:
+        y_ref = np_log_softmax(x64, 1)
+        dx_ref = g64 - np.exp(y_ref) * g64.sum(axis=1, keepdims=True)
+        forward, backward = F.log_softmax_forward, F.log_softmax_backward
+    else:
+        y_ref = np_softmax(x64, 1)
+        dx_ref = y_ref * (g64 - (g64 * y_ref).sum(axis=1, keepdims=True))
+        forward, backward = F.softmax_forward, F.softmax_backward
+    before = pycore.get_num_threads()
+    try:
+        for n in (1, 2):
+            pycore.set_num_threads(n)
+            y, ctx = forward(x, 1)
+            np.testing.assert_allclose(y, y_ref, rtol=2e-6, atol=2e-6)
+            np.testing.assert_allclose(backward(gy, ctx), dx_ref, rtol=1e-5, atol=1e-5)
+    finally:
+        pycore.set_num_threads(before)
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="float32 or float64"):
         F.relu(np.arange(4))
