@@ -127,8 +127,9 @@ void for_each_slab(int64_t outer, int64_t dim, int64_t inner, F slab) {
     // Whole inner rows when the (dim, inner) slab of one outer index fits in L2 and the
     // outer axis alone gives every thread a task: the slab is then one contiguous run the
     // prefetcher streams, where blocks of it read dim short pieces `inner` apart. On
-    // (64, 32, 28, 28) over dim=1 (Zen 4, 1 thread) log_softmax took 1.8 ms in blocks of
-    // 208 and 1.3 ms in whole rows; softmax 1.5-1.7 and 1.1.
+    // (64, 32, 28, 28) over dim=1 (Zen 4, 1 thread, against PyTorch in one process)
+    // log_softmax ran at 0.81-1.03x in blocks of 208 and 1.10-1.29x in whole rows, softmax
+    // at 1.6-2.2x and 2.6-2.8x.
     const bool whole_rows = dim * inner * int64_t(sizeof(T)) <= kWholeSlabBytes && outer >= num_threads();
     // Otherwise blocks of nearly equal width, a multiple of 16 floats (one AVX-512
     // register) so that only the last block has a tail the vector loop leaves to scalar
