@@ -64,9 +64,9 @@ void parallel_rows(int64_t rows, int64_t work_per_row, int64_t grain, const Body
 
 // out[c] += sum_{o < outer, i < inner} x[(o * channels + c) * inner + i] for c < channels:
 // a bias gradient (Linear: outer = rows, inner = 1; Conv2d: outer = N, inner = OH*OW).
-// Each channel's sum belongs to one thread and is taken in a fixed order (inner runs by
-// eight interleaved partial sums, then the runs left to right; inner == 1 adds the rows
-// in order, in double), so the bits do not depend on the thread count.
+// Each channel's sum is taken in a fixed order (inner runs by eight interleaved partial
+// sums, then the runs left to right; inner == 1 adds chunks of 256 rows in row order, then
+// the chunks in order, in double), so the bits do not depend on the thread count.
 template <typename T>
 void channel_sum(T* out, const T* x, int64_t outer, int64_t channels, int64_t inner);
 

@@ -319,13 +319,15 @@ def test_frozen_layers_give_the_same_input_gradient_and_no_weight_gradient(make,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_channel_sum_is_exact_in_double_and_independent_of_threads(simd_path, dtype):
+@pytest.mark.parametrize("rows,cols", [(3200, 37), (200, 1000)])
+def test_channel_sum_is_exact_in_double_and_independent_of_threads(simd_path, dtype, rows, cols):
     """_C.channel_sum over rows (inner == 1: Linear's and the recurrent layers' bias
-    gradients) sums each column in row order in double: the float64 sum of the column
-    rounded once, on every SIMD path and at 1 and 2 threads. Rows of +-1e4 and small values
-    make a float32 running sum lose digits (the test fails on such a sum)."""
+    gradients) sums each column in double (chunks of rows in order, then the chunks): the
+    float64 sum of the column rounded once, on every SIMD path and at 1 and 2 threads.
+    Rows of +-1e4 and small values make a float32 running sum lose digits (the test fails on
+    such a sum). 3200 rows: threads take chunks of rows; 200 rows (one chunk): threads
+    split the columns."""
     rng = np.random.default_rng(5)
-    rows, cols = 3200, 37
     x = (rng.standard_normal((rows, cols)) * np.where(rng.random((rows, cols)) < 0.1, 1e4, 1.0)).astype(dtype)
     start = rng.standard_normal(cols).astype(dtype)
     want = (start.astype(np.float64) + x.astype(np.float64).sum(axis=0, dtype=np.float64)).astype(dtype)

@@ -215,7 +215,7 @@ def linear_backward(grad_output: np.ndarray, ctx: LinearContext, grad_weight: np
     if grad_weight is not None:
         _C.gemm(_apart_from(gy2, grad_weight), _apart_from(x2, grad_weight), grad_weight, True, False, 1.0, 1.0)
     if grad_bias is not None:
-        _C.channel_sum(grad_bias, gy2, gy2.shape[0], out_features, 1)  # columns of gy2, rows in order
+        _C.channel_sum(grad_bias, gy2, gy2.shape[0], out_features, 1)  # columns of gy2, in double
     if not need_input_grad:
         return None
     gx = np.empty((gy2.shape[0], in_features), dtype=x.dtype)
