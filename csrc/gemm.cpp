@@ -144,7 +144,7 @@ void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* d
 // a whole piece is then a copy of constant size, a few inlined vector moves, where a
 // memcpy of run-time size was a library call per 24 floats. On 64x512 @ 512x2048 (AVX2,
 // B packed on every call) that took the GEMM from 20.3M to 16.5M instructions per call
-// (callgrind) and 32x256 @ 256x1024 from 0.95 to 0.98-1.08 of numpy's time at 1 thread.
+// (callgrind) and 32x256 @ 256x1024 from 0.95-0.96 to 0.98-1.08 of numpy's speed at 1 thread.
 template <typename T, int kWidth>
 void pack_along_k_rows_as(const T* X, int64_t ld, int64_t p0, int64_t kc, int64_t first, int64_t count,
                           int width, T* dst) {

@@ -191,7 +191,7 @@ static inline void dot_rows(int64_t kc, const typename V::scalar* a, const typen
 // Eight rows of b at a time share each load of a: eight accumulators keep both FMA
 // units busy and eight rows are read side by side. Against four rows with two
 // accumulators each (Zen 4, 1 thread, vs numpy's OpenBLAS) this took 1x256 @ W (1024x256)^T
-// from 0.80-0.91 to 0.98-1.02 of numpy's speed on both ISAs and 1x512 @ (2048x512)^T from
+// from 0.80-0.91 to 0.98-1.04 of numpy's speed on both ISAs and 1x512 @ (2048x512)^T from
 // 0.86-0.98 to 1.00-1.08; long rows gain nothing (1x1024 @ (256x1024)^T on AVX-512:
 // 0.89-0.96, against 0.94-1.00 before).
 template <class V>
