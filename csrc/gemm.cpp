@@ -139,44 +139,17 @@ void transpose_rows(const T* src, int64_t ld_src, int64_t rows, int64_t kc, T* d
 // pieces to the panels, so the reads are long runs the prefetcher follows (panel by panel
 // instead, every piece came from a new cache line ld apart: 4 KiB for the weight gradients
 // of an LSTM with H = 256, and that loop took 6% of the layer's fwd+bwd).
-//
-// kWidth is the panel width when the caller knows it at compile time (0: read `width`):
-// a whole piece is then a copy of constant size, a few inlined vector moves, where a
-// memcpy of run-time size was a library call per 24 floats. On 64x512 @ 512x2048 (AVX2,
-// B packed on every call) that took the GEMM from 20.3M to 16.5M instructions per call
-// (callgrind) and 32x256 @ 256x1024 from 0.95-0.96 to 0.98-1.08 of numpy's speed at 1 thread.
-template <typename T, int kWidth>
-void pack_along_k_rows_as(const T* X, int64_t ld, int64_t p0, int64_t kc, int64_t first, int64_t count,
-                          int width, T* dst) {
-    const int64_t w = kWidth > 0 ? kWidth : width;
-    for (int64_t k = 0; k < kc; ++k) {
-        const T* src = X + (p0 + k) * ld + first;
-        for (int64_t j0 = 0; j0 < count; j0 += w) {
-            T* d = dst + (j0 / w) * kc * w + k * w;
-            if (j0 + w <= count) {
-                std::memcpy(d, src + j0, sizeof(T) * w);
-                continue;
-            }
-            const int64_t n = count - j0;
-            for (int64_t j = 0; j < n; ++j) d[j] = src[j0 + j];
-            for (int64_t j = n; j < w; ++j) d[j] = T(0);
-        }
-    }
-}
-
-// The widths the kernels use (gemm_kernels_*.cpp: MR 4, 6, 8, 12; NR 4, 8, 16, 24, 32).
 template <typename T>
 void pack_along_k_rows(const T* X, int64_t ld, int64_t p0, int64_t kc, int64_t first, int64_t count, int width,
                        T* dst) {
-    switch (width) {
-        case 4: return pack_along_k_rows_as<T, 4>(X, ld, p0, kc, first, count, width, dst);
-        case 6: return pack_along_k_rows_as<T, 6>(X, ld, p0, kc, first, count, width, dst);
-        case 8: return pack_along_k_rows_as<T, 8>(X, ld, p0, kc, first, count, width, dst);
-        case 12: return pack_along_k_rows_as<T, 12>(X, ld, p0, kc, first, count, width, dst);
-        case 16: return pack_along_k_rows_as<T, 16>(X, ld, p0, kc, first, count, width, dst);
-        case 24: return pack_along_k_rows_as<T, 24>(X, ld, p0, kc, first, count, width, dst);
-        case 32: return pack_along_k_rows_as<T, 32>(X, ld, p0, kc, first, count, width, dst);
-        default: return pack_along_k_rows_as<T, 0>(X, ld, p0, kc, first, count, width, dst);
+    for (int64_t k = 0; k < kc; ++k) {
+        const T* src = X + (p0 + k) * ld + first;
+        for (int64_t j0 = 0; j0 < count; j0 += width) {
+            const int64_t n = std::min<int64_t>(width, count - j0);
+            T* d = dst + (j0 / width) * kc * width + k * width;
+            std::memcpy(d, src + j0, sizeof(T) * n);
+            for (int64_t j = n; j < width; ++j) d[j] = T(0);
+        }
     }
 }
 

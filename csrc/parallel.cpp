@@ -28,10 +28,8 @@ T sum_of(const T* x, int64_t n) {
 }
 
 // Column sums of a (rows, cols) matrix, columns c0 + [begin, end), added into acc[begin, end)
-// (double): the rows in order, so each sum's order is fixed. Four rows per pass over acc
-// (((acc + r0) + r1) + r2) + r3, the same additions in the same order as one row per pass,
-// with a quarter of acc's loads and stores. Compiled per instruction set (simd.h): at
-// baseline SSE2 converts and adds two doubles at a time, which made an LSTM's bias
+// (double): the rows in order, so each sum's order is fixed. Compiled per instruction set (simd.h):
+// at baseline SSE2 converts and adds two doubles at a time, which made an LSTM's bias
 // gradient (T*N = 3200 rows) cost as much as one of its recurrent steps' GEMMs.
 template <typename T>
 struct ColumnSums {
@@ -40,20 +38,8 @@ struct ColumnSums {
     int64_t rows, cols, c0;
     PYCORE_INLINE void operator()(int64_t begin, int64_t end) const {  // columns [begin, end) of the slice
         double* PYCORE_RESTRICT s = acc;
-        int64_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            const T* PYCORE_RESTRICT r0 = a + r * cols + c0;
-            const T* PYCORE_RESTRICT r1 = r0 + cols;
-            const T* PYCORE_RESTRICT r2 = r1 + cols;
-            const T* PYCORE_RESTRICT r3 = r2 + cols;
-            PYCORE_IVDEP
-            for (int64_t c = begin; c < end; ++c)
-                s[c] = (((s[c] + static_cast<double>(r0[c])) + static_cast<double>(r1[c])) + static_cast<double>(r2[c])) +
-                       static_cast<double>(r3[c]);
-        }
-        for (; r < rows; ++r) {
+        for (int64_t r = 0; r < rows; ++r) {
             const T* PYCORE_RESTRICT row = a + r * cols + c0;
-            PYCORE_IVDEP
             for (int64_t c = begin; c < end; ++c) s[c] += static_cast<double>(row[c]);
         }
     }
@@ -75,7 +61,7 @@ void channel_sum(T* out, const T* x, int64_t outer, int64_t channels, int64_t in
         // that order. Threads take whole chunks, so each reads whole rows, one contiguous
         // run; a block of columns per thread over all rows (as before) read every row in
         // halves at 2 threads, and the LSTM's 3200 x 1024 bias gradient took 1.4-1.9 ms
-        // there against 0.7-1.0 ms on one thread; by chunks 0.63-0.69 ms (Zen 4, inside the
+        // there against 0.7-1.0 ms on one thread; by chunks 0.55-0.74 ms (Zen 4, inside the
         // layer's backward). Columns are split as well only
         // when there are fewer chunks than threads; that split does not change the bits.
         if (outer <= 0 || channels <= 0) return;
