@@ -2,7 +2,6 @@
 #include "parallel.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "memory.h"
 #include "simd.h"
@@ -59,11 +58,11 @@ void channel_sum(T* out, const T* x, int64_t outer, int64_t channels, int64_t in
         // gradients), in double: each chunk of kRowsPerChunk rows summed in row order, then
         // the chunks' sums in order. A float sum over thousands of rows loses nothing to
         // that order. Threads take whole chunks, so each reads whole rows, one contiguous
-        // run; a block of columns per thread over all rows (as before) read every row in
-        // halves at 2 threads, and the LSTM's 3200 x 1024 bias gradient took 1.4-1.9 ms
-        // there against 0.7-1.0 ms on one thread; by chunks 0.55-0.74 ms (Zen 4, inside the
-        // layer's backward). Columns are split as well only
-        // when there are fewer chunks than threads; that split does not change the bits.
+        // run. A block of columns per thread over all rows (as before) read every row in
+        // halves at 2 threads: the LSTM's 3200 x 1024 bias gradient took 1.4-1.9 ms there
+        // against 0.7-1.0 ms on one thread, and takes 0.55-0.74 ms by chunks (Zen 4, inside
+        // the layer's backward). Columns are split as well only when there are fewer chunks
+        // than threads; that split does not change the bits.
         if (outer <= 0 || channels <= 0) return;
         const simd::Isa isa = simd::current_isa();
         const int64_t chunks = (outer + kRowsPerChunk - 1) / kRowsPerChunk;
