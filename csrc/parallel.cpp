@@ -26,7 +26,7 @@ T sum_of(const T* x, int64_t n) {
     return total;
 }
 
-// Column sums of a (rows, cols) matrix, columns c0 + [begin, end), added into acc[begin, end)
+// Column sums of a (rows, cols) matrix, columns [begin, end), added into acc[begin, end)
 // (double): the rows in order, so each sum's order is fixed. Compiled per instruction set (simd.h):
 // at baseline SSE2 converts and adds two doubles at a time, which made an LSTM's bias
 // gradient (T*N = 3200 rows) cost as much as one of its recurrent steps' GEMMs.
@@ -34,11 +34,11 @@ template <typename T>
 struct ColumnSums {
     const T* a;
     double* acc;
-    int64_t rows, cols, c0;
-    PYCORE_INLINE void operator()(int64_t begin, int64_t end) const {  // columns [begin, end) of the slice
+    int64_t rows, cols;
+    PYCORE_INLINE void operator()(int64_t begin, int64_t end) const {
         double* PYCORE_RESTRICT s = acc;
         for (int64_t r = 0; r < rows; ++r) {
-            const T* PYCORE_RESTRICT row = a + r * cols + c0;
+            const T* PYCORE_RESTRICT row = a + r * cols;
             for (int64_t c = begin; c < end; ++c) s[c] += static_cast<double>(row[c]);
         }
     }
@@ -78,7 +78,7 @@ void channel_sum(T* out, const T* x, int64_t outer, int64_t channels, int64_t in
                               const int64_t r0 = chunk * kRowsPerChunk, rows = std::min(kRowsPerChunk, outer - r0);
                               const int64_t c0 = channels * part / column_parts;
                               const int64_t c1 = channels * (part + 1) / column_parts;
-                              simd::run(isa, ColumnSums<T>{x + r0 * channels, sums + chunk * channels, rows, channels, 0},
+                              simd::run(isa, ColumnSums<T>{x + r0 * channels, sums + chunk * channels, rows, channels},
                                         c0, c1);
                           }
                       });
