@@ -59,5 +59,8 @@ def cases(quick):
             (1024, 1024, 1024, {"dtype": np.float64}),
             (1, 1024, 256, {"trans_b": True}),
             (1, 2048, 512, {"trans_b": True}),
+            # few columns: a 10-class head at batch 256, the char-LSTM's 65-character head
+            (256, 10, 256, {"trans_b": True}),
+            (3200, 65, 256, {"trans_b": True}),
         ]
     return [_case(m, n, k, threads, **opts) for threads in (1, 2) for m, n, k, opts in shapes]

@@ -43,22 +43,24 @@ def test_conv2d_and_linear_epilogue_equal_unfused(rng, simd_path, name, slope):
             fused = F.conv2d(x, w, bias, groups=groups, activation=name, negative_slope=slope)
             expected = unfused_activation(F.conv2d(x, w, bias, groups=groups), name, slope)
             np.testing.assert_array_equal(fused, expected)
-    # Linear: M == 1 (the GEMV path) and a blocked product with partial tiles.
-    for rows in (1, 37):
+    # Linear: M == 1 (the GEMV path), a blocked product with partial tiles, and 10 outputs
+    # of 300 rows (computed as the transposed product, the epilogue after it).
+    for rows, outputs in ((1, 45), (37, 45), (300, 10)):
         x = rng.standard_normal((rows, 29)).astype(np.float32)
-        w = rng.standard_normal((45, 29)).astype(np.float32)
-        b = rng.standard_normal(45).astype(np.float32)
+        w = rng.standard_normal((outputs, 29)).astype(np.float32)
+        b = rng.standard_normal(outputs).astype(np.float32)
         for bias in (b, None):
             fused = F.linear(x, w, bias, activation=name, negative_slope=slope)
             np.testing.assert_array_equal(fused, unfused_activation(F.linear(x, w, bias), name, slope))
 
 
+@pytest.mark.parametrize("m,n", [(13, 70), (300, 10)])  # (300, 10): the transposed product
 @pytest.mark.parametrize("name,slope", ACTIVATIONS[:4])
-def test_gemm_row_bias_epilogue_matches_numpy(rng, name, slope):
-    a, b = rng.standard_normal((13, 40)), rng.standard_normal((40, 70))
-    bias = rng.standard_normal(13)
+def test_gemm_row_bias_epilogue_matches_numpy(rng, name, slope, m, n):
+    a, b = rng.standard_normal((m, 40)), rng.standard_normal((40, n))
+    bias = rng.standard_normal(m)
     code = {"relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}[name]
-    c = _C.gemm(a, b, np.empty((13, 70)), False, False, 1.0, 0.0, bias, None, code, slope)
+    c = _C.gemm(a, b, np.empty((m, n)), False, False, 1.0, 0.0, bias, None, code, slope)
     pre = a @ b + bias[:, None]
     ref = {"relu": np.maximum(pre, 0), "leaky_relu": np.where(pre > 0, pre, slope * pre), "tanh": np.tanh(pre),
            "sigmoid": 1 / (1 + np.exp(-pre))}[name]

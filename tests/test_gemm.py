@@ -16,7 +16,10 @@ SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29)
           # partial last panel: every branch of the packed loops at once.
           (150, 197, 400),
           # The same beyond the AVX-512 float blocking (MC = 432, KC = 512).
-          (440, 37, 530)]
+          (440, 37, 530),
+          # Few columns, many rows: computed as C^T = op(B)^T op(A)^T (gemm.cpp,
+          # transposed_product_pays) on every path; with trans_a also where no column is padded.
+          (300, 10, 40), (400, 96, 400)]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
 _C.set_simd_path("auto")
@@ -257,7 +260,11 @@ PACKED_SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (2, 1
                  (31, 17, 29), (97, 101, 103), (1, 300, 70), (0, 4, 3), (4, 0, 3), (4, 3, 0),
                  # Several row blocks (M > MC), K slices (K > KC), partial last panels, and
                  # N over one column block (NC = 1024 for float64).
-                 (150, 197, 400), (40, 1030, 270)]
+                 (150, 197, 400), (40, 1030, 270),
+                 # Few columns: plain gemm computes C^T with A and B swapped (every path at
+                 # N = 10; AVX-512 float at N = 65, 96 columns padded against 72 rows) and
+                 # must still give the prepacked path's bits.
+                 (300, 10, 40), (130, 65, 70), (400, 96, 400)]
 
 
 def _prepacked(side, a, b, c0, ta, tb, alpha, beta, copies=2):
