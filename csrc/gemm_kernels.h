@@ -100,7 +100,7 @@ static void micro_kernel(int64_t kc, const typename V::scalar* a, const typename
 // as the blocks go by, 8 streams the prefetcher follows. With 64 rows of 8 blocks, AVX2's
 // 64-column blocks read each row in 256-byte pieces across 64 streams: on Zen 4 (1 thread,
 // B as stored) 1x256x1024 went from 39-48 to 57-77 GB/s, 1x512x2048 from 37-46 to 57-72,
-// 1x1024x4096 from 17 to 32-40; AVX-512's 256-column blocks read the same either way.
+// 1x1024x4096 from 17 to 32-40.
 template <class V, int NV>
 static void row_times_matrix(int64_t kc, const typename V::scalar* a, const typename V::scalar* b,
                              int64_t ldb, typename V::scalar* c, typename V::scalar alpha,
@@ -213,15 +213,15 @@ static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const ty
 }
 
 // Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
-// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (ROW_NV
-// vector accumulators per column block of the GEMV), and optionally a shorter-tile
-// kernel (see gemm.h).
-template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC, int ROW_NV = 8>
+// micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (8 vector
+// accumulators per column block of the GEMV: see gemm_kernels_avx512.cpp for 16), and
+// optionally a shorter-tile kernel (see gemm.h).
+template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC>
 constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name,
                                                           const GemmKernel<typename V::scalar>* short_rows = nullptr) {
     static_assert(MC % MR == 0, "a row block holds whole MR-tall panels");
     static_assert(NC % (NV * V::width) == 0, "a column block holds whole NR-wide panels");
-    constexpr int kRowVectors = ROW_NV;
+    constexpr int kRowVectors = 8;
     return {name,
             MR,
             NV * V::width,

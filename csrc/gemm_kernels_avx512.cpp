@@ -63,18 +63,20 @@ struct Avx512F64 {
 // 432 x 512 block of A (864 KiB) in L2, the 512 x 4032 block of B in L3. Against the
 // Zen 3 sizes of the AVX2 kernels (KC = 384, MC = 144) it measured ~5% faster on
 // squares 512-2048 and on 64 x 2048 x 512 (1 thread, CPU time, best of 3 runs each).
-// The GEMV (M == 1) keeps 16 vectors of sums per column block (of 32 registers): with
-// B not transposed each row of B is then read in 1 KiB runs, which took 1x1024x256 from
-// ~90 to 114-119 GB/s, the speed of a plain streaming read here.
+// The GEMV (M == 1) keeps 8 vectors of sums per column block, as AVX2 does. 16 (rows of B
+// read in 1 KiB runs) took 1x1024x256 from ~90 to 114-119 GB/s on that Zen 5, but on a
+// Zen 4 read no faster than 8 (1 thread: 14.1-18.5 us against 13.8-14.6), and threads
+// split the columns at whole blocks: with 256-column blocks a batch-1 LSTM's backward
+// GEMV at H = 256 ran on one thread (3.65 ms per 256 steps; 2.15 with two 128s).
 // The 8-row tile (16 accumulators, still enough to keep two FMAs a cycle in flight)
 // serves batches of 8, 16, 32 or 64 rows without padding and reads the same B
 // panels: on a recurrent step (N x 4H x H, B prepacked) it measured 193-202 GFLOP/s
 // against 138-167 for the 12-row tile at N = 8-64, H = 256-512.
-constexpr GemmKernel<float> kF32Short = make_gemm_kernel<Avx512F32, 8, 2, 432, 512, 4032, 16>("avx512f");
-constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx512F32, 12, 2, 432, 512, 4032, 16>("avx512f", &kF32Short);
+constexpr GemmKernel<float> kF32Short = make_gemm_kernel<Avx512F32, 8, 2, 432, 512, 4032>("avx512f");
+constexpr GemmKernel<float> kF32 = make_gemm_kernel<Avx512F32, 12, 2, 432, 512, 4032>("avx512f", &kF32Short);
 // Double: the Zen 3 sizes (not re-measured here).
-constexpr GemmKernel<double> kF64Short = make_gemm_kernel<Avx512F64, 8, 2, 72, 256, 1024, 16>("avx512f");
-constexpr GemmKernel<double> kF64 = make_gemm_kernel<Avx512F64, 12, 2, 72, 256, 1024, 16>("avx512f", &kF64Short);
+constexpr GemmKernel<double> kF64Short = make_gemm_kernel<Avx512F64, 8, 2, 72, 256, 1024>("avx512f");
+constexpr GemmKernel<double> kF64 = make_gemm_kernel<Avx512F64, 12, 2, 72, 256, 1024>("avx512f", &kF64Short);
 static_assert(kF32Short.nr == kF32.nr && kF32Short.kc == kF32.kc && kF64Short.nr == kF64.nr &&
                   kF64Short.kc == kF64.kc,
               "a shorter tile reads the same B panels");

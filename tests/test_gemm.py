@@ -11,7 +11,7 @@ from pycore import _C
 SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 5), (5, 7, 1), (7, 13, 5), (31, 17, 29), (64, 64, 64),
           (97, 101, 103), (6, 16, 300), (130, 70, 520), (0, 4, 3), (4, 0, 3), (4, 3, 0), (1, 1030, 7),
           # M == 1 (the GEMV path): full column blocks, single vectors and scalar tails.
-          (1, 300, 70), (1, 203, 33), (2, 130, 50),
+          (1, 300, 70), (1, 203, 33), (1, 120, 33), (2, 130, 50),
           # Several row blocks (M > MC), K slices (K > KC), several groups of B panels, a
           # partial last panel: every branch of the packed loops at once.
           (150, 197, 400),
@@ -128,11 +128,13 @@ def test_strided_slices_are_read_in_place_correctly(simd_path, rng, ta, tb, m):
 
 
 @pytest.mark.parametrize("m,n,k,tb", [(150, 197, 400, False), (32, 1030, 260, True), (1, 4100, 520, True),
-                                      (1, 4100, 520, False), (1, 530, 260, True), (1, 1030, 200, False)])
+                                      (1, 4100, 520, False), (1, 530, 260, True), (1, 1030, 200, False),
+                                      (1, 256, 1024, False), (1, 200, 520, False)])
 def test_one_and_two_threads_agree_on_every_path(simd_path, rng, m, n, k, tb):
     # Packed path with several row blocks and K slices, a recurrent step's few rows
     # (the shorter tile), and the M == 1 path split over columns, also where a thread's
-    # share ends in a partial column block (all large enough that they use two threads).
+    # share ends in a partial column block or holds fewer columns than one (all large
+    # enough that they use two threads).
     a, b, _ = operands(rng, m, n, k, False, tb, np.float32)
     before = pycore.get_num_threads()
     try:
