@@ -484,7 +484,7 @@ void gemm_run(const GemmKernel<T>& packed_kernel, const Args& g, T alpha, const 
     // A second thread from 2^18 multiply-adds on (a few microseconds of work each): a
     // parallel region costs ~2-3 us on an idle machine, far more on a busy one. Against
     // 2^20 as before (Zen 4, 2 threads, each alone): 256 x 10 x 256 took 27 -> 16 us,
-    // 64 x 10 x 784 23 -> 14, 128 x 64 x 40 8.3 -> 6.0 (AVX2: 9.8 -> 9.4, the least).
+    // 64 x 10 x 784 23 -> 14, 128 x 64 x 40 8.3 -> 6.0 (on AVX2 that one gained least: 9.8 -> 9.4).
     const int nt = threads_for(M * N * K, int64_t(1) << 18);
     if (nt == 1) {
         gemm_block(kern, g, alpha, A, B, beta, C, 0, M, 0, N, pre, finish);

@@ -214,8 +214,8 @@ static void row_times_matrix_t(int64_t kc, const typename V::scalar* a, const ty
 
 // Everything one instruction set contributes to gemm.cpp: the MR x (NV vectors) tile
 // micro-kernel with its cache blocking (MC, KC, NC), the two one-row kernels (8 vector
-// accumulators per column block of the GEMV: see gemm_kernels_avx512.cpp for 16), and
-// optionally a shorter-tile kernel (see gemm.h).
+// accumulators per column block of the GEMV; gemm_kernels_avx512.cpp says why not 16),
+// and optionally a shorter-tile kernel (see gemm.h).
 template <class V, int MR, int NV, int64_t MC, int64_t KC, int64_t NC>
 constexpr GemmKernel<typename V::scalar> make_gemm_kernel(const char* name,
                                                           const GemmKernel<typename V::scalar>* short_rows = nullptr) {

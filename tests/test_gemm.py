@@ -133,8 +133,8 @@ def test_strided_slices_are_read_in_place_correctly(simd_path, rng, ta, tb, m):
 def test_one_and_two_threads_agree_on_every_path(simd_path, rng, m, n, k, tb):
     # Packed path with several row blocks and K slices, a recurrent step's few rows
     # (the shorter tile), and the M == 1 path split over columns, also where a thread's
-    # share ends in a partial column block or holds fewer columns than one (all large
-    # enough that they use two threads).
+    # share ends in a partial column block, and a batch-1 LSTM's backward GEMV at H = 256
+    # (1 x 1024 @ 1024 x 256; all large enough that they use two threads).
     a, b, _ = operands(rng, m, n, k, False, tb, np.float32)
     before = pycore.get_num_threads()
     try:
