@@ -5,8 +5,9 @@ A batch-1 step reads all of W_hh (4H x H floats: 1 MiB at H = 256, 4 MiB at 512,
 at 1024) to do 2 flops per element, so it runs at the speed W_hh can be read: the
 "rate" column gives bytes of W_hh read per second. Three rows per H:
   - "gemv W_hh^T copy": pycore's GEMV over the row-major transposed copy (H, 4H) that
-    rnn_forward makes once per batch-1 sequence (csrc/rnn.cpp), against numpy's and
-    torch's h @ W (same layout);
+    rnn_forward makes once per batch-1 sequence (csrc/rnn.cpp; an LSTM whose H is whole
+    GEMV column blocks reads the same copy cut into contiguous column panels instead),
+    against numpy's and torch's h @ W (same layout);
   - "gemv W_hh in place": over W_hh (4H, H) as stored (h @ W_hh^T, what a short
     sequence and an LSTMCell step run), against numpy's and torch's F.linear;
   - "stream read": numpy's float32 max over the same bytes (the pycore column times

@@ -679,6 +679,13 @@ int64_t gemm_k_slice(int64_t K) {
 template int64_t gemm_k_slice<float>(int64_t);
 template int64_t gemm_k_slice<double>(int64_t);
 
+template <typename T>
+int64_t gemm_row_block() {
+    return current_kernel<T>()->row_block;
+}
+template int64_t gemm_row_block<float>();
+template int64_t gemm_row_block<double>();
+
 const char* gemm_simd_path() { return current_kernel<float>()->name; }
 
 bool gemm_set_simd_path(const char* name) {

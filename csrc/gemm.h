@@ -63,6 +63,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 template <typename T>
 int64_t gemm_k_slice(int64_t K);
 
+// A one-row product (M == 1) split into column slices at multiples of this, one gemm()
+// call per slice, gives the same bits as one call over all columns (GemmKernel::row_block).
+template <typename T>
+int64_t gemm_row_block();
+
 // The instruction set of the micro-kernels in use: "avx512f", "avx2+fma" or "generic".
 const char* gemm_simd_path();
 // Force a path ("avx512f", "avx2+fma", "generic"); false when the CPU lacks it.

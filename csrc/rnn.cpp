@@ -20,6 +20,10 @@
 #include "simd.h"
 #include "threads.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 // The elementwise passes (sections 2-3) are functors with always-inline bodies, compiled
 // for the baseline and for AVX2+FMA and chosen at run time by simd::run (simd.h).
 
@@ -102,7 +106,8 @@ struct LstmForwardStep {
     T* h;
     const T* c_prev;
     const T* bias;   // (4H) b_ih + b_hh
-    int64_t H;
+    int64_t H;       // a row's gate blocks lie H apart
+    int64_t units;   // hidden units computed per row: H, or a thread's slice of them (batch 1)
     PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
         for (int64_t n = n0; n < n1; ++n) {
             T* PYCORE_RESTRICT gi = gates + n * 4 * H;
@@ -118,7 +123,7 @@ struct LstmForwardStep {
             T* PYCORE_RESTRICT tc = cell_tanh + n * H;
             T* PYCORE_RESTRICT hv = h + n * H;
             PYCORE_IVDEP
-            for (int64_t j = 0; j < H; ++j) {
+            for (int64_t j = 0; j < units; ++j) {
                 const T i = fastmath::sigmoid(gi[j] + bi[j]);
                 const T f = fastmath::sigmoid(gf[j] + bf[j]);
                 const T g = fastmath::tanh(gg[j] + bg[j]);
@@ -149,7 +154,8 @@ struct LstmBackwardStep {
     const T* gates;    // (N, 4H) i, f, g, o
     const T* cell_tanh;
     const T* c_prev;
-    int64_t H;
+    int64_t H;       // as in LstmForwardStep
+    int64_t units;
     PYCORE_INLINE void operator()(int64_t n0, int64_t n1) const {
         for (int64_t n = n0; n < n1; ++n) {
             const T* PYCORE_RESTRICT gi = gates + n * 4 * H;
@@ -166,7 +172,7 @@ struct LstmBackwardStep {
             const T* PYCORE_RESTRICT dyv = dy + n * H;
             T* PYCORE_RESTRICT dcv = dc + n * H;
             PYCORE_IVDEP
-            for (int64_t j = 0; j < H; ++j) {
+            for (int64_t j = 0; j < units; ++j) {
                 const T i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dhv[j] + dyv[j];
                 const T dct = dcv[j] + d * o * (T(1) - t * t);
                 di[j] = dct * g * i * (T(1) - i);
@@ -310,6 +316,125 @@ void transpose(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t row
     }
 }
 
+// ---------------------------------------------------------------------------------
+// Batch 1: an LSTM's time loop over W_hh in column panels, in one parallel region.
+//
+// With N == 1 a step is a GEMV over W_hh (1 MiB at H = 256) and a gate pass over H units;
+// the GEMV is the cost, and it reads its matrix fastest as contiguous panels of
+// gemm_row_block() columns (128 floats on AVX-512, 64 on AVX2): each panel's rows follow
+// each other in memory. On a Zen 4 (1 thread, AVX-512, K = 256, 1 GEMV kernel call per
+// 128-column panel) 512 KiB read at 111 GB/s as panels against 71 GB/s as the same columns
+// of a row-major (256, 1024) matrix, and 1 MiB at 92 against 81.
+//
+// The forward reads W_hh^T (H, 4H) in panels of its columns, the backward W_hh (4H, H) in
+// panels of its columns; each call makes its copy once (at H = 256, about one step's time)
+// when the sequence has at least kPanelMinSteps steps; the backward of a shorter one reads
+// W_hh in place, in column slices of the same width.
+//
+// On several threads the loop runs in one parallel region for the whole sequence, each
+// thread owning hidden units [u0, u1) (owned_units): forward, it computes its units' four
+// gate columns and their gate pass; backward, its units' gate pass and then its slice
+// dh_{t-1}[u0:u1] = dG_t @ W_hh[:, u0:u1]. One barrier per step waits for the rest of h_t
+// (forward) or dG_t (backward). Each thread reads its own panels at every step, which stay
+// in its core's L2 (2 threads, H = 256: 5.9 us per step for the whole 1 MiB, against 13.7
+// on one thread). The alternative, a parallel region per step's GEMV with the gate pass on
+// one thread, took 9.4 us per step. Every panel is one call of the GEMV kernel over whole
+// column blocks, so each value is the same sum whatever the thread count. Nothing in the
+// region can throw (one-row products with a contiguous row allocate nothing), as a barrier
+// inside it requires.
+constexpr int64_t kPanelMinSteps = 8;
+
+// A one-row product's right operand (K, n) as panels of `width` columns: panel p holds
+// columns [p * width, (p + 1) * width), starts at data + p * stride, rows ld apart.
+template <typename T>
+struct ColumnPanels {
+    const T* data;
+    int64_t stride, ld, width;
+    // c[0:width] = a[0:K] @ panel p + beta * c
+    void product(int64_t p, int64_t K, const T* a, T beta, T* c) const {
+        gemm<T>(false, false, 1, width, K, T(1), a, K, data + p * stride, ld, beta, c, width);
+    }
+};
+
+// Threads for the region: as many as gemm's own GEMV would take for this product (a
+// second one from 2^16 multiply-adds), at most one per panel of hidden units.
+template <typename T>
+int panel_threads(int64_t H) {
+    const int64_t wanted = threads_for(4 * H * H, int64_t(1) << 16);
+    return static_cast<int>(std::min<int64_t>(wanted, H / gemm_row_block<T>()));
+}
+
+// This thread's hidden units [*u0, *u1), whole panels of `width`.
+inline void owned_units(int64_t H, int64_t width, int64_t* u0, int64_t* u1) {
+#ifdef _OPENMP
+    const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
+#else
+    const int64_t part = 0, parts = 1;
+#endif
+    const int64_t panels = H / width;
+    *u0 = panels * part / parts * width;
+    *u1 = panels * (part + 1) / parts * width;
+}
+
+// rnn_forward's LSTM loop for N == 1. w_t: W_hh^T in panels; h0 may be null (a zero
+// state); c_prev0 is c0 or zeros.
+template <typename T>
+void lstm_forward_panels(int nt, T* y, T* gates, T* cell, T* cell_tanh, const ColumnPanels<T>& w_t,
+                         const T* bias, const T* h0, const T* c_prev0, int64_t steps, int64_t H, bool avx2) {
+    const int64_t width = w_t.width;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t u0, u1;
+        owned_units(H, width, &u0, &u1);
+        const T* h_prev = h0;
+        const T* c_prev = c_prev0;
+        for (int64_t t = 0; t < steps; ++t) {
+            T* g_t = gates + t * 4 * H;
+            if (h_prev)  // gates_t += h_{t-1} @ W_hh^T, this thread's columns of each gate
+                for (int64_t q = 0; q < 4; ++q)
+                    for (int64_t j = q * H + u0; j < q * H + u1; j += width)
+                        w_t.product(j / width, H, h_prev, T(1), g_t + j);
+            if (u0 < u1)
+                simd::run(avx2,
+                          LstmForwardStep<T>{g_t + u0, cell + t * H + u0, cell_tanh + t * H + u0, y + t * H + u0,
+                                             c_prev + u0, bias + u0, H, u1 - u0},
+                          0, 1);
+            h_prev = y + t * H;
+            c_prev = cell + t * H;
+#pragma omp barrier
+        }
+    }
+}
+
+// rnn_backward's LSTM loop for N == 1. w: W_hh in panels; dh, dc hold dL/dh_T, dL/dc_T on
+// entry and dL/dh_0 (when want_dh0), dL/dc_0 on return. dy_step is H, or 0 when dy is one
+// row of zeros for every step.
+template <typename T>
+void lstm_backward_panels(int nt, T* dgates, T* dh, T* dc, const T* dy, int64_t dy_step, const T* gates,
+                          const T* cell, const T* cell_tanh, const T* c_prev0, const ColumnPanels<T>& w,
+                          int64_t steps, int64_t H, bool want_dh0, bool avx2) {
+    const int64_t width = w.width;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t u0, u1;
+        owned_units(H, width, &u0, &u1);
+        for (int64_t t = steps - 1; t >= 0; --t) {
+            const T* c_prev = t > 0 ? cell + (t - 1) * H : c_prev0;
+            T* dg_t = dgates + t * 4 * H;
+            if (u0 < u1)
+                simd::run(avx2,
+                          LstmBackwardStep<T>{dg_t + u0, dc + u0, dh + u0, dy + t * dy_step + u0,
+                                              gates + t * 4 * H + u0, cell_tanh + t * H + u0, c_prev + u0, H,
+                                              u1 - u0},
+                          0, 1);
+            if (t == 0 && !want_dh0) break;
+#pragma omp barrier
+            // dh_{t-1}[u0:u1] = dG_t @ W_hh[:, u0:u1]
+            for (int64_t j = u0; j < u1; j += width) w.product(j / width, 4 * H, dg_t, T(0), dh + j);
+        }
+    }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -339,17 +464,32 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     gemm<T>(false, true, steps * N, GH, input_size, T(1), x, input_size, w_ih, input_size, T(0),
             gates, GH);
 
+    std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
+    const T* h_prev = h0 ? h0 : zeros.data();
+    const T* c_prev = c0 ? c0 : zeros.data();
+
+    // A batch-1 LSTM whose H is whole panels reads W_hh^T in panels (lstm_forward_panels).
+    const int64_t width = gemm_row_block<T>();
+    if (mode == kLstm && N == 1 && steps >= kPanelMinSteps && H % width == 0) {
+        memory::Scratch<T> w_t(static_cast<size_t>(GH * H));
+        for (int64_t p = 0; p < GH / width; ++p)  // panel p = (rows p*width.. of W_hh)^T
+            transpose(w_t.data() + p * H * width, w_hh + p * width * H, width, H);
+        return lstm_forward_panels(panel_threads<T>(H), y, gates, cell, cell_tanh,
+                                   ColumnPanels<T>{w_t.data(), H * width, width, width}, bias.data(), h0, c_prev,
+                                   steps, H, avx2);
+    }
+
     // The recurrent product h_{t-1} (N, H) @ W_hh^T runs T times with the same W_hh, so
     // with N > 1 W_hh^T is packed into the GEMM's panels once (PackedMatrix) instead of at
-    // every step. With N == 1 it is a GEMV, which reads W_hh^T fastest as a plain
+    // every step. With N == 1 (GRU, RNN, an LSTM whose H is not whole panels) it is a
+    // GEMV, which reads W_hh^T fastest as a plain
     // row-major (H, G*H) copy: the GEMV then adds scaled rows of it into vector sums
     // (no horizontal sums), where W_hh in place needs a dot product and a lane sum per
     // output. At H = 256 (W_hh 1 MiB, in L2/L3) one step's GEMV took 12 us against 36 us
     // in place (AVX-512, best of 15 on a loaded Zen 5); from 4 MiB up both read at memory
     // speed. The transposed copy costs a few steps, so a short sequence (an LSTMCell's
     // T = 1) reads W_hh in place.
-    constexpr int64_t kTransposeMinSteps = 8;
-    const bool one_row_transposed = N == 1 && steps >= kTransposeMinSteps;
+    const bool one_row_transposed = N == 1 && steps >= kPanelMinSteps;
     const PackedMatrix<T> w_hh_t = N > 1 ? PackedMatrix<T>::pack_b(true, H, GH, w_hh, H) : PackedMatrix<T>();
     memory::Scratch<T> w_hh_rows(static_cast<size_t>(one_row_transposed ? GH * H : 0));
     if (one_row_transposed) transpose(w_hh_rows.data(), w_hh, GH, H);
@@ -361,11 +501,7 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
         else
             gemm<T>(false, true, N, GH, H, T(1), h, H, w_hh, H, beta, out, GH);
     };
-
-    std::vector<T> zeros(static_cast<size_t>(h0 && (c0 || mode != kLstm) ? 0 : NH), T(0));
     std::vector<T> hh(static_cast<size_t>(mode == kGru ? N * GH : 0));
-    const T* h_prev = h0 ? h0 : zeros.data();
-    const T* c_prev = c0 ? c0 : zeros.data();
 
     for (int64_t t = 0; t < steps; ++t) {
         T* g_t = gates + t * N * GH;
@@ -385,7 +521,7 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
             if (has_h) recurrent_product(h_prev, T(1), g_t);
             if (mode == kLstm) {
                 for_rows(LstmForwardStep<T>{g_t, cell + t * NH, cell_tanh + t * NH, y_t, c_prev,
-                                            bias.data(), H},
+                                            bias.data(), H, H},
                          N, GH, avx2);
                 c_prev = cell + t * NH;
             } else if (mode == kRnnRelu) {
@@ -425,44 +561,64 @@ void rnn_backward(int mode, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
     std::vector<T> no_dy(static_cast<size_t>(dy || mode != kLstm ? 0 : NH), T(0));
 
     // dL/dh_{t-1} = dG_t @ W_hh runs T times with the same W_hh: with N > 1 it is packed
-    // into the GEMM's panels once. With N == 1 (a GEMV) the GEMM's row-times-matrix path
+    // into the GEMM's panels once. With N == 1 (a GEMV; an LSTM whose H is whole panels
+    // takes lstm_backward_panels below instead) the GEMM's row-times-matrix path
     // reads W_hh (G*H, H) in place, a row of it per element of dG_t: the same speed as
     // reading a transposed copy, without the copy (which took 14% of a batch-1 LSTM
     // step's fwd+bwd at H = 256: a 1 MiB transpose per call).
     const PackedMatrix<T> w_hh_packed = N > 1 ? PackedMatrix<T>::pack_b(false, GH, H, w_hh, H) : PackedMatrix<T>();
 
-    for (int64_t t = steps - 1; t >= 0; --t) {
-        const T* dy_t = dy ? dy + t * NH : no_dy.data();
-        if (dy && mode != kLstm) add_into(dh.data(), dy_t, NH);  // LSTM's step adds it itself
-        const T* g_t = gates + t * N * GH;
-        T* dg_t = dgates.data() + t * N * GH;
-        T* dgh_t = dgates_h + t * N * GH;
-        const T* h_prev = t > 0 ? y + (t - 1) * NH : (h0 ? h0 : zeros.data());
-        switch (mode) {
-            case kLstm: {
-                const T* c_prev = t > 0 ? cell + (t - 1) * NH : (c0 ? c0 : zeros.data());
-                for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), dy_t, g_t, cell_tanh + t * NH, c_prev, H},
-                         N, GH, avx2);
-                break;
+    // A batch-1 LSTM whose H is whole panels: lstm_backward_panels, over a copy of W_hh in
+    // panels, or for a short sequence over W_hh in place (each panel rows H apart).
+    const int64_t width = gemm_row_block<T>();
+    const bool panels = mode == kLstm && N == 1 && H % width == 0;
+    const bool copy_panels = panels && steps >= kPanelMinSteps;
+    memory::Scratch<T> w_panels(static_cast<size_t>(copy_panels ? GH * H : 0));
+    if (copy_panels)
+        for (int64_t p = 0; p < H / width; ++p)
+            for (int64_t r = 0; r < GH; ++r)
+                std::copy(w_hh + r * H + p * width, w_hh + r * H + (p + 1) * width,
+                          w_panels.data() + (p * GH + r) * width);
+    if (panels)
+        lstm_backward_panels(panel_threads<T>(H), dgates.data(), dh.data(), dc.data(), dy ? dy : no_dy.data(),
+                             dy ? H : 0, gates, cell, cell_tanh, c0 ? c0 : zeros.data(),
+                             copy_panels ? ColumnPanels<T>{w_panels.data(), GH * width, width, width}
+                                         : ColumnPanels<T>{w_hh, width, H, width},
+                             steps, H, dh0 != nullptr, avx2);
+    else
+        for (int64_t t = steps - 1; t >= 0; --t) {
+            const T* dy_t = dy ? dy + t * NH : no_dy.data();
+            if (dy && mode != kLstm) add_into(dh.data(), dy_t, NH);  // LSTM's step adds it itself
+            const T* g_t = gates + t * N * GH;
+            T* dg_t = dgates.data() + t * N * GH;
+            T* dgh_t = dgates_h + t * N * GH;
+            const T* h_prev = t > 0 ? y + (t - 1) * NH : (h0 ? h0 : zeros.data());
+            switch (mode) {
+                case kLstm: {
+                    const T* c_prev = t > 0 ? cell + (t - 1) * NH : (c0 ? c0 : zeros.data());
+                    for_rows(LstmBackwardStep<T>{dg_t, dc.data(), dh.data(), dy_t, g_t, cell_tanh + t * NH, c_prev,
+                                                 H, H},
+                             N, GH, avx2);
+                    break;
+                }
+                case kGru:
+                    for_rows(GruBackwardStep<T>{dg_t, dgh_t, dh.data(), g_t, cell + t * NH, h_prev, H}, N,
+                             GH, avx2);
+                    break;
+                case kRnnRelu:
+                    for_rows(RnnBackwardStep<T, true>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
+                    break;
+                default:
+                    for_rows(RnnBackwardStep<T, false>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
             }
-            case kGru:
-                for_rows(GruBackwardStep<T>{dg_t, dgh_t, dh.data(), g_t, cell + t * NH, h_prev, H}, N,
-                         GH, avx2);
-                break;
-            case kRnnRelu:
-                for_rows(RnnBackwardStep<T, true>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
-                break;
-            default:
-                for_rows(RnnBackwardStep<T, false>{dh.data(), y + t * NH, dg_t, H}, N, GH, avx2);
+            if (t == 0 && dh0 == nullptr) break;
+            // dL/dh_{t-1} = dG_t @ W_hh (N, G*H) x (G*H, H); GRU adds it to its direct z term.
+            const T beta = mode == kGru ? T(1) : T(0);
+            if (N > 1)
+                gemm_packed_b<T>(false, N, T(1), dgh_t, GH, w_hh_packed, beta, dh.data(), H);
+            else
+                gemm<T>(false, false, N, H, GH, T(1), dgh_t, GH, w_hh, H, beta, dh.data(), H);
         }
-        if (t == 0 && dh0 == nullptr) break;
-        // dL/dh_{t-1} = dG_t @ W_hh (N, G*H) x (G*H, H); GRU adds it to its direct z term.
-        const T beta = mode == kGru ? T(1) : T(0);
-        if (N > 1)
-            gemm_packed_b<T>(false, N, T(1), dgh_t, GH, w_hh_packed, beta, dh.data(), H);
-        else
-            gemm<T>(false, false, N, H, GH, T(1), dgh_t, GH, w_hh, H, beta, dh.data(), H);
-    }
     if (dh0) std::copy(dh.begin(), dh.end(), dh0);
     if (dc0 && mode == kLstm) std::copy(dc.begin(), dc.end(), dc0);
 

@@ -72,7 +72,7 @@ inline Isa current_isa() {
 inline bool use_avx2() { return current_isa() != Isa::baseline; }
 
 template <class Body>
-void run_baseline(const Body& body, int64_t begin, int64_t end) {
+PYCORE_NOINLINE void run_baseline(const Body& body, int64_t begin, int64_t end) {
     body(begin, end);
 }
 

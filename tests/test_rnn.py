@@ -241,8 +241,8 @@ _C.set_simd_path("auto")
 @pytest.mark.parametrize("batch, steps", [(1, 3), (1, 9), (32, 3)])
 def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
     # Batch 1 runs the GEMM's one-row kernels, split over two threads from H = 513 on
-    # (odd: scalar column tails): forward reads W_hh in place for fewer than 8 steps and
-    # a transposed copy from 8 on (rnn.cpp's kTransposeMinSteps), backward W_hh in place;
+    # (odd: scalar column tails, not whole panels): forward reads W_hh in place for fewer
+    # than 8 steps and a transposed copy from 8 on (rnn.cpp's kPanelMinSteps), backward W_hh in place;
     # batch 32 takes the GEMM's shorter tile where the path has one. Each path matches
     # torch and gives the same bits on one and two threads.
     hidden = 513
@@ -268,6 +268,51 @@ def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
     close(results[0][0], ty, np.float32, "y")
     close(results[0][1], tx.grad, np.float32, "dx")
     close(ours.weight_hh_l0.grad, ref.weight_hh_l0.grad, np.float32, "dW_hh")
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_torch
+@pytest.mark.parametrize("simd_path", SIMD_PATHS)
+@pytest.mark.parametrize("steps, grad_of", [(9, "y and state"), (3, "y and state"), (9, "state only")])
+def test_batch_one_lstm_panels_on_every_path(rng, simd_path, steps, grad_of):
+    # H = 256, a whole number of GEMV column blocks on every path: batch 1 reads W_hh in
+    # column panels (rnn.cpp's lstm_forward_panels / lstm_backward_panels), a copy from
+    # 8 steps on, the backward W_hh in place below; 2 threads run one parallel region with
+    # a barrier per step. Matches torch and gives the same bits on one and two threads,
+    # with an initial state, and with a gradient of the final state only (dy all zero).
+    hidden = 256
+    ours, ref = make_pair("LSTM", 7, hidden, layers=2)
+    x = rng.standard_normal((steps, 1, 7)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((2, 1, hidden)).astype(np.float32) for _ in range(2))
+    grad_y = rng.standard_normal((steps, 1, hidden)).astype(np.float32) if grad_of == "y and state" else None
+    grad_state = tuple(rng.standard_normal((2, 1, hidden)).astype(np.float32) for _ in range(2))
+    tx, th0, tc0 = (torch.from_numpy(a).requires_grad_(True) for a in (x, h0, c0))
+    ty, (th, tc) = ref(tx, (th0, tc0))
+    loss = (th * torch.from_numpy(grad_state[0])).sum() + (tc * torch.from_numpy(grad_state[1])).sum()
+    if grad_y is not None:
+        loss = loss + (ty * torch.from_numpy(grad_y)).sum()
+    loss.backward()
+    results = []
+    before = pycore.get_num_threads()
+    try:
+        assert _C.set_simd_path(simd_path)
+        for threads in (1, 2):
+            pycore.set_num_threads(threads)
+            ours.zero_grad()
+            y, (h, c) = ours(x, (h0, c0))
+            gx = ours.backward(grad_y, grad_state)
+            results.append([y, h, c, gx, *ours.grad_initial_state] + [p.grad.copy() for p in ours.parameters()])
+    finally:
+        pycore.set_num_threads(before)
+        _C.set_simd_path("auto")
+    close(results[0][0], ty, np.float32, "y")
+    close(results[0][2], tc, np.float32, "c_n")
+    close(results[0][3], tx.grad, np.float32, "dx")
+    close(results[0][4], th0.grad, np.float32, "dh_0")
+    close(results[0][5], tc0.grad, np.float32, "dc_0")
+    for name, p in ref.named_parameters():
+        close(getattr(ours, name).grad, p.grad, np.float32, f"grad of {name}")
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
