@@ -319,29 +319,33 @@ void transpose(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t row
 // ---------------------------------------------------------------------------------
 // Batch 1: an LSTM's time loop over W_hh in column panels, in one parallel region.
 //
-// With N == 1 a step is a GEMV over W_hh (1 MiB at H = 256) and a gate pass over H units;
-// the GEMV is the cost, and it reads its matrix fastest as contiguous panels of
-// gemm_row_block() columns (128 floats on AVX-512, 64 on AVX2): each panel's rows follow
-// each other in memory. On a Zen 4 (1 thread, AVX-512, K = 256, 1 GEMV kernel call per
-// 128-column panel) 512 KiB read at 111 GB/s as panels against 71 GB/s as the same columns
-// of a row-major (256, 1024) matrix, and 1 MiB at 92 against 81.
+// With N == 1 a step is a GEMV over W_hh (1 MiB at H = 256) and a gate pass over H units.
+// Run as the general loop runs it on 2 threads, every step opens a parallel region for
+// the GEMV, split by columns, then runs the gate pass on one thread. Here the threads enter
+// one region for the whole sequence, each owning hidden units [u0, u1) (owned_units):
+// forward, it computes its units' four gate columns (h_{t-1} @ W_hh^T) and their gate
+// pass; backward, its units' gate pass and then its slice dh_{t-1}[u0:u1] = dG_t @
+// W_hh[:, u0:u1]. One barrier per step waits for the rest of h_t (forward) or dG_t
+// (backward). Each thread reads the same part of W_hh at every step, which stays in its
+// core's L2.
 //
-// The forward reads W_hh^T (H, 4H) in panels of its columns, the backward W_hh (4H, H) in
-// panels of its columns; each call makes its copy once (at H = 256, about one step's time)
-// when the sequence has at least kPanelMinSteps steps; the backward of a shorter one reads
-// W_hh in place, in column slices of the same width.
+// That part is read as contiguous panels of gemm_row_block() columns (128 floats on
+// AVX-512, 64 on AVX2), one GEMV kernel call per panel: on a Zen 4 (AVX-512, K = 256, the
+// kernel alone in a loop) 512 KiB read at 111 GB/s as four such panels against 71 GB/s as
+// the same columns of a row-major (256, 1024) matrix; two threads with a barrier per step
+// took 5.9 us per step over the whole 1 MiB (13.7 on one). The forward copies W_hh^T into
+// panels, the backward W_hh, once per call (at H = 256 about one step's time), for
+// sequences of kPanelMinSteps or more; a shorter backward reads W_hh in place in column
+// slices of the same width. Batch-1 LSTM, H = 256, T = 256, best of 40 calls, against the
+// loop per step before: 2 threads, forward 2.2-2.6 -> 1.9-2.2 ms, backward 3.5-3.8 ->
+// 2.8-3.1 ms (AVX-512 and AVX2); 1 thread, backward 6.0-6.2 -> 5.6-6.0 ms (AVX-512; AVX2
+// unchanged). One thread's forward keeps the general loop: through the panels it measured
+// 4-12% slower (1 MiB does not stay in one core's L2 either way).
 //
-// On several threads the loop runs in one parallel region for the whole sequence, each
-// thread owning hidden units [u0, u1) (owned_units): forward, it computes its units' four
-// gate columns and their gate pass; backward, its units' gate pass and then its slice
-// dh_{t-1}[u0:u1] = dG_t @ W_hh[:, u0:u1]. One barrier per step waits for the rest of h_t
-// (forward) or dG_t (backward). Each thread reads its own panels at every step, which stay
-// in its core's L2 (2 threads, H = 256: 5.9 us per step for the whole 1 MiB, against 13.7
-// on one thread). The alternative, a parallel region per step's GEMV with the gate pass on
-// one thread, took 9.4 us per step. Every panel is one call of the GEMV kernel over whole
-// column blocks, so each value is the same sum whatever the thread count. Nothing in the
-// region can throw (one-row products with a contiguous row allocate nothing), as a barrier
-// inside it requires.
+// Units are cut at multiples of the GEMV's row block and H must be one, so every panel is
+// whole column blocks and each value is the same sum whatever the thread count. Nothing in
+// the region can throw (one-row products with a contiguous row allocate nothing), as a
+// barrier inside it requires.
 constexpr int64_t kPanelMinSteps = 8;
 
 // A one-row product's right operand (K, n) as panels of `width` columns: panel p holds
@@ -468,13 +472,15 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     const T* h_prev = h0 ? h0 : zeros.data();
     const T* c_prev = c0 ? c0 : zeros.data();
 
-    // A batch-1 LSTM whose H is whole panels reads W_hh^T in panels (lstm_forward_panels).
+    // A batch-1 LSTM whose H is whole panels, on 2+ threads: lstm_forward_panels. (On one
+    // thread the GEMV below over the whole row-major copy measured 4-12% faster.)
     const int64_t width = gemm_row_block<T>();
-    if (mode == kLstm && N == 1 && steps >= kPanelMinSteps && H % width == 0) {
+    const int panel_nt = mode == kLstm && N == 1 && H % width == 0 ? panel_threads<T>(H) : 1;
+    if (panel_nt > 1 && steps >= kPanelMinSteps) {
         memory::Scratch<T> w_t(static_cast<size_t>(GH * H));
         for (int64_t p = 0; p < GH / width; ++p)  // panel p = (rows p*width.. of W_hh)^T
             transpose(w_t.data() + p * H * width, w_hh + p * width * H, width, H);
-        return lstm_forward_panels(panel_threads<T>(H), y, gates, cell, cell_tanh,
+        return lstm_forward_panels(panel_nt, y, gates, cell, cell_tanh,
                                    ColumnPanels<T>{w_t.data(), H * width, width, width}, bias.data(), h0, c_prev,
                                    steps, H, avx2);
     }

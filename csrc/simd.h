@@ -71,6 +71,10 @@ inline Isa current_isa() {
 // the bool form of run() below (csrc/rnn.cpp's gate passes).
 inline bool use_avx2() { return current_isa() != Isa::baseline; }
 
+// Not inlined: the baseline copy of a body is then one function per body type, like the
+// AVX2 and AVX-512 copies (which cannot inline into baseline callers), instead of one
+// inlined copy per call site (a serial call and an OpenMP region's outlined body each):
+// 24 KB less library, out of a 5 MB budget for the installed wheel.
 template <class Body>
 PYCORE_NOINLINE void run_baseline(const Body& body, int64_t begin, int64_t end) {
     body(begin, end);

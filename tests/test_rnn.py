@@ -276,11 +276,12 @@ def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
 @pytest.mark.parametrize("simd_path", SIMD_PATHS)
 @pytest.mark.parametrize("steps, grad_of", [(9, "y and state"), (3, "y and state"), (9, "state only")])
 def test_batch_one_lstm_panels_on_every_path(rng, simd_path, steps, grad_of):
-    # H = 256, a whole number of GEMV column blocks on every path: batch 1 reads W_hh in
-    # column panels (rnn.cpp's lstm_forward_panels / lstm_backward_panels), a copy from
-    # 8 steps on, the backward W_hh in place below; 2 threads run one parallel region with
-    # a barrier per step. Matches torch and gives the same bits on one and two threads,
-    # with an initial state, and with a gradient of the final state only (dy all zero).
+    # H = 256, a whole number of GEMV column blocks on every path: batch 1 runs
+    # rnn.cpp's lstm_backward_panels (W_hh in column panels from 8 steps on, in place
+    # below) and, on 2 threads, lstm_forward_panels (one parallel region, a barrier per
+    # step); 1 thread's forward is the general loop, so the bitwise comparison also checks
+    # the panels against it. Matches torch with an initial state, and with a gradient of
+    # the final state only (dy all zero).
     hidden = 256
     ours, ref = make_pair("LSTM", 7, hidden, layers=2)
     x = rng.standard_normal((steps, 1, 7)).astype(np.float32)
