@@ -236,6 +236,21 @@ SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(
 _C.set_simd_path("auto")
 
 
+def on_one_and_two_threads(run, simd_path):
+    """[run() on 1 thread, run() on 2 threads], both on `simd_path`; restores both settings."""
+    results = []
+    before = pycore.get_num_threads()
+    try:
+        assert _C.set_simd_path(simd_path)
+        for threads in (1, 2):
+            pycore.set_num_threads(threads)
+            results.append(run())
+    finally:
+        pycore.set_num_threads(before)
+        _C.set_simd_path("auto")
+    return results
+
+
 @requires_torch
 @pytest.mark.parametrize("simd_path", SIMD_PATHS)
 @pytest.mark.parametrize("batch, steps", [(1, 3), (1, 9), (32, 3)])
@@ -252,19 +267,13 @@ def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
     tx = torch.from_numpy(x).requires_grad_(True)
     ty, _ = ref(tx)
     ty.backward(torch.from_numpy(grad_y))
-    results = []
-    before = pycore.get_num_threads()
-    try:
-        assert _C.set_simd_path(simd_path)
-        for threads in (1, 2):
-            pycore.set_num_threads(threads)
-            ours.zero_grad()
-            y, _ = ours(x)
-            gx = ours.backward(grad_y)
-            results.append([y, gx] + [p.grad.copy() for p in ours.parameters()])
-    finally:
-        pycore.set_num_threads(before)
-        _C.set_simd_path("auto")
+    def run():
+        ours.zero_grad()
+        y, _ = ours(x)
+        gx = ours.backward(grad_y)
+        return [y, gx] + [p.grad.copy() for p in ours.parameters()]
+
+    results = on_one_and_two_threads(run, simd_path)
     close(results[0][0], ty, np.float32, "y")
     close(results[0][1], tx.grad, np.float32, "dx")
     close(ours.weight_hh_l0.grad, ref.weight_hh_l0.grad, np.float32, "dW_hh")
@@ -294,19 +303,13 @@ def test_batch_one_lstm_panels_on_every_path(rng, simd_path, steps, grad_of):
     if grad_y is not None:
         loss = loss + (ty * torch.from_numpy(grad_y)).sum()
     loss.backward()
-    results = []
-    before = pycore.get_num_threads()
-    try:
-        assert _C.set_simd_path(simd_path)
-        for threads in (1, 2):
-            pycore.set_num_threads(threads)
-            ours.zero_grad()
-            y, (h, c) = ours(x, (h0, c0))
-            gx = ours.backward(grad_y, grad_state)
-            results.append([y, h, c, gx, *ours.grad_initial_state] + [p.grad.copy() for p in ours.parameters()])
-    finally:
-        pycore.set_num_threads(before)
-        _C.set_simd_path("auto")
+    def run():
+        ours.zero_grad()
+        y, (h, c) = ours(x, (h0, c0))
+        gx = ours.backward(grad_y, grad_state)
+        return [y, h, c, gx, *ours.grad_initial_state] + [p.grad.copy() for p in ours.parameters()]
+
+    results = on_one_and_two_threads(run, simd_path)
     close(results[0][0], ty, np.float32, "y")
     close(results[0][2], tc, np.float32, "c_n")
     close(results[0][3], tx.grad, np.float32, "dx")
