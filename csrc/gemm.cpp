@@ -41,6 +41,11 @@
 
 namespace pycore {
 
+// A second thread from 2^16 multiply-adds (gemm_one_row says why), at most one per block.
+int gemm_row_threads(int64_t N, int64_t K, int64_t blocks) {
+    return static_cast<int>(std::min<int64_t>(threads_for(N * K, int64_t(1) << 16), blocks));
+}
+
 const GemmKernel<float>* gemm_kernel_generic_f32();
 const GemmKernel<double>* gemm_kernel_generic_f64();
 const GemmKernel<float>* gemm_kernel_avx2_f32();
@@ -393,7 +398,7 @@ void gemm_one_row(const GemmKernel<T>& kern, const Args& g, T alpha, const T* A,
     // 0.016 -> 0.011, 1 MiB 0.024 -> 0.017, 4 MiB 0.178 -> 0.070 (the halves fit in L2,
     // the whole does not). With one thread up to 2^20, as before, 1x512 @ 512x2048 ran at
     // 0.35x numpy's speed at 2 threads.
-    const int nt = static_cast<int>(std::min<int64_t>(threads_for(g.N * g.K, int64_t(1) << 16), blocks));
+    const int nt = gemm_row_threads(g.N, g.K, blocks);
     if (nt == 1) {
         row_kernel(g.K, a, B, g.ldb, C, alpha, beta, g.N);
         return;
@@ -685,6 +690,7 @@ int64_t gemm_row_block() {
 }
 template int64_t gemm_row_block<float>();
 template int64_t gemm_row_block<double>();
+
 
 const char* gemm_simd_path() { return current_kernel<float>()->name; }
 

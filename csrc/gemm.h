@@ -67,6 +67,9 @@ int64_t gemm_k_slice(int64_t K);
 // call per slice, gives the same bits as one call over all columns (GemmKernel::row_block).
 template <typename T>
 int64_t gemm_row_block();
+// The threads gemm() gives a one-row product of N columns and depth K split into at most
+// `blocks` parts: for a caller that splits such a product over threads itself.
+int gemm_row_threads(int64_t N, int64_t K, int64_t blocks);
 
 // The instruction set of the micro-kernels in use: "avx512f", "avx2+fma" or "generic".
 const char* gemm_simd_path();

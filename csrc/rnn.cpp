@@ -340,7 +340,8 @@ void transpose(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t row
 // loop per step before: 2 threads, forward 2.2-2.6 -> 1.9-2.2 ms, backward 3.5-3.8 ->
 // 2.8-3.1 ms (AVX-512 and AVX2); 1 thread, backward 6.0-6.2 -> 5.6-6.0 ms (AVX-512; AVX2
 // unchanged). One thread's forward keeps the general loop: through the panels it measured
-// 4-12% slower (1 MiB does not stay in one core's L2 either way).
+// 4-12% slower at H = 256 (1 MiB does not stay in one core's L2 either way) and mixed at
+// H = 512 (AVX-512 1-11% faster, AVX2 0-9% slower).
 //
 // Units are cut at multiples of the GEMV's row block and H must be one, so every panel is
 // whole column blocks and each value is the same sum whatever the thread count. Nothing in
@@ -360,15 +361,15 @@ struct ColumnPanels {
     }
 };
 
-// Threads for the region: as many as gemm's own GEMV would take for this product (a
-// second one from 2^16 multiply-adds), at most one per panel of hidden units.
+// Threads for the region: as many as gemm's own GEMV would take for this product, at most
+// one per panel of hidden units.
 template <typename T>
 int panel_threads(int64_t H) {
-    const int64_t wanted = threads_for(4 * H * H, int64_t(1) << 16);
-    return static_cast<int>(std::min<int64_t>(wanted, H / gemm_row_block<T>()));
+    return gemm_row_threads(4 * H, H, H / gemm_row_block<T>());
 }
 
-// This thread's hidden units [*u0, *u1), whole panels of `width`.
+// This thread's hidden units [*u0, *u1), whole panels of `width`: never empty, since the
+// team has at most panel_threads() <= H / width threads.
 inline void owned_units(int64_t H, int64_t width, int64_t* u0, int64_t* u1) {
 #ifdef _OPENMP
     const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
@@ -398,11 +399,10 @@ void lstm_forward_panels(int nt, T* y, T* gates, T* cell, T* cell_tanh, const Co
                 for (int64_t q = 0; q < 4; ++q)
                     for (int64_t j = q * H + u0; j < q * H + u1; j += width)
                         w_t.product(j / width, H, h_prev, T(1), g_t + j);
-            if (u0 < u1)
-                simd::run(avx2,
-                          LstmForwardStep<T>{g_t + u0, cell + t * H + u0, cell_tanh + t * H + u0, y + t * H + u0,
-                                             c_prev + u0, bias + u0, H, u1 - u0},
-                          0, 1);
+            simd::run(avx2,
+                      LstmForwardStep<T>{g_t + u0, cell + t * H + u0, cell_tanh + t * H + u0, y + t * H + u0,
+                                         c_prev + u0, bias + u0, H, u1 - u0},
+                      0, 1);
             h_prev = y + t * H;
             c_prev = cell + t * H;
 #pragma omp barrier
@@ -425,12 +425,10 @@ void lstm_backward_panels(int nt, T* dgates, T* dh, T* dc, const T* dy, int64_t 
         for (int64_t t = steps - 1; t >= 0; --t) {
             const T* c_prev = t > 0 ? cell + (t - 1) * H : c_prev0;
             T* dg_t = dgates + t * 4 * H;
-            if (u0 < u1)
-                simd::run(avx2,
-                          LstmBackwardStep<T>{dg_t + u0, dc + u0, dh + u0, dy + t * dy_step + u0,
-                                              gates + t * 4 * H + u0, cell_tanh + t * H + u0, c_prev + u0, H,
-                                              u1 - u0},
-                          0, 1);
+            simd::run(avx2,
+                      LstmBackwardStep<T>{dg_t + u0, dc + u0, dh + u0, dy + t * dy_step + u0, gates + t * 4 * H + u0,
+                                          cell_tanh + t * H + u0, c_prev + u0, H, u1 - u0},
+                      0, 1);
             if (t == 0 && !want_dh0) break;
 #pragma omp barrier
             // dh_{t-1}[u0:u1] = dG_t @ W_hh[:, u0:u1]
@@ -473,7 +471,7 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     const T* c_prev = c0 ? c0 : zeros.data();
 
     // A batch-1 LSTM whose H is whole panels, on 2+ threads: lstm_forward_panels. (On one
-    // thread the GEMV below over the whole row-major copy measured 4-12% faster.)
+    // thread the GEMV below over the whole row-major copy measured 4-12% faster at H = 256.)
     const int64_t width = gemm_row_block<T>();
     const int panel_nt = mode == kLstm && N == 1 && H % width == 0 ? panel_threads<T>(H) : 1;
     if (panel_nt > 1 && steps >= kPanelMinSteps) {

@@ -211,32 +211,7 @@ def test_odd_layouts_give_the_same_result(rng):
         np.testing.assert_array_equal(y, expected)
 
 
-@requires_torch
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN_RELU"])
-def test_one_and_two_threads_agree(rng, kind):
-    # big enough that the fused passes and the GEMMs split over two threads
-    ours, _ = make_pair(kind, 16, 256, dtype=np.float32)
-    x = rng.standard_normal((3, 32, 16)).astype(np.float32)
-    results = []
-    before = pycore.get_num_threads()
-    try:
-        for threads in (1, 2):
-            pycore.set_num_threads(threads)
-            ours.zero_grad()
-            y, _ = ours(x)
-            gx = ours.backward(y)
-            results.append([y, gx] + [p.grad.copy() for p in ours.parameters()])
-    finally:
-        pycore.set_num_threads(before)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
-
-
-SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
-_C.set_simd_path("auto")
-
-
-def on_one_and_two_threads(run, simd_path):
+def on_one_and_two_threads(run, simd_path="auto"):
     """[run() on 1 thread, run() on 2 threads], both on `simd_path`; restores both settings."""
     results = []
     before = pycore.get_num_threads()
@@ -249,6 +224,28 @@ def on_one_and_two_threads(run, simd_path):
         pycore.set_num_threads(before)
         _C.set_simd_path("auto")
     return results
+
+
+@requires_torch
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN_RELU"])
+def test_one_and_two_threads_agree(rng, kind):
+    # big enough that the fused passes and the GEMMs split over two threads
+    ours, _ = make_pair(kind, 16, 256, dtype=np.float32)
+    x = rng.standard_normal((3, 32, 16)).astype(np.float32)
+
+    def run():
+        ours.zero_grad()
+        y, _ = ours(x)
+        gx = ours.backward(y)
+        return [y, gx] + [p.grad.copy() for p in ours.parameters()]
+
+    results = on_one_and_two_threads(run)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+SIMD_PATHS = [p for p in ("generic", "avx2+fma", "avx512f") if _C.set_simd_path(p)]
+_C.set_simd_path("auto")
 
 
 @requires_torch
