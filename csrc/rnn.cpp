@@ -339,15 +339,23 @@ void transpose(T* PYCORE_RESTRICT dst, const T* PYCORE_RESTRICT src, int64_t row
 // slices of the same width. Batch-1 LSTM, H = 256, T = 256, best of 40 calls, against the
 // loop per step before: 2 threads, forward 2.2-2.6 -> 1.9-2.2 ms, backward 3.5-3.8 ->
 // 2.8-3.1 ms (AVX-512 and AVX2); 1 thread, backward 6.0-6.2 -> 5.6-6.0 ms (AVX-512; AVX2
-// unchanged). One thread's forward keeps the general loop: through the panels it measured
-// 4-12% slower at H = 256 (1 MiB does not stay in one core's L2 either way) and mixed at
-// H = 512 (AVX-512 1-11% faster, AVX2 0-9% slower).
+// unchanged).
+//
+// One thread reads all of W_hh at every step, and at H = 256 (1 MiB, a Zen 4 core's L2)
+// it does not stay in L2 when read in the same order each step. So the panels go in
+// zigzag order (forward on even steps, in reverse on odd ones). On one thread, medians of
+// 57 interleaved calls, T = 256: backward 5.78-6.17 -> 5.48-5.74 ms at H = 256, no change
+// at 128 or 512. The forward takes the panels too once W_hh is kPanelMinBytes: 3.85-4.11
+// -> 3.69-3.93 ms at H = 256, 17.1-17.4 -> 15.7-16.1 at 512; below that size, at H = 128,
+// its 4 calls per step cost more than they save (0.91-0.94 -> 0.99-1.01 ms), so smaller
+// ones keep the general loop.
 //
 // Units are cut at multiples of the GEMV's row block and H must be one, so every panel is
 // whole column blocks and each value is the same sum whatever the thread count. Nothing in
 // the region can throw (one-row products with a contiguous row allocate nothing), as a
 // barrier inside it requires.
 constexpr int64_t kPanelMinSteps = 8;
+constexpr size_t kPanelMinBytes = size_t(1) << 20;
 
 // A one-row product's right operand (K, n) as panels of `width` columns: panel p holds
 // columns [p * width, (p + 1) * width), starts at data + p * stride, rows ld apart.
@@ -367,6 +375,13 @@ template <typename T>
 int panel_threads(int64_t H) {
     return gemm_row_threads(4 * H, H, H / gemm_row_block<T>());
 }
+
+// Which of a step's `count` panels comes i-th: in order on even steps, in reverse on odd
+// ones, so that a step starts on the panels the step before read last. When W_hh is about
+// the size of L2 (1 MiB at H = 256) those are still there; in order, every panel would have
+// been evicted by the others before it is read again. Each panel's sums are the same in
+// either order.
+inline int64_t zigzag(int64_t i, int64_t count, int64_t t) { return t & 1 ? count - 1 - i : i; }
 
 // This thread's hidden units [*u0, *u1), whole panels of `width`: never empty, since the
 // team has at most panel_threads() <= H / width threads.
@@ -395,10 +410,14 @@ void lstm_forward_panels(int nt, T* y, T* gates, T* cell, T* cell_tanh, const Co
         const T* c_prev = c_prev0;
         for (int64_t t = 0; t < steps; ++t) {
             T* g_t = gates + t * 4 * H;
-            if (h_prev)  // gates_t += h_{t-1} @ W_hh^T, this thread's columns of each gate
-                for (int64_t q = 0; q < 4; ++q)
-                    for (int64_t j = q * H + u0; j < q * H + u1; j += width)
-                        w_t.product(j / width, H, h_prev, T(1), g_t + j);
+            if (h_prev) {  // gates_t += h_{t-1} @ W_hh^T, this thread's columns of each gate
+                const int64_t per_gate = (u1 - u0) / width, count = 4 * per_gate;
+                for (int64_t i = 0; i < count; ++i) {
+                    const int64_t k = zigzag(i, count, t);
+                    const int64_t j = k / per_gate * H + u0 + k % per_gate * width;
+                    w_t.product(j / width, H, h_prev, T(1), g_t + j);
+                }
+            }
             simd::run(avx2,
                       LstmForwardStep<T>{g_t + u0, cell + t * H + u0, cell_tanh + t * H + u0, y + t * H + u0,
                                          c_prev + u0, bias + u0, H, u1 - u0},
@@ -432,7 +451,11 @@ void lstm_backward_panels(int nt, T* dgates, T* dh, T* dc, const T* dy, int64_t 
             if (t == 0 && !want_dh0) break;
 #pragma omp barrier
             // dh_{t-1}[u0:u1] = dG_t @ W_hh[:, u0:u1]
-            for (int64_t j = u0; j < u1; j += width) w.product(j / width, 4 * H, dg_t, T(0), dh + j);
+            const int64_t count = (u1 - u0) / width;
+            for (int64_t i = 0; i < count; ++i) {
+                const int64_t j = u0 + zigzag(i, count, t) * width;
+                w.product(j / width, 4 * H, dg_t, T(0), dh + j);
+            }
         }
     }
 }
@@ -470,11 +493,13 @@ void rnn_forward(int mode, T* y, T* gates, T* cell, T* cell_tanh,
     const T* h_prev = h0 ? h0 : zeros.data();
     const T* c_prev = c0 ? c0 : zeros.data();
 
-    // A batch-1 LSTM whose H is whole panels, on 2+ threads: lstm_forward_panels. (On one
-    // thread the GEMV below over the whole row-major copy measured 4-12% faster at H = 256.)
+    // A batch-1 LSTM whose H is whole panels, on 2+ threads or with W_hh of kPanelMinBytes
+    // or more: lstm_forward_panels. (A smaller W_hh on one thread: the general loop below,
+    // one GEMV call per step instead of four.)
     const int64_t width = gemm_row_block<T>();
-    const int panel_nt = mode == kLstm && N == 1 && H % width == 0 ? panel_threads<T>(H) : 1;
-    if (panel_nt > 1 && steps >= kPanelMinSteps) {
+    const bool panels = mode == kLstm && N == 1 && H % width == 0 && steps >= kPanelMinSteps;
+    const int panel_nt = panels ? panel_threads<T>(H) : 1;
+    if (panels && (panel_nt > 1 || static_cast<size_t>(GH * H) * sizeof(T) >= kPanelMinBytes)) {
         memory::Scratch<T> w_t(static_cast<size_t>(GH * H));
         for (int64_t p = 0; p < GH / width; ++p)  // panel p = (rows p*width.. of W_hh)^T
             transpose(w_t.data() + p * H * width, w_hh + p * width * H, width, H);

@@ -284,10 +284,11 @@ def test_lstm_recurrent_products_on_every_path(rng, simd_path, batch, steps):
 def test_batch_one_lstm_panels_on_every_path(rng, simd_path, steps, grad_of):
     # H = 256, a whole number of GEMV column blocks on every path: batch 1 runs
     # rnn.cpp's lstm_backward_panels (W_hh in column panels from 8 steps on, in place
-    # below) and, on 2 threads, lstm_forward_panels (one parallel region, a barrier per
-    # step); 1 thread's forward is the general loop, so the bitwise comparison also checks
-    # the panels against it. Matches torch with an initial state, and with a gradient of
-    # the final state only (dy all zero).
+    # below) and, from 8 steps on, lstm_forward_panels (W_hh is 1 MiB: panels on one
+    # thread too; on 2, one parallel region with a barrier per step). Odd steps read the
+    # panels in reverse, and 1 and 2 threads split them differently: the results must not
+    # change by a bit. Matches torch with an initial state, and with a gradient of the
+    # final state only (dy all zero).
     hidden = 256
     ours, ref = make_pair("LSTM", 7, hidden, layers=2)
     x = rng.standard_normal((steps, 1, 7)).astype(np.float32)
