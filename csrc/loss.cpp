@@ -47,13 +47,23 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, kElementGrain / std::
 // inline into it: one call per thread, not two per row (a row of 65 classes is a few
 // vectors, and the calls and per-row buffer look-ups cost as much).
 
-// log sum_c exp(x[c]) for one row of C logits, from the row max m as
-// m + log sum_c exp(x[c] - m), so that exp never sees a positive argument (logits of 1e4
-// would overflow otherwise); the sum runs in double.
+// lse[i] = log sum_c exp(x[i * C + c]) for `rows` <= kLseRows rows of C logits, each
+// from its row max m as m + log sum_c exp(x[c] - m), so that exp never sees a positive
+// argument (logits of 1e4 would overflow otherwise); the sums run in double. The rows'
+// maxima come first, then their sums, then the logs of all kLseRows sums in one loop,
+// which vectorises over rows: no row's exponentials wait on its own max, nor the next
+// row on a scalar log (a division and a chain of ten multiply-adds). Row by row, a
+// row of 65 classes took 60-65 ns (3200 rows, 1 thread, AVX-512 and AVX2), now 53.
+constexpr int64_t kLseRows = 16;
+
 template <typename T>
-PYCORE_INLINE double row_logsumexp(const T* x, int64_t C) {
-    const T max_x = fastmath::row_max(x, C);
-    return double(max_x) + fastmath::log_of_sum(fastmath::row_exp_sum<T>(nullptr, x, max_x, C));
+PYCORE_INLINE void block_logsumexp(const T* x, int64_t C, int64_t rows, double* lse) {
+    double sum[kLseRows];
+    T max_x[kLseRows];
+    for (int64_t i = 0; i < kLseRows; ++i) sum[i] = 1.0, max_x[i] = T(0);  // rows past `rows`: log 1
+    for (int64_t i = 0; i < rows; ++i) max_x[i] = fastmath::row_max(x + i * C, C);
+    for (int64_t i = 0; i < rows; ++i) sum[i] = fastmath::row_exp_sum<T>(nullptr, x + i * C, max_x[i], C);
+    for (int64_t i = 0; i < kLseRows; ++i) lse[i] = double(max_x[i]) + fastmath::log_of_sum(sum[i]);
 }
 
 // dx[c] = p_scale * exp(x[c] - lse) - offset * weight[c] (weight[c] = 1 when weight is null).
@@ -85,7 +95,10 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                            int64_t R, int64_t C) {
     const double eps = label_smoothing;
     simd::parallel_run(R, threads_for(R, row_grain(C)), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
+        double block_lse[kLseRows];
         for (int64_t r = r0; r < r1; ++r) {
+            if ((r - r0) % kLseRows == 0)  // the next rows' log-sum-exps (ignored rows' too)
+                block_logsumexp(logits + r * C, C, std::min(kLseRows, r1 - r), block_lse);
             const int64_t t = targets[r];
             if (t == ignore_index) {
                 losses[r] = T(0);
@@ -93,7 +106,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                 continue;
             }
             const T* x = logits + r * C;
-            const double lse = row_logsumexp(x, C);
+            const double lse = block_lse[(r - r0) % kLseRows];
             // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
             const double w_t = class_weight ? double(class_weight[t]) : 1.0;
             double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
