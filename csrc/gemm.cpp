@@ -691,7 +691,6 @@ int64_t gemm_row_block() {
 template int64_t gemm_row_block<float>();
 template int64_t gemm_row_block<double>();
 
-
 const char* gemm_simd_path() { return current_kernel<float>()->name; }
 
 bool gemm_set_simd_path(const char* name) {

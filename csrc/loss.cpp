@@ -97,7 +97,8 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
     simd::parallel_run(R, threads_for(R, row_grain(C)), [=](int64_t r0, int64_t r1) PYCORE_LAMBDA_INLINE {
         double block_lse[kLseRows];
         for (int64_t r = r0; r < r1; ++r) {
-            if ((r - r0) % kLseRows == 0)  // the next rows' log-sum-exps (ignored rows' too)
+            const int64_t in_block = (r - r0) % kLseRows;
+            if (in_block == 0)  // the next rows' log-sum-exps (ignored rows' too)
                 block_logsumexp(logits + r * C, C, std::min(kLseRows, r1 - r), block_lse);
             const int64_t t = targets[r];
             if (t == ignore_index) {
@@ -106,7 +107,7 @@ void cross_entropy_forward(T* losses, double* logsumexp, const T* logits, const 
                 continue;
             }
             const T* x = logits + r * C;
-            const double lse = block_lse[(r - r0) % kLseRows];
+            const double lse = block_lse[in_block];
             // the loss: -logp_t, plus the smoothing term sum_c w_c * (-logp_c) = sum_c w_c (lse - x_c)
             const double w_t = class_weight ? double(class_weight[t]) : 1.0;
             double loss = (1.0 - eps) * w_t * (lse - double(x[t]));
